@@ -1,0 +1,275 @@
+//! `logferry migrate`: the native YAML equivalent of a loaded agent.json.
+//!
+//! Guarantees: the YAML loads, keeps every flow id (so checkpoints carry over), keeps the Kinesis
+//! Agent's processors verbatim (so records stay byte-identical), and writes out every default that
+//! differs between the formats (start position, us-east-1 for Firehose and CloudWatch, the
+//! `.gz/.bz2/.zip` exclusion), so behaviour does not change by moving to YAML.
+
+use super::*;
+use crate::convert::json::JsonLayout;
+use serde_json::{json, Map, Value};
+
+fn layout_name(l: JsonLayout) -> &'static str {
+    match l {
+        JsonLayout::Compact => "COMPACT",
+        JsonLayout::Pretty => "PRETTYPRINT",
+    }
+}
+
+fn processor_value(p: &ProcessorSpec) -> Value {
+    match p {
+        ProcessorSpec::SingleLine {
+            no_trim,
+            escape_new_line,
+        } => {
+            let mut opts = Vec::new();
+            if *no_trim {
+                opts.push("NO_TRIM");
+            }
+            if *escape_new_line {
+                opts.push("ESCAPE_NEW_LINE");
+            }
+            if opts.is_empty() {
+                json!({"optionName": "SINGLELINE"})
+            } else {
+                json!({"optionName": "SINGLELINE", "parseOptions": opts})
+            }
+        }
+        ProcessorSpec::CsvToJson {
+            fields,
+            delimiter,
+            layout,
+        } => {
+            json!({"optionName": "CSVTOJSON", "customFieldNames": fields, "delimiter": delimiter.as_str(), "jsonFormat": layout_name(*layout)})
+        }
+        ProcessorSpec::LogToJson {
+            format,
+            pattern,
+            fields,
+            layout,
+        } => {
+            let mut m = Map::new();
+            m.insert("optionName".into(), "LOGTOJSON".into());
+            m.insert("logFormat".into(), format.name().into());
+            if let Some(p) = pattern {
+                m.insert("matchPattern".into(), p.as_str().into());
+            }
+            if !fields.is_empty() {
+                m.insert("customFieldNames".into(), json!(fields));
+            }
+            m.insert("jsonFormat".into(), layout_name(*layout).into());
+            Value::Object(m)
+        }
+        ProcessorSpec::AddMetadata {
+            metadata,
+            timestamp,
+            layout,
+        } => {
+            json!({"optionName": "ADDMETADATA", "metadata": metadata, "timestamp": if *timestamp { "true" } else { "false" }, "jsonFormat": layout_name(*layout)})
+        }
+        ProcessorSpec::AddEc2Metadata {
+            ttl_secs,
+            tags,
+            layout,
+        } => {
+            json!({"optionName": "ADDEC2METADATA", "logFormat": "COMMONAPACHELOG", "metadataTTL": ttl_secs, "tags": tags, "jsonFormat": layout_name(*layout)})
+        }
+        ProcessorSpec::AddBrackets => json!({"optionName": "ADDBRACKETS"}),
+        ProcessorSpec::Parse {
+            format,
+            on_mismatch,
+        } => {
+            json!({"type": "parse", "format": format.name(), "on_mismatch": policy_name(*on_mismatch)})
+        }
+        ProcessorSpec::Regex {
+            pattern,
+            on_mismatch,
+        } => {
+            json!({"type": "regex", "pattern": pattern.as_str(), "on_mismatch": policy_name(*on_mismatch)})
+        }
+        ProcessorSpec::Json { on_mismatch } => {
+            json!({"type": "json", "on_mismatch": policy_name(*on_mismatch)})
+        }
+        ProcessorSpec::Filter { include, exclude } => json!({
+            "type": "filter",
+            "include": include.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "exclude": exclude.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn policy_name(p: crate::convert::MismatchPolicy) -> &'static str {
+    match p {
+        crate::convert::MismatchPolicy::Raw => "raw",
+        crate::convert::MismatchPolicy::Drop => "drop",
+    }
+}
+
+fn aws_target(
+    m: &mut Map<String, Value>,
+    endpoint: Option<&String>,
+    region: Option<&String>,
+    default_region: Option<&str>,
+) {
+    if let Some(e) = endpoint {
+        m.insert("endpoint".into(), e.clone().into());
+    }
+    match (region, endpoint, default_region) {
+        (Some(r), _, _) => {
+            m.insert("region".into(), r.clone().into());
+        }
+        (None, None, Some(d)) => {
+            m.insert("region".into(), d.into());
+        }
+        _ => {}
+    }
+}
+
+/// The native configuration as a YAML document.
+pub fn to_native_yaml(cfg: &Config) -> String {
+    let mut root = Map::new();
+    root.insert(
+        "checkpoint_file".into(),
+        cfg.checkpoint_file.display().to_string().into(),
+    );
+    root.insert("checkpoint_ttl_days".into(), cfg.checkpoint_ttl_days.into());
+    root.insert("shutdown_timeout_ms".into(), cfg.shutdown_timeout_ms.into());
+    root.insert("status_period_secs".into(), cfg.status_period_secs.into());
+    let mut cw = Map::new();
+    cw.insert("emit_metrics".into(), cfg.cloudwatch.emit_metrics.into());
+    cw.insert("namespace".into(), cfg.cloudwatch.namespace.clone().into());
+    let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
+    aws_target(
+        &mut cw,
+        cfg.cloudwatch.endpoint.as_ref(),
+        cfg.cloudwatch.region.as_ref(),
+        default_region,
+    );
+    cw.insert("tag_instance".into(), cfg.cloudwatch.tag_instance.into());
+    cw.insert(
+        "buffer_time_ms".into(),
+        cfg.cloudwatch.buffer_time_ms.into(),
+    );
+    cw.insert("queue_size".into(), cfg.cloudwatch.queue_size.into());
+    root.insert("cloudwatch".into(), Value::Object(cw));
+    let mut aws = Map::new();
+    if let (Some(k), Some(s)) = (&cfg.aws.access_key_id, &cfg.aws.secret_access_key) {
+        aws.insert("access_key_id".into(), k.clone().into());
+        aws.insert("secret_access_key".into(), s.0.clone().into());
+    }
+    for (k, v) in [
+        ("role_arn", &cfg.aws.assume_role_arn),
+        ("external_id", &cfg.aws.assume_role_external_id),
+        ("sts_endpoint", &cfg.aws.sts_endpoint),
+    ] {
+        if let Some(v) = v {
+            aws.insert(k.into(), v.clone().into());
+        }
+    }
+    aws.insert(
+        "connect_timeout_ms".into(),
+        cfg.aws.connection_timeout_ms.into(),
+    );
+    aws.insert("read_timeout_ms".into(), cfg.aws.socket_timeout_ms.into());
+    root.insert("aws".into(), Value::Object(aws));
+    let flows: Vec<Value> = cfg.flows.iter().map(|f| flow_value(cfg, f)).collect();
+    root.insert("flows".into(), Value::Array(flows));
+    let mut out = String::from("# Native logferry configuration, migrated from a Kinesis Agent agent.json.\n# Flow ids are unchanged, so checkpoints carry over; processors are kept verbatim, so records are unchanged.\n");
+    out.push_str(&serde_yaml_ng::to_string(&Value::Object(root)).unwrap_or_default());
+    out
+}
+
+fn flow_value(cfg: &Config, f: &Flow) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), f.id.clone().into());
+    let mut sources = Vec::new();
+    for s in &f.sources {
+        let mut exclude = s.exclude.clone();
+        if f.path_rules == PathRules::KinesisAgent {
+            for ext in ["gz", "bz2", "zip", "GZ", "BZ2", "ZIP"] {
+                exclude.push(format!("*.{ext}"));
+            }
+        }
+        sources.push(json!({"path": s.include, "exclude": exclude}));
+    }
+    m.insert("sources".into(), Value::Array(sources));
+    m.insert(
+        "initial_position".into(),
+        (if f.initial_position == InitialPosition::StartOfFile {
+            "start_of_file"
+        } else {
+            "end_of_file"
+        })
+        .into(),
+    );
+    m.insert("skip_header_lines".into(), f.skip_header_lines.into());
+    match &f.assembly {
+        Assembly::Lines => {}
+        Assembly::MultiLine { start } => {
+            m.insert(
+                "multiline".into(),
+                json!({"start_pattern": start.as_str(), "flush_timeout_ms": f.multiline_flush_ms}),
+            );
+        }
+        Assembly::Aggregate { max_bytes } => {
+            m.insert("aggregate_record_bytes".into(), (*max_bytes).into());
+        }
+    }
+    m.insert("max_line_bytes".into(), f.max_line_bytes.into());
+    m.insert(
+        "truncated_record_terminator".into(),
+        String::from_utf8_lossy(&f.truncated_record_terminator)
+            .into_owned()
+            .into(),
+    );
+    if !f.processors.is_empty() {
+        m.insert(
+            "processors".into(),
+            Value::Array(f.processors.iter().map(processor_value).collect()),
+        );
+    }
+    m.insert("buffer".into(), json!({"max_age_ms": f.buffer.max_age_ms, "max_bytes": f.buffer.max_bytes, "max_records": f.buffer.max_records}));
+    m.insert("retry".into(), json!({"initial_backoff_ms": f.retry_initial_backoff_ms, "max_backoff_ms": f.retry_max_backoff_ms}));
+    let mut sink = Map::new();
+    match &f.destination {
+        Destination::Firehose { stream, aws } => {
+            sink.insert("type".into(), "firehose".into());
+            sink.insert("stream".into(), stream.clone().into());
+            let endpoint = aws.endpoint.as_ref().or(cfg.aws.firehose_endpoint.as_ref());
+            let default = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
+            aws_target(&mut sink, endpoint, aws.region.as_ref(), default);
+        }
+        Destination::Kinesis {
+            stream,
+            aws,
+            partition_key,
+        } => {
+            sink.insert("type".into(), "kinesis".into());
+            sink.insert("stream".into(), stream.clone().into());
+            let endpoint = aws.endpoint.as_ref().or(cfg.aws.kinesis_endpoint.as_ref());
+            let region = aws.region.as_ref().or(cfg.aws.kinesis_region.as_ref());
+            aws_target(&mut sink, endpoint, region, None);
+            let key = match partition_key {
+                PartitionKey::Random => json!("random"),
+                PartitionKey::Deterministic => json!("deterministic"),
+                PartitionKey::Field(f) => json!({"field": f}),
+                PartitionKey::Constant(c) => json!({"constant": c}),
+            };
+            sink.insert("partition_key".into(), key);
+        }
+        Destination::File { path } => {
+            sink.insert("type".into(), "file".into());
+            sink.insert("path".into(), path.display().to_string().into());
+        }
+        Destination::Stdout => {
+            sink.insert("type".into(), "stdout".into());
+        }
+    }
+    if let Destination::Firehose { aws, .. } | Destination::Kinesis { aws, .. } = &f.destination {
+        if let Some(r) = &aws.role_arn {
+            sink.insert("role_arn".into(), r.clone().into());
+        }
+    }
+    m.insert("sink".into(), Value::Object(sink));
+    Value::Object(m)
+}

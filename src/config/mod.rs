@@ -1,0 +1,257 @@
+//! One configuration model, loaded from a Kinesis Agent `agent.json` or from logferry's native YAML.
+//!
+//! Guarantees: a [`Config`] that loads is complete and valid: every range checked, every pattern
+//! compiled, every processor built; anything wrong is refused with the file, the key and the
+//! reason ([`ConfigErrors`]), and unknown keys come back as warnings naming the closest known key.
+//! Both formats produce the same types, so nothing downstream knows which one was used, except
+//! through [`ConfigFormat`] where defaults differ on purpose (documented in the README).
+
+pub mod agent_json;
+pub mod migrate;
+pub mod native;
+pub mod reader;
+
+use crate::convert::ProcessorSpec;
+pub use crate::framing::Assembly;
+use crate::javaregex::JavaRegex;
+pub use reader::{ConfigError, ConfigErrors};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where logferry keeps its checkpoints unless told otherwise: a persistent directory, not the
+/// Kinesis Agent's tmpfs `/var/run` default, which loses every position at reboot.
+pub const DEFAULT_CHECKPOINT_FILE: &str = "/var/lib/logferry/checkpoints.db";
+
+/// Firehose's largest record (PutRecordBatch).
+pub const FIREHOSE_MAX_RECORD: usize = 1_024_000;
+/// Kinesis Data Streams' largest record, data plus partition key.
+pub const KINESIS_MAX_RECORD: usize = 1_048_576;
+/// The longest partition key Kinesis accepts; reserved so data plus key always fits.
+pub const KINESIS_MAX_KEY: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    KinesisAgent,
+    Native,
+}
+
+/// The whole agent configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub format: ConfigFormat,
+    pub checkpoint_file: PathBuf,
+    pub checkpoint_ttl_days: u32,
+    pub shutdown_timeout_ms: u64,
+    pub status_period_secs: u64,
+    pub cloudwatch: CloudWatch,
+    pub aws: AwsSettings,
+    pub flows: Vec<Flow>,
+    /// Non-fatal findings (unknown keys, skipped agent.d files, legacy keys).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudWatch {
+    pub emit_metrics: bool,
+    pub endpoint: Option<String>,
+    /// Native only; agent.json has no such key.
+    pub region: Option<String>,
+    pub namespace: String,
+    pub tag_instance: bool,
+    pub buffer_time_ms: u64,
+    pub queue_size: u64,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Process-wide AWS settings (agent.json's global keys).
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub assume_role_arn: Option<String>,
+    pub assume_role_external_id: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub kinesis_endpoint: Option<String>,
+    pub kinesis_region: Option<String>,
+    pub firehose_endpoint: Option<String>,
+    pub connection_timeout_ms: u64,
+    pub socket_timeout_ms: u64,
+    pub max_connections: Option<u64>,
+    pub user_agent: Option<String>,
+    pub user_agent_override: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialPosition {
+    StartOfFile,
+    EndOfFile,
+}
+
+/// How a flow's path patterns are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRules {
+    /// Glob only in the last component; `.gz`, `.bz2`, `.zip` never match.
+    KinesisAgent,
+    /// Globs in any component; excludes apply.
+    Native,
+}
+
+/// A set of files to tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub include: String,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionKey {
+    /// A random key per record (the Kinesis Agent's default).
+    Random,
+    /// A hash of the record's own bytes.
+    Deterministic,
+    /// The value of a top-level field of the converted JSON record.
+    Field(String),
+    Constant(String),
+}
+
+/// Per-sink AWS overrides (native format); agent.json sinks inherit the global settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsTarget {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Firehose {
+        stream: String,
+        aws: AwsTarget,
+    },
+    Kinesis {
+        stream: String,
+        aws: AwsTarget,
+        partition_key: PartitionKey,
+    },
+    File {
+        path: PathBuf,
+    },
+    Stdout,
+}
+
+impl Destination {
+    /// The CloudWatch `Destination` dimension and log name.
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Firehose { stream, .. } => format!("DeliveryStream:{stream}"),
+            Destination::Kinesis { stream, .. } => format!("KinesisStream:{stream}"),
+            Destination::File { path } => format!("File:{}", path.display()),
+            Destination::Stdout => "Stdout".into(),
+        }
+    }
+
+    /// The largest record the destination takes (for Kinesis, room is kept for the key).
+    pub fn max_record_bytes(&self) -> usize {
+        match self {
+            Destination::Firehose { .. } => FIREHOSE_MAX_RECORD,
+            Destination::Kinesis { .. } => KINESIS_MAX_RECORD - KINESIS_MAX_KEY,
+            Destination::File { .. } | Destination::Stdout => FIREHOSE_MAX_RECORD,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    pub max_age_ms: u64,
+    pub max_bytes: u64,
+    pub max_records: u64,
+}
+
+/// One flow: sources → framing → processors → destination.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub id: String,
+    pub sources: Vec<Source>,
+    pub path_rules: PathRules,
+    pub destination: Destination,
+    pub initial_position: InitialPosition,
+    pub skip_header_lines: u64,
+    pub assembly: Assembly,
+    /// How long a multi-line record may wait for its next line before it is sent.
+    pub multiline_flush_ms: u64,
+    /// Longest line kept in memory; the rest of a longer line is consumed and counted.
+    pub max_line_bytes: usize,
+    pub max_record_bytes: usize,
+    pub truncated_record_terminator: Vec<u8>,
+    pub processors: Vec<ProcessorSpec>,
+    pub buffer: BufferLimits,
+    pub retry_initial_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
+    pub publish_queue_capacity: u64,
+    pub min_time_between_file_polls_ms: u64,
+    pub max_time_between_file_tracker_refresh_ms: u64,
+    pub file_footer_pattern: Option<JavaRegex>,
+}
+
+/// Loads a configuration: YAML when the file name ends in `.yaml`/`.yml`, agent.json otherwise.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            reason: format!("cannot read the configuration: {e}"),
+        }])
+    })?;
+    if is_yaml_path(path) {
+        native::load(path, &text)
+    } else {
+        agent_json::load(path, &text)
+    }
+}
+
+pub fn is_yaml_path(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+impl Config {
+    /// One-line notes about defaults that surprise, logged at start.
+    pub fn start_notices(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.format != ConfigFormat::KinesisAgent {
+            return out;
+        }
+        let uses_firehose = self
+            .flows
+            .iter()
+            .any(|f| matches!(f.destination, Destination::Firehose { .. }));
+        if uses_firehose && self.aws.firehose_endpoint.is_none() {
+            out.push(
+                "Firehose requests go to us-east-1 (firehose.us-east-1.amazonaws.com), as the Kinesis Agent does when \"firehose.endpoint\" is not set; set \"firehose.endpoint\" (e.g. \"https://firehose.eu-west-1.amazonaws.com\") to use another region".into(),
+            );
+        }
+        if self.cloudwatch.emit_metrics && self.cloudwatch.endpoint.is_none() {
+            out.push(
+                "CloudWatch metrics go to us-east-1 (monitoring.us-east-1.amazonaws.com), as the Kinesis Agent does when \"cloudwatch.endpoint\" is not set; set \"cloudwatch.endpoint\" (e.g. \"https://monitoring.eu-west-1.amazonaws.com\") to use another region".into(),
+            );
+        }
+        out
+    }
+
+    pub fn flow(&self, id: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.id == id)
+    }
+}

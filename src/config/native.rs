@@ -1,0 +1,507 @@
+//! logferry's native YAML configuration: what agent.json cannot say. Several sources per flow,
+//! globs in any path component, excludes, per-sink region / endpoint / role, typed output, the
+//! native processors, and local `file` / `stdout` sinks.
+//!
+//! The schema is documented in the README ("Native configuration"). Processors may also be given
+//! as Kinesis Agent `dataProcessingOptions` objects (with `optionName`), which keeps their exact
+//! output; that is what `logferry migrate` writes.
+
+use super::reader::{kind, Ctx, Obj, Scalars};
+use super::*;
+use crate::convert::{MismatchPolicy, NativeFormat, ProcessorSpec};
+use serde_json::Value;
+
+pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx::new(path, Scalars::Plain);
+    let root = match serde_yaml_ng::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => m,
+        Ok(other) => {
+            ctx.error(
+                "",
+                format!("the top level must be a mapping, found {}", kind(&other)),
+            );
+            return Err(ConfigErrors(ctx.errors));
+        }
+        Err(e) => {
+            ctx.error("", format!("not valid YAML: {e}"));
+            return Err(ConfigErrors(ctx.errors));
+        }
+    };
+    let top = Obj::new(&root, "");
+    const I: i64 = i64::MAX;
+    let cw = top.object(&mut ctx, "cloudwatch");
+    let cloudwatch = match &cw {
+        Some(c) => CloudWatch {
+            emit_metrics: c.bool(&mut ctx, "emit_metrics", false),
+            endpoint: c.str(&mut ctx, "endpoint"),
+            region: c.str(&mut ctx, "region"),
+            namespace: c
+                .str(&mut ctx, "namespace")
+                .unwrap_or_else(|| "logferry".into()),
+            tag_instance: c.bool(&mut ctx, "tag_instance", false),
+            buffer_time_ms: c.int(&mut ctx, "buffer_time_ms", 30_000, 1000, I) as u64,
+            queue_size: c.int(&mut ctx, "queue_size", 10_000, 1, I) as u64,
+        },
+        None => CloudWatch {
+            emit_metrics: false,
+            endpoint: None,
+            region: None,
+            namespace: "logferry".into(),
+            tag_instance: false,
+            buffer_time_ms: 30_000,
+            queue_size: 10_000,
+        },
+    };
+    if let Some(c) = cw {
+        c.finish(&mut ctx);
+    }
+    let aws_obj = top.object(&mut ctx, "aws");
+    let aws = match &aws_obj {
+        Some(a) => AwsSettings {
+            access_key_id: a.str(&mut ctx, "access_key_id"),
+            secret_access_key: a.str(&mut ctx, "secret_access_key").map(Secret),
+            assume_role_arn: a.str(&mut ctx, "role_arn"),
+            assume_role_external_id: a.str(&mut ctx, "external_id"),
+            sts_endpoint: a.str(&mut ctx, "sts_endpoint"),
+            connection_timeout_ms: a.int(&mut ctx, "connect_timeout_ms", 3_000, 1, I) as u64,
+            socket_timeout_ms: a.int(&mut ctx, "read_timeout_ms", 30_000, 1, I) as u64,
+            ..AwsSettings::default()
+        },
+        None => AwsSettings {
+            connection_timeout_ms: 3_000,
+            socket_timeout_ms: 30_000,
+            ..AwsSettings::default()
+        },
+    };
+    if let Some(a) = aws_obj {
+        if a.has("access_key_id") != a.has("secret_access_key") {
+            ctx.error(&a.path, "access_key_id and secret_access_key go together");
+        }
+        a.finish(&mut ctx);
+    }
+    let mut cfg = Config {
+        path: path.to_path_buf(),
+        format: ConfigFormat::Native,
+        checkpoint_file: top
+            .str(&mut ctx, "checkpoint_file")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
+        checkpoint_ttl_days: top.int(&mut ctx, "checkpoint_ttl_days", 7, 1, 36500) as u32,
+        shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, I) as u64,
+        status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, I) as u64,
+        cloudwatch,
+        aws,
+        flows: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match top.get("flows") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("flows[{i}]");
+                match item {
+                    Value::Object(m) => {
+                        if let Some(f) = flow(&mut ctx, &Obj::new(m, p)) {
+                            cfg.flows.push(f)
+                        }
+                    }
+                    other => ctx.error(
+                        &p,
+                        format!("expected a flow mapping, found {}", kind(other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => ctx.error(
+            "flows",
+            format!("expected a list of flows, found {}", kind(other)),
+        ),
+        None => ctx.error("flows", "is required: at least one flow"),
+    }
+    top.finish(&mut ctx);
+    if cfg.flows.is_empty() && ctx.errors.is_empty() {
+        ctx.error("flows", "there are no flows configured");
+    }
+    for (i, f) in cfg.flows.iter().enumerate() {
+        if cfg.flows[..i].iter().any(|g| g.id == f.id) {
+            ctx.error(
+                &format!("flows[{i}].id"),
+                format!("duplicate flow id {:?}", f.id),
+            );
+        }
+    }
+    if !ctx.errors.is_empty() {
+        return Err(ConfigErrors(ctx.errors));
+    }
+    cfg.warnings = ctx.warnings;
+    Ok(cfg)
+}
+
+fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
+    const I: i64 = i64::MAX;
+    let before = ctx.errors.len();
+    let id = o.required_str(ctx, "id");
+    let mut sources = Vec::new();
+    if let Some(p) = o.str(ctx, "path") {
+        sources.push(Source {
+            include: p,
+            exclude: o.str_list(ctx, "exclude").unwrap_or_default(),
+        });
+    }
+    match o.get("sources") {
+        Some(Value::Array(items)) => {
+            for (i, it) in items.iter().enumerate() {
+                let key = format!("{}[{i}]", o.key_path("sources"));
+                match it {
+                    Value::String(s) => sources.push(Source {
+                        include: s.clone(),
+                        exclude: Vec::new(),
+                    }),
+                    Value::Object(m) => {
+                        let so = Obj::new(m, key);
+                        if let Some(p) = so.required_str(ctx, "path") {
+                            sources.push(Source {
+                                include: p,
+                                exclude: so.str_list(ctx, "exclude").unwrap_or_default(),
+                            });
+                        }
+                        so.finish(ctx);
+                    }
+                    other => ctx.error(
+                        &key,
+                        format!(
+                            "expected a path or a mapping with `path`, found {}",
+                            kind(other)
+                        ),
+                    ),
+                }
+            }
+        }
+        Some(other) => ctx.error(
+            &o.key_path("sources"),
+            format!("expected a list, found {}", kind(other)),
+        ),
+        None => {}
+    }
+    if sources.is_empty() && ctx.errors.len() == before {
+        ctx.error(&o.key_path("sources"), "a flow needs `path` or `sources`");
+    }
+    for s in &sources {
+        if !s.include.starts_with('/') {
+            ctx.warn(
+                &o.key_path("sources"),
+                format_args!(
+                    "{:?} is relative; it is resolved against the agent's working directory",
+                    s.include
+                ),
+            );
+        }
+    }
+    let destination = match o.object(ctx, "sink") {
+        Some(s) => sink(ctx, &s),
+        None => {
+            ctx.error(
+                &o.key_path("sink"),
+                "is required (type: firehose, kinesis, file or stdout)",
+            );
+            None
+        }
+    };
+    let destination = destination.unwrap_or(Destination::Stdout);
+    let max_record_bytes = destination.max_record_bytes();
+    let multi = o.object(ctx, "multiline");
+    let (start, flush_ms) = match &multi {
+        Some(m) => {
+            let pattern =
+                m.required_str(ctx, "start_pattern")
+                    .and_then(|p| match JavaRegex::new(&p) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            ctx.error(&m.key_path("start_pattern"), format!("pattern {p:?}: {e}"));
+                            None
+                        }
+                    });
+            (
+                pattern,
+                m.int(ctx, "flush_timeout_ms", 1000, 1, 3_600_000) as u64,
+            )
+        }
+        None => (None, 1000),
+    };
+    if let Some(m) = multi {
+        m.finish(ctx);
+    }
+    let aggregate = o.int(ctx, "aggregate_record_bytes", 0, 0, max_record_bytes as i64) as usize;
+    let assembly = match (start, aggregate) {
+        (Some(start), 0) => Assembly::MultiLine { start },
+        (Some(_), _) => {
+            ctx.error(
+                &o.key_path("aggregate_record_bytes"),
+                "cannot be combined with `multiline`",
+            );
+            Assembly::Lines
+        }
+        (None, 0) => Assembly::Lines,
+        (None, n) => Assembly::Aggregate { max_bytes: n },
+    };
+    let default_max_bytes: i64 = match destination {
+        Destination::Kinesis { .. } => 5_242_880,
+        _ => 4_194_304,
+    };
+    let terminator = o
+        .str(ctx, "truncated_record_terminator")
+        .unwrap_or_else(|| "\n".into())
+        .into_bytes();
+    if terminator.len() >= max_record_bytes {
+        ctx.error(
+            &o.key_path("truncated_record_terminator"),
+            format!("must be shorter than the largest record ({max_record_bytes} bytes)"),
+        );
+    }
+    let processors = match o.get("processors") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                let key = format!("{}[{i}]", o.key_path("processors"));
+                match it {
+                    Value::Object(m) if m.contains_key("optionName") => {
+                        let saved = ctx.scalars;
+                        ctx.scalars = Scalars::Java;
+                        let p = super::agent_json::processor(ctx, &Obj::new(m, key));
+                        ctx.scalars = saved;
+                        out.extend(p);
+                    }
+                    Value::Object(m) => out.extend(processor(ctx, &Obj::new(m, key))),
+                    other => ctx.error(
+                        &key,
+                        format!("expected a processor mapping, found {}", kind(other)),
+                    ),
+                }
+            }
+            out
+        }
+        Some(other) => {
+            ctx.error(
+                &o.key_path("processors"),
+                format!("expected a list of processors, found {}", kind(other)),
+            );
+            Vec::new()
+        }
+    };
+    let buf = o.object(ctx, "buffer");
+    let buffer = match &buf {
+        Some(b) => BufferLimits {
+            max_age_ms: b.int(ctx, "max_age_ms", 60_000, 100, 900_000) as u64,
+            max_bytes: b.int(ctx, "max_bytes", default_max_bytes, 1, default_max_bytes) as u64,
+            max_records: b.int(ctx, "max_records", 500, 1, 500) as u64,
+        },
+        None => BufferLimits {
+            max_age_ms: 60_000,
+            max_bytes: default_max_bytes as u64,
+            max_records: 500,
+        },
+    };
+    if let Some(b) = buf {
+        b.finish(ctx);
+    }
+    let retry = o.object(ctx, "retry");
+    let (ri, rm) = match &retry {
+        Some(r) => (
+            r.int(ctx, "initial_backoff_ms", 100, 1, I) as u64,
+            r.int(ctx, "max_backoff_ms", 10_000, 1, I) as u64,
+        ),
+        None => (100, 10_000),
+    };
+    if let Some(r) = retry {
+        r.finish(ctx);
+    }
+    let flow = Flow {
+        id: id.unwrap_or_default(),
+        sources,
+        path_rules: PathRules::Native,
+        initial_position: o.enumeration(
+            ctx,
+            "initial_position",
+            &[
+                ("start_of_file", InitialPosition::StartOfFile),
+                ("end_of_file", InitialPosition::EndOfFile),
+            ],
+            InitialPosition::StartOfFile,
+        ),
+        skip_header_lines: o.int(ctx, "skip_header_lines", 0, 0, I) as u64,
+        assembly,
+        multiline_flush_ms: flush_ms,
+        max_line_bytes: o.int(ctx, "max_line_bytes", default_max_bytes, 1024, 64 << 20) as usize,
+        max_record_bytes,
+        truncated_record_terminator: terminator,
+        processors,
+        buffer,
+        retry_initial_backoff_ms: ri,
+        retry_max_backoff_ms: rm,
+        publish_queue_capacity: 100,
+        min_time_between_file_polls_ms: 100,
+        max_time_between_file_tracker_refresh_ms: 10_000,
+        file_footer_pattern: None,
+        destination,
+    };
+    o.finish(ctx);
+    (ctx.errors.len() == before).then_some(flow)
+}
+
+fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
+    let ty = s.required_str(ctx, "type")?;
+    let aws = |ctx: &mut Ctx| AwsTarget {
+        region: s.str(ctx, "region"),
+        endpoint: s.str(ctx, "endpoint"),
+        role_arn: s.str(ctx, "role_arn"),
+        external_id: s.str(ctx, "external_id"),
+    };
+    let d = match ty.as_str() {
+        "firehose" => Some(Destination::Firehose {
+            stream: s.required_str(ctx, "stream")?,
+            aws: aws(ctx),
+        }),
+        "kinesis" => {
+            let stream = s.required_str(ctx, "stream")?;
+            let aws = aws(ctx);
+            let partition_key = match s.get("partition_key") {
+                None => PartitionKey::Random,
+                Some(Value::String(k)) if k == "random" => PartitionKey::Random,
+                Some(Value::String(k)) if k == "deterministic" => PartitionKey::Deterministic,
+                Some(Value::Object(m)) if m.len() == 1 && m.contains_key("field") => {
+                    PartitionKey::Field(m["field"].as_str().unwrap_or_default().to_string())
+                }
+                Some(Value::Object(m)) if m.len() == 1 && m.contains_key("constant") => {
+                    PartitionKey::Constant(m["constant"].as_str().unwrap_or_default().to_string())
+                }
+                Some(other) => {
+                    ctx.error(&s.key_path("partition_key"), format!("{other} is not one of: random, deterministic, {{field: NAME}}, {{constant: KEY}}"));
+                    PartitionKey::Random
+                }
+            };
+            if let PartitionKey::Constant(k) | PartitionKey::Field(k) = &partition_key {
+                if k.is_empty() || k.len() > KINESIS_MAX_KEY {
+                    ctx.error(
+                        &s.key_path("partition_key"),
+                        format!("must be 1 to {KINESIS_MAX_KEY} characters"),
+                    );
+                }
+            }
+            Some(Destination::Kinesis {
+                stream,
+                aws,
+                partition_key,
+            })
+        }
+        "file" => Some(Destination::File {
+            path: PathBuf::from(s.required_str(ctx, "path")?),
+        }),
+        "stdout" => Some(Destination::Stdout),
+        other => {
+            ctx.error(
+                &s.key_path("type"),
+                format!("{other:?} is not one of firehose, kinesis, file, stdout"),
+            );
+            None
+        }
+    };
+    s.finish(ctx);
+    d
+}
+
+fn policy(ctx: &mut Ctx, o: &Obj<'_>) -> MismatchPolicy {
+    o.enumeration(
+        ctx,
+        "on_mismatch",
+        &[("raw", MismatchPolicy::Raw), ("drop", MismatchPolicy::Drop)],
+        MismatchPolicy::Raw,
+    )
+}
+
+fn rust_regex(ctx: &mut Ctx, key: &str, p: &str) -> Option<regex::Regex> {
+    regex::Regex::new(p)
+        .map_err(|e| ctx.error(key, format!("pattern {p:?} does not compile: {e}")))
+        .ok()
+}
+
+fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
+    let before = ctx.errors.len();
+    let ty = o.required_str(ctx, "type")?;
+    let spec = match ty.as_str() {
+        "parse" => {
+            let f = o.required_str(ctx, "format")?;
+            let format = NativeFormat::from_name(&f).or_else(|| {
+                ctx.error(
+                    &o.key_path("format"),
+                    format!("{f:?} is not one of {}", NativeFormat::NAMES.join(", ")),
+                );
+                None
+            });
+            let on_mismatch = policy(ctx, o);
+            format.map(|format| ProcessorSpec::Parse {
+                format,
+                on_mismatch,
+            })
+        }
+        "regex" => {
+            let p = o.required_str(ctx, "pattern")?;
+            let pattern = rust_regex(ctx, &o.key_path("pattern"), &p);
+            if let Some(r) = &pattern {
+                if r.capture_names().flatten().next().is_none() {
+                    ctx.error(
+                        &o.key_path("pattern"),
+                        "has no named group; name the fields with (?<name>...)",
+                    );
+                }
+            }
+            let on_mismatch = policy(ctx, o);
+            pattern.map(|pattern| ProcessorSpec::Regex {
+                pattern,
+                on_mismatch,
+            })
+        }
+        "json" => Some(ProcessorSpec::Json {
+            on_mismatch: policy(ctx, o),
+        }),
+        "filter" => {
+            let mut compile = |key: &'static str| -> Vec<regex::bytes::Regex> {
+                o.str_list(ctx, key)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| {
+                        regex::bytes::Regex::new(p)
+                            .map_err(|e| {
+                                ctx.error(
+                                    &o.key_path(key),
+                                    format!("pattern {p:?} does not compile: {e}"),
+                                )
+                            })
+                            .ok()
+                    })
+                    .collect()
+            };
+            let include = compile("include");
+            let exclude = compile("exclude");
+            if include.is_empty() && exclude.is_empty() {
+                ctx.error(&o.path, "a filter needs `include` or `exclude` patterns");
+            }
+            Some(ProcessorSpec::Filter { include, exclude })
+        }
+        "add_metadata" => Some(ProcessorSpec::AddMetadata {
+            metadata: o.get("metadata").cloned(),
+            timestamp: o.bool(ctx, "timestamp", false),
+            layout: Default::default(),
+        }),
+        "add_ec2_metadata" => Some(ProcessorSpec::AddEc2Metadata {
+            ttl_secs: o.int(ctx, "ttl_secs", 3600, 1, i64::MAX) as u64,
+            tags: o.bool(ctx, "tags", false),
+            layout: Default::default(),
+        }),
+        other => {
+            ctx.error(&o.key_path("type"), format!("{other:?} is not one of parse, regex, json, filter, add_metadata, add_ec2_metadata (or give a Kinesis Agent processor with optionName)"));
+            None
+        }
+    };
+    o.finish(ctx);
+    spec.filter(|_| ctx.errors.len() == before)
+}

@@ -1,0 +1,242 @@
+//! JSON output that matches the Kinesis Agent's Jackson 2 default writer byte for byte.
+//!
+//! Guarantees:
+//! - strings are written from raw bytes: valid UTF-8 is copied as is, every maximal invalid
+//!   subsequence becomes one U+FFFD (the same substitution Java's UTF-8 decoder makes);
+//! - `"` and `\` are escaped, `\b \t \n \f \r` use short escapes, every other control character
+//!   below U+0020 becomes `\u00XX` with upper-case hex; `/`, DEL and all non-ASCII are raw;
+//! - objects are written in the order the caller gives the keys, compact (`{"a":"b"}`) or in
+//!   Jackson's default pretty form (`{` NL, two-space indent, `"k" : v`, NL `}`; `{ }` when empty;
+//!   arrays inline as `[ a, b ]`).
+//!
+//! It does not allocate: everything is appended to the caller's buffer.
+
+use serde_json::Value;
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends `bytes` as a JSON string literal (with quotes).
+pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        escape_valid(out, chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            b'\t' => b't',
+            b'\n' => b'n',
+            0x0C => b'f',
+            b'\r' => b'r',
+            0..=0x1F => 0,
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+}
+
+/// The two layouts the Kinesis Agent can print (`jsonFormat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JsonLayout {
+    #[default]
+    Compact,
+    Pretty,
+}
+
+/// Writes one JSON object field by field, in the order given.
+pub struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    layout: JsonLayout,
+    depth: usize,
+    first: bool,
+}
+
+impl<'a> ObjectWriter<'a> {
+    pub fn begin(out: &'a mut Vec<u8>, layout: JsonLayout) -> Self {
+        out.push(b'{');
+        ObjectWriter {
+            out,
+            layout,
+            depth: 1,
+            first: true,
+        }
+    }
+
+    /// Starts a field and returns the buffer positioned for its value.
+    pub fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        if self.layout == JsonLayout::Pretty {
+            newline_indent(self.out, self.depth);
+        }
+        write_str(self.out, key);
+        match self.layout {
+            JsonLayout::Compact => self.out.push(b':'),
+            JsonLayout::Pretty => self.out.extend_from_slice(b" : "),
+        }
+        self.out
+    }
+
+    pub fn str_field(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let out = self.key(key);
+        match value {
+            Some(v) => write_str(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+
+    pub fn raw_field(&mut self, key: &[u8], raw_json: &[u8]) {
+        self.key(key).extend_from_slice(raw_json);
+    }
+
+    pub fn value_field(&mut self, key: &[u8], value: &Value) {
+        let layout = self.layout;
+        let depth = self.depth;
+        let out = self.key(key);
+        write_value(out, value, layout, depth);
+    }
+
+    pub fn end(self) {
+        if self.layout == JsonLayout::Pretty {
+            if self.first {
+                self.out.push(b' ');
+            } else {
+                newline_indent(self.out, self.depth - 1);
+            }
+        }
+        self.out.push(b'}');
+    }
+}
+
+fn newline_indent(out: &mut Vec<u8>, depth: usize) {
+    out.push(b'\n');
+    for _ in 0..depth {
+        out.extend_from_slice(b"  ");
+    }
+}
+
+/// Writes any JSON value as Jackson would (objects keep their insertion order).
+pub fn write_value(out: &mut Vec<u8>, value: &Value, layout: JsonLayout, depth: usize) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::String(s) => write_str(out, s.as_bytes()),
+        Value::Array(items) if items.is_empty() && layout == JsonLayout::Pretty => {
+            out.extend_from_slice(b"[ ]")
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            if layout == JsonLayout::Pretty {
+                out.push(b' ');
+            }
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(if layout == JsonLayout::Pretty {
+                        b", "
+                    } else {
+                        b","
+                    });
+                }
+                write_value(out, item, layout, depth);
+            }
+            if layout == JsonLayout::Pretty {
+                out.push(b' ');
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut w = ObjectWriter {
+                out,
+                layout,
+                depth: depth + 1,
+                first: true,
+            };
+            w.out.push(b'{');
+            for (k, v) in map {
+                w.value_field(k.as_bytes(), v);
+            }
+            w.end();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        write_str(&mut out, bytes);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_like_jackson() {
+        assert_eq!(s(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(s(b"\x08\t\n\x0c\r"), r#""\b\t\n\f\r""#);
+        assert_eq!(s(b"\x00\x01\x1f"), r#""\u0000\u0001\u001F""#);
+        assert_eq!(s(b"/\x7f"), "\"/\x7f\"");
+        assert_eq!(s("é\u{2028}😀".as_bytes()), "\"é\u{2028}😀\"");
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_one_replacement_per_maximal_subpart() {
+        assert_eq!(s(b"a\xffb"), "\"a\u{FFFD}b\"");
+        assert_eq!(s(b"\xe2\x82"), "\"\u{FFFD}\"");
+        assert_eq!(s(b"\xed\xa0\x80"), "\"\u{FFFD}\u{FFFD}\u{FFFD}\"");
+    }
+
+    #[test]
+    fn pretty_objects_match_jackson_default_printer() {
+        let mut out = Vec::new();
+        let mut w = ObjectWriter::begin(&mut out, JsonLayout::Pretty);
+        w.str_field(b"a", Some(b"1"));
+        w.str_field(b"b", None);
+        w.value_field(b"m", &serde_json::json!({"x": [1, "y"], "e": {}}));
+        w.end();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\n  \"a\" : \"1\",\n  \"b\" : null,\n  \"m\" : {\n    \"x\" : [ 1, \"y\" ],\n    \"e\" : { }\n  }\n}"
+        );
+        let mut out = Vec::new();
+        ObjectWriter::begin(&mut out, JsonLayout::Pretty).end();
+        assert_eq!(out, b"{ }");
+    }
+
+    #[test]
+    fn compact_objects_have_no_spaces() {
+        let mut out = Vec::new();
+        let mut w = ObjectWriter::begin(&mut out, JsonLayout::Compact);
+        w.str_field(b"a", Some(b"1"));
+        w.value_field(b"m", &serde_json::json!({"x": [1, null]}));
+        w.end();
+        assert_eq!(out, br#"{"a":"1","m":{"x":[1,null]}}"#);
+    }
+}

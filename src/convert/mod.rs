@@ -1,0 +1,364 @@
+//! The converter chain: a flow's `dataProcessingOptions` (or native `processors`) applied in order
+//! to one record's bytes.
+//!
+//! Guarantees (the Kinesis Agent's rules, section 4.1 of its behaviour):
+//! - steps run in order, each on the previous step's output;
+//! - a step that rejects its input (LOGTOJSON on a non-matching line, a native filter) drops the
+//!   record: [`Outcome::Dropped`], nothing is written;
+//! - a step that fails (ADDEC2METADATA on input that is not a JSON object) abandons the whole
+//!   chain and the original bytes are sent: [`Outcome::FellBack`];
+//! - an empty chain passes the record through unchanged.
+//!
+//! The chain owns its scratch buffers and reuses them: converting a record allocates nothing in
+//! the steady state except where a step must build a JSON tree (ADDEC2METADATA, native `json`).
+//! It does no I/O; EC2 metadata is read from a snapshot kept fresh elsewhere.
+
+pub mod apache;
+pub mod ec2;
+pub mod json;
+pub mod logtojson;
+pub mod native;
+pub mod scan;
+pub mod syslog;
+pub mod text;
+
+use crate::javaregex::JavaRegex;
+use ec2::Ec2MetadataHandle;
+use json::JsonLayout;
+use serde_json::Value;
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The converted record is in the output buffer.
+    Emitted,
+    /// A step rejected the record; nothing is sent (counted as RecordsDropped).
+    Dropped,
+    /// A step failed; the original bytes are in the output buffer (counted as a processing error).
+    FellBack,
+}
+
+/// The Kinesis Agent's LOGTOJSON formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    CommonApacheLog,
+    CombinedApacheLog,
+    ApacheErrorLog,
+    Syslog,
+    Rfc3339Syslog,
+}
+
+impl LogFormat {
+    pub const NAMES: [&'static str; 5] = [
+        "COMMONAPACHELOG",
+        "COMBINEDAPACHELOG",
+        "APACHEERRORLOG",
+        "SYSLOG",
+        "RFC3339SYSLOG",
+    ];
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "COMMONAPACHELOG" => LogFormat::CommonApacheLog,
+            "COMBINEDAPACHELOG" => LogFormat::CombinedApacheLog,
+            "APACHEERRORLOG" => LogFormat::ApacheErrorLog,
+            "SYSLOG" => LogFormat::Syslog,
+            "RFC3339SYSLOG" => LogFormat::Rfc3339Syslog,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The built-in field names, in output order.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            LogFormat::CommonApacheLog => &apache::COMMON_FIELDS,
+            LogFormat::CombinedApacheLog => &apache::COMBINED_FIELDS,
+            LogFormat::ApacheErrorLog => &apache::ERROR_FIELDS,
+            LogFormat::Syslog | LogFormat::Rfc3339Syslog => &syslog::FIELDS,
+        }
+    }
+
+    /// Apache formats turn a value that is exactly `-` into null; syslog formats keep it.
+    pub fn dash_is_null(self) -> bool {
+        matches!(
+            self,
+            LogFormat::CommonApacheLog | LogFormat::CombinedApacheLog | LogFormat::ApacheErrorLog
+        )
+    }
+}
+
+/// Formats of the native `parse` processor, which writes typed values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeFormat {
+    ApacheCommon,
+    ApacheCombined,
+    ApacheError,
+    Syslog,
+    Rfc3339Syslog,
+    Rfc5424,
+}
+
+impl NativeFormat {
+    pub const NAMES: [&'static str; 6] = [
+        "apache_common",
+        "apache_combined",
+        "apache_error",
+        "syslog",
+        "rfc3339_syslog",
+        "rfc5424",
+    ];
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == s).map(|i| {
+            [
+                NativeFormat::ApacheCommon,
+                NativeFormat::ApacheCombined,
+                NativeFormat::ApacheError,
+                NativeFormat::Syslog,
+                NativeFormat::Rfc3339Syslog,
+                NativeFormat::Rfc5424,
+            ][i]
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// What a native parsing step does with a line it cannot parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MismatchPolicy {
+    /// Send the line as it is (nothing is lost).
+    #[default]
+    Raw,
+    /// Drop the line (counted).
+    Drop,
+}
+
+/// One validated processor of a flow.
+#[derive(Debug, Clone)]
+pub enum ProcessorSpec {
+    SingleLine {
+        no_trim: bool,
+        escape_new_line: bool,
+    },
+    CsvToJson {
+        fields: Vec<String>,
+        delimiter: JavaRegex,
+        layout: JsonLayout,
+    },
+    LogToJson {
+        format: LogFormat,
+        /// `matchPattern`; with it, `fields` holds `customFieldNames`.
+        pattern: Option<JavaRegex>,
+        fields: Vec<String>,
+        layout: JsonLayout,
+    },
+    AddMetadata {
+        metadata: Option<Value>,
+        timestamp: bool,
+        layout: JsonLayout,
+    },
+    AddEc2Metadata {
+        ttl_secs: u64,
+        tags: bool,
+        layout: JsonLayout,
+    },
+    /// `{` + record + `}`, the Kinesis Agent's demonstration converter.
+    AddBrackets,
+    /// Native: built-in format with typed output.
+    Parse {
+        format: NativeFormat,
+        on_mismatch: MismatchPolicy,
+    },
+    /// Native: a regex with named groups; each named group becomes a string field.
+    Regex {
+        pattern: regex::Regex,
+        on_mismatch: MismatchPolicy,
+    },
+    /// Native: the line must be a JSON document; it is sent compact, with one `\n`.
+    Json { on_mismatch: MismatchPolicy },
+    /// Native: keep lines matching any `include` (all when empty) and none of `exclude`.
+    Filter {
+        include: Vec<regex::bytes::Regex>,
+        exclude: Vec<regex::bytes::Regex>,
+    },
+}
+
+impl ProcessorSpec {
+    /// The name shown by `check` and in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ProcessorSpec::SingleLine { .. } => "SINGLELINE".into(),
+            ProcessorSpec::CsvToJson { fields, .. } => {
+                format!("CSVTOJSON ({} fields)", fields.len())
+            }
+            ProcessorSpec::LogToJson {
+                format,
+                pattern: Some(p),
+                ..
+            } => format!("LOGTOJSON {} matchPattern {:?}", format.name(), p.as_str()),
+            ProcessorSpec::LogToJson { format, .. } => format!("LOGTOJSON {}", format.name()),
+            ProcessorSpec::AddMetadata { .. } => "ADDMETADATA".into(),
+            ProcessorSpec::AddEc2Metadata { ttl_secs, .. } => {
+                format!("ADDEC2METADATA (refresh every {ttl_secs} s)")
+            }
+            ProcessorSpec::AddBrackets => "ADDBRACKETS".into(),
+            ProcessorSpec::Parse { format, .. } => format!("parse {}", format.name()),
+            ProcessorSpec::Regex { pattern, .. } => format!("regex {:?}", pattern.as_str()),
+            ProcessorSpec::Json { .. } => "json".into(),
+            ProcessorSpec::Filter { include, exclude } => format!(
+                "filter ({} include, {} exclude)",
+                include.len(),
+                exclude.len()
+            ),
+        }
+    }
+
+    pub fn needs_ec2_metadata(&self) -> bool {
+        matches!(self, ProcessorSpec::AddEc2Metadata { .. })
+    }
+}
+
+/// Result of one step.
+pub(crate) enum Step {
+    Ok,
+    Drop,
+    Fail,
+}
+
+/// Everything a chain needs from outside: the EC2 metadata snapshot and the clock.
+#[derive(Clone, Default)]
+pub struct ChainContext {
+    pub ec2: Option<Ec2MetadataHandle>,
+    /// Overrides the wall clock (tests).
+    pub now: Option<fn() -> time::OffsetDateTime>,
+}
+
+impl ChainContext {
+    fn now(&self) -> time::OffsetDateTime {
+        self.now.map_or_else(time::OffsetDateTime::now_utc, |f| f())
+    }
+}
+
+/// A flow's processors, ready to run.
+pub struct Chain {
+    specs: Vec<ProcessorSpec>,
+    ctx: ChainContext,
+    scratch: Vec<u8>,
+    native: native::NativeScratch,
+}
+
+impl Chain {
+    pub fn new(specs: &[ProcessorSpec], ctx: ChainContext) -> Self {
+        Chain {
+            specs: specs.to_vec(),
+            ctx,
+            scratch: Vec::with_capacity(4096),
+            native: native::NativeScratch::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// Converts `record` into `out` (cleared first).
+    pub fn convert(&mut self, record: &[u8], out: &mut Vec<u8>) -> Outcome {
+        out.clear();
+        out.extend_from_slice(record);
+        for i in 0..self.specs.len() {
+            std::mem::swap(out, &mut self.scratch);
+            out.clear();
+            let step = match &self.specs[i] {
+                ProcessorSpec::SingleLine {
+                    no_trim,
+                    escape_new_line,
+                } => text::single_line(&self.scratch, *no_trim, *escape_new_line, out),
+                ProcessorSpec::CsvToJson {
+                    fields,
+                    delimiter,
+                    layout,
+                } => text::csv_to_json(&self.scratch, fields, delimiter, *layout, out),
+                ProcessorSpec::LogToJson {
+                    format,
+                    pattern,
+                    fields,
+                    layout,
+                } => logtojson::convert(
+                    &self.scratch,
+                    *format,
+                    pattern.as_ref(),
+                    fields,
+                    *layout,
+                    out,
+                ),
+                ProcessorSpec::AddMetadata {
+                    metadata,
+                    timestamp,
+                    layout,
+                } => {
+                    let now = timestamp.then(|| self.ctx.now());
+                    text::add_metadata(&self.scratch, metadata.as_ref(), now, *layout, out)
+                }
+                ProcessorSpec::AddEc2Metadata { layout, .. } => {
+                    ec2::add_ec2_metadata(&self.scratch, self.ctx.ec2.as_ref(), *layout, out)
+                }
+                ProcessorSpec::AddBrackets => {
+                    out.push(b'{');
+                    out.extend_from_slice(&self.scratch);
+                    out.push(b'}');
+                    Step::Ok
+                }
+                ProcessorSpec::Parse {
+                    format,
+                    on_mismatch,
+                } => {
+                    let now = self.ctx.now();
+                    native::parse(
+                        &self.scratch,
+                        *format,
+                        *on_mismatch,
+                        now,
+                        &mut self.native,
+                        out,
+                    )
+                }
+                ProcessorSpec::Regex {
+                    pattern,
+                    on_mismatch,
+                } => native::regex_fields(&self.scratch, pattern, *on_mismatch, out),
+                ProcessorSpec::Json { on_mismatch } => {
+                    native::json_passthrough(&self.scratch, *on_mismatch, out)
+                }
+                ProcessorSpec::Filter { include, exclude } => {
+                    native::filter(&self.scratch, include, exclude, out)
+                }
+            };
+            match step {
+                Step::Ok => {}
+                Step::Drop => {
+                    out.clear();
+                    return Outcome::Dropped;
+                }
+                Step::Fail => {
+                    out.clear();
+                    out.extend_from_slice(record);
+                    return Outcome::FellBack;
+                }
+            }
+        }
+        Outcome::Emitted
+    }
+}
+
+/// Strips one trailing `\n`, as every Kinesis Agent text converter does first.
+#[inline]
+pub(crate) fn strip_newline(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\n").unwrap_or(b)
+}

@@ -1,0 +1,431 @@
+//! Turning a file's bytes into records: line framing, header skipping, multi-line joining,
+//! aggregation and truncation. No I/O and no clock: the caller feeds bytes and says when data has
+//! run out or a multi-line record has waited long enough.
+//!
+//! Guarantees:
+//! - a line is everything up to and including the next `\n` (a CR stays in the line); an
+//!   unterminated tail is held until more bytes come or the caller calls [`LineFramer::finish`];
+//! - every byte consumed belongs to exactly one emitted [`Piece`], so the byte ranges of the pieces
+//!   tile the file without gaps or overlap (the checkpoint relies on this);
+//! - a line longer than the framer's limit is cut: its first `max_line` bytes are emitted, marked
+//!   `runaway`, and the rest up to its `\n` is consumed without being kept, so memory stays bounded;
+//! - `skipHeaderLines` counts lines from offset 0 and carries over when the file is shorter;
+//! - multi-line (`multiLineStartPattern`): the first line of a record is never tested; a later line
+//!   whose start matches (Java `lookingAt`) begins a new record; the pending record is emitted when
+//!   the next one starts or when the caller flushes it (timeout, end of a finished file);
+//! - aggregation (`aggregatedRecordSizeBytes`): whole lines are packed greedily while the record
+//!   stays within the limit; a longer line is a record of its own; what is packed is emitted when
+//!   the caller reports the end of the available data.
+//!
+//! Not done here: conversion (see `convert`), and deciding when a timeout has passed.
+
+use crate::javaregex::JavaRegex;
+
+/// One line as the framer saw it. `start..end` is the file range consumed, which is longer than
+/// `bytes` for a runaway line.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub bytes: &'a [u8],
+    pub runaway: bool,
+}
+
+/// Splits a byte stream into lines, copying only lines that straddle two pushes.
+#[derive(Debug)]
+pub struct LineFramer {
+    max_line: usize,
+    offset: u64,
+    line_start: u64,
+    pending: Vec<u8>,
+    in_line: bool,
+    runaway: bool,
+}
+
+impl LineFramer {
+    /// `offset` is the file position of the first byte that will be pushed.
+    pub fn new(offset: u64, max_line: usize) -> Self {
+        LineFramer {
+            max_line: max_line.max(1),
+            offset,
+            line_start: offset,
+            pending: Vec::new(),
+            in_line: false,
+            runaway: false,
+        }
+    }
+
+    /// Position after the last byte pushed.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes held for an unterminated line.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Start of the unterminated line held, if any.
+    pub fn partial_line_start(&self) -> Option<u64> {
+        self.in_line.then_some(self.line_start)
+    }
+
+    pub fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+        let mut i = 0;
+        while i < chunk.len() {
+            match memchr::memchr(b'\n', &chunk[i..]) {
+                Some(p) => {
+                    let end = i + p + 1;
+                    let consumed_end = self.offset + end as u64;
+                    if !self.in_line {
+                        let bytes = &chunk[i..end];
+                        let runaway = bytes.len() > self.max_line;
+                        let bytes = if runaway {
+                            &bytes[..self.max_line]
+                        } else {
+                            bytes
+                        };
+                        emit(Line {
+                            start: self.offset + i as u64,
+                            end: consumed_end,
+                            bytes,
+                            runaway,
+                        });
+                    } else {
+                        self.append(&chunk[i..end]);
+                        emit(Line {
+                            start: self.line_start,
+                            end: consumed_end,
+                            bytes: &self.pending,
+                            runaway: self.runaway,
+                        });
+                        self.pending.clear();
+                        self.in_line = false;
+                        self.runaway = false;
+                    }
+                    i = end;
+                }
+                None => {
+                    if !self.in_line {
+                        self.in_line = true;
+                        self.line_start = self.offset + i as u64;
+                    }
+                    self.append(&chunk[i..]);
+                    i = chunk.len();
+                }
+            }
+        }
+        self.offset += chunk.len() as u64;
+    }
+
+    fn append(&mut self, b: &[u8]) {
+        let room = self.max_line.saturating_sub(self.pending.len());
+        if b.len() > room {
+            self.runaway = true;
+        }
+        self.pending.extend_from_slice(&b[..b.len().min(room)]);
+        if self.pending.capacity() > self.max_line.max(64 << 10) && self.pending.is_empty() {
+            self.pending.shrink_to(64 << 10);
+        }
+    }
+
+    /// Emits the unterminated tail as a last line (the file is complete or rotated away).
+    pub fn finish(&mut self, mut emit: impl FnMut(Line<'_>)) {
+        if self.in_line {
+            emit(Line {
+                start: self.line_start,
+                end: self.offset,
+                bytes: &self.pending,
+                runaway: self.runaway,
+            });
+            self.pending.clear();
+            self.in_line = false;
+            self.runaway = false;
+        }
+        if self.pending.capacity() > 64 << 10 {
+            self.pending = Vec::new();
+        }
+    }
+}
+
+/// How lines become records.
+#[derive(Debug, Clone)]
+pub enum Assembly {
+    /// One line, one record.
+    Lines,
+    /// `multiLineStartPattern`.
+    MultiLine { start: JavaRegex },
+    /// `aggregatedRecordSizeBytes`.
+    Aggregate { max_bytes: usize },
+}
+
+/// What the assembler hands on: a record, or a range consumed with nothing to send (header lines).
+#[derive(Debug)]
+pub enum Piece<'a> {
+    Record(Record<'a>),
+    Skipped { start: u64, end: u64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub bytes: &'a [u8],
+    /// Made from a line cut at the framer's limit.
+    pub runaway: bool,
+}
+
+/// Joins lines into records by the flow's rule.
+#[derive(Debug)]
+pub struct RecordAssembler {
+    mode: Assembly,
+    skip_remaining: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    buf_end: u64,
+    buf_runaway: bool,
+    has_buf: bool,
+}
+
+impl RecordAssembler {
+    /// `skip_header_lines` applies only when the file is read from offset 0.
+    pub fn new(mode: Assembly, skip_header_lines: u64) -> Self {
+        RecordAssembler {
+            mode,
+            skip_remaining: skip_header_lines,
+            buf: Vec::new(),
+            buf_start: 0,
+            buf_end: 0,
+            buf_runaway: false,
+            has_buf: false,
+        }
+    }
+
+    /// True while a multi-line or aggregated record is waiting for more lines.
+    pub fn has_pending(&self) -> bool {
+        self.has_buf
+    }
+
+    /// Start offset of the waiting record.
+    pub fn pending_start(&self) -> Option<u64> {
+        self.has_buf.then_some(self.buf_start)
+    }
+
+    pub fn push_line(&mut self, line: Line<'_>, mut emit: impl FnMut(Piece<'_>)) {
+        if self.skip_remaining > 0 {
+            self.skip_remaining -= 1;
+            emit(Piece::Skipped {
+                start: line.start,
+                end: line.end,
+            });
+            return;
+        }
+        match &self.mode {
+            Assembly::Lines => emit(Piece::Record(Record {
+                start: line.start,
+                end: line.end,
+                bytes: line.bytes,
+                runaway: line.runaway,
+            })),
+            Assembly::MultiLine { start } => {
+                if self.has_buf && start.prefix_match(&String::from_utf8_lossy(line.bytes)) {
+                    self.emit_buf(&mut emit);
+                }
+                self.append(line);
+            }
+            Assembly::Aggregate { max_bytes } => {
+                let max = *max_bytes;
+                if self.has_buf && self.buf.len() + line.bytes.len() > max {
+                    self.emit_buf(&mut emit);
+                }
+                if !self.has_buf && line.bytes.len() > max {
+                    emit(Piece::Record(Record {
+                        start: line.start,
+                        end: line.end,
+                        bytes: line.bytes,
+                        runaway: line.runaway,
+                    }));
+                } else {
+                    self.append(line);
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, line: Line<'_>) {
+        if !self.has_buf {
+            self.has_buf = true;
+            self.buf.clear();
+            self.buf_start = line.start;
+            self.buf_runaway = false;
+        }
+        self.buf.extend_from_slice(line.bytes);
+        self.buf_end = line.end;
+        self.buf_runaway |= line.runaway;
+    }
+
+    fn emit_buf(&mut self, emit: &mut impl FnMut(Piece<'_>)) {
+        if self.has_buf {
+            self.has_buf = false;
+            emit(Piece::Record(Record {
+                start: self.buf_start,
+                end: self.buf_end,
+                bytes: &self.buf,
+                runaway: self.buf_runaway,
+            }));
+            self.buf.clear();
+        }
+    }
+
+    /// The reader has no more bytes for now: aggregated lines are emitted (the Kinesis Agent's
+    /// rule); a multi-line record keeps waiting for its next line or its timeout.
+    pub fn end_of_data(&mut self, mut emit: impl FnMut(Piece<'_>)) {
+        if matches!(self.mode, Assembly::Aggregate { .. }) {
+            self.emit_buf(&mut emit);
+        }
+    }
+
+    /// Emits whatever is waiting: a multi-line record whose timeout passed, or the end of a
+    /// finished file.
+    pub fn flush(&mut self, mut emit: impl FnMut(Piece<'_>)) {
+        self.emit_buf(&mut emit);
+    }
+}
+
+/// Cuts `record` to `max` bytes and writes `terminator` over its last bytes, as the Kinesis Agent
+/// does with records over the service maximum. Returns true when the record was truncated.
+pub fn truncate_record(record: &mut Vec<u8>, max: usize, terminator: &[u8]) -> bool {
+    if record.len() <= max {
+        return false;
+    }
+    record.truncate(max);
+    let t = terminator.len().min(max);
+    record[max - t..].copy_from_slice(&terminator[..t]);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(chunks: &[&[u8]], max: usize, finish: bool) -> Vec<(u64, u64, Vec<u8>, bool)> {
+        let mut f = LineFramer::new(10, max);
+        let mut out = Vec::new();
+        for c in chunks {
+            f.push(c, |l| {
+                out.push((l.start, l.end, l.bytes.to_vec(), l.runaway))
+            });
+        }
+        if finish {
+            f.finish(|l| out.push((l.start, l.end, l.bytes.to_vec(), l.runaway)));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_keep_their_newline_and_offsets() {
+        let got = lines(&[b"ab\ncd", b"e\r\n\n", b"tail"], 100, false);
+        assert_eq!(
+            got,
+            vec![
+                (10, 13, b"ab\n".to_vec(), false),
+                (13, 18, b"cde\r\n".to_vec(), false),
+                (18, 19, b"\n".to_vec(), false)
+            ]
+        );
+        let got = lines(&[b"ab\ncd", b"e\r\n\n", b"tail"], 100, true);
+        assert_eq!(got.last().unwrap(), &(19, 23, b"tail".to_vec(), false));
+    }
+
+    #[test]
+    fn runaway_lines_are_cut_but_fully_consumed() {
+        let got = lines(&[b"0123456789\nab", b"cdefgh", b"ij\nk\n"], 4, false);
+        assert_eq!(
+            got,
+            vec![
+                (10, 21, b"0123".to_vec(), true),
+                (21, 32, b"abcd".to_vec(), true),
+                (32, 34, b"k\n".to_vec(), false)
+            ]
+        );
+    }
+
+    fn assemble(
+        mode: Assembly,
+        skip: u64,
+        input: &[u8],
+        end_of_data_each_push: bool,
+    ) -> Vec<String> {
+        let mut f = LineFramer::new(0, 1 << 20);
+        let mut a = RecordAssembler::new(mode, skip);
+        let mut out = Vec::new();
+        let mut next = 0;
+        let mut on_piece = |p: Piece<'_>| match p {
+            Piece::Record(r) => {
+                assert_eq!(r.start, next);
+                next = r.end;
+                out.push(String::from_utf8_lossy(r.bytes).into_owned())
+            }
+            Piece::Skipped { start, end } => {
+                assert_eq!(start, next);
+                next = end;
+                out.push("<skip>".into())
+            }
+        };
+        for chunk in input.split_inclusive(|b| *b == b'\n') {
+            f.push(chunk, |l| a.push_line(l, &mut on_piece));
+            if end_of_data_each_push {
+                a.end_of_data(&mut on_piece);
+            }
+        }
+        f.finish(|l| a.push_line(l, &mut on_piece));
+        a.flush(&mut on_piece);
+        out
+    }
+
+    #[test]
+    fn header_lines_are_skipped() {
+        assert_eq!(
+            assemble(Assembly::Lines, 2, b"h1\nh2\na\nb", false),
+            ["<skip>", "<skip>", "a\n", "b"]
+        );
+    }
+
+    #[test]
+    fn multiline_never_tests_the_first_line() {
+        let start = JavaRegex::new(r"\d{4}-").unwrap();
+        let got = assemble(
+            Assembly::MultiLine { start },
+            0,
+            b"  orphan\n  more\n2024-01 a\n  at x\n2024-02 b\n",
+            false,
+        );
+        assert_eq!(
+            got,
+            ["  orphan\n  more\n", "2024-01 a\n  at x\n", "2024-02 b\n"]
+        );
+    }
+
+    #[test]
+    fn aggregation_packs_whole_lines() {
+        let got = assemble(
+            Assembly::Aggregate { max_bytes: 8 },
+            0,
+            b"aa\nbb\ncc\nverylongline\ndd\n",
+            false,
+        );
+        assert_eq!(got, ["aa\nbb\n", "cc\n", "verylongline\n", "dd\n"]);
+    }
+
+    #[test]
+    fn truncation_writes_the_terminator() {
+        let mut r = b"abcdefgh\n".to_vec();
+        assert!(truncate_record(&mut r, 5, b"\n"));
+        assert_eq!(r, b"abcd\n");
+        let mut r = b"abc".to_vec();
+        assert!(!truncate_record(&mut r, 5, b"\n"));
+        let mut r = b"abcdefgh".to_vec();
+        assert!(truncate_record(&mut r, 6, b"...\n"));
+        assert_eq!(r, b"ab...\n");
+    }
+}

@@ -1,0 +1,13 @@
+//! logferry: a host log-shipping agent. Tails rotating log files, converts them exactly as the
+//! Amazon Kinesis Agent does (or to typed JSON), and ships them to Kinesis Data Firehose or
+//! Kinesis Data Streams.
+//!
+//! The data flows one way: discover → tail → [`framing`] → [`convert`] → batch → sink, with
+//! acknowledgements going back to the checkpoint store. This crate holds the mechanisms as small
+//! modules without run loops; the binary wires them.
+
+pub mod config;
+pub mod convert;
+pub mod framing;
+pub mod javaregex;
+pub mod preview;
