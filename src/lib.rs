@@ -10,4 +10,5 @@ pub mod config;
 pub mod convert;
 pub mod framing;
 pub mod javaregex;
+pub mod loggen;
 pub mod preview;

@@ -96,15 +96,18 @@ fn load(path: &Path) -> Result<Option<Config>> {
             }
             Ok(Some(cfg))
         }
-        Err(errors) => {
-            for e in &errors.0 {
+        Err(failed) => {
+            for w in &failed.warnings {
+                tracing::warn!("{w}");
+            }
+            for e in &failed.errors {
                 eprintln!("error: {e}");
             }
+            let n = failed.errors.len();
+            let plural = if n == 1 { "" } else { "s" };
             eprintln!(
-                "logferry: the configuration {} was refused ({} error{})",
-                path.display(),
-                errors.0.len(),
-                if errors.0.len() == 1 { "" } else { "s" }
+                "logferry: the configuration {} was refused ({n} error{plural})",
+                path.display()
             );
             Ok(None)
         }

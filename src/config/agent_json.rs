@@ -55,11 +55,11 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                     kind(&other)
                 ),
             );
-            return Err(ConfigErrors(ctx.errors));
+            return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
         }
         Err(e) => {
             ctx.error("", format!("not valid JSON: {e}"));
-            return Err(ConfigErrors(ctx.errors));
+            return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
         }
     };
     let top = Obj::new(&root, "");
@@ -137,7 +137,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+        return Err(ConfigErrors::new(errors, warnings));
     }
     warnings.extend(cfg.warnings.iter().cloned());
     Ok(Config {

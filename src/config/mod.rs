@@ -207,11 +207,15 @@ pub struct Flow {
 /// Loads a configuration: YAML when the file name ends in `.yaml`/`.yml`, agent.json otherwise.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            key: String::new(),
-            reason: format!("cannot read the configuration: {e}"),
-        }])
+        let reason = format!("cannot read the configuration: {e}");
+        ConfigErrors::new(
+            vec![ConfigError {
+                file: path.to_path_buf(),
+                key: String::new(),
+                reason,
+            }],
+            Vec::new(),
+        )
     })?;
     if is_yaml_path(path) {
         native::load(path, &text)

@@ -20,11 +20,11 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 "",
                 format!("the top level must be a mapping, found {}", kind(&other)),
             );
-            return Err(ConfigErrors(ctx.errors));
+            return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
         }
         Err(e) => {
             ctx.error("", format!("not valid YAML: {e}"));
-            return Err(ConfigErrors(ctx.errors));
+            return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
         }
     };
     let top = Obj::new(&root, "");
@@ -130,7 +130,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     if !ctx.errors.is_empty() {
-        return Err(ConfigErrors(ctx.errors));
+        return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
     }
     cfg.warnings = ctx.warnings;
     Ok(cfg)

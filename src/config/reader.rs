@@ -35,13 +35,23 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// All problems found in one load; the configuration is refused if there is any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+/// All problems found in one load; the configuration is refused if there is any. The warnings
+/// found on the way (unknown keys) come along: a typo often explains an error.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<String>,
+}
+
+impl ConfigErrors {
+    pub fn new(errors: Vec<ConfigError>, warnings: Vec<String>) -> Self {
+        ConfigErrors { errors, warnings }
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.errors.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }

@@ -1,0 +1,638 @@
+//! The `logferry` binary's configuration and preview commands, run as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn logferry(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn check(cfg: &Path) -> Run {
+    logferry(&["check", "--config", cfg.to_str().unwrap()])
+}
+
+#[test]
+fn check_accepts_the_agent_json_aws_ships() {
+    let r = check(&root().join("config-examples/kinesis-agent/agent.json"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("flow kinesis:yourkinesisstream:/tmp/app.log*"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("flow fh:yourdeliverystream:/tmp/app.log*"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("checkpoints: /var/lib/logferry/checkpoints.db"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("namespace AWSKinesisAgent"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Firehose requests go to us-east-1")
+            && r.stdout.contains("set \"firehose.endpoint\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("CloudWatch metrics go to us-east-1"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("OK: 2 flows"));
+    assert!(
+        !r.stderr.contains("WARN"),
+        "no warnings expected: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn every_config_example_passes_check() {
+    let mut n = 0;
+    let mut stack = vec![root().join("config-examples")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if !p.ends_with("agent.d") {
+                    stack.push(p)
+                }
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("json" | "yaml" | "yml")
+            ) {
+                let r = check(&p);
+                assert_eq!(r.code, 0, "{}: {}", p.display(), r.stderr);
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 3);
+}
+
+#[test]
+fn comments_lenient_scalars_and_legacy_keys_are_accepted() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"// a comment
+        {
+          /* block comment */
+          "log.level": "DEBUG", "log.file": "/tmp/x", "log.maxBackupIndex": 5, "log.maxFileSize": "10MB",
+          "cloudwatch.emitMetrics": "no",
+          "checkpointTimeToLiveDays": "010",
+          "flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s",
+                      "maxBufferAgeMillis": "0x3E8", "maxBufferSizeRecords": "500", "initialPosition": "START_OF_FILE" }]
+        }"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("metrics off"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("removed after") || r.stdout.contains("for 8 days"),
+        "octal 010 is 8: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1000 ms"), "0x3E8 is 1000: {}", r.stdout);
+    assert!(r.stdout.contains("START_OF_FILE"));
+    assert!(
+        !r.stderr.contains("unknown key"),
+        "legacy log.* keys are accepted silently: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_file_key_and_range() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s",
+             "maxBufferAgeMillis": 10, "maxBufferSizeRecords": 501, "initialPosition": "start_of_file",
+             "maxBufferSizeBytes": 1000.5, "partitionKeyOption": "RANDOM" }]}"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    let file = cfg.display().to_string();
+    assert!(r.stderr.contains(&format!("{file}: `flows[0].maxBufferAgeMillis`: value 10 is outside of valid range [1000..900000]")), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`flows[0].maxBufferSizeRecords`: value 501 is outside of valid range [1..500]"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("`flows[0].initialPosition`: \"start_of_file\" is not one of START_OF_FILE, END_OF_FILE"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("`flows[0].maxBufferSizeBytes`: 1000.5 is not a whole number"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("refused (4 errors)"), "{}", r.stderr);
+}
+
+#[test]
+fn data_processing_options_as_an_object_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s",
+             "dataProcessingOptions": { "optionName": "LOGTOJSON", "logFormat": "SYSLOG" } }]}"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("`flows[0].dataProcessingOptions`: must be a list of processors"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn unknown_keys_are_reported_with_the_closest_known_key() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"cloudwatch.emitMetric": false, "maxBufferAgeMillis": 5000,
+            "flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s", "multiLineStartPatern": "^x",
+                        "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "customFieldName": ["a"]}] }]}"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`cloudwatch.emitMetric`: unknown key, ignored; did you mean `cloudwatch.emitMetrics`?"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("`flows[0].multiLineStartPatern`: unknown key, ignored; did you mean `multiLineStartPattern`?"), "{}", r.stderr);
+    assert!(r.stderr.contains("`flows[0].dataProcessingOptions[0].customFieldName`: unknown key, ignored; did you mean `customFieldNames`?"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`maxBufferAgeMillis`: unknown key"),
+        "a per-flow key at top level is reported: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn agent_d_flows_are_merged_and_unparsable_files_skipped_with_a_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "one" }]}"#,
+    );
+    write(
+        d.path(),
+        "agent.d/b.json",
+        r#"{"flows": [{ "filePattern": "/var/log/b.log", "kinesisStream": "two" }]}"#,
+    );
+    write(d.path(), "agent.d/README", "not json at all");
+    let r = check(&cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("flow fh:one:/var/log/a.log")
+            && r.stdout.contains("flow kinesis:two:/var/log/b.log"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("agent.d/README: skipped: not valid JSON"),
+        "{}",
+        r.stderr
+    );
+    write(
+        d.path(),
+        "agent.d/c.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "one" }]}"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("duplicate flow \"fh:one:/var/log/a.log\""),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn flow_type_precedence_and_missing_pieces() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "fh", "kinesisStream": "ks" }]}"#,
+    );
+    let r = check(&cfg);
+    assert!(
+        r.stdout.contains("flow fh:fh:/var/log/a.log") && r.stdout.contains("DeliveryStream:fh"),
+        "{}",
+        r.stdout
+    );
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log" }]}"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("could not recognize flow type"),
+        "{}",
+        r.stderr
+    );
+    let cfg = write(d.path(), "agent.json", r#"{"flows": []}"#);
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("there are no flows configured"),
+        "{}",
+        r.stderr
+    );
+    let cfg = write(d.path(), "agent.json", r#"{"flows": [ "#);
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not valid JSON"), "{}", r.stderr);
+}
+
+#[test]
+fn patterns_the_engine_cannot_run_are_refused_naming_the_construct() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s",
+             "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "matchPattern": "(\\w+)(?=x)", "customFieldNames": ["a"]},
+                                       {"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "matchPattern": "(\\w+) (\\w+)", "customFieldNames": ["a"]}] }]}"#,
+    );
+    let r = check(&cfg);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("`flows[0].dataProcessingOptions[0].matchPattern`")
+            && r.stderr.contains("look-ahead"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("names 1 fields but matchPattern has 2 capturing groups"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn agent_json_with(dir: &Path, processors: &str) -> PathBuf {
+    write(
+        dir,
+        "agent.json",
+        &format!(
+            r#"{{"flows": [{{ "filePattern": "/var/log/a.log", "deliveryStream": "s", "dataProcessingOptions": {processors} }}]}}"#
+        ),
+    )
+}
+
+#[test]
+fn preview_matches_java_oracle_for_every_log_format() {
+    let d = tempfile::tempdir().unwrap();
+    let input = root().join("tests/data/golden/mixed.log");
+    for format in [
+        "COMMONAPACHELOG",
+        "COMBINEDAPACHELOG",
+        "APACHEERRORLOG",
+        "SYSLOG",
+        "RFC3339SYSLOG",
+    ] {
+        let cfg = agent_json_with(
+            d.path(),
+            &format!(r#"[{{"optionName": "LOGTOJSON", "logFormat": "{format}"}}]"#),
+        );
+        let r = logferry(&[
+            "preview",
+            "--config",
+            cfg.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let expected =
+            std::fs::read_to_string(root().join(format!("tests/data/golden/{format}.expected")))
+                .unwrap();
+        assert!(expected.lines().count() > 30);
+        for (i, (got, want)) in r.stdout.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(got, want, "{format}: record {i} differs");
+        }
+        assert_eq!(
+            r.stdout.lines().count(),
+            expected.lines().count(),
+            "{format}"
+        );
+        let dropped = 801 - expected.lines().count();
+        assert!(
+            r.stderr.contains(&format!(
+                "{} records, {dropped} dropped",
+                expected.lines().count()
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn preview_contract_last_line_drops_and_summary() {
+    let d = tempfile::tempdir().unwrap();
+    let log = write(d.path(), "a.log", "Mar  7 04:22:00 h cron[1]: one\nnot syslog\nMar  7 04:22:01 h cron[0]: pid zero\nMar  7 04:22:02 h cron: last");
+    let cfg = agent_json_with(
+        d.path(),
+        r#"[{"optionName": "LOGTOJSON", "logFormat": "SYSLOG"}]"#,
+    );
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        concat!(
+            r#""{\"timestamp\":\"Mar  7 04:22:00\",\"hostname\":\"h\",\"program\":\"cron\",\"processid\":\"1\",\"message\":\"one\"}\n""#,
+            "\n",
+            r#""{\"timestamp\":\"Mar  7 04:22:02\",\"hostname\":\"h\",\"program\":\"cron\",\"processid\":null,\"message\":\"last\"}\n""#,
+            "\n"
+        )
+    );
+    assert!(
+        r.stderr
+            .contains("preview: 2 records, 2 dropped, 0 truncated"),
+        "{}",
+        r.stderr
+    );
+
+    let raw = agent_json_with(d.path(), "[]");
+    let r = logferry(&[
+        "preview",
+        "--config",
+        raw.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.stdout.lines().count(), 4);
+    assert_eq!(
+        r.stdout.lines().last().unwrap(),
+        r#""Mar  7 04:22:02 h cron: last""#,
+        "an unterminated last line is a record as it is"
+    );
+}
+
+#[test]
+fn preview_needs_a_flow_choice_with_several_flows() {
+    let d = tempfile::tempdir().unwrap();
+    let log = write(d.path(), "a.log", "x\n");
+    let cfg = root().join("config-examples/kinesis-agent/agent.json");
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("has 2 flows; choose one with --flow: kinesis:yourkinesisstream:/tmp/app.log*, fh:yourdeliverystream:/tmp/app.log*"), "{}", r.stderr);
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--flow",
+        "fh:yourdeliverystream:/tmp/app.log*",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "\"x\\n\"\n");
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--flow",
+        "nope",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no flow \"nope\""), "{}", r.stderr);
+}
+
+#[test]
+fn preview_applies_header_skip_multiline_singleline_and_truncation() {
+    let d = tempfile::tempdir().unwrap();
+    let log = write(d.path(), "a.log", "header one\nheader two\n2024-01-01 first\n  at a.b(C.java:1)\n  at c.d\n2024-01-02 second\n");
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s", "skipHeaderLines": 2,
+              "multiLineStartPattern": "\\d{4}-", "truncatedRecordTerminator": "...\n",
+              "dataProcessingOptions": [{"optionName": "SINGLELINE"}] }]}"#,
+    );
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "\"2024-01-01 firstat a.b(C.java:1)at c.d\\n\"\n\"2024-01-02 second\\n\"\n"
+    );
+
+    let big = "x".repeat(1_100_000);
+    let log = write(d.path(), "big.log", &format!("{big}\nshort\n"));
+    let cfg = agent_json_with(d.path(), "[]");
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    let first: String = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first.len(),
+        1_024_000,
+        "Firehose records are cut to 1,024,000 bytes"
+    );
+    assert!(
+        first.ends_with("x\n"),
+        "the terminator replaces the last byte"
+    );
+    assert!(
+        r.stderr.contains("2 records, 0 dropped, 1 truncated"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn migrated_native_yaml_sends_the_same_records() {
+    let d = tempfile::tempdir().unwrap();
+    let input = root().join("tests/data/golden/mixed.log");
+    let cases = [
+        r#"[{"optionName": "LOGTOJSON", "logFormat": "COMBINEDAPACHELOG", "jsonFormat": "PRETTYPRINT"}]"#,
+        r#"[{"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "matchPattern": "(\\w+) (.*)", "customFieldNames": ["a", "b"]}]"#,
+        r#"[{"optionName": "SINGLELINE"}, {"optionName": "CSVTOJSON", "customFieldNames": ["a", "b", "c"], "delimiter": "\\s+"}]"#,
+        r#"[{"optionName": "ADDMETADATA", "metadata": {"env": "prod", "n": [1, 2]}}]"#,
+    ];
+    for (i, procs) in cases.iter().enumerate() {
+        let cfg = write(
+            d.path(),
+            &format!("c{i}/agent.json"),
+            &format!(
+                r#"{{"flows": [{{ "filePattern": "/var/log/a.log", "deliveryStream": "s", "skipHeaderLines": 3, "dataProcessingOptions": {procs} }}]}}"#
+            ),
+        );
+        let m = logferry(&["migrate", cfg.to_str().unwrap()]);
+        assert_eq!(m.code, 0, "{}", m.stderr);
+        assert!(
+            m.stdout.contains("id: fh:s:/var/log/a.log"),
+            "flow ids are kept: {}",
+            m.stdout
+        );
+        assert!(
+            m.stdout.contains("region: us-east-1"),
+            "the us-east-1 default is made explicit: {}",
+            m.stdout
+        );
+        let yaml = write(d.path(), &format!("c{i}/native.yaml"), &m.stdout);
+        let a = logferry(&[
+            "preview",
+            "--config",
+            cfg.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        let b = logferry(&[
+            "preview",
+            "--config",
+            yaml.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(b.code, 0, "{}", b.stderr);
+        assert!(a.stdout.lines().count() > 50, "case {i}");
+        assert_eq!(
+            a.stdout, b.stdout,
+            "case {i}: migrated config changes records"
+        );
+    }
+}
+
+#[test]
+fn native_yaml_typed_output_and_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let log = write(
+        d.path(),
+        "a.log",
+        "::1 - - [10/Oct/2000:13:55:36 -0700] \"GET /healthz HTTP/1.1\" 200 2 \"-\" \"kube-probe\"\r\n::1 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 404 - \"-\" \"curl\"\r\ngarbage\n",
+    );
+    let cfg = write(
+        d.path(),
+        "native.yaml",
+        "flows:\n  - id: web\n    path: /var/log/*/access.log\n    processors:\n      - type: filter\n        exclude: ['healthz']\n      - type: parse\n        format: apache_combined\n    sink: {type: stdout}\n",
+    );
+    let r = logferry(&[
+        "preview",
+        "--config",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "\"{\\\"host\\\":\\\"::1\\\",\\\"ident\\\":null,\\\"authuser\\\":null,\\\"datetime\\\":\\\"2000-10-10T20:55:36Z\\\",\\\"request\\\":\\\"GET / HTTP/1.1\\\",\\\"response\\\":404,\\\"bytes\\\":null,\\\"referer\\\":null,\\\"agent\\\":\\\"curl\\\"}\\n\"\n\"garbage\\n\"\n"
+    );
+    assert!(r.stderr.contains("2 records, 1 dropped"), "{}", r.stderr);
+
+    let bad = write(
+        d.path(),
+        "bad.yaml",
+        "flows:\n  - id: web\n    path: /x\n    procesors: []\n    processors:\n      - type: parse\n        format: nginx\n    sink: {type: kinesis}\n",
+    );
+    let r = check(&bad);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("`flows[0].processors[0].format`: \"nginx\" is not one of apache_common"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("`flows[0].sink.stream`: is required"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("did you mean `processors`?"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn run_refuses_plainly_until_the_engine_exists() {
+    let r = logferry(&[
+        "run",
+        "--config",
+        root()
+            .join("config-examples/kinesis-agent/agent.json")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("needs the tailing engine"),
+        "{}",
+        r.stderr
+    );
+}
