@@ -21,11 +21,7 @@ fn main() {
         match format {
             "combined-padded" => loggen::combined_line_of_len(&mut rng, line_bytes, &mut buf),
             "mixed" => loggen::line(&mut rng, Format::ALL[(i % 6) as usize], &mut buf),
-            f => loggen::line(
-                &mut rng,
-                Format::from_name(f).expect("unknown format"),
-                &mut buf,
-            ),
+            f => loggen::line(&mut rng, Format::from_name(f).expect("unknown format"), &mut buf),
         }
         if out.write_all(&buf).is_err() {
             return;

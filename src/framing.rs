@@ -45,14 +45,7 @@ pub struct LineFramer {
 impl LineFramer {
     /// `offset` is the file position of the first byte that will be pushed.
     pub fn new(offset: u64, max_line: usize) -> Self {
-        LineFramer {
-            max_line: max_line.max(1),
-            offset,
-            line_start: offset,
-            pending: Vec::new(),
-            in_line: false,
-            runaway: false,
-        }
+        LineFramer { max_line: max_line.max(1), offset, line_start: offset, pending: Vec::new(), in_line: false, runaway: false }
     }
 
     /// Position after the last byte pushed.
@@ -80,25 +73,11 @@ impl LineFramer {
                     if !self.in_line {
                         let bytes = &chunk[i..end];
                         let runaway = bytes.len() > self.max_line;
-                        let bytes = if runaway {
-                            &bytes[..self.max_line]
-                        } else {
-                            bytes
-                        };
-                        emit(Line {
-                            start: self.offset + i as u64,
-                            end: consumed_end,
-                            bytes,
-                            runaway,
-                        });
+                        let bytes = if runaway { &bytes[..self.max_line] } else { bytes };
+                        emit(Line { start: self.offset + i as u64, end: consumed_end, bytes, runaway });
                     } else {
                         self.append(&chunk[i..end]);
-                        emit(Line {
-                            start: self.line_start,
-                            end: consumed_end,
-                            bytes: &self.pending,
-                            runaway: self.runaway,
-                        });
+                        emit(Line { start: self.line_start, end: consumed_end, bytes: &self.pending, runaway: self.runaway });
                         self.pending.clear();
                         self.in_line = false;
                         self.runaway = false;
@@ -132,12 +111,7 @@ impl LineFramer {
     /// Emits the unterminated tail as a last line (the file is complete or rotated away).
     pub fn finish(&mut self, mut emit: impl FnMut(Line<'_>)) {
         if self.in_line {
-            emit(Line {
-                start: self.line_start,
-                end: self.offset,
-                bytes: &self.pending,
-                runaway: self.runaway,
-            });
+            emit(Line { start: self.line_start, end: self.offset, bytes: &self.pending, runaway: self.runaway });
             self.pending.clear();
             self.in_line = false;
             self.runaway = false;
@@ -214,19 +188,11 @@ impl RecordAssembler {
     pub fn push_line(&mut self, line: Line<'_>, mut emit: impl FnMut(Piece<'_>)) {
         if self.skip_remaining > 0 {
             self.skip_remaining -= 1;
-            emit(Piece::Skipped {
-                start: line.start,
-                end: line.end,
-            });
+            emit(Piece::Skipped { start: line.start, end: line.end });
             return;
         }
         match &self.mode {
-            Assembly::Lines => emit(Piece::Record(Record {
-                start: line.start,
-                end: line.end,
-                bytes: line.bytes,
-                runaway: line.runaway,
-            })),
+            Assembly::Lines => emit(Piece::Record(Record { start: line.start, end: line.end, bytes: line.bytes, runaway: line.runaway })),
             Assembly::MultiLine { start } => {
                 if self.has_buf && start.prefix_match(&String::from_utf8_lossy(line.bytes)) {
                     self.emit_buf(&mut emit);
@@ -239,12 +205,7 @@ impl RecordAssembler {
                     self.emit_buf(&mut emit);
                 }
                 if !self.has_buf && line.bytes.len() > max {
-                    emit(Piece::Record(Record {
-                        start: line.start,
-                        end: line.end,
-                        bytes: line.bytes,
-                        runaway: line.runaway,
-                    }));
+                    emit(Piece::Record(Record { start: line.start, end: line.end, bytes: line.bytes, runaway: line.runaway }));
                 } else {
                     self.append(line);
                 }
@@ -267,12 +228,7 @@ impl RecordAssembler {
     fn emit_buf(&mut self, emit: &mut impl FnMut(Piece<'_>)) {
         if self.has_buf {
             self.has_buf = false;
-            emit(Piece::Record(Record {
-                start: self.buf_start,
-                end: self.buf_end,
-                bytes: &self.buf,
-                runaway: self.buf_runaway,
-            }));
+            emit(Piece::Record(Record { start: self.buf_start, end: self.buf_end, bytes: &self.buf, runaway: self.buf_runaway }));
             self.buf.clear();
         }
     }
@@ -312,9 +268,7 @@ mod tests {
         let mut f = LineFramer::new(10, max);
         let mut out = Vec::new();
         for c in chunks {
-            f.push(c, |l| {
-                out.push((l.start, l.end, l.bytes.to_vec(), l.runaway))
-            });
+            f.push(c, |l| out.push((l.start, l.end, l.bytes.to_vec(), l.runaway)));
         }
         if finish {
             f.finish(|l| out.push((l.start, l.end, l.bytes.to_vec(), l.runaway)));
@@ -325,14 +279,7 @@ mod tests {
     #[test]
     fn lines_keep_their_newline_and_offsets() {
         let got = lines(&[b"ab\ncd", b"e\r\n\n", b"tail"], 100, false);
-        assert_eq!(
-            got,
-            vec![
-                (10, 13, b"ab\n".to_vec(), false),
-                (13, 18, b"cde\r\n".to_vec(), false),
-                (18, 19, b"\n".to_vec(), false)
-            ]
-        );
+        assert_eq!(got, vec![(10, 13, b"ab\n".to_vec(), false), (13, 18, b"cde\r\n".to_vec(), false), (18, 19, b"\n".to_vec(), false)]);
         let got = lines(&[b"ab\ncd", b"e\r\n\n", b"tail"], 100, true);
         assert_eq!(got.last().unwrap(), &(19, 23, b"tail".to_vec(), false));
     }
@@ -340,22 +287,10 @@ mod tests {
     #[test]
     fn runaway_lines_are_cut_but_fully_consumed() {
         let got = lines(&[b"0123456789\nab", b"cdefgh", b"ij\nk\n"], 4, false);
-        assert_eq!(
-            got,
-            vec![
-                (10, 21, b"0123".to_vec(), true),
-                (21, 32, b"abcd".to_vec(), true),
-                (32, 34, b"k\n".to_vec(), false)
-            ]
-        );
+        assert_eq!(got, vec![(10, 21, b"0123".to_vec(), true), (21, 32, b"abcd".to_vec(), true), (32, 34, b"k\n".to_vec(), false)]);
     }
 
-    fn assemble(
-        mode: Assembly,
-        skip: u64,
-        input: &[u8],
-        end_of_data_each_push: bool,
-    ) -> Vec<String> {
+    fn assemble(mode: Assembly, skip: u64, input: &[u8], end_of_data_each_push: bool) -> Vec<String> {
         let mut f = LineFramer::new(0, 1 << 20);
         let mut a = RecordAssembler::new(mode, skip);
         let mut out = Vec::new();
@@ -385,35 +320,19 @@ mod tests {
 
     #[test]
     fn header_lines_are_skipped() {
-        assert_eq!(
-            assemble(Assembly::Lines, 2, b"h1\nh2\na\nb", false),
-            ["<skip>", "<skip>", "a\n", "b"]
-        );
+        assert_eq!(assemble(Assembly::Lines, 2, b"h1\nh2\na\nb", false), ["<skip>", "<skip>", "a\n", "b"]);
     }
 
     #[test]
     fn multiline_never_tests_the_first_line() {
         let start = JavaRegex::new(r"\d{4}-").unwrap();
-        let got = assemble(
-            Assembly::MultiLine { start },
-            0,
-            b"  orphan\n  more\n2024-01 a\n  at x\n2024-02 b\n",
-            false,
-        );
-        assert_eq!(
-            got,
-            ["  orphan\n  more\n", "2024-01 a\n  at x\n", "2024-02 b\n"]
-        );
+        let got = assemble(Assembly::MultiLine { start }, 0, b"  orphan\n  more\n2024-01 a\n  at x\n2024-02 b\n", false);
+        assert_eq!(got, ["  orphan\n  more\n", "2024-01 a\n  at x\n", "2024-02 b\n"]);
     }
 
     #[test]
     fn aggregation_packs_whole_lines() {
-        let got = assemble(
-            Assembly::Aggregate { max_bytes: 8 },
-            0,
-            b"aa\nbb\ncc\nverylongline\ndd\n",
-            false,
-        );
+        let got = assemble(Assembly::Aggregate { max_bytes: 8 }, 0, b"aa\nbb\ncc\nverylongline\ndd\n", false);
         assert_eq!(got, ["aa\nbb\n", "cc\n", "verylongline\n", "dd\n"]);
     }
 

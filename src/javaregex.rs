@@ -45,12 +45,7 @@ impl JavaRegex {
             regex::RegexBuilder::new(&p)
                 .size_limit(32 << 20)
                 .build()
-                .map_err(|e| PatternError {
-                    message: format!(
-                        "the pattern does not compile: {}",
-                        first_line(&e.to_string())
-                    ),
-                })
+                .map_err(|e| PatternError { message: format!("the pattern does not compile: {}", first_line(&e.to_string())) })
         };
         Ok(JavaRegex {
             source: java.to_string(),
@@ -91,12 +86,7 @@ impl JavaRegex {
 
 fn first_line(s: &str) -> String {
     // regex errors are multi-line with a caret diagram; keep the part that says what is wrong.
-    s.lines()
-        .filter(|l| l.starts_with("error:"))
-        .map(|l| l.trim_start_matches("error:").trim())
-        .next()
-        .unwrap_or(s)
-        .to_string()
+    s.lines().filter(|l| l.starts_with("error:")).map(|l| l.trim_start_matches("error:").trim()).next().unwrap_or(s).to_string()
 }
 
 const DOT: &str = r"[^\n\r\x{85}\x{2028}\x{2029}]";
@@ -105,7 +95,10 @@ const END: &str = r"(?Rm:$)";
 
 fn refuse(what: &str, at: usize) -> PatternError {
     PatternError {
-        message: format!("{what} at character {} is not supported (logferry's regex engine has no backtracking); rewrite the pattern without it", at + 1),
+        message: format!(
+            "{what} at character {} is not supported (logferry's regex engine has no backtracking); rewrite the pattern without it",
+            at + 1
+        ),
     }
 }
 
@@ -120,9 +113,7 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
         match c {
             '\\' => {
                 let Some(&e) = chars.get(i + 1) else {
-                    return Err(PatternError {
-                        message: "the pattern ends with a lone backslash".into(),
-                    });
+                    return Err(PatternError { message: "the pattern ends with a lone backslash".into() });
                 };
                 i += 2;
                 let inside = class_depth > 0;
@@ -138,14 +129,10 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
                     } else {
                         r"[ \t\xA0\x{1680}\x{180e}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]"
                     }),
-                    'v' => out.push_str(if inside {
-                        r"\n\x0B\x0C\r\x{85}\x{2028}\x{2029}"
-                    } else {
-                        r"[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}]"
-                    }),
-                    'R' if !inside => {
-                        out.push_str(r"(?:\r\n|[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}])")
+                    'v' => {
+                        out.push_str(if inside { r"\n\x0B\x0C\r\x{85}\x{2028}\x{2029}" } else { r"[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}]" })
                     }
+                    'R' if !inside => out.push_str(r"(?:\r\n|[\n\x0B\x0C\r\x{85}\x{2028}\x{2029}])"),
                     't' | 'n' | 'r' | 'f' | 'a' => {
                         out.push('\\');
                         out.push(e)
@@ -162,33 +149,22 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
                     '0' => {
                         let mut v = 0u32;
                         let mut n = 0;
-                        while n < 3
-                            && i < chars.len()
-                            && ('0'..='7').contains(&chars[i])
-                            && v * 8 + (chars[i] as u32 - 48) <= 0o377
-                        {
+                        while n < 3 && i < chars.len() && ('0'..='7').contains(&chars[i]) && v * 8 + (chars[i] as u32 - 48) <= 0o377 {
                             v = v * 8 + (chars[i] as u32 - 48);
                             i += 1;
                             n += 1;
                         }
                         if n == 0 {
-                            return Err(PatternError {
-                                message: format!("illegal octal escape at character {}", i - 1),
-                            });
+                            return Err(PatternError { message: format!("illegal octal escape at character {}", i - 1) });
                         }
                         out.push_str(&format!(r"\x{{{v:X}}}"));
                     }
                     'x' => {
                         if chars.get(i) == Some(&'{') {
-                            let end =
-                                chars[i..].iter().position(|&c| c == '}').ok_or_else(|| {
-                                    PatternError {
-                                        message: format!(
-                                            r"unclosed \x{{...}} at character {}",
-                                            i - 1
-                                        ),
-                                    }
-                                })?;
+                            let end = chars[i..]
+                                .iter()
+                                .position(|&c| c == '}')
+                                .ok_or_else(|| PatternError { message: format!(r"unclosed \x{{...}} at character {}", i - 1) })?;
                             let hex: String = chars[i + 1..i + end].iter().collect();
                             out.push_str(&format!(r"\x{{{hex}}}"));
                             i += end + 1;
@@ -205,9 +181,7 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
                     }
                     'c' => {
                         let Some(&ctl) = chars.get(i) else {
-                            return Err(PatternError {
-                                message: r"\c at the end of the pattern".into(),
-                            });
+                            return Err(PatternError { message: r"\c at the end of the pattern".into() });
                         };
                         out.push_str(&format!(r"\x{{{:X}}}", (ctl as u32) ^ 64));
                         i += 1;
@@ -225,15 +199,10 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
                     }
                     'p' | 'P' => {
                         let name: String = if chars.get(i) == Some(&'{') {
-                            let end =
-                                chars[i..].iter().position(|&c| c == '}').ok_or_else(|| {
-                                    PatternError {
-                                        message: format!(
-                                            r"unclosed \p{{...}} at character {}",
-                                            i - 1
-                                        ),
-                                    }
-                                })?;
+                            let end = chars[i..]
+                                .iter()
+                                .position(|&c| c == '}')
+                                .ok_or_else(|| PatternError { message: format!(r"unclosed \p{{...}} at character {}", i - 1) })?;
                             let n = chars[i + 1..i + end].iter().collect();
                             i += end + 1;
                             n
@@ -267,22 +236,14 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
                                 out.push_str(&format!("[{cls}]"))
                             }
                         } else if name.starts_with("java") {
-                            return Err(refuse(
-                                &format!(r"the Java character property \{e}{{{name}}}"),
-                                i - 2,
-                            ));
+                            return Err(refuse(&format!(r"the Java character property \{e}{{{name}}}"), i - 2));
                         } else {
-                            let n = name
-                                .strip_prefix("Is")
-                                .or_else(|| name.strip_prefix("In"))
-                                .unwrap_or(&name);
+                            let n = name.strip_prefix("Is").or_else(|| name.strip_prefix("In")).unwrap_or(&name);
                             out.push_str(&format!(r"\{e}{{{n}}}"));
                         }
                     }
                     c2 if c2.is_ascii_alphanumeric() => {
-                        return Err(PatternError {
-                            message: format!(r"unknown escape \{c2} at character {}", i - 1),
-                        });
+                        return Err(PatternError { message: format!(r"unknown escape \{c2} at character {}", i - 1) });
                     }
                     c2 => out.push_str(&regex::escape(&c2.to_string())),
                 }
@@ -328,15 +289,8 @@ pub fn translate(java: &str) -> Result<String, PatternError> {
                     }
                     if !rest.starts_with('<') && !rest.starts_with(':') {
                         // inline flags such as (?i) or (?i:...)
-                        let flags: String = chars[i + 2..]
-                            .iter()
-                            .take_while(|c| c.is_ascii_alphabetic() || **c == '-')
-                            .collect();
-                        if flags.contains('s')
-                            || flags.contains('d')
-                            || flags.contains('U')
-                            || flags.contains('c')
-                        {
+                        let flags: String = chars[i + 2..].iter().take_while(|c| c.is_ascii_alphabetic() || **c == '-').collect();
+                        if flags.contains('s') || flags.contains('d') || flags.contains('U') || flags.contains('c') {
                             return Err(refuse(&format!("the inline flag (?{flags})"), i));
                         }
                     }
@@ -384,7 +338,7 @@ pub fn java_split<'t>(re: &JavaRegex, text: &'t str, pieces: &mut Vec<&'t str>) 
         return;
     }
     pieces.push(&text[index..]);
-    while pieces.len() > 0 && pieces.last() == Some(&"") {
+    while pieces.last() == Some(&"") {
         pieces.pop();
     }
 }
@@ -437,31 +391,17 @@ mod tests {
             let e = JavaRegex::new(p).unwrap_err().message;
             assert!(e.contains(what), "{p}: {e}");
         }
-        assert!(JavaRegex::new("(")
-            .unwrap_err()
-            .message
-            .contains("does not compile"));
+        assert!(JavaRegex::new("(").unwrap_err().message.contains("does not compile"));
     }
 
     #[test]
     fn java_escapes_translate() {
         assert!(JavaRegex::new(r"\Qa.b\E").unwrap().full_match("a.b"));
         assert!(!JavaRegex::new(r"\Qa.b\E").unwrap().full_match("axb"));
-        assert!(JavaRegex::new(r"\u0041\x42\0103\e")
-            .unwrap()
-            .full_match("ABC\x1b"));
-        assert!(JavaRegex::new(r"\p{Alpha}+\-\/")
-            .unwrap()
-            .full_match("abc-/"));
-        assert!(JavaRegex::new(r"(?<name>\d+)(?i:x)")
-            .unwrap()
-            .full_match("12X"));
-        assert_eq!(
-            JavaRegex::new(r"(a)(?:b)((c)(?<d>d))")
-                .unwrap()
-                .group_count(),
-            4
-        );
+        assert!(JavaRegex::new(r"\u0041\x42\0103\e").unwrap().full_match("ABC\x1b"));
+        assert!(JavaRegex::new(r"\p{Alpha}+\-\/").unwrap().full_match("abc-/"));
+        assert!(JavaRegex::new(r"(?<name>\d+)(?i:x)").unwrap().full_match("12X"));
+        assert_eq!(JavaRegex::new(r"(a)(?:b)((c)(?<d>d))").unwrap().group_count(), 4);
         assert!(JavaRegex::new(r"a?+").is_err());
         assert!(JavaRegex::new(r"(?:a)?b").unwrap().full_match("b"));
     }

@@ -48,14 +48,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
-        Format::Common,
-        Format::Combined,
-        Format::ApacheError,
-        Format::Syslog,
-        Format::Rfc3339Syslog,
-        Format::Rfc5424,
-    ];
+    pub const ALL: [Format; 6] =
+        [Format::Common, Format::Combined, Format::ApacheError, Format::Syslog, Format::Rfc3339Syslog, Format::Rfc5424];
 
     pub fn from_name(s: &str) -> Option<Format> {
         Some(match s {
@@ -70,28 +64,11 @@ impl Format {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const HOSTS: [&str; 8] = [
-    "192.168.1.20",
-    "10.0.0.7",
-    "www.example.com",
-    "host-7.internal.",
-    "::1",
-    "2001:db8::42",
-    "crawl_66.bot.net",
-    "..1",
-];
-const PATHS: [&str; 6] = [
-    "/",
-    "/index.html",
-    "/api/v1/items?id=42&sort=desc",
-    "/static/app.js",
-    "/search?q=caf%C3%A9",
-    "/wp-login.php",
-];
+const HOSTS: [&str; 8] =
+    ["192.168.1.20", "10.0.0.7", "www.example.com", "host-7.internal.", "::1", "2001:db8::42", "crawl_66.bot.net", "..1"];
+const PATHS: [&str; 6] = ["/", "/index.html", "/api/v1/items?id=42&sort=desc", "/static/app.js", "/search?q=caf%C3%A9", "/wp-login.php"];
 const AGENTS: [&str; 5] = [
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
     "curl/8.5.0",
@@ -99,14 +76,7 @@ const AGENTS: [&str; 5] = [
     "-",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Mobile/15E148 Safari/604.1",
 ];
-const PROGRAMS: [&str; 6] = [
-    "sshd",
-    "CRON",
-    "kernel",
-    "systemd-logind",
-    "postfix/smtpd",
-    "app.worker",
-];
+const PROGRAMS: [&str; 6] = ["sshd", "CRON", "kernel", "systemd-logind", "postfix/smtpd", "app.worker"];
 const MESSAGES: [&str; 6] = [
     "Accepted publickey for deploy from 10.0.0.5 port 52722 ssh2",
     "pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)",
@@ -148,26 +118,14 @@ fn time(rng: &mut Rng) -> String {
 
 fn access(rng: &mut Rng, combined: bool) -> String {
     let host = if rng.chance(80) {
-        format!(
-            "{}.{}.{}.{}",
-            rng.below(256),
-            rng.below(256),
-            rng.below(256),
-            rng.below(256)
-        )
+        format!("{}.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256), rng.below(256))
     } else {
         rng.pick(&HOSTS).to_string()
     };
     let ident = if rng.chance(95) { "-" } else { "ident_1" };
     let user = *rng.pick(&["-", "-", "-", "frank", "alice.b", "bob@example.com", "x y"]);
     let tz = *rng.pick(&["+0000", "-0700", "+0530", "-0000"]);
-    let date = format!(
-        "{:02}/{}/{}:{} {tz}",
-        rng.below(28) + 1,
-        rng.pick(&MONTHS),
-        2000 + rng.below(30),
-        time(rng)
-    );
+    let date = format!("{:02}/{}/{}:{} {tz}", rng.below(28) + 1, rng.pick(&MONTHS), 2000 + rng.below(30), time(rng));
     let method = *rng.pick(&["GET", "GET", "GET", "POST", "HEAD", "OPTIONS"]);
     let request = match rng.below(30) {
         0 => "-".to_string(),
@@ -189,11 +147,7 @@ fn access(rng: &mut Rng, combined: bool) -> String {
             1 => String::new(),
             _ => format!("https://example.com{}", rng.pick(&PATHS)),
         };
-        let agent = if rng.chance(3) {
-            String::new()
-        } else {
-            rng.pick(&AGENTS).to_string()
-        };
+        let agent = if rng.chance(3) { String::new() } else { rng.pick(&AGENTS).to_string() };
         l.push_str(&format!(" \"{referer}\" \"{agent}\""));
         if rng.chance(5) {
             l.push_str(" \"-\" rt=0.042");
@@ -205,23 +159,10 @@ fn access(rng: &mut Rng, combined: bool) -> String {
 }
 
 fn apache_error(rng: &mut Rng) -> String {
-    let ts = format!(
-        "{} {} {:02} {} {}",
-        rng.pick(&DAYS),
-        rng.pick(&MONTHS),
-        rng.below(28) + 1,
-        time(rng),
-        2000 + rng.below(30)
-    );
+    let ts = format!("{} {} {:02} {} {}", rng.pick(&DAYS), rng.pick(&MONTHS), rng.below(28) + 1, time(rng), 2000 + rng.below(30));
     let level = *rng.pick(&["error", "warn", "notice", "crit"]);
-    let module = if rng.chance(70) {
-        format!(
-            "{}:{level}",
-            rng.pick(&["core", "ssl", "proxy_fcgi", "mpm_event"])
-        )
-    } else {
-        level.to_string()
-    };
+    let module =
+        if rng.chance(70) { format!("{}:{level}", rng.pick(&["core", "ssl", "proxy_fcgi", "mpm_event"])) } else { level.to_string() };
     let pid = if rng.chance(70) {
         format!("[pid {}:tid {}] ", rng.below(99_999), rng.below(1 << 40))
     } else if rng.chance(80) {
@@ -233,14 +174,7 @@ fn apache_error(rng: &mut Rng) -> String {
         0 => String::new(),
         1 => "[client ::1:58424] ".to_string(),
         2 => "[client www.example.com] ".to_string(),
-        _ => format!(
-            "[client {}.{}.{}.{}:{}] ",
-            rng.below(256),
-            rng.below(256),
-            rng.below(256),
-            rng.below(256),
-            rng.below(65535) + 1
-        ),
+        _ => format!("[client {}.{}.{}.{}:{}] ", rng.below(256), rng.below(256), rng.below(256), rng.below(256), rng.below(65535) + 1),
     };
     let msg = *rng.pick(&[
         "AH00128: File does not exist: /var/www/html/favicon.ico",
@@ -254,11 +188,7 @@ fn apache_error(rng: &mut Rng) -> String {
 
 fn syslog(rng: &mut Rng, rfc3339: bool) -> String {
     let ts = if rfc3339 {
-        let frac = if rng.chance(50) {
-            format!(".{:06}", rng.below(1_000_000))
-        } else {
-            String::new()
-        };
+        let frac = if rng.chance(50) { format!(".{:06}", rng.below(1_000_000)) } else { String::new() };
         let tz = *rng.pick(&["Z", "+00:00", "-05:00", "+0530"]);
         format!(
             "20{:02}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}{tz}",
@@ -274,11 +204,7 @@ fn syslog(rng: &mut Rng, rfc3339: bool) -> String {
         if rng.chance(80) {
             format!("{} {day:>2} {}", rng.pick(&MONTHS), time(rng))
         } else {
-            format!(
-                "{} {day}\t{}",
-                rng.pick(&["Sept", "Jun", "June", "Mar"]),
-                time(rng)
-            )
+            format!("{} {day}\t{}", rng.pick(&["Sept", "Jun", "June", "Mar"]), time(rng))
         }
     };
     let pri = match rng.below(10) {
@@ -295,11 +221,7 @@ fn syslog(rng: &mut Rng, rfc3339: bool) -> String {
         _ => format!("[{}]", rng.below(65535) + 1),
     };
     let sep = if rng.chance(95) { ": " } else { " " };
-    let msg = if rng.chance(3) {
-        "last message repeated 3 times".to_string()
-    } else {
-        rng.pick(&MESSAGES).to_string()
-    };
+    let msg = if rng.chance(3) { "last message repeated 3 times".to_string() } else { rng.pick(&MESSAGES).to_string() };
     format!("{ts} {pri}{host} {prog}{pid}{sep}{msg}")
 }
 
@@ -308,18 +230,11 @@ fn rfc5424(rng: &mut Rng) -> String {
     let ts = if rng.chance(10) {
         "-".to_string()
     } else {
-        format!(
-            "2024-0{}-1{}T0{}:30:00.{:03}Z",
-            rng.below(9) + 1,
-            rng.below(10),
-            rng.below(10),
-            rng.below(1000)
-        )
+        format!("2024-0{}-1{}T0{}:30:00.{:03}Z", rng.below(9) + 1, rng.below(10), rng.below(10), rng.below(1000))
     };
     let sd = match rng.below(4) {
         0 => "-".to_string(),
-        1 => "[exampleSDID@32473 iut=\"3\" eventSource=\"App\\\"lication\" eventID=\"1011\"]"
-            .to_string(),
+        1 => "[exampleSDID@32473 iut=\"3\" eventSource=\"App\\\"lication\" eventID=\"1011\"]".to_string(),
         2 => "[a@1 x=\"\\]\"][b@2]".to_string(),
         _ => "[origin ip=\"10.0.0.1\"]".to_string(),
     };
@@ -341,13 +256,7 @@ fn rfc5424(rng: &mut Rng) -> String {
 /// for throughput benchmarks.
 pub fn combined_line_of_len(rng: &mut Rng, len: usize, out: &mut Vec<u8>) {
     let start = out.len();
-    let ip = format!(
-        "{}.{}.{}.{}",
-        rng.below(256),
-        rng.below(256),
-        rng.below(256),
-        rng.below(256)
-    );
+    let ip = format!("{}.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256), rng.below(256));
     out.extend_from_slice(
         format!(
             "{ip} - - [{:02}/{}/2024:{:02}:{:02}:{:02} +0000] \"GET /item?id={}&pad=",
@@ -360,11 +269,7 @@ pub fn combined_line_of_len(rng: &mut Rng, len: usize, out: &mut Vec<u8>) {
         )
         .as_bytes(),
     );
-    let tail = format!(
-        " HTTP/1.1\" 200 {} \"-\" \"{}\"\n",
-        rng.below(100_000),
-        AGENTS[rng.below(3) as usize]
-    );
+    let tail = format!(" HTTP/1.1\" 200 {} \"-\" \"{}\"\n", rng.below(100_000), AGENTS[rng.below(3) as usize]);
     let used = out.len() - start + tail.len();
     for _ in used..len {
         out.push(b'x');

@@ -2,9 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use logferry::config::{
-    self, Assembly, Config, ConfigFormat, Destination, Flow, InitialPosition, PathRules,
-};
+use logferry::config::{self, Assembly, Config, ConfigFormat, Destination, Flow, InitialPosition, PathRules};
 use logferry::convert::ec2::{self, Ec2MetadataHandle};
 use logferry::convert::ChainContext;
 use std::io::Write;
@@ -12,11 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "logferry",
-    version,
-    about = "Tails rotating log files and ships them to Kinesis Data Firehose or Kinesis Data Streams"
-)]
+#[command(name = "logferry", version, about = "Tails rotating log files and ships them to Kinesis Data Firehose or Kinesis Data Streams")]
 struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
@@ -53,11 +47,8 @@ enum Command {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -71,11 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
-        Command::Preview {
-            config,
-            flow,
-            files,
-        } => preview(&config, flow.as_deref(), &files),
+        Command::Preview { config, flow, files } => preview(&config, flow.as_deref(), &files),
         Command::Migrate { path } => migrate(&path),
     };
     match result {
@@ -105,10 +92,7 @@ fn load(path: &Path) -> Result<Option<Config>> {
             }
             let n = failed.errors.len();
             let plural = if n == 1 { "" } else { "s" };
-            eprintln!(
-                "logferry: the configuration {} was refused ({n} error{plural})",
-                path.display()
-            );
+            eprintln!("logferry: the configuration {} was refused ({n} error{plural})", path.display());
             Ok(None)
         }
     }
@@ -136,27 +120,13 @@ fn check(path: &Path) -> Result<ExitCode> {
         ConfigFormat::Native => "native YAML",
     };
     writeln!(out, "configuration: {} ({fmt})", cfg.path.display())?;
-    writeln!(
-        out,
-        "checkpoints: {} (rows not updated for {} days are removed)",
-        cfg.checkpoint_file.display(),
-        cfg.checkpoint_ttl_days
-    )?;
+    writeln!(out, "checkpoints: {} (rows not updated for {} days are removed)", cfg.checkpoint_file.display(), cfg.checkpoint_ttl_days)?;
     if cfg.cloudwatch.emit_metrics {
-        let where_ = cfg
-            .cloudwatch
-            .endpoint
-            .clone()
-            .or(cfg.cloudwatch.region.clone())
-            .unwrap_or_else(|| match cfg.format {
-                ConfigFormat::KinesisAgent => "us-east-1 (default; set cloudwatch.endpoint)".into(),
-                ConfigFormat::Native => "the region of the host".into(),
-            });
-        writeln!(
-            out,
-            "cloudwatch: metrics on, namespace {}, to {where_}",
-            cfg.cloudwatch.namespace
-        )?;
+        let where_ = cfg.cloudwatch.endpoint.clone().or(cfg.cloudwatch.region.clone()).unwrap_or_else(|| match cfg.format {
+            ConfigFormat::KinesisAgent => "us-east-1 (default; set cloudwatch.endpoint)".into(),
+            ConfigFormat::Native => "the region of the host".into(),
+        });
+        writeln!(out, "cloudwatch: metrics on, namespace {}, to {where_}", cfg.cloudwatch.namespace)?;
     } else {
         writeln!(out, "cloudwatch: metrics off")?;
     }
@@ -166,12 +136,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     for f in &cfg.flows {
         describe_flow(&mut out, &cfg, f)?;
     }
-    writeln!(
-        out,
-        "OK: {} flow{}",
-        cfg.flows.len(),
-        if cfg.flows.len() == 1 { "" } else { "s" }
-    )?;
+    writeln!(out, "OK: {} flow{}", cfg.flows.len(), if cfg.flows.len() == 1 { "" } else { "s" })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,15 +159,12 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
     };
     writeln!(out, "  first start without a checkpoint: {pos}")?;
     let target = match &f.destination {
-        Destination::Firehose { aws, .. } => aws
-            .endpoint
-            .clone()
-            .or(aws.region.clone())
-            .or(cfg.aws.firehose_endpoint.clone())
-            .unwrap_or_else(|| match cfg.format {
+        Destination::Firehose { aws, .. } => {
+            aws.endpoint.clone().or(aws.region.clone()).or(cfg.aws.firehose_endpoint.clone()).unwrap_or_else(|| match cfg.format {
                 ConfigFormat::KinesisAgent => "us-east-1".into(),
                 ConfigFormat::Native => "the host's region".into(),
-            }),
+            })
+        }
         Destination::Kinesis { aws, .. } => aws
             .endpoint
             .clone()
@@ -212,18 +174,12 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
             .unwrap_or_else(|| "the host's region".into()),
         _ => "local".into(),
     };
-    writeln!(
-        out,
-        "  destination: {} ({target})",
-        f.destination.describe()
-    )?;
+    writeln!(out, "  destination: {} ({target})", f.destination.describe())?;
     let framing = match &f.assembly {
         Assembly::Lines => "one record per line".to_string(),
-        Assembly::MultiLine { start } => format!(
-            "multi-line records starting at {:?} (sent after {} ms without a new line)",
-            start.as_str(),
-            f.multiline_flush_ms
-        ),
+        Assembly::MultiLine { start } => {
+            format!("multi-line records starting at {:?} (sent after {} ms without a new line)", start.as_str(), f.multiline_flush_ms)
+        }
         Assembly::Aggregate { max_bytes } => {
             format!("whole lines packed into records of up to {max_bytes} bytes")
         }
@@ -238,11 +194,7 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
     for p in &f.processors {
         writeln!(out, "  processor: {}", p.describe())?;
     }
-    writeln!(
-        out,
-        "  batches: up to {} records, {} bytes, {} ms",
-        f.buffer.max_records, f.buffer.max_bytes, f.buffer.max_age_ms
-    )?;
+    writeln!(out, "  batches: up to {} records, {} bytes, {} ms", f.buffer.max_records, f.buffer.max_bytes, f.buffer.max_age_ms)?;
     Ok(())
 }
 
@@ -253,30 +205,16 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
     let flow = match flow_id {
         Some(id) => match cfg.flow(id) {
             Some(f) => f,
-            None => bail!(
-                "no flow {id:?} in {}; flows: {}",
-                path.display(),
-                flow_ids(&cfg)
-            ),
+            None => bail!("no flow {id:?} in {}; flows: {}", path.display(), flow_ids(&cfg)),
         },
         None if cfg.flows.len() == 1 => &cfg.flows[0],
-        None => bail!(
-            "{} has {} flows; choose one with --flow: {}",
-            path.display(),
-            cfg.flows.len(),
-            flow_ids(&cfg)
-        ),
+        None => bail!("{} has {} flows; choose one with --flow: {}", path.display(), cfg.flows.len(), flow_ids(&cfg)),
     };
     let mut ctx = ChainContext::default();
     if let Some(p) = flow.processors.iter().find(|p| p.needs_ec2_metadata()) {
-        let tags = matches!(
-            p,
-            logferry::convert::ProcessorSpec::AddEc2Metadata { tags: true, .. }
-        );
+        let tags = matches!(p, logferry::convert::ProcessorSpec::AddEc2Metadata { tags: true, .. });
         let handle = Ec2MetadataHandle::default();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         match rt.block_on(ec2::fetch(tags)) {
             Ok(m) => handle.set(Some(m)),
             Err(e) => tracing::info!("ADDEC2METADATA: {e}; records pass through unchanged"),
@@ -287,10 +225,8 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut total = logferry::preview::Summary::default();
     for file in files {
-        let f =
-            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        let s = logferry::preview::preview(flow, ctx.clone(), f, &mut out)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let s = logferry::preview::preview(flow, ctx.clone(), f, &mut out).with_context(|| format!("reading {}", file.display()))?;
         total.records += s.records;
         total.dropped += s.dropped;
         total.truncated += s.truncated;
@@ -306,11 +242,7 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
 }
 
 fn flow_ids(cfg: &Config) -> String {
-    cfg.flows
-        .iter()
-        .map(|f| f.id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    cfg.flows.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn migrate(path: &Path) -> Result<ExitCode> {

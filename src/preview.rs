@@ -23,12 +23,7 @@ pub struct Summary {
 }
 
 /// Runs `input` through `flow` and writes one JSON string per record to `out`.
-pub fn preview(
-    flow: &Flow,
-    ctx: ChainContext,
-    mut input: impl Read,
-    out: &mut impl Write,
-) -> io::Result<Summary> {
+pub fn preview(flow: &Flow, ctx: ChainContext, mut input: impl Read, out: &mut impl Write) -> io::Result<Summary> {
     let mut chain = Chain::new(&flow.processors, ctx);
     let mut framer = LineFramer::new(0, flow.max_line_bytes);
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines);
@@ -49,11 +44,7 @@ pub fn preview(
             Outcome::FellBack => summary.processing_errors += 1,
             Outcome::Emitted => {}
         }
-        if truncate_record(
-            &mut converted,
-            flow.max_record_bytes,
-            &flow.truncated_record_terminator,
-        ) {
+        if truncate_record(&mut converted, flow.max_record_bytes, &flow.truncated_record_terminator) {
             summary.truncated += 1;
         }
         summary.records += 1;
@@ -81,7 +72,6 @@ pub fn preview(
     }
     framer.finish(|l| assembler.push_line(l, &mut on_piece));
     assembler.flush(&mut on_piece);
-    drop(on_piece);
     if let Some(e) = failure.into_inner() {
         return Err(e);
     }

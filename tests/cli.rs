@@ -44,46 +44,14 @@ fn check(cfg: &Path) -> Run {
 fn check_accepts_the_agent_json_aws_ships() {
     let r = check(&root().join("config-examples/kinesis-agent/agent.json"));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stdout
-            .contains("flow kinesis:yourkinesisstream:/tmp/app.log*"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout
-            .contains("flow fh:yourdeliverystream:/tmp/app.log*"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout
-            .contains("checkpoints: /var/lib/logferry/checkpoints.db"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("namespace AWSKinesisAgent"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("Firehose requests go to us-east-1")
-            && r.stdout.contains("set \"firehose.endpoint\""),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("CloudWatch metrics go to us-east-1"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("flow kinesis:yourkinesisstream:/tmp/app.log*"), "{}", r.stdout);
+    assert!(r.stdout.contains("flow fh:yourdeliverystream:/tmp/app.log*"), "{}", r.stdout);
+    assert!(r.stdout.contains("checkpoints: /var/lib/logferry/checkpoints.db"), "{}", r.stdout);
+    assert!(r.stdout.contains("namespace AWSKinesisAgent"), "{}", r.stdout);
+    assert!(r.stdout.contains("Firehose requests go to us-east-1") && r.stdout.contains("set \"firehose.endpoint\""), "{}", r.stdout);
+    assert!(r.stdout.contains("CloudWatch metrics go to us-east-1"), "{}", r.stdout);
     assert!(r.stdout.contains("OK: 2 flows"));
-    assert!(
-        !r.stderr.contains("WARN"),
-        "no warnings expected: {}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains("WARN"), "no warnings expected: {}", r.stderr);
 }
 
 #[test]
@@ -97,10 +65,7 @@ fn every_config_example_passes_check() {
                 if !p.ends_with("agent.d") {
                     stack.push(p)
                 }
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("json" | "yaml" | "yml")
-            ) {
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "yaml" | "yml")) {
                 let r = check(&p);
                 assert_eq!(r.code, 0, "{}: {}", p.display(), r.stderr);
                 n += 1;
@@ -129,18 +94,10 @@ fn comments_lenient_scalars_and_legacy_keys_are_accepted() {
     let r = check(&cfg);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("metrics off"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("removed after") || r.stdout.contains("for 8 days"),
-        "octal 010 is 8: {}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("removed after") || r.stdout.contains("for 8 days"), "octal 010 is 8: {}", r.stdout);
     assert!(r.stdout.contains("1000 ms"), "0x3E8 is 1000: {}", r.stdout);
     assert!(r.stdout.contains("START_OF_FILE"));
-    assert!(
-        !r.stderr.contains("unknown key"),
-        "legacy log.* keys are accepted silently: {}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains("unknown key"), "legacy log.* keys are accepted silently: {}", r.stderr);
 }
 
 #[test]
@@ -156,21 +113,14 @@ fn bad_values_are_refused_with_file_key_and_range() {
     let r = check(&cfg);
     assert_eq!(r.code, 1);
     let file = cfg.display().to_string();
-    assert!(r.stderr.contains(&format!("{file}: `flows[0].maxBufferAgeMillis`: value 10 is outside of valid range [1000..900000]")), "{}", r.stderr);
     assert!(
-        r.stderr.contains(
-            "`flows[0].maxBufferSizeRecords`: value 501 is outside of valid range [1..500]"
-        ),
+        r.stderr.contains(&format!("{file}: `flows[0].maxBufferAgeMillis`: value 10 is outside of valid range [1000..900000]")),
         "{}",
         r.stderr
     );
+    assert!(r.stderr.contains("`flows[0].maxBufferSizeRecords`: value 501 is outside of valid range [1..500]"), "{}", r.stderr);
     assert!(r.stderr.contains("`flows[0].initialPosition`: \"start_of_file\" is not one of START_OF_FILE, END_OF_FILE"), "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("`flows[0].maxBufferSizeBytes`: 1000.5 is not a whole number"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("`flows[0].maxBufferSizeBytes`: 1000.5 is not a whole number"), "{}", r.stderr);
     assert!(r.stderr.contains("refused (4 errors)"), "{}", r.stderr);
 }
 
@@ -185,12 +135,7 @@ fn data_processing_options_as_an_object_is_an_error() {
     );
     let r = check(&cfg);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("`flows[0].dataProcessingOptions`: must be a list of processors"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("`flows[0].dataProcessingOptions`: must be a list of processors"), "{}", r.stderr);
 }
 
 #[test]
@@ -205,98 +150,51 @@ fn unknown_keys_are_reported_with_the_closest_known_key() {
     );
     let r = check(&cfg);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("`cloudwatch.emitMetric`: unknown key, ignored; did you mean `cloudwatch.emitMetrics`?"), "{}", r.stderr);
     assert!(
-        r.stderr.contains(
-            "`cloudwatch.emitMetric`: unknown key, ignored; did you mean `cloudwatch.emitMetrics`?"
-        ),
+        r.stderr.contains("`flows[0].multiLineStartPatern`: unknown key, ignored; did you mean `multiLineStartPattern`?"),
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("`flows[0].multiLineStartPatern`: unknown key, ignored; did you mean `multiLineStartPattern`?"), "{}", r.stderr);
-    assert!(r.stderr.contains("`flows[0].dataProcessingOptions[0].customFieldName`: unknown key, ignored; did you mean `customFieldNames`?"), "{}", r.stderr);
     assert!(
-        r.stderr.contains("`maxBufferAgeMillis`: unknown key"),
-        "a per-flow key at top level is reported: {}",
+        r.stderr.contains("`flows[0].dataProcessingOptions[0].customFieldName`: unknown key, ignored; did you mean `customFieldNames`?"),
+        "{}",
         r.stderr
     );
+    assert!(r.stderr.contains("`maxBufferAgeMillis`: unknown key"), "a per-flow key at top level is reported: {}", r.stderr);
 }
 
 #[test]
 fn agent_d_flows_are_merged_and_unparsable_files_skipped_with_a_warning() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write(
-        d.path(),
-        "agent.json",
-        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "one" }]}"#,
-    );
-    write(
-        d.path(),
-        "agent.d/b.json",
-        r#"{"flows": [{ "filePattern": "/var/log/b.log", "kinesisStream": "two" }]}"#,
-    );
+    let cfg = write(d.path(), "agent.json", r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "one" }]}"#);
+    write(d.path(), "agent.d/b.json", r#"{"flows": [{ "filePattern": "/var/log/b.log", "kinesisStream": "two" }]}"#);
     write(d.path(), "agent.d/README", "not json at all");
     let r = check(&cfg);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stdout.contains("flow fh:one:/var/log/a.log")
-            && r.stdout.contains("flow kinesis:two:/var/log/b.log"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stderr.contains("agent.d/README: skipped: not valid JSON"),
-        "{}",
-        r.stderr
-    );
-    write(
-        d.path(),
-        "agent.d/c.json",
-        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "one" }]}"#,
-    );
+    assert!(r.stdout.contains("flow fh:one:/var/log/a.log") && r.stdout.contains("flow kinesis:two:/var/log/b.log"), "{}", r.stdout);
+    assert!(r.stderr.contains("agent.d/README: skipped: not valid JSON"), "{}", r.stderr);
+    write(d.path(), "agent.d/c.json", r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "one" }]}"#);
     let r = check(&cfg);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("duplicate flow \"fh:one:/var/log/a.log\""),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("duplicate flow \"fh:one:/var/log/a.log\""), "{}", r.stderr);
 }
 
 #[test]
 fn flow_type_precedence_and_missing_pieces() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = write(
-        d.path(),
-        "agent.json",
-        r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "fh", "kinesisStream": "ks" }]}"#,
-    );
+    let cfg =
+        write(d.path(), "agent.json", r#"{"flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "fh", "kinesisStream": "ks" }]}"#);
     let r = check(&cfg);
-    assert!(
-        r.stdout.contains("flow fh:fh:/var/log/a.log") && r.stdout.contains("DeliveryStream:fh"),
-        "{}",
-        r.stdout
-    );
-    let cfg = write(
-        d.path(),
-        "agent.json",
-        r#"{"flows": [{ "filePattern": "/var/log/a.log" }]}"#,
-    );
+    assert!(r.stdout.contains("flow fh:fh:/var/log/a.log") && r.stdout.contains("DeliveryStream:fh"), "{}", r.stdout);
+    let cfg = write(d.path(), "agent.json", r#"{"flows": [{ "filePattern": "/var/log/a.log" }]}"#);
     let r = check(&cfg);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("could not recognize flow type"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("could not recognize flow type"), "{}", r.stderr);
     let cfg = write(d.path(), "agent.json", r#"{"flows": []}"#);
     let r = check(&cfg);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("there are no flows configured"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("there are no flows configured"), "{}", r.stderr);
     let cfg = write(d.path(), "agent.json", r#"{"flows": [ "#);
     let r = check(&cfg);
     assert_eq!(r.code, 1);
@@ -315,28 +213,15 @@ fn patterns_the_engine_cannot_run_are_refused_naming_the_construct() {
     );
     let r = check(&cfg);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("`flows[0].dataProcessingOptions[0].matchPattern`")
-            && r.stderr.contains("look-ahead"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr
-            .contains("names 1 fields but matchPattern has 2 capturing groups"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("`flows[0].dataProcessingOptions[0].matchPattern`") && r.stderr.contains("look-ahead"), "{}", r.stderr);
+    assert!(r.stderr.contains("names 1 fields but matchPattern has 2 capturing groups"), "{}", r.stderr);
 }
 
 fn agent_json_with(dir: &Path, processors: &str) -> PathBuf {
     write(
         dir,
         "agent.json",
-        &format!(
-            r#"{{"flows": [{{ "filePattern": "/var/log/a.log", "deliveryStream": "s", "dataProcessingOptions": {processors} }}]}}"#
-        ),
+        &format!(r#"{{"flows": [{{ "filePattern": "/var/log/a.log", "deliveryStream": "s", "dataProcessingOptions": {processors} }}]}}"#),
     )
 }
 
@@ -344,62 +229,31 @@ fn agent_json_with(dir: &Path, processors: &str) -> PathBuf {
 fn preview_matches_java_oracle_for_every_log_format() {
     let d = tempfile::tempdir().unwrap();
     let input = root().join("tests/data/golden/mixed.log");
-    for format in [
-        "COMMONAPACHELOG",
-        "COMBINEDAPACHELOG",
-        "APACHEERRORLOG",
-        "SYSLOG",
-        "RFC3339SYSLOG",
-    ] {
-        let cfg = agent_json_with(
-            d.path(),
-            &format!(r#"[{{"optionName": "LOGTOJSON", "logFormat": "{format}"}}]"#),
-        );
-        let r = logferry(&[
-            "preview",
-            "--config",
-            cfg.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
+    for format in ["COMMONAPACHELOG", "COMBINEDAPACHELOG", "APACHEERRORLOG", "SYSLOG", "RFC3339SYSLOG"] {
+        let cfg = agent_json_with(d.path(), &format!(r#"[{{"optionName": "LOGTOJSON", "logFormat": "{format}"}}]"#));
+        let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), input.to_str().unwrap()]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        let expected =
-            std::fs::read_to_string(root().join(format!("tests/data/golden/{format}.expected")))
-                .unwrap();
+        let expected = std::fs::read_to_string(root().join(format!("tests/data/golden/{format}.expected"))).unwrap();
         assert!(expected.lines().count() > 30);
         for (i, (got, want)) in r.stdout.lines().zip(expected.lines()).enumerate() {
             assert_eq!(got, want, "{format}: record {i} differs");
         }
-        assert_eq!(
-            r.stdout.lines().count(),
-            expected.lines().count(),
-            "{format}"
-        );
+        assert_eq!(r.stdout.lines().count(), expected.lines().count(), "{format}");
         let dropped = 801 - expected.lines().count();
-        assert!(
-            r.stderr.contains(&format!(
-                "{} records, {dropped} dropped",
-                expected.lines().count()
-            )),
-            "{}",
-            r.stderr
-        );
+        assert!(r.stderr.contains(&format!("{} records, {dropped} dropped", expected.lines().count())), "{}", r.stderr);
     }
 }
 
 #[test]
 fn preview_contract_last_line_drops_and_summary() {
     let d = tempfile::tempdir().unwrap();
-    let log = write(d.path(), "a.log", "Mar  7 04:22:00 h cron[1]: one\nnot syslog\nMar  7 04:22:01 h cron[0]: pid zero\nMar  7 04:22:02 h cron: last");
-    let cfg = agent_json_with(
+    let log = write(
         d.path(),
-        r#"[{"optionName": "LOGTOJSON", "logFormat": "SYSLOG"}]"#,
+        "a.log",
+        "Mar  7 04:22:00 h cron[1]: one\nnot syslog\nMar  7 04:22:01 h cron[0]: pid zero\nMar  7 04:22:02 h cron: last",
     );
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let cfg = agent_json_with(d.path(), r#"[{"optionName": "LOGTOJSON", "logFormat": "SYSLOG"}]"#);
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
@@ -410,26 +264,12 @@ fn preview_contract_last_line_drops_and_summary() {
             "\n"
         )
     );
-    assert!(
-        r.stderr
-            .contains("preview: 2 records, 2 dropped, 0 truncated"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("preview: 2 records, 2 dropped, 0 truncated"), "{}", r.stderr);
 
     let raw = agent_json_with(d.path(), "[]");
-    let r = logferry(&[
-        "preview",
-        "--config",
-        raw.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let r = logferry(&["preview", "--config", raw.to_str().unwrap(), log.to_str().unwrap()]);
     assert_eq!(r.stdout.lines().count(), 4);
-    assert_eq!(
-        r.stdout.lines().last().unwrap(),
-        r#""Mar  7 04:22:02 h cron: last""#,
-        "an unterminated last line is a record as it is"
-    );
+    assert_eq!(r.stdout.lines().last().unwrap(), r#""Mar  7 04:22:02 h cron: last""#, "an unterminated last line is a record as it is");
 }
 
 #[test]
@@ -437,32 +277,19 @@ fn preview_needs_a_flow_choice_with_several_flows() {
     let d = tempfile::tempdir().unwrap();
     let log = write(d.path(), "a.log", "x\n");
     let cfg = root().join("config-examples/kinesis-agent/agent.json");
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("has 2 flows; choose one with --flow: kinesis:yourkinesisstream:/tmp/app.log*, fh:yourdeliverystream:/tmp/app.log*"), "{}", r.stderr);
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--flow",
-        "fh:yourdeliverystream:/tmp/app.log*",
-        log.to_str().unwrap(),
-    ]);
+    assert!(
+        r.stderr
+            .contains("has 2 flows; choose one with --flow: kinesis:yourkinesisstream:/tmp/app.log*, fh:yourdeliverystream:/tmp/app.log*"),
+        "{}",
+        r.stderr
+    );
+    let r =
+        logferry(&["preview", "--config", cfg.to_str().unwrap(), "--flow", "fh:yourdeliverystream:/tmp/app.log*", log.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "\"x\\n\"\n");
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--flow",
-        "nope",
-        log.to_str().unwrap(),
-    ]);
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), "--flow", "nope", log.to_str().unwrap()]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no flow \"nope\""), "{}", r.stderr);
 }
@@ -478,42 +305,18 @@ fn preview_applies_header_skip_multiline_singleline_and_truncation() {
               "multiLineStartPattern": "\\d{4}-", "truncatedRecordTerminator": "...\n",
               "dataProcessingOptions": [{"optionName": "SINGLELINE"}] }]}"#,
     );
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        r.stdout,
-        "\"2024-01-01 firstat a.b(C.java:1)at c.d\\n\"\n\"2024-01-02 second\\n\"\n"
-    );
+    assert_eq!(r.stdout, "\"2024-01-01 firstat a.b(C.java:1)at c.d\\n\"\n\"2024-01-02 second\\n\"\n");
 
     let big = "x".repeat(1_100_000);
     let log = write(d.path(), "big.log", &format!("{big}\nshort\n"));
     let cfg = agent_json_with(d.path(), "[]");
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
     let first: String = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
-    assert_eq!(
-        first.len(),
-        1_024_000,
-        "Firehose records are cut to 1,024,000 bytes"
-    );
-    assert!(
-        first.ends_with("x\n"),
-        "the terminator replaces the last byte"
-    );
-    assert!(
-        r.stderr.contains("2 records, 0 dropped, 1 truncated"),
-        "{}",
-        r.stderr
-    );
+    assert_eq!(first.len(), 1_024_000, "Firehose records are cut to 1,024,000 bytes");
+    assert!(first.ends_with("x\n"), "the terminator replaces the last byte");
+    assert!(r.stderr.contains("2 records, 0 dropped, 1 truncated"), "{}", r.stderr);
 }
 
 #[test]
@@ -536,35 +339,14 @@ fn migrated_native_yaml_sends_the_same_records() {
         );
         let m = logferry(&["migrate", cfg.to_str().unwrap()]);
         assert_eq!(m.code, 0, "{}", m.stderr);
-        assert!(
-            m.stdout.contains("id: fh:s:/var/log/a.log"),
-            "flow ids are kept: {}",
-            m.stdout
-        );
-        assert!(
-            m.stdout.contains("region: us-east-1"),
-            "the us-east-1 default is made explicit: {}",
-            m.stdout
-        );
+        assert!(m.stdout.contains("id: fh:s:/var/log/a.log"), "flow ids are kept: {}", m.stdout);
+        assert!(m.stdout.contains("region: us-east-1"), "the us-east-1 default is made explicit: {}", m.stdout);
         let yaml = write(d.path(), &format!("c{i}/native.yaml"), &m.stdout);
-        let a = logferry(&[
-            "preview",
-            "--config",
-            cfg.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
-        let b = logferry(&[
-            "preview",
-            "--config",
-            yaml.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
+        let a = logferry(&["preview", "--config", cfg.to_str().unwrap(), input.to_str().unwrap()]);
+        let b = logferry(&["preview", "--config", yaml.to_str().unwrap(), input.to_str().unwrap()]);
         assert_eq!(b.code, 0, "{}", b.stderr);
         assert!(a.stdout.lines().count() > 50, "case {i}");
-        assert_eq!(
-            a.stdout, b.stdout,
-            "case {i}: migrated config changes records"
-        );
+        assert_eq!(a.stdout, b.stdout, "case {i}: migrated config changes records");
     }
 }
 
@@ -581,12 +363,7 @@ fn native_yaml_typed_output_and_errors() {
         "native.yaml",
         "flows:\n  - id: web\n    path: /var/log/*/access.log\n    processors:\n      - type: filter\n        exclude: ['healthz']\n      - type: parse\n        format: apache_combined\n    sink: {type: stdout}\n",
     );
-    let r = logferry(&[
-        "preview",
-        "--config",
-        cfg.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
@@ -601,38 +378,14 @@ fn native_yaml_typed_output_and_errors() {
     );
     let r = check(&bad);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("`flows[0].processors[0].format`: \"nginx\" is not one of apache_common"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("`flows[0].sink.stream`: is required"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("did you mean `processors`?"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("`flows[0].processors[0].format`: \"nginx\" is not one of apache_common"), "{}", r.stderr);
+    assert!(r.stderr.contains("`flows[0].sink.stream`: is required"), "{}", r.stderr);
+    assert!(r.stderr.contains("did you mean `processors`?"), "{}", r.stderr);
 }
 
 #[test]
 fn run_refuses_plainly_until_the_engine_exists() {
-    let r = logferry(&[
-        "run",
-        "--config",
-        root()
-            .join("config-examples/kinesis-agent/agent.json")
-            .to_str()
-            .unwrap(),
-    ]);
+    let r = logferry(&["run", "--config", root().join("config-examples/kinesis-agent/agent.json").to_str().unwrap()]);
     assert_ne!(r.code, 0);
-    assert!(
-        r.stderr.contains("needs the tailing engine"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("needs the tailing engine"), "{}", r.stderr);
 }

@@ -28,12 +28,9 @@ fn agent_pattern(format: LogFormat) -> String {
     let time = r"(?:(?:2[0123]|[01]?[0-9]):(?:[0-5][0-9]):(?:(?:[0-5]?[0-9]|60)(?:[:\.,][0-9]+)?))";
     let httpdate = format!(r"(?:{monthday}/{month}/{year}:{time}\s{int})");
     let noquote = r#"[^"]+"#;
-    let common = format!(
-        r#"^({iporhost}) ({user}) ({user}) \[({httpdate})\] "({noquote})" ({int}|\-) ({int}|\-)"#
-    );
+    let common = format!(r#"^({iporhost}) ({user}) ({user}) \[({httpdate})\] "({noquote})" ({int}|\-) ({int}|\-)"#);
     let combined = format!(r#"{common} "({noquote})" "({noquote})""#);
-    let prog_and_rest =
-        format!(r"(?:<{nonneg}.{nonneg}> )?({user}) ([\w\._/%-]+)(?:\[({posint})\])?: (.*)");
+    let prog_and_rest = format!(r"(?:<{nonneg}.{nonneg}> )?({user}) ([\w\._/%-]+)(?:\[({posint})\])?: (.*)");
     match format {
         LogFormat::CommonApacheLog => format!("{common}.*"),
         LogFormat::CombinedApacheLog => format!("{combined}.*"),
@@ -42,20 +39,13 @@ fn agent_pattern(format: LogFormat) -> String {
         ),
         LogFormat::Syslog => format!(r"^((?:{month}\s+{monthday}\s+{time})) {prog_and_rest}"),
         LogFormat::Rfc3339Syslog => {
-            format!(
-                r"^((?:\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?)(?:Z|(?:[-+]\d{{2}}:\d{{2}}))) {prog_and_rest}"
-            )
+            format!(r"^((?:\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}(?:\.\d+)?)(?:Z|(?:[-+]\d{{2}}:\d{{2}}))) {prog_and_rest}")
         }
     }
 }
 
-const FORMATS: [LogFormat; 5] = [
-    LogFormat::CommonApacheLog,
-    LogFormat::CombinedApacheLog,
-    LogFormat::ApacheErrorLog,
-    LogFormat::Syslog,
-    LogFormat::Rfc3339Syslog,
-];
+const FORMATS: [LogFormat; 5] =
+    [LogFormat::CommonApacheLog, LogFormat::CombinedApacheLog, LogFormat::ApacheErrorLog, LogFormat::Syslog, LogFormat::Rfc3339Syslog];
 
 struct Pair {
     format: LogFormat,
@@ -70,18 +60,8 @@ impl Pair {
         let fields: Vec<String> = format.fields().iter().map(|s| s.to_string()).collect();
         let pattern = JavaRegex::new(&agent_pattern(format)).unwrap();
         assert_eq!(pattern.group_count(), fields.len(), "{format:?}");
-        let builtin = ProcessorSpec::LogToJson {
-            format,
-            pattern: None,
-            fields: Vec::new(),
-            layout: JsonLayout::Compact,
-        };
-        let regex = ProcessorSpec::LogToJson {
-            format,
-            pattern: Some(pattern),
-            fields,
-            layout: JsonLayout::Compact,
-        };
+        let builtin = ProcessorSpec::LogToJson { format, pattern: None, fields: Vec::new(), layout: JsonLayout::Compact };
+        let regex = ProcessorSpec::LogToJson { format, pattern: Some(pattern), fields, layout: JsonLayout::Compact };
         Pair {
             format,
             builtin: Chain::new(&[builtin], ChainContext::default()),
@@ -109,17 +89,11 @@ impl Pair {
 fn corpus_lines() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpora");
     let mut out = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && !p.ends_with("LICENSES"))
-        .collect();
+    let mut dirs: Vec<_> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir() && !p.ends_with("LICENSES")).collect();
     dirs.sort();
     for d in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut files: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         for f in files {
             let data = std::fs::read(&f).unwrap();
@@ -134,11 +108,7 @@ fn corpus_lines() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn builtin_parsers_agree_with_agent_patterns_on_every_corpus_line() {
     let lines = corpus_lines();
-    assert!(
-        lines.len() > 12_000,
-        "corpora missing: {} lines",
-        lines.len()
-    );
+    assert!(lines.len() > 12_000, "corpora missing: {} lines", lines.len());
     for format in FORMATS {
         let mut pair = Pair::new(format);
         let matched = lines.iter().filter(|(_, l)| pair.check(l)).count();
@@ -149,14 +119,8 @@ fn builtin_parsers_agree_with_agent_patterns_on_every_corpus_line() {
             LogFormat::Syslog => "syslog-rfc3164/",
             LogFormat::Rfc3339Syslog => "isots",
         };
-        let own_matched = lines
-            .iter()
-            .filter(|(f, l)| f.contains(own) && pair.check(l))
-            .count();
-        assert!(
-            own_matched > 10,
-            "{format:?} matched only {own_matched} lines of its own corpus ({matched} overall)"
-        );
+        let own_matched = lines.iter().filter(|(f, l)| f.contains(own) && pair.check(l)).count();
+        assert!(own_matched > 10, "{format:?} matched only {own_matched} lines of its own corpus ({matched} overall)");
     }
 }
 
@@ -177,20 +141,13 @@ fn builtin_parsers_agree_with_agent_patterns_on_generated_lines() {
                 }
             }
         }
-        assert!(
-            matched > 200 && dropped > 200,
-            "{format:?}: {matched} matched, {dropped} dropped"
-        );
+        assert!(matched > 200 && dropped > 200, "{format:?}: {matched} matched, {dropped} dropped");
     }
 }
 
 fn seed_lines() -> Vec<Vec<u8>> {
     let mut rng = Rng::new(99);
-    let mut out: Vec<Vec<u8>> = corpus_lines()
-        .into_iter()
-        .step_by(37)
-        .map(|(_, l)| l)
-        .collect();
+    let mut out: Vec<Vec<u8>> = corpus_lines().into_iter().step_by(37).map(|(_, l)| l).collect();
     for f in loggen::Format::ALL {
         for _ in 0..50 {
             let mut l = Vec::new();

@@ -1,9 +1,7 @@
 //! Properties of framing and conversion over arbitrary input.
 
 use logferry::convert::json::JsonLayout;
-use logferry::convert::{
-    Chain, ChainContext, LogFormat, MismatchPolicy, NativeFormat, Outcome, ProcessorSpec,
-};
+use logferry::convert::{Chain, ChainContext, LogFormat, MismatchPolicy, NativeFormat, Outcome, ProcessorSpec};
 use logferry::framing::{Assembly, LineFramer, Piece, RecordAssembler};
 use logferry::javaregex::JavaRegex;
 use proptest::prelude::*;
@@ -14,24 +12,14 @@ fn time_now() -> time::OffsetDateTime {
 
 fn every_processor() -> Vec<ProcessorSpec> {
     let mut v = vec![
-        ProcessorSpec::SingleLine {
-            no_trim: false,
-            escape_new_line: true,
-        },
-        ProcessorSpec::SingleLine {
-            no_trim: true,
-            escape_new_line: false,
-        },
+        ProcessorSpec::SingleLine { no_trim: false, escape_new_line: true },
+        ProcessorSpec::SingleLine { no_trim: true, escape_new_line: false },
         ProcessorSpec::CsvToJson {
             fields: vec!["a".into(), "b".into(), "a".into()],
             delimiter: JavaRegex::new("|").unwrap(),
             layout: JsonLayout::Pretty,
         },
-        ProcessorSpec::CsvToJson {
-            fields: vec!["a".into()],
-            delimiter: JavaRegex::new(r"\s*,\s*").unwrap(),
-            layout: JsonLayout::Compact,
-        },
+        ProcessorSpec::CsvToJson { fields: vec!["a".into()], delimiter: JavaRegex::new(r"\s*,\s*").unwrap(), layout: JsonLayout::Compact },
         ProcessorSpec::LogToJson {
             format: LogFormat::Syslog,
             pattern: Some(JavaRegex::new(r"(.)(\w*)?.*").unwrap()),
@@ -43,46 +31,22 @@ fn every_processor() -> Vec<ProcessorSpec> {
             timestamp: true,
             layout: JsonLayout::Pretty,
         },
-        ProcessorSpec::AddEc2Metadata {
-            ttl_secs: 1,
-            tags: false,
-            layout: JsonLayout::Compact,
-        },
+        ProcessorSpec::AddEc2Metadata { ttl_secs: 1, tags: false, layout: JsonLayout::Compact },
         ProcessorSpec::AddBrackets,
-        ProcessorSpec::Regex {
-            pattern: regex::Regex::new(r"(?<a>\w+)=(?<b>.*)").unwrap(),
-            on_mismatch: MismatchPolicy::Raw,
-        },
-        ProcessorSpec::Json {
-            on_mismatch: MismatchPolicy::Raw,
-        },
+        ProcessorSpec::Regex { pattern: regex::Regex::new(r"(?<a>\w+)=(?<b>.*)").unwrap(), on_mismatch: MismatchPolicy::Raw },
+        ProcessorSpec::Json { on_mismatch: MismatchPolicy::Raw },
         ProcessorSpec::Filter {
             include: vec![regex::bytes::Regex::new("a").unwrap()],
             exclude: vec![regex::bytes::Regex::new("b").unwrap()],
         },
     ];
-    for format in [
-        LogFormat::CommonApacheLog,
-        LogFormat::CombinedApacheLog,
-        LogFormat::ApacheErrorLog,
-        LogFormat::Syslog,
-        LogFormat::Rfc3339Syslog,
-    ] {
-        v.push(ProcessorSpec::LogToJson {
-            format,
-            pattern: None,
-            fields: Vec::new(),
-            layout: JsonLayout::Compact,
-        });
-    }
-    for format in NativeFormat::NAMES
-        .iter()
-        .map(|n| NativeFormat::from_name(n).unwrap())
+    for format in
+        [LogFormat::CommonApacheLog, LogFormat::CombinedApacheLog, LogFormat::ApacheErrorLog, LogFormat::Syslog, LogFormat::Rfc3339Syslog]
     {
-        v.push(ProcessorSpec::Parse {
-            format,
-            on_mismatch: MismatchPolicy::Drop,
-        });
+        v.push(ProcessorSpec::LogToJson { format, pattern: None, fields: Vec::new(), layout: JsonLayout::Compact });
+    }
+    for format in NativeFormat::NAMES.iter().map(|n| NativeFormat::from_name(n).unwrap()) {
+        v.push(ProcessorSpec::Parse { format, on_mismatch: MismatchPolicy::Drop });
     }
     v
 }
@@ -123,10 +87,7 @@ fn loggy_bytes() -> impl Strategy<Value = Vec<u8>> {
         b"prog[1]: ",
         b"<165>1 ",
     ]);
-    prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..300),
-        prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat()),
-    ]
+    prop_oneof![prop::collection::vec(any::<u8>(), 0..300), prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat()),]
 }
 
 proptest! {

@@ -27,19 +27,12 @@ const GLOBAL_KEYS_IGNORED: [&str; 10] = [
     "log.emitMetrics",
     "log.emitInternalMetrics",
 ];
-const LEGACY_LOG_KEYS: [&str; 4] = [
-    "log.level",
-    "log.file",
-    "log.maxBackupIndex",
-    "log.maxFileSize",
-];
+const LEGACY_LOG_KEYS: [&str; 4] = ["log.level", "log.file", "log.maxBackupIndex", "log.maxFileSize"];
 
 /// Parses JSON with `//` and `/* */` comments.
 pub fn parse_json_with_comments(text: &str) -> Result<Value, String> {
     let mut clean = String::with_capacity(text.len());
-    json_comments::StripComments::new(text.as_bytes())
-        .read_to_string(&mut clean)
-        .map_err(|e| e.to_string())?;
+    json_comments::StripComments::new(text.as_bytes()).read_to_string(&mut clean).map_err(|e| e.to_string())?;
     serde_json::from_str(&clean).map_err(|e| e.to_string())
 }
 
@@ -48,13 +41,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let root = match parse_json_with_comments(text) {
         Ok(Value::Object(m)) => m,
         Ok(other) => {
-            ctx.error(
-                "",
-                format!(
-                    "the top level must be a JSON object, found {}",
-                    kind(&other)
-                ),
-            );
+            ctx.error("", format!("the top level must be a JSON object, found {}", kind(&other)));
             return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
         }
         Err(e) => {
@@ -67,10 +54,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut flows = Vec::new();
     match top.get("flows") {
         Some(Value::Array(items)) => flows_from(&mut ctx, items, "flows", &mut flows),
-        Some(other) => ctx.error(
-            "flows",
-            format!("expected a list of flows, found {}", kind(other)),
-        ),
+        Some(other) => ctx.error("flows", format!("expected a list of flows, found {}", kind(other))),
         None => {}
     }
     top.ignore(&LEGACY_LOG_KEYS);
@@ -81,39 +65,22 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     // agent.d/ beside the configuration: every regular file's flows are appended.
     if let Some(dir) = path.parent().map(|p| p.join("agent.d")) {
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut files: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect();
+            let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
             files.sort();
             for f in files {
                 let mut sub = Ctx::new(&f, Scalars::Java);
-                let parsed = std::fs::read_to_string(&f)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| parse_json_with_comments(&t));
+                let parsed = std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| parse_json_with_comments(&t));
                 match parsed {
                     Ok(Value::Object(m)) => {
                         let o = Obj::new(&m, "");
                         match o.get("flows") {
-                            Some(Value::Array(items)) => {
-                                flows_from(&mut sub, items, "flows", &mut flows)
-                            }
-                            Some(other) => sub.error(
-                                "flows",
-                                format!("expected a list of flows, found {}", kind(other)),
-                            ),
+                            Some(Value::Array(items)) => flows_from(&mut sub, items, "flows", &mut flows),
+                            Some(other) => sub.error("flows", format!("expected a list of flows, found {}", kind(other))),
                             None => sub.warn("flows", "no flows in this agent.d file"),
                         }
                     }
-                    Ok(_) => warnings.push(format!(
-                        "{}: skipped: not a JSON object (the Kinesis Agent skips it too)",
-                        f.display()
-                    )),
-                    Err(e) => warnings.push(format!(
-                        "{}: skipped: not valid JSON ({e}); the Kinesis Agent skips it too",
-                        f.display()
-                    )),
+                    Ok(_) => warnings.push(format!("{}: skipped: not a JSON object (the Kinesis Agent skips it too)", f.display())),
+                    Err(e) => warnings.push(format!("{}: skipped: not valid JSON ({e}); the Kinesis Agent skips it too", f.display())),
                 }
                 warnings.append(&mut sub.warnings);
                 errors.append(&mut sub.errors);
@@ -121,54 +88,41 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     if flows.is_empty() && errors.is_empty() {
-        errors.push(ConfigError {
-            file: path.to_path_buf(),
-            key: "flows".into(),
-            reason: "there are no flows configured".into(),
-        });
+        errors.push(ConfigError { file: path.to_path_buf(), key: "flows".into(), reason: "there are no flows configured".into() });
     }
     for (i, f) in flows.iter().enumerate() {
         if flows[..i].iter().any(|g| g.id == f.id) {
-            errors.push(ConfigError {
-                file: path.to_path_buf(),
-                key: "flows".into(),
-                reason: format!("duplicate flow {:?}", f.id),
-            });
+            errors.push(ConfigError { file: path.to_path_buf(), key: "flows".into(), reason: format!("duplicate flow {:?}", f.id) });
         }
     }
     if !errors.is_empty() {
         return Err(ConfigErrors::new(errors, warnings));
     }
     warnings.extend(cfg.warnings.iter().cloned());
-    Ok(Config {
-        flows,
-        warnings,
-        ..cfg
-    })
+    Ok(Config { flows, warnings, ..cfg })
 }
 
 fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
     const I: i64 = i64::MAX;
-    if top.has("userDefinedCredentialsProvider.classname")
-        || top.has("userDefinedCredentialsProvider.location")
-    {
+    if top.has("userDefinedCredentialsProvider.classname") || top.has("userDefinedCredentialsProvider.location") {
         ctx.error(
             "userDefinedCredentialsProvider.classname",
             "a Java credentials provider class cannot be loaded by logferry; remove it and use the default chain (environment, profile, web identity, container, instance profile), awsAccessKeyId/awsSecretAccessKey or assumeRoleARN",
         );
     }
-    let checkpoint_file = top
-        .str(ctx, "checkpointFile")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE));
+    let checkpoint_file = top.str(ctx, "checkpointFile").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE));
     let access_key_id = top.str(ctx, "awsAccessKeyId").filter(|s| !s.is_empty());
-    let secret = top
-        .str(ctx, "awsSecretAccessKey")
-        .filter(|s| !s.is_empty())
-        .map(Secret);
+    let secret = top.str(ctx, "awsSecretAccessKey").filter(|s| !s.is_empty()).map(Secret);
     let (access_key_id, secret_access_key) = match (access_key_id, secret) {
         (Some(a), Some(s)) => (Some(a), Some(s)),
-        _ => (None, None),
+        (None, None) => (None, None),
+        _ => {
+            ctx.warn(
+                "awsAccessKeyId",
+                "awsAccessKeyId and awsSecretAccessKey are used only together; with one of them empty both are ignored (as in the Kinesis Agent) and the default credential chain applies",
+            );
+            (None, None)
+        }
     };
     top.int(ctx, "maxSendingThreads", 2, 1, I);
     Config {
@@ -180,14 +134,9 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
         status_period_secs: top.int(ctx, "log.statusReportingPeriodSeconds", 30, 1, I) as u64,
         cloudwatch: CloudWatch {
             emit_metrics: top.bool(ctx, "cloudwatch.emitMetrics", true),
-            endpoint: top
-                .str(ctx, "cloudwatch.endpoint")
-                .filter(|s| !s.is_empty()),
+            endpoint: top.str(ctx, "cloudwatch.endpoint").filter(|s| !s.is_empty()),
             region: None,
-            namespace: top
-                .str(ctx, "cloudwatch.namespace")
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "AWSKinesisAgent".into()),
+            namespace: top.str(ctx, "cloudwatch.namespace").filter(|s| !s.is_empty()).unwrap_or_else(|| "AWSKinesisAgent".into()),
             tag_instance: top.bool(ctx, "cloudwatch.tagInstance", false),
             buffer_time_ms: top.int(ctx, "cloudwatch.metricsBufferTimeMillis", 30_000, 1, I) as u64,
             queue_size: top.int(ctx, "cloudwatch.metricsQueueSize", 10_000, 1, I) as u64,
@@ -196,18 +145,14 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             access_key_id,
             secret_access_key,
             assume_role_arn: top.str(ctx, "assumeRoleARN").filter(|s| !s.is_empty()),
-            assume_role_external_id: top
-                .str(ctx, "assumeRoleExternalId")
-                .filter(|s| !s.is_empty()),
+            assume_role_external_id: top.str(ctx, "assumeRoleExternalId").filter(|s| !s.is_empty()),
             sts_endpoint: top.str(ctx, "sts.endpoint").filter(|s| !s.is_empty()),
             kinesis_endpoint: top.str(ctx, "kinesis.endpoint").filter(|s| !s.is_empty()),
             kinesis_region: top.str(ctx, "kinesis.region").filter(|s| !s.is_empty()),
             firehose_endpoint: top.str(ctx, "firehose.endpoint").filter(|s| !s.is_empty()),
             connection_timeout_ms: top.int(ctx, "connectionTimeoutMillis", 10_000, 1, I) as u64,
             socket_timeout_ms: top.int(ctx, "socketTimeoutMillis", 50_000, 1, I) as u64,
-            max_connections: top
-                .get("maxConnections")
-                .map(|_| top.int(ctx, "maxConnections", 50, 1, I) as u64),
+            max_connections: top.get("maxConnections").map(|_| top.int(ctx, "maxConnections", 50, 1, I) as u64),
             user_agent: top.str(ctx, "userAgent"),
             user_agent_override: top.str(ctx, "userAgentOverride"),
         },
@@ -225,10 +170,7 @@ fn flows_from(ctx: &mut Ctx, items: &[Value], key: &str, flows: &mut Vec<Flow>) 
                     flows.push(f)
                 }
             }
-            other => ctx.error(
-                &path,
-                format!("expected a flow object, found {}", kind(other)),
-            ),
+            other => ctx.error(&path, format!("expected a flow object, found {}", kind(other))),
         }
     }
 }
@@ -238,15 +180,9 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let pattern = o.required_str(ctx, "filePattern");
     if let Some(p) = &pattern {
         if p.ends_with('/') {
-            ctx.error(
-                &o.key_path("filePattern"),
-                "must name files, not end in '/'",
-            );
+            ctx.error(&o.key_path("filePattern"), "must name files, not end in '/'");
         }
-        let dir = Path::new(p)
-            .parent()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir = Path::new(p).parent().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
         if dir.contains(['*', '?', '[', '{']) {
             ctx.warn(
                 &o.key_path("filePattern"),
@@ -259,61 +195,41 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let partition_key = o.enumeration(
         ctx,
         "partitionKeyOption",
-        &[
-            ("RANDOM", PartitionKey::Random),
-            ("DETERMINISTIC", PartitionKey::Deterministic),
-        ],
+        &[("RANDOM", PartitionKey::Random), ("DETERMINISTIC", PartitionKey::Deterministic)],
         PartitionKey::Random,
     );
     let (destination, id_prefix, default_max_bytes) = match (firehose, kinesis) {
-        (Some(s), _) => (
-            Destination::Firehose {
-                stream: s.clone(),
-                aws: AwsTarget::default(),
-            },
-            format!("fh:{s}"),
-            4_194_304,
-        ),
-        (None, Some(s)) => (
-            Destination::Kinesis {
-                stream: s.clone(),
-                aws: AwsTarget::default(),
-                partition_key,
-            },
-            format!("kinesis:{s}"),
-            5_242_880,
-        ),
+        (Some(s), _) => (Destination::Firehose { stream: s.clone(), aws: AwsTarget::default() }, format!("fh:{s}"), 4_194_304),
+        (None, Some(s)) => {
+            (Destination::Kinesis { stream: s.clone(), aws: AwsTarget::default(), partition_key }, format!("kinesis:{s}"), 5_242_880)
+        }
         (None, None) => {
-            ctx.error(&o.path, "could not recognize flow type: set \"deliveryStream\" (Firehose) or \"kinesisStream\" (Kinesis Data Streams)");
+            ctx.error(
+                &o.path,
+                "could not recognize flow type: set \"deliveryStream\" (Firehose) or \"kinesisStream\" (Kinesis Data Streams)",
+            );
             (Destination::Stdout, String::new(), 4_194_304)
         }
     };
     let is_firehose = matches!(destination, Destination::Firehose { .. });
-    let aggregated = o.int(
-        ctx,
-        "aggregatedRecordSizeBytes",
-        0,
-        0,
-        FIREHOSE_MAX_RECORD as i64,
-    ) as usize;
-    let multi = o
-        .str(ctx, "multiLineStartPattern")
-        .filter(|s| !s.is_empty())
-        .and_then(|p| compile(ctx, &o.key_path("multiLineStartPattern"), &p));
+    let aggregated = o.int(ctx, "aggregatedRecordSizeBytes", 0, 0, FIREHOSE_MAX_RECORD as i64) as usize;
+    let multi =
+        o.str(ctx, "multiLineStartPattern").filter(|s| !s.is_empty()).and_then(|p| compile(ctx, &o.key_path("multiLineStartPattern"), &p));
+    if multi.is_some() && aggregated > 0 {
+        ctx.warn(&o.key_path("aggregatedRecordSizeBytes"), "ignored because multiLineStartPattern is set, as in the Kinesis Agent");
+    }
     let assembly = match multi {
         Some(start) => Assembly::MultiLine { start },
-        None if aggregated > 0 && is_firehose => Assembly::Aggregate {
-            max_bytes: aggregated,
-        },
+        None if aggregated > 0 && is_firehose => Assembly::Aggregate { max_bytes: aggregated },
         None => Assembly::Lines,
     };
     let max_record_bytes = destination.max_record_bytes();
-    let terminator = o
-        .str(ctx, "truncatedRecordTerminator")
-        .unwrap_or_else(|| "\n".into())
-        .into_bytes();
+    let terminator = o.str(ctx, "truncatedRecordTerminator").unwrap_or_else(|| "\n".into()).into_bytes();
     if terminator.len() >= max_record_bytes {
-        ctx.error(&o.key_path("truncatedRecordTerminator"), format!("is {} bytes; it must be shorter than the largest record ({max_record_bytes} bytes)", terminator.len()));
+        ctx.error(
+            &o.key_path("truncatedRecordTerminator"),
+            format!("is {} bytes; it must be shorter than the largest record ({max_record_bytes} bytes)", terminator.len()),
+        );
     }
     let processors = match o.get("dataProcessingOptions") {
         None => Vec::new(),
@@ -329,21 +245,12 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     const I: i64 = i64::MAX;
     let flow = Flow {
         id: format!("{id_prefix}:{}", pattern.clone().unwrap_or_default()),
-        sources: pattern
-            .iter()
-            .map(|p| Source {
-                include: p.clone(),
-                exclude: Vec::new(),
-            })
-            .collect(),
+        sources: pattern.iter().map(|p| Source { include: p.clone(), exclude: Vec::new() }).collect(),
         path_rules: PathRules::KinesisAgent,
         initial_position: o.enumeration(
             ctx,
             "initialPosition",
-            &[
-                ("START_OF_FILE", InitialPosition::StartOfFile),
-                ("END_OF_FILE", InitialPosition::EndOfFile),
-            ],
+            &[("START_OF_FILE", InitialPosition::StartOfFile), ("END_OF_FILE", InitialPosition::EndOfFile)],
             InitialPosition::EndOfFile,
         ),
         skip_header_lines: o.int(ctx, "skipHeaderLines", 0, 0, I) as u64,
@@ -355,27 +262,14 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         processors,
         buffer: BufferLimits {
             max_age_ms: o.int(ctx, "maxBufferAgeMillis", 60_000, 1000, 900_000) as u64,
-            max_bytes: o.int(
-                ctx,
-                "maxBufferSizeBytes",
-                default_max_bytes,
-                1,
-                default_max_bytes,
-            ) as u64,
+            max_bytes: o.int(ctx, "maxBufferSizeBytes", default_max_bytes, 1, default_max_bytes) as u64,
             max_records: o.int(ctx, "maxBufferSizeRecords", 500, 1, 500) as u64,
         },
         retry_initial_backoff_ms: o.int(ctx, "retryInitialBackoffMillis", 100, 1, I) as u64,
         retry_max_backoff_ms: o.int(ctx, "retryMaxBackoffMillis", 10_000, 1, I) as u64,
         publish_queue_capacity: o.int(ctx, "publishQueueCapacity", 100, 1, I) as u64,
-        min_time_between_file_polls_ms: o.int(ctx, "minTimeBetweenFilePollsMillis", 100, 1, I)
-            as u64,
-        max_time_between_file_tracker_refresh_ms: o.int(
-            ctx,
-            "maxTimeBetweenFileTrackerRefreshMillis",
-            10_000,
-            1,
-            I,
-        ) as u64,
+        min_time_between_file_polls_ms: o.int(ctx, "minTimeBetweenFilePollsMillis", 100, 1, I) as u64,
+        max_time_between_file_tracker_refresh_ms: o.int(ctx, "maxTimeBetweenFileTrackerRefreshMillis", 10_000, 1, I) as u64,
         file_footer_pattern: o
             .str(ctx, "fileFooterPattern")
             .filter(|s| !s.is_empty())
@@ -386,7 +280,10 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     o.int(ctx, "waitOnEmptyPublishQueueMillis", 60_000, 1000, 900_000);
     o.ignore(&["log.emitInternalMetrics", "waitOnFullRetryQueueMillis"]);
     if aggregated > 0 && !is_firehose {
-        ctx.warn(&o.key_path("aggregatedRecordSizeBytes"), "applies to Firehose flows only; ignored for this Kinesis flow, as in the Kinesis Agent");
+        ctx.warn(
+            &o.key_path("aggregatedRecordSizeBytes"),
+            "applies to Firehose flows only; ignored for this Kinesis flow, as in the Kinesis Agent",
+        );
     }
     o.finish(ctx);
     (ctx.errors.len() == errors_before).then_some(flow)
@@ -412,10 +309,7 @@ fn processors(ctx: &mut Ctx, items: &[Value], key: &str) -> Vec<ProcessorSpec> {
                     out.push(p)
                 }
             }
-            other => ctx.error(
-                &path,
-                format!("expected a processor object, found {}", kind(other)),
-            ),
+            other => ctx.error(&path, format!("expected a processor object, found {}", kind(other))),
         }
     }
     out
@@ -423,26 +317,10 @@ fn processors(ctx: &mut Ctx, items: &[Value], key: &str) -> Vec<ProcessorSpec> {
 
 /// One `dataProcessingOptions` element (also accepted verbatim in the native format).
 pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
-    const NAMES: [&str; 7] = [
-        "SINGLELINE",
-        "CSVTOJSON",
-        "LOGTOJSON",
-        "ADDMETADATA",
-        "ADDEC2METADATA",
-        "ADDBRACKETS",
-        "USINGPLUGGIN",
-    ];
+    const NAMES: [&str; 7] = ["SINGLELINE", "CSVTOJSON", "LOGTOJSON", "ADDMETADATA", "ADDEC2METADATA", "ADDBRACKETS", "USINGPLUGGIN"];
     let name = o.required_str(ctx, "optionName")?;
     let layout = |ctx: &mut Ctx| {
-        o.enumeration(
-            ctx,
-            "jsonFormat",
-            &[
-                ("COMPACT", JsonLayout::Compact),
-                ("PRETTYPRINT", JsonLayout::Pretty),
-            ],
-            JsonLayout::Compact,
-        )
+        o.enumeration(ctx, "jsonFormat", &[("COMPACT", JsonLayout::Compact), ("PRETTYPRINT", JsonLayout::Pretty)], JsonLayout::Compact)
     };
     let errors_before = ctx.errors.len();
     let spec = match name.as_str() {
@@ -450,10 +328,7 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
             let opts = o.str_list(ctx, "parseOptions").unwrap_or_default();
             for (i, opt) in opts.iter().enumerate() {
                 if opt != "NO_TRIM" && opt != "ESCAPE_NEW_LINE" {
-                    ctx.error(
-                        &format!("{}[{i}]", o.key_path("parseOptions")),
-                        format!("{opt:?} is not one of NO_TRIM, ESCAPE_NEW_LINE"),
-                    );
+                    ctx.error(&format!("{}[{i}]", o.key_path("parseOptions")), format!("{opt:?} is not one of NO_TRIM, ESCAPE_NEW_LINE"));
                 }
             }
             Some(ProcessorSpec::SingleLine {
@@ -470,27 +345,18 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
             let delimiter = compile(ctx, &o.key_path("delimiter"), &delim);
             let layout = layout(ctx);
             match (fields, delimiter) {
-                (Some(fields), Some(delimiter)) => Some(ProcessorSpec::CsvToJson {
-                    fields,
-                    delimiter,
-                    layout,
-                }),
+                (Some(fields), Some(delimiter)) => Some(ProcessorSpec::CsvToJson { fields, delimiter, layout }),
                 _ => None,
             }
         }
         "LOGTOJSON" => {
             let format = o.required_str(ctx, "logFormat").and_then(|f| {
                 LogFormat::from_name(&f).or_else(|| {
-                    ctx.error(
-                        &o.key_path("logFormat"),
-                        format!("{f:?} is not one of {}", LogFormat::NAMES.join(", ")),
-                    );
+                    ctx.error(&o.key_path("logFormat"), format!("{f:?} is not one of {}", LogFormat::NAMES.join(", ")));
                     None
                 })
             });
-            let pattern = o
-                .str(ctx, "matchPattern")
-                .and_then(|p| compile(ctx, &o.key_path("matchPattern"), &p));
+            let pattern = o.str(ctx, "matchPattern").and_then(|p| compile(ctx, &o.key_path("matchPattern"), &p));
             let had_pattern = o.map.get("matchPattern").is_some_and(|v| !v.is_null());
             let custom = o.str_list(ctx, "customFieldNames");
             let layout = layout(ctx);
@@ -500,35 +366,36 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
                     if p.group_count() != f.len() {
                         ctx.error(
                             &o.key_path("customFieldNames"),
-                            format!("names {} fields but matchPattern has {} capturing groups; every line would be dropped", f.len(), p.group_count()),
+                            format!(
+                                "names {} fields but matchPattern has {} capturing groups; every line would be dropped",
+                                f.len(),
+                                p.group_count()
+                            ),
                         );
                     }
                     f
                 }
                 (Some(_), None) => {
-                    ctx.error(
-                        &o.key_path("customFieldNames"),
-                        "is required when matchPattern is given",
-                    );
+                    ctx.error(&o.key_path("customFieldNames"), "is required when matchPattern is given");
                     Vec::new()
                 }
                 (None, Some(f)) if !had_pattern => {
                     if f.len() != format.fields().len() {
                         ctx.error(
                             &o.key_path("customFieldNames"),
-                            format!("{} names {} fields ({}); give exactly that many names, or a matchPattern", format.name(), format.fields().len(), format.fields().join(", ")),
+                            format!(
+                                "{} names {} fields ({}); give exactly that many names, or a matchPattern",
+                                format.name(),
+                                format.fields().len(),
+                                format.fields().join(", ")
+                            ),
                         );
                     }
                     f
                 }
                 (None, _) => Vec::new(),
             };
-            Some(ProcessorSpec::LogToJson {
-                format,
-                pattern,
-                fields,
-                layout,
-            })
+            Some(ProcessorSpec::LogToJson { format, pattern, fields, layout })
         }
         "ADDMETADATA" => {
             let metadata = o.get("metadata").cloned();
@@ -537,47 +404,33 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
                 Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
                 Some(Value::Bool(b)) => *b,
                 Some(other) => {
-                    ctx.error(
-                        &o.key_path("timestamp"),
-                        format!("expected \"true\" or \"false\", found {}", kind(other)),
-                    );
+                    ctx.error(&o.key_path("timestamp"), format!("expected \"true\" or \"false\", found {}", kind(other)));
                     false
                 }
             };
-            Some(ProcessorSpec::AddMetadata {
-                metadata,
-                timestamp,
-                layout: layout(ctx),
-            })
+            Some(ProcessorSpec::AddMetadata { metadata, timestamp, layout: layout(ctx) })
         }
         "ADDEC2METADATA" => {
             if let Some(f) = o.required_str(ctx, "logFormat") {
                 if LogFormat::from_name(&f).is_none() {
-                    ctx.error(
-                        &o.key_path("logFormat"),
-                        format!("{f:?} is not one of {}", LogFormat::NAMES.join(", ")),
-                    );
+                    ctx.error(&o.key_path("logFormat"), format!("{f:?} is not one of {}", LogFormat::NAMES.join(", ")));
                 }
             }
             let ttl_secs = o.int(ctx, "metadataTTL", 3600, 1, i64::MAX) as u64;
             let tags = o.bool(ctx, "tags", true);
-            Some(ProcessorSpec::AddEc2Metadata {
-                ttl_secs,
-                tags,
-                layout: layout(ctx),
-            })
+            Some(ProcessorSpec::AddEc2Metadata { ttl_secs, tags, layout: layout(ctx) })
         }
         "ADDBRACKETS" => Some(ProcessorSpec::AddBrackets),
         "USINGPLUGGIN" => {
             o.ignore(&["className"]);
-            ctx.error(&o.key_path("optionName"), "USINGPLUGGIN loads a Java class, which logferry cannot do; use the native format's processors instead");
+            ctx.error(
+                &o.key_path("optionName"),
+                "USINGPLUGGIN loads a Java class, which logferry cannot do; use the native format's processors instead",
+            );
             None
         }
         other => {
-            ctx.error(
-                &o.key_path("optionName"),
-                format!("{other:?} is not one of {}", NAMES.join(", ")),
-            );
+            ctx.error(&o.key_path("optionName"), format!("{other:?} is not one of {}", NAMES.join(", ")));
             None
         }
     };

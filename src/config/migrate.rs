@@ -18,10 +18,7 @@ fn layout_name(l: JsonLayout) -> &'static str {
 
 fn processor_value(p: &ProcessorSpec) -> Value {
     match p {
-        ProcessorSpec::SingleLine {
-            no_trim,
-            escape_new_line,
-        } => {
+        ProcessorSpec::SingleLine { no_trim, escape_new_line } => {
             let mut opts = Vec::new();
             if *no_trim {
                 opts.push("NO_TRIM");
@@ -35,19 +32,10 @@ fn processor_value(p: &ProcessorSpec) -> Value {
                 json!({"optionName": "SINGLELINE", "parseOptions": opts})
             }
         }
-        ProcessorSpec::CsvToJson {
-            fields,
-            delimiter,
-            layout,
-        } => {
+        ProcessorSpec::CsvToJson { fields, delimiter, layout } => {
             json!({"optionName": "CSVTOJSON", "customFieldNames": fields, "delimiter": delimiter.as_str(), "jsonFormat": layout_name(*layout)})
         }
-        ProcessorSpec::LogToJson {
-            format,
-            pattern,
-            fields,
-            layout,
-        } => {
+        ProcessorSpec::LogToJson { format, pattern, fields, layout } => {
             let mut m = Map::new();
             m.insert("optionName".into(), "LOGTOJSON".into());
             m.insert("logFormat".into(), format.name().into());
@@ -60,31 +48,17 @@ fn processor_value(p: &ProcessorSpec) -> Value {
             m.insert("jsonFormat".into(), layout_name(*layout).into());
             Value::Object(m)
         }
-        ProcessorSpec::AddMetadata {
-            metadata,
-            timestamp,
-            layout,
-        } => {
+        ProcessorSpec::AddMetadata { metadata, timestamp, layout } => {
             json!({"optionName": "ADDMETADATA", "metadata": metadata, "timestamp": if *timestamp { "true" } else { "false" }, "jsonFormat": layout_name(*layout)})
         }
-        ProcessorSpec::AddEc2Metadata {
-            ttl_secs,
-            tags,
-            layout,
-        } => {
+        ProcessorSpec::AddEc2Metadata { ttl_secs, tags, layout } => {
             json!({"optionName": "ADDEC2METADATA", "logFormat": "COMMONAPACHELOG", "metadataTTL": ttl_secs, "tags": tags, "jsonFormat": layout_name(*layout)})
         }
         ProcessorSpec::AddBrackets => json!({"optionName": "ADDBRACKETS"}),
-        ProcessorSpec::Parse {
-            format,
-            on_mismatch,
-        } => {
+        ProcessorSpec::Parse { format, on_mismatch } => {
             json!({"type": "parse", "format": format.name(), "on_mismatch": policy_name(*on_mismatch)})
         }
-        ProcessorSpec::Regex {
-            pattern,
-            on_mismatch,
-        } => {
+        ProcessorSpec::Regex { pattern, on_mismatch } => {
             json!({"type": "regex", "pattern": pattern.as_str(), "on_mismatch": policy_name(*on_mismatch)})
         }
         ProcessorSpec::Json { on_mismatch } => {
@@ -105,12 +79,7 @@ fn policy_name(p: crate::convert::MismatchPolicy) -> &'static str {
     }
 }
 
-fn aws_target(
-    m: &mut Map<String, Value>,
-    endpoint: Option<&String>,
-    region: Option<&String>,
-    default_region: Option<&str>,
-) {
+fn aws_target(m: &mut Map<String, Value>, endpoint: Option<&String>, region: Option<&String>, default_region: Option<&str>) {
     if let Some(e) = endpoint {
         m.insert("endpoint".into(), e.clone().into());
     }
@@ -128,10 +97,7 @@ fn aws_target(
 /// The native configuration as a YAML document.
 pub fn to_native_yaml(cfg: &Config) -> String {
     let mut root = Map::new();
-    root.insert(
-        "checkpoint_file".into(),
-        cfg.checkpoint_file.display().to_string().into(),
-    );
+    root.insert("checkpoint_file".into(), cfg.checkpoint_file.display().to_string().into());
     root.insert("checkpoint_ttl_days".into(), cfg.checkpoint_ttl_days.into());
     root.insert("shutdown_timeout_ms".into(), cfg.shutdown_timeout_ms.into());
     root.insert("status_period_secs".into(), cfg.status_period_secs.into());
@@ -139,17 +105,9 @@ pub fn to_native_yaml(cfg: &Config) -> String {
     cw.insert("emit_metrics".into(), cfg.cloudwatch.emit_metrics.into());
     cw.insert("namespace".into(), cfg.cloudwatch.namespace.clone().into());
     let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
-    aws_target(
-        &mut cw,
-        cfg.cloudwatch.endpoint.as_ref(),
-        cfg.cloudwatch.region.as_ref(),
-        default_region,
-    );
+    aws_target(&mut cw, cfg.cloudwatch.endpoint.as_ref(), cfg.cloudwatch.region.as_ref(), default_region);
     cw.insert("tag_instance".into(), cfg.cloudwatch.tag_instance.into());
-    cw.insert(
-        "buffer_time_ms".into(),
-        cfg.cloudwatch.buffer_time_ms.into(),
-    );
+    cw.insert("buffer_time_ms".into(), cfg.cloudwatch.buffer_time_ms.into());
     cw.insert("queue_size".into(), cfg.cloudwatch.queue_size.into());
     root.insert("cloudwatch".into(), Value::Object(cw));
     let mut aws = Map::new();
@@ -157,24 +115,22 @@ pub fn to_native_yaml(cfg: &Config) -> String {
         aws.insert("access_key_id".into(), k.clone().into());
         aws.insert("secret_access_key".into(), s.0.clone().into());
     }
-    for (k, v) in [
-        ("role_arn", &cfg.aws.assume_role_arn),
-        ("external_id", &cfg.aws.assume_role_external_id),
-        ("sts_endpoint", &cfg.aws.sts_endpoint),
-    ] {
+    for (k, v) in
+        [("role_arn", &cfg.aws.assume_role_arn), ("external_id", &cfg.aws.assume_role_external_id), ("sts_endpoint", &cfg.aws.sts_endpoint)]
+    {
         if let Some(v) = v {
             aws.insert(k.into(), v.clone().into());
         }
     }
-    aws.insert(
-        "connect_timeout_ms".into(),
-        cfg.aws.connection_timeout_ms.into(),
-    );
+    aws.insert("connect_timeout_ms".into(), cfg.aws.connection_timeout_ms.into());
     aws.insert("read_timeout_ms".into(), cfg.aws.socket_timeout_ms.into());
     root.insert("aws".into(), Value::Object(aws));
     let flows: Vec<Value> = cfg.flows.iter().map(|f| flow_value(cfg, f)).collect();
     root.insert("flows".into(), Value::Array(flows));
     let mut out = String::from("# Native logferry configuration, migrated from a Kinesis Agent agent.json.\n# Flow ids are unchanged, so checkpoints carry over; processors are kept verbatim, so records are unchanged.\n");
+    if cfg.aws.secret_access_key.is_some() {
+        out.push_str("# This file holds the static AWS secret key from agent.json: keep it readable by the agent's user only.\n");
+    }
     out.push_str(&serde_yaml_ng::to_string(&Value::Object(root)).unwrap_or_default());
     out
 }
@@ -195,40 +151,30 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     m.insert("sources".into(), Value::Array(sources));
     m.insert(
         "initial_position".into(),
-        (if f.initial_position == InitialPosition::StartOfFile {
-            "start_of_file"
-        } else {
-            "end_of_file"
-        })
-        .into(),
+        (if f.initial_position == InitialPosition::StartOfFile { "start_of_file" } else { "end_of_file" }).into(),
     );
     m.insert("skip_header_lines".into(), f.skip_header_lines.into());
     match &f.assembly {
         Assembly::Lines => {}
         Assembly::MultiLine { start } => {
-            m.insert(
-                "multiline".into(),
-                json!({"start_pattern": start.as_str(), "flush_timeout_ms": f.multiline_flush_ms}),
-            );
+            m.insert("multiline".into(), json!({"start_pattern": start.as_str(), "flush_timeout_ms": f.multiline_flush_ms}));
         }
         Assembly::Aggregate { max_bytes } => {
             m.insert("aggregate_record_bytes".into(), (*max_bytes).into());
         }
     }
     m.insert("max_line_bytes".into(), f.max_line_bytes.into());
-    m.insert(
-        "truncated_record_terminator".into(),
-        String::from_utf8_lossy(&f.truncated_record_terminator)
-            .into_owned()
-            .into(),
-    );
-    if !f.processors.is_empty() {
-        m.insert(
-            "processors".into(),
-            Value::Array(f.processors.iter().map(processor_value).collect()),
-        );
+    if let Some(p) = &f.file_footer_pattern {
+        m.insert("file_footer_pattern".into(), p.as_str().into());
     }
-    m.insert("buffer".into(), json!({"max_age_ms": f.buffer.max_age_ms, "max_bytes": f.buffer.max_bytes, "max_records": f.buffer.max_records}));
+    m.insert("truncated_record_terminator".into(), String::from_utf8_lossy(&f.truncated_record_terminator).into_owned().into());
+    if !f.processors.is_empty() {
+        m.insert("processors".into(), Value::Array(f.processors.iter().map(processor_value).collect()));
+    }
+    m.insert(
+        "buffer".into(),
+        json!({"max_age_ms": f.buffer.max_age_ms, "max_bytes": f.buffer.max_bytes, "max_records": f.buffer.max_records}),
+    );
     m.insert("retry".into(), json!({"initial_backoff_ms": f.retry_initial_backoff_ms, "max_backoff_ms": f.retry_max_backoff_ms}));
     let mut sink = Map::new();
     match &f.destination {
@@ -239,11 +185,7 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
             let default = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
             aws_target(&mut sink, endpoint, aws.region.as_ref(), default);
         }
-        Destination::Kinesis {
-            stream,
-            aws,
-            partition_key,
-        } => {
+        Destination::Kinesis { stream, aws, partition_key } => {
             sink.insert("type".into(), "kinesis".into());
             sink.insert("stream".into(), stream.clone().into());
             let endpoint = aws.endpoint.as_ref().or(cfg.aws.kinesis_endpoint.as_ref());

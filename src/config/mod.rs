@@ -135,18 +135,9 @@ pub struct AwsTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Firehose {
-        stream: String,
-        aws: AwsTarget,
-    },
-    Kinesis {
-        stream: String,
-        aws: AwsTarget,
-        partition_key: PartitionKey,
-    },
-    File {
-        path: PathBuf,
-    },
+    Firehose { stream: String, aws: AwsTarget },
+    Kinesis { stream: String, aws: AwsTarget, partition_key: PartitionKey },
+    File { path: PathBuf },
     Stdout,
 }
 
@@ -208,14 +199,7 @@ pub struct Flow {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let reason = format!("cannot read the configuration: {e}");
-        ConfigErrors::new(
-            vec![ConfigError {
-                file: path.to_path_buf(),
-                key: String::new(),
-                reason,
-            }],
-            Vec::new(),
-        )
+        ConfigErrors::new(vec![ConfigError { file: path.to_path_buf(), key: String::new(), reason }], Vec::new())
     })?;
     if is_yaml_path(path) {
         native::load(path, &text)
@@ -225,10 +209,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 pub fn is_yaml_path(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
 impl Config {
@@ -238,10 +219,7 @@ impl Config {
         if self.format != ConfigFormat::KinesisAgent {
             return out;
         }
-        let uses_firehose = self
-            .flows
-            .iter()
-            .any(|f| matches!(f.destination, Destination::Firehose { .. }));
+        let uses_firehose = self.flows.iter().any(|f| matches!(f.destination, Destination::Firehose { .. }));
         if uses_firehose && self.aws.firehose_endpoint.is_none() {
             out.push(
                 "Firehose requests go to us-east-1 (firehose.us-east-1.amazonaws.com), as the Kinesis Agent does when \"firehose.endpoint\" is not set; set \"firehose.endpoint\" (e.g. \"https://firehose.eu-west-1.amazonaws.com\") to use another region".into(),

@@ -16,10 +16,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let root = match serde_yaml_ng::from_str::<Value>(text) {
         Ok(Value::Object(m)) => m,
         Ok(other) => {
-            ctx.error(
-                "",
-                format!("the top level must be a mapping, found {}", kind(&other)),
-            );
+            ctx.error("", format!("the top level must be a mapping, found {}", kind(&other)));
             return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
         }
         Err(e) => {
@@ -35,11 +32,9 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             emit_metrics: c.bool(&mut ctx, "emit_metrics", false),
             endpoint: c.str(&mut ctx, "endpoint"),
             region: c.str(&mut ctx, "region"),
-            namespace: c
-                .str(&mut ctx, "namespace")
-                .unwrap_or_else(|| "logferry".into()),
+            namespace: c.str(&mut ctx, "namespace").unwrap_or_else(|| "logferry".into()),
             tag_instance: c.bool(&mut ctx, "tag_instance", false),
-            buffer_time_ms: c.int(&mut ctx, "buffer_time_ms", 30_000, 1000, I) as u64,
+            buffer_time_ms: c.int(&mut ctx, "buffer_time_ms", 30_000, 1, I) as u64,
             queue_size: c.int(&mut ctx, "queue_size", 10_000, 1, I) as u64,
         },
         None => CloudWatch {
@@ -67,11 +62,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             socket_timeout_ms: a.int(&mut ctx, "read_timeout_ms", 30_000, 1, I) as u64,
             ..AwsSettings::default()
         },
-        None => AwsSettings {
-            connection_timeout_ms: 3_000,
-            socket_timeout_ms: 30_000,
-            ..AwsSettings::default()
-        },
+        None => AwsSettings { connection_timeout_ms: 3_000, socket_timeout_ms: 30_000, ..AwsSettings::default() },
     };
     if let Some(a) = aws_obj {
         if a.has("access_key_id") != a.has("secret_access_key") {
@@ -82,10 +73,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut cfg = Config {
         path: path.to_path_buf(),
         format: ConfigFormat::Native,
-        checkpoint_file: top
-            .str(&mut ctx, "checkpoint_file")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
+        checkpoint_file: top.str(&mut ctx, "checkpoint_file").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
         checkpoint_ttl_days: top.int(&mut ctx, "checkpoint_ttl_days", 7, 1, 36500) as u32,
         shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, I) as u64,
         status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, I) as u64,
@@ -104,17 +92,11 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                             cfg.flows.push(f)
                         }
                     }
-                    other => ctx.error(
-                        &p,
-                        format!("expected a flow mapping, found {}", kind(other)),
-                    ),
+                    other => ctx.error(&p, format!("expected a flow mapping, found {}", kind(other))),
                 }
             }
         }
-        Some(other) => ctx.error(
-            "flows",
-            format!("expected a list of flows, found {}", kind(other)),
-        ),
+        Some(other) => ctx.error("flows", format!("expected a list of flows, found {}", kind(other))),
         None => ctx.error("flows", "is required: at least one flow"),
     }
     top.finish(&mut ctx);
@@ -123,10 +105,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     }
     for (i, f) in cfg.flows.iter().enumerate() {
         if cfg.flows[..i].iter().any(|g| g.id == f.id) {
-            ctx.error(
-                &format!("flows[{i}].id"),
-                format!("duplicate flow id {:?}", f.id),
-            );
+            ctx.error(&format!("flows[{i}].id"), format!("duplicate flow id {:?}", f.id));
         }
     }
     if !ctx.errors.is_empty() {
@@ -142,44 +121,26 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let id = o.required_str(ctx, "id");
     let mut sources = Vec::new();
     if let Some(p) = o.str(ctx, "path") {
-        sources.push(Source {
-            include: p,
-            exclude: o.str_list(ctx, "exclude").unwrap_or_default(),
-        });
+        sources.push(Source { include: p, exclude: o.str_list(ctx, "exclude").unwrap_or_default() });
     }
     match o.get("sources") {
         Some(Value::Array(items)) => {
             for (i, it) in items.iter().enumerate() {
                 let key = format!("{}[{i}]", o.key_path("sources"));
                 match it {
-                    Value::String(s) => sources.push(Source {
-                        include: s.clone(),
-                        exclude: Vec::new(),
-                    }),
+                    Value::String(s) => sources.push(Source { include: s.clone(), exclude: Vec::new() }),
                     Value::Object(m) => {
                         let so = Obj::new(m, key);
                         if let Some(p) = so.required_str(ctx, "path") {
-                            sources.push(Source {
-                                include: p,
-                                exclude: so.str_list(ctx, "exclude").unwrap_or_default(),
-                            });
+                            sources.push(Source { include: p, exclude: so.str_list(ctx, "exclude").unwrap_or_default() });
                         }
                         so.finish(ctx);
                     }
-                    other => ctx.error(
-                        &key,
-                        format!(
-                            "expected a path or a mapping with `path`, found {}",
-                            kind(other)
-                        ),
-                    ),
+                    other => ctx.error(&key, format!("expected a path or a mapping with `path`, found {}", kind(other))),
                 }
             }
         }
-        Some(other) => ctx.error(
-            &o.key_path("sources"),
-            format!("expected a list, found {}", kind(other)),
-        ),
+        Some(other) => ctx.error(&o.key_path("sources"), format!("expected a list, found {}", kind(other))),
         None => {}
     }
     if sources.is_empty() && ctx.errors.len() == before {
@@ -189,20 +150,14 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         if !s.include.starts_with('/') {
             ctx.warn(
                 &o.key_path("sources"),
-                format_args!(
-                    "{:?} is relative; it is resolved against the agent's working directory",
-                    s.include
-                ),
+                format_args!("{:?} is relative; it is resolved against the agent's working directory", s.include),
             );
         }
     }
     let destination = match o.object(ctx, "sink") {
         Some(s) => sink(ctx, &s),
         None => {
-            ctx.error(
-                &o.key_path("sink"),
-                "is required (type: firehose, kinesis, file or stdout)",
-            );
+            ctx.error(&o.key_path("sink"), "is required (type: firehose, kinesis, file or stdout)");
             None
         }
     };
@@ -211,19 +166,14 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let multi = o.object(ctx, "multiline");
     let (start, flush_ms) = match &multi {
         Some(m) => {
-            let pattern =
-                m.required_str(ctx, "start_pattern")
-                    .and_then(|p| match JavaRegex::new(&p) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            ctx.error(&m.key_path("start_pattern"), format!("pattern {p:?}: {e}"));
-                            None
-                        }
-                    });
-            (
-                pattern,
-                m.int(ctx, "flush_timeout_ms", 1000, 1, 3_600_000) as u64,
-            )
+            let pattern = m.required_str(ctx, "start_pattern").and_then(|p| match JavaRegex::new(&p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    ctx.error(&m.key_path("start_pattern"), format!("pattern {p:?}: {e}"));
+                    None
+                }
+            });
+            (pattern, m.int(ctx, "flush_timeout_ms", 1000, 1, 3_600_000) as u64)
         }
         None => (None, 1000),
     };
@@ -234,10 +184,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let assembly = match (start, aggregate) {
         (Some(start), 0) => Assembly::MultiLine { start },
         (Some(_), _) => {
-            ctx.error(
-                &o.key_path("aggregate_record_bytes"),
-                "cannot be combined with `multiline`",
-            );
+            ctx.error(&o.key_path("aggregate_record_bytes"), "cannot be combined with `multiline`");
             Assembly::Lines
         }
         (None, 0) => Assembly::Lines,
@@ -247,10 +194,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         Destination::Kinesis { .. } => 5_242_880,
         _ => 4_194_304,
     };
-    let terminator = o
-        .str(ctx, "truncated_record_terminator")
-        .unwrap_or_else(|| "\n".into())
-        .into_bytes();
+    let terminator = o.str(ctx, "truncated_record_terminator").unwrap_or_else(|| "\n".into()).into_bytes();
     if terminator.len() >= max_record_bytes {
         ctx.error(
             &o.key_path("truncated_record_terminator"),
@@ -272,19 +216,13 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
                         out.extend(p);
                     }
                     Value::Object(m) => out.extend(processor(ctx, &Obj::new(m, key))),
-                    other => ctx.error(
-                        &key,
-                        format!("expected a processor mapping, found {}", kind(other)),
-                    ),
+                    other => ctx.error(&key, format!("expected a processor mapping, found {}", kind(other))),
                 }
             }
             out
         }
         Some(other) => {
-            ctx.error(
-                &o.key_path("processors"),
-                format!("expected a list of processors, found {}", kind(other)),
-            );
+            ctx.error(&o.key_path("processors"), format!("expected a list of processors, found {}", kind(other)));
             Vec::new()
         }
     };
@@ -295,21 +233,14 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
             max_bytes: b.int(ctx, "max_bytes", default_max_bytes, 1, default_max_bytes) as u64,
             max_records: b.int(ctx, "max_records", 500, 1, 500) as u64,
         },
-        None => BufferLimits {
-            max_age_ms: 60_000,
-            max_bytes: default_max_bytes as u64,
-            max_records: 500,
-        },
+        None => BufferLimits { max_age_ms: 60_000, max_bytes: default_max_bytes as u64, max_records: 500 },
     };
     if let Some(b) = buf {
         b.finish(ctx);
     }
     let retry = o.object(ctx, "retry");
     let (ri, rm) = match &retry {
-        Some(r) => (
-            r.int(ctx, "initial_backoff_ms", 100, 1, I) as u64,
-            r.int(ctx, "max_backoff_ms", 10_000, 1, I) as u64,
-        ),
+        Some(r) => (r.int(ctx, "initial_backoff_ms", 100, 1, I) as u64, r.int(ctx, "max_backoff_ms", 10_000, 1, I) as u64),
         None => (100, 10_000),
     };
     if let Some(r) = retry {
@@ -322,10 +253,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         initial_position: o.enumeration(
             ctx,
             "initial_position",
-            &[
-                ("start_of_file", InitialPosition::StartOfFile),
-                ("end_of_file", InitialPosition::EndOfFile),
-            ],
+            &[("start_of_file", InitialPosition::StartOfFile), ("end_of_file", InitialPosition::EndOfFile)],
             InitialPosition::StartOfFile,
         ),
         skip_header_lines: o.int(ctx, "skip_header_lines", 0, 0, I) as u64,
@@ -341,7 +269,13 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         publish_queue_capacity: 100,
         min_time_between_file_polls_ms: 100,
         max_time_between_file_tracker_refresh_ms: 10_000,
-        file_footer_pattern: None,
+        file_footer_pattern: o.str(ctx, "file_footer_pattern").and_then(|p| match JavaRegex::new(&p) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                ctx.error(&o.key_path("file_footer_pattern"), format!("pattern {p:?}: {e}"));
+                None
+            }
+        }),
         destination,
     };
     o.finish(ctx);
@@ -357,10 +291,7 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
         external_id: s.str(ctx, "external_id"),
     };
     let d = match ty.as_str() {
-        "firehose" => Some(Destination::Firehose {
-            stream: s.required_str(ctx, "stream")?,
-            aws: aws(ctx),
-        }),
+        "firehose" => Some(Destination::Firehose { stream: s.required_str(ctx, "stream")?, aws: aws(ctx) }),
         "kinesis" => {
             let stream = s.required_str(ctx, "stream")?;
             let aws = aws(ctx);
@@ -375,33 +306,24 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
                     PartitionKey::Constant(m["constant"].as_str().unwrap_or_default().to_string())
                 }
                 Some(other) => {
-                    ctx.error(&s.key_path("partition_key"), format!("{other} is not one of: random, deterministic, {{field: NAME}}, {{constant: KEY}}"));
+                    ctx.error(
+                        &s.key_path("partition_key"),
+                        format!("{other} is not one of: random, deterministic, {{field: NAME}}, {{constant: KEY}}"),
+                    );
                     PartitionKey::Random
                 }
             };
             if let PartitionKey::Constant(k) | PartitionKey::Field(k) = &partition_key {
                 if k.is_empty() || k.len() > KINESIS_MAX_KEY {
-                    ctx.error(
-                        &s.key_path("partition_key"),
-                        format!("must be 1 to {KINESIS_MAX_KEY} characters"),
-                    );
+                    ctx.error(&s.key_path("partition_key"), format!("must be 1 to {KINESIS_MAX_KEY} characters"));
                 }
             }
-            Some(Destination::Kinesis {
-                stream,
-                aws,
-                partition_key,
-            })
+            Some(Destination::Kinesis { stream, aws, partition_key })
         }
-        "file" => Some(Destination::File {
-            path: PathBuf::from(s.required_str(ctx, "path")?),
-        }),
+        "file" => Some(Destination::File { path: PathBuf::from(s.required_str(ctx, "path")?) }),
         "stdout" => Some(Destination::Stdout),
         other => {
-            ctx.error(
-                &s.key_path("type"),
-                format!("{other:?} is not one of firehose, kinesis, file, stdout"),
-            );
+            ctx.error(&s.key_path("type"), format!("{other:?} is not one of firehose, kinesis, file, stdout"));
             None
         }
     };
@@ -410,18 +332,11 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
 }
 
 fn policy(ctx: &mut Ctx, o: &Obj<'_>) -> MismatchPolicy {
-    o.enumeration(
-        ctx,
-        "on_mismatch",
-        &[("raw", MismatchPolicy::Raw), ("drop", MismatchPolicy::Drop)],
-        MismatchPolicy::Raw,
-    )
+    o.enumeration(ctx, "on_mismatch", &[("raw", MismatchPolicy::Raw), ("drop", MismatchPolicy::Drop)], MismatchPolicy::Raw)
 }
 
 fn rust_regex(ctx: &mut Ctx, key: &str, p: &str) -> Option<regex::Regex> {
-    regex::Regex::new(p)
-        .map_err(|e| ctx.error(key, format!("pattern {p:?} does not compile: {e}")))
-        .ok()
+    regex::Regex::new(p).map_err(|e| ctx.error(key, format!("pattern {p:?} does not compile: {e}"))).ok()
 }
 
 fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
@@ -431,38 +346,24 @@ fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
         "parse" => {
             let f = o.required_str(ctx, "format")?;
             let format = NativeFormat::from_name(&f).or_else(|| {
-                ctx.error(
-                    &o.key_path("format"),
-                    format!("{f:?} is not one of {}", NativeFormat::NAMES.join(", ")),
-                );
+                ctx.error(&o.key_path("format"), format!("{f:?} is not one of {}", NativeFormat::NAMES.join(", ")));
                 None
             });
             let on_mismatch = policy(ctx, o);
-            format.map(|format| ProcessorSpec::Parse {
-                format,
-                on_mismatch,
-            })
+            format.map(|format| ProcessorSpec::Parse { format, on_mismatch })
         }
         "regex" => {
             let p = o.required_str(ctx, "pattern")?;
             let pattern = rust_regex(ctx, &o.key_path("pattern"), &p);
             if let Some(r) = &pattern {
                 if r.capture_names().flatten().next().is_none() {
-                    ctx.error(
-                        &o.key_path("pattern"),
-                        "has no named group; name the fields with (?<name>...)",
-                    );
+                    ctx.error(&o.key_path("pattern"), "has no named group; name the fields with (?<name>...)");
                 }
             }
             let on_mismatch = policy(ctx, o);
-            pattern.map(|pattern| ProcessorSpec::Regex {
-                pattern,
-                on_mismatch,
-            })
+            pattern.map(|pattern| ProcessorSpec::Regex { pattern, on_mismatch })
         }
-        "json" => Some(ProcessorSpec::Json {
-            on_mismatch: policy(ctx, o),
-        }),
+        "json" => Some(ProcessorSpec::Json { on_mismatch: policy(ctx, o) }),
         "filter" => {
             let mut compile = |key: &'static str| -> Vec<regex::bytes::Regex> {
                 o.str_list(ctx, key)
@@ -470,12 +371,7 @@ fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
                     .iter()
                     .filter_map(|p| {
                         regex::bytes::Regex::new(p)
-                            .map_err(|e| {
-                                ctx.error(
-                                    &o.key_path(key),
-                                    format!("pattern {p:?} does not compile: {e}"),
-                                )
-                            })
+                            .map_err(|e| ctx.error(&o.key_path(key), format!("pattern {p:?} does not compile: {e}")))
                             .ok()
                     })
                     .collect()

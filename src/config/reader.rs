@@ -24,13 +24,7 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(
-                f,
-                "{}: `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.reason
-            )
+            write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.reason)
         }
     }
 }
@@ -81,25 +75,15 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(file: &Path, scalars: Scalars) -> Self {
-        Ctx {
-            file: file.to_path_buf(),
-            scalars,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
+        Ctx { file: file.to_path_buf(), scalars, errors: Vec::new(), warnings: Vec::new() }
     }
 
     pub fn error(&mut self, key: &str, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            key: key.to_string(),
-            reason: reason.into(),
-        });
+        self.errors.push(ConfigError { file: self.file.clone(), key: key.to_string(), reason: reason.into() });
     }
 
     pub fn warn(&mut self, key: &str, msg: impl fmt::Display) {
-        self.warnings
-            .push(format!("{}: `{}`: {}", self.file.display(), key, msg));
+        self.warnings.push(format!("{}: `{}`: {}", self.file.display(), key, msg));
     }
 }
 
@@ -120,11 +104,7 @@ pub fn join(path: &str, key: &str) -> String {
 
 impl<'a> Obj<'a> {
     pub fn new(map: &'a Map<String, Value>, path: impl Into<String>) -> Self {
-        Obj {
-            map,
-            path: path.into(),
-            known: RefCell::new(Vec::new()),
-        }
+        Obj { map, path: path.into(), known: RefCell::new(Vec::new()) }
     }
 
     pub fn key_path(&self, key: &str) -> String {
@@ -152,10 +132,7 @@ impl<'a> Obj<'a> {
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
             other => {
-                ctx.error(
-                    &self.key_path(key),
-                    format!("expected a string, found {}", kind(other)),
-                );
+                ctx.error(&self.key_path(key), format!("expected a string, found {}", kind(other)));
                 None
             }
         }
@@ -163,6 +140,7 @@ impl<'a> Obj<'a> {
 
     /// A non-empty string, or an error naming the key when it is required.
     pub fn required_str(&self, ctx: &mut Ctx, key: &'static str) -> Option<String> {
+        let errors_before = ctx.errors.len();
         match self.str(ctx, key) {
             Some(s) if !s.is_empty() => Some(s),
             Some(_) => {
@@ -170,7 +148,7 @@ impl<'a> Obj<'a> {
                 None
             }
             None => {
-                if !self.map.contains_key(key) {
+                if ctx.errors.len() == errors_before {
                     ctx.error(&self.key_path(key), "is required");
                 }
                 None
@@ -186,21 +164,15 @@ impl<'a> Obj<'a> {
         let parsed = match v {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Ok(i),
-                None if n.to_string().contains(['.', 'e', 'E']) => {
-                    Err(format!("{n} is not a whole number"))
-                }
+                None if n.to_string().contains(['.', 'e', 'E']) => Err(format!("{n} is not a whole number")),
                 None => Err(format!("{n} is too large")),
             },
-            Value::String(s) => parse_int(s.trim(), ctx.scalars)
-                .ok_or_else(|| format!("{s:?} is not a whole number")),
+            Value::String(s) => parse_int(s.trim(), ctx.scalars).ok_or_else(|| format!("{s:?} is not a whole number")),
             other => Err(format!("expected a whole number, found {}", kind(other))),
         };
         match parsed {
             Ok(i) if i < min || i > max => {
-                ctx.error(
-                    &self.key_path(key),
-                    format!("value {i} is outside of valid range [{min}..{max}]"),
-                );
+                ctx.error(&self.key_path(key), format!("value {i} is outside of valid range [{min}..{max}]"));
                 default
             }
             Ok(i) => i,
@@ -230,25 +202,13 @@ impl<'a> Obj<'a> {
             _ => None,
         };
         parsed.unwrap_or_else(|| {
-            ctx.error(
-                &self.key_path(key),
-                format!(
-                    "{} is not a boolean (true/false, yes/no, t/f, y/n, 1/0)",
-                    show(v)
-                ),
-            );
+            ctx.error(&self.key_path(key), format!("{} is not a boolean (true/false, yes/no, t/f, y/n, 1/0)", show(v)));
             default
         })
     }
 
     /// A case-sensitive enumeration.
-    pub fn enumeration<T: Clone>(
-        &self,
-        ctx: &mut Ctx,
-        key: &'static str,
-        choices: &[(&str, T)],
-        default: T,
-    ) -> T {
+    pub fn enumeration<T: Clone>(&self, ctx: &mut Ctx, key: &'static str, choices: &[(&str, T)], default: T) -> T {
         let Some(s) = self.str(ctx, key) else {
             return default;
         };
@@ -256,10 +216,7 @@ impl<'a> Obj<'a> {
             Some((_, v)) => v.clone(),
             None => {
                 let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-                ctx.error(
-                    &self.key_path(key),
-                    format!("{s:?} is not one of {}", names.join(", ")),
-                );
+                ctx.error(&self.key_path(key), format!("{s:?} is not one of {}", names.join(", ")));
                 default
             }
         }
@@ -272,20 +229,14 @@ impl<'a> Obj<'a> {
                 for (i, it) in items.iter().enumerate() {
                     match it {
                         Value::String(s) => out.push(s.clone()),
-                        other => ctx.error(
-                            &format!("{}[{i}]", self.key_path(key)),
-                            format!("expected a string, found {}", kind(other)),
-                        ),
+                        other => ctx.error(&format!("{}[{i}]", self.key_path(key)), format!("expected a string, found {}", kind(other))),
                     }
                 }
                 Some(out)
             }
             Value::String(s) if ctx.scalars == Scalars::Plain => Some(vec![s.clone()]),
             other => {
-                ctx.error(
-                    &self.key_path(key),
-                    format!("expected a list of strings, found {}", kind(other)),
-                );
+                ctx.error(&self.key_path(key), format!("expected a list of strings, found {}", kind(other)));
                 None
             }
         }
@@ -295,10 +246,7 @@ impl<'a> Obj<'a> {
         match self.get(key)? {
             Value::Object(m) => Some(Obj::new(m, self.key_path(key))),
             other => {
-                ctx.error(
-                    &self.key_path(key),
-                    format!("expected an object, found {}", kind(other)),
-                );
+                ctx.error(&self.key_path(key), format!("expected an object, found {}", kind(other)));
                 None
             }
         }
@@ -313,23 +261,12 @@ impl<'a> Obj<'a> {
             }
             let best = known
                 .iter()
-                .map(|cand: &&str| {
-                    (
-                        strsim::normalized_damerau_levenshtein(
-                            &k.to_lowercase(),
-                            &cand.to_lowercase(),
-                        ),
-                        *cand,
-                    )
-                })
+                .map(|cand: &&str| (strsim::normalized_damerau_levenshtein(&k.to_lowercase(), &cand.to_lowercase()), *cand))
                 .filter(|(score, _)| *score >= 0.6)
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             let path = join(&self.path, k);
             match best {
-                Some((_, cand)) => ctx.warn(
-                    &path,
-                    format!("unknown key, ignored; did you mean `{cand}`?"),
-                ),
+                Some((_, cand)) => ctx.warn(&path, format!("unknown key, ignored; did you mean `{cand}`?")),
                 None => ctx.warn(&path, "unknown key, ignored"),
             }
         }
@@ -346,11 +283,7 @@ pub fn parse_int(s: &str, scalars: Scalars) -> Option<i64> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let (radix, digits) = if let Some(h) = body
-        .strip_prefix("0x")
-        .or_else(|| body.strip_prefix("0X"))
-        .or_else(|| body.strip_prefix('#'))
-    {
+    let (radix, digits) = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")).or_else(|| body.strip_prefix('#')) {
         (16, h)
     } else if body.len() > 1 && body.starts_with('0') {
         (8, &body[1..])
@@ -413,15 +346,9 @@ mod tests {
         o.bool(&mut ctx, "e", false);
         o.int(&mut ctx, "f", 0, 10, 20);
         let msgs: Vec<String> = ctx.errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(
-            msgs[0],
-            "agent.json: `flows[0].b`: 1000.0 is not a whole number"
-        );
+        assert_eq!(msgs[0], "agent.json: `flows[0].b`: 1000.0 is not a whole number");
         assert!(msgs[1].contains("flows[0].e") && msgs[1].contains("not a boolean"));
-        assert_eq!(
-            msgs[2],
-            "agent.json: `flows[0].f`: value 5 is outside of valid range [10..20]"
-        );
+        assert_eq!(msgs[2], "agent.json: `flows[0].f`: value 5 is outside of valid range [10..20]");
     }
 
     #[test]
@@ -434,7 +361,11 @@ mod tests {
         o.get("maxBufferAgeMillis");
         o.finish(&mut ctx);
         assert_eq!(ctx.warnings.len(), 2);
-        assert!(ctx.warnings[0].contains("`flows[0].maxBufferAgeMilis`: unknown key, ignored; did you mean `maxBufferAgeMillis`?"), "{:?}", ctx.warnings);
+        assert!(
+            ctx.warnings[0].contains("`flows[0].maxBufferAgeMilis`: unknown key, ignored; did you mean `maxBufferAgeMillis`?"),
+            "{:?}",
+            ctx.warnings
+        );
         assert!(ctx.warnings[1].ends_with("unknown key, ignored"));
     }
 }

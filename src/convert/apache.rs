@@ -20,31 +20,13 @@ pub struct Dialect {
 }
 
 impl Dialect {
-    pub const KINESIS_AGENT: Dialect = Dialect {
-        ipv6_hosts: false,
-        lenient_quotes: false,
-    };
-    pub const NATIVE: Dialect = Dialect {
-        ipv6_hosts: true,
-        lenient_quotes: true,
-    };
+    pub const KINESIS_AGENT: Dialect = Dialect { ipv6_hosts: false, lenient_quotes: false };
+    pub const NATIVE: Dialect = Dialect { ipv6_hosts: true, lenient_quotes: true };
 }
 
-pub const COMMON_FIELDS: [&str; 7] = [
-    "host", "ident", "authuser", "datetime", "request", "response", "bytes",
-];
-pub const COMBINED_FIELDS: [&str; 9] = [
-    "host", "ident", "authuser", "datetime", "request", "response", "bytes", "referer", "agent",
-];
-pub const ERROR_FIELDS: [&str; 7] = [
-    "timestamp",
-    "module",
-    "severity",
-    "processid",
-    "threadid",
-    "client",
-    "message",
-];
+pub const COMMON_FIELDS: [&str; 7] = ["host", "ident", "authuser", "datetime", "request", "response", "bytes"];
+pub const COMBINED_FIELDS: [&str; 9] = ["host", "ident", "authuser", "datetime", "request", "response", "bytes", "referer", "agent"];
+pub const ERROR_FIELDS: [&str; 7] = ["timestamp", "module", "severity", "processid", "threadid", "client", "message"];
 
 /// Up to nine captured fields; `None` is a group that did not participate.
 pub type Fields = [Option<Span>; 9];
@@ -54,8 +36,7 @@ fn host_ok(s: &[u8], d: Dialect) -> bool {
 }
 
 fn is_ipv6(s: &[u8]) -> bool {
-    s.contains(&b':')
-        && std::str::from_utf8(s).is_ok_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok())
+    s.contains(&b':') && std::str::from_utf8(s).is_ok_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// Position of the first `b` in `s` at or after `from`.
@@ -83,9 +64,7 @@ fn quoted_end(s: &[u8], from: usize, d: Dialect) -> Option<usize> {
 
 #[inline]
 fn expect(s: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
-    s.get(at..at + lit.len())
-        .filter(|x| *x == lit)
-        .map(|_| at + lit.len())
+    s.get(at..at + lit.len()).filter(|x| *x == lit).map(|_| at + lit.len())
 }
 
 /// HTTPDATE: `MONTHDAY/MONTH/YEAR:TIME\sINT`.
@@ -94,7 +73,10 @@ pub fn is_httpdate(s: &[u8]) -> bool {
 }
 
 /// The parts of an HTTPDATE: day, month, year span, time, offset span.
-pub fn parse_httpdate(s: &[u8]) -> Option<(u8, u8, Span, (u8, u8, u8, Option<Span>), Span)> {
+/// Day, month, year span, clock, offset span of an HTTPDATE.
+pub type HttpDate = (u8, u8, Span, Clock, Span);
+
+pub fn parse_httpdate(s: &[u8]) -> Option<HttpDate> {
     let a = memchr::memchr(b'/', s)?;
     if !is_monthday(&s[..a]) {
         return None;
@@ -179,10 +161,9 @@ pub fn parse_access(s: &[u8], combined: bool, d: Dialect) -> Option<Fields> {
 }
 
 /// APACHEERRORLOGTIMESTAMP: `DAY\s+MONTH\s+MONTHDAY\s+TIME\s+YEAR`.
-pub fn parse_error_timestamp(s: &[u8]) -> Option<(u8, u8, (u8, u8, u8, Option<Span>), Span)> {
+pub fn parse_error_timestamp(s: &[u8]) -> Option<(u8, u8, Clock, Span)> {
     let [day, mon, md, time, year] = split_ws::<5>(s)?;
-    if !is_weekday(&s[day.0..day.1]) || !is_monthday(&s[md.0..md.1]) || !is_year(&s[year.0..year.1])
-    {
+    if !is_weekday(&s[day.0..day.1]) || !is_monthday(&s[md.0..md.1]) || !is_year(&s[year.0..year.1]) {
         return None;
     }
     let month = month_number(&s[mon.0..mon.1])?;
@@ -190,9 +171,7 @@ pub fn parse_error_timestamp(s: &[u8]) -> Option<(u8, u8, (u8, u8, u8, Option<Sp
     if let Some((a, b)) = t.3 {
         t.3 = Some((a + time.0, b + time.0));
     }
-    let mday = s[md.0..md.1]
-        .iter()
-        .fold(0u8, |acc, d| acc * 10 + (d - b'0'));
+    let mday = s[md.0..md.1].iter().fold(0u8, |acc, d| acc * 10 + (d - b'0'));
     Some((mday, month, t, year))
 }
 
@@ -234,9 +213,7 @@ pub fn parse_error(s: &[u8], d: Dialect) -> Option<Fields> {
     let c = &s[i..close];
     let host_ok = match memchr::memrchr(b':', c) {
         _ if d.ipv6_hosts && is_ipv6(c) => true,
-        Some(p) if d.ipv6_hosts && c.first() == Some(&b'[') => {
-            c[p - 1] == b']' && is_ipv6(&c[1..p - 1]) && is_posint(&c[p + 1..])
-        }
+        Some(p) if d.ipv6_hosts && c.first() == Some(&b'[') => c[p - 1] == b']' && is_ipv6(&c[1..p - 1]) && is_posint(&c[p + 1..]),
         Some(p) => host_ok(&c[..p], d) && is_posint(&c[p + 1..]),
         None => host_ok(c, d),
     };
@@ -260,12 +237,7 @@ mod tests {
     #[test]
     fn combined_line_fields() {
         let l = r#"127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326 "http://x/" "Mozilla/4.08""#;
-        let v = texts(
-            l,
-            parse_access(l.as_bytes(), true, Dialect::KINESIS_AGENT),
-            9,
-        )
-        .unwrap();
+        let v = texts(l, parse_access(l.as_bytes(), true, Dialect::KINESIS_AGENT), 9).unwrap();
         assert_eq!(
             v,
             [
@@ -285,23 +257,10 @@ mod tests {
     #[test]
     fn common_takes_trailing_text_and_greedy_bytes() {
         let l = r#"h - - [1/Jan/2020:0:00:00 +0000] "GET /" 200 12abc trailing"#;
-        let v = texts(
-            l,
-            parse_access(l.as_bytes(), false, Dialect::KINESIS_AGENT),
-            7,
-        )
-        .unwrap();
+        let v = texts(l, parse_access(l.as_bytes(), false, Dialect::KINESIS_AGENT), 7).unwrap();
         assert_eq!(v[6], Some("12"));
         let l = r#"h - - [1/Jan/2020:0:00:00 +0000] "GET /" 200 -x"#;
-        assert_eq!(
-            texts(
-                l,
-                parse_access(l.as_bytes(), false, Dialect::KINESIS_AGENT),
-                7
-            )
-            .unwrap()[6],
-            Some("-")
-        );
+        assert_eq!(texts(l, parse_access(l.as_bytes(), false, Dialect::KINESIS_AGENT), 7).unwrap()[6], Some("-"));
     }
 
     #[test]
@@ -315,10 +274,7 @@ mod tests {
             r#"h - - [1/Jan/2020:0:00:00 +0000] "GET /\"x" 200 1 "r" "a""#,
             "h - - [1/Jan/2020:0:00:00 +0000] \"GET /\" 200 1 \"r\" \"a\"\r",
         ] {
-            assert!(
-                parse_access(bad.as_bytes(), true, Dialect::KINESIS_AGENT).is_none(),
-                "{bad}"
-            );
+            assert!(parse_access(bad.as_bytes(), true, Dialect::KINESIS_AGENT).is_none(), "{bad}");
         }
         let v6 = r#"::1 - - [1/Jan/2020:0:00:00 +0000] "GET /\"x" 200 1 "" "a""#;
         assert!(parse_access(v6.as_bytes(), true, Dialect::NATIVE).is_some());

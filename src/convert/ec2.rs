@@ -39,12 +39,7 @@ impl Ec2MetadataHandle {
     }
 }
 
-pub(crate) fn add_ec2_metadata(
-    input: &[u8],
-    handle: Option<&Ec2MetadataHandle>,
-    layout: JsonLayout,
-    out: &mut Vec<u8>,
-) -> Step {
+pub(crate) fn add_ec2_metadata(input: &[u8], handle: Option<&Ec2MetadataHandle>, layout: JsonLayout, out: &mut Vec<u8>) -> Step {
     let Some(md) = handle.and_then(Ec2MetadataHandle::get) else {
         out.extend_from_slice(input);
         return Step::Ok;
@@ -61,11 +56,7 @@ pub(crate) fn add_ec2_metadata(
 }
 
 /// Builds the appended fields from an instance identity document and tags.
-pub fn metadata_from_identity(
-    doc: &Value,
-    tags: Option<Vec<(String, String)>>,
-    at: time::OffsetDateTime,
-) -> Ec2Metadata {
+pub fn metadata_from_identity(doc: &Value, tags: Option<Vec<(String, String)>>, at: time::OffsetDateTime) -> Ec2Metadata {
     let mut fields = Map::new();
     for (out_key, doc_key) in [
         ("privateIp", "privateIp"),
@@ -76,27 +67,13 @@ pub fn metadata_from_identity(
         ("amiId", "imageId"),
         ("region", "region"),
     ] {
-        fields.insert(
-            out_key.into(),
-            doc.get(doc_key).cloned().unwrap_or(Value::Null),
-        );
+        fields.insert(out_key.into(), doc.get(doc_key).cloned().unwrap_or(Value::Null));
     }
     let t = at.to_offset(time::UtcOffset::UTC);
-    let ts = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+0000",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let ts = format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+0000", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second());
     fields.insert("metadataTimestamp".into(), Value::String(ts));
     if let Some(tags) = tags {
-        let m: Map<String, Value> = tags
-            .into_iter()
-            .map(|(k, v)| (k.to_lowercase(), Value::String(v)))
-            .collect();
+        let m: Map<String, Value> = tags.into_iter().map(|(k, v)| (k.to_lowercase(), Value::String(v))).collect();
         fields.insert("tags".into(), Value::Object(m));
     }
     Ec2Metadata { fields }
@@ -113,21 +90,14 @@ pub async fn fetch(with_tags: bool) -> Result<Ec2Metadata, String> {
         .read_timeout(Duration::from_secs(2))
         .max_attempts(2)
         .build();
-    let doc = client
-        .get("/latest/dynamic/instance-identity/document")
-        .await
-        .map_err(|e| format!("instance metadata unavailable: {e}"))?;
-    let doc: Value = serde_json::from_str(doc.as_ref())
-        .map_err(|e| format!("instance identity document is not JSON: {e}"))?;
+    let doc = client.get("/latest/dynamic/instance-identity/document").await.map_err(|e| format!("instance metadata unavailable: {e}"))?;
+    let doc: Value = serde_json::from_str(doc.as_ref()).map_err(|e| format!("instance identity document is not JSON: {e}"))?;
     let tags = if with_tags {
         match client.get("/latest/meta-data/tags/instance").await {
             Ok(keys) => {
                 let mut tags = Vec::new();
                 for key in keys.as_ref().lines().filter(|k| !k.is_empty()) {
-                    if let Ok(v) = client
-                        .get(format!("/latest/meta-data/tags/instance/{key}"))
-                        .await
-                    {
+                    if let Ok(v) = client.get(format!("/latest/meta-data/tags/instance/{key}")).await {
                         tags.push((key.to_string(), v.as_ref().to_string()));
                     }
                 }
@@ -138,11 +108,7 @@ pub async fn fetch(with_tags: bool) -> Result<Ec2Metadata, String> {
     } else {
         None
     };
-    Ok(metadata_from_identity(
-        &doc,
-        tags,
-        time::OffsetDateTime::now_utc(),
-    ))
+    Ok(metadata_from_identity(&doc, tags, time::OffsetDateTime::now_utc()))
 }
 
 #[cfg(test)]
@@ -163,15 +129,7 @@ mod tests {
     #[test]
     fn appends_in_agent_order_and_replaces_in_place() {
         let mut out = Vec::new();
-        assert!(matches!(
-            add_ec2_metadata(
-                b"{\"region\":\"x\",\"a\":1}\n",
-                Some(&handle()),
-                JsonLayout::Compact,
-                &mut out
-            ),
-            Step::Ok
-        ));
+        assert!(matches!(add_ec2_metadata(b"{\"region\":\"x\",\"a\":1}\n", Some(&handle()), JsonLayout::Compact, &mut out), Step::Ok));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"region\":\"eu-west-1\",\"a\":1,\"privateIp\":\"10.0.0.1\",\"availabilityZone\":\"eu-west-1a\",\"instanceId\":\"i-1\",\"instanceType\":\"t3.micro\",\"accountId\":\"1\",\"amiId\":\"ami-1\",\"metadataTimestamp\":\"2024-01-02T03:04:05+0000\",\"tags\":{\"name\":\"web\"}}\n"
@@ -181,33 +139,9 @@ mod tests {
     #[test]
     fn passes_through_off_ec2_and_fails_on_non_json() {
         let mut out = Vec::new();
-        assert!(matches!(
-            add_ec2_metadata(
-                b"plain\n",
-                Some(&Ec2MetadataHandle::default()),
-                JsonLayout::Compact,
-                &mut out
-            ),
-            Step::Ok
-        ));
+        assert!(matches!(add_ec2_metadata(b"plain\n", Some(&Ec2MetadataHandle::default()), JsonLayout::Compact, &mut out), Step::Ok));
         assert_eq!(out, b"plain\n");
-        assert!(matches!(
-            add_ec2_metadata(
-                b"plain\n",
-                Some(&handle()),
-                JsonLayout::Compact,
-                &mut Vec::new()
-            ),
-            Step::Fail
-        ));
-        assert!(matches!(
-            add_ec2_metadata(
-                b"[1]\n",
-                Some(&handle()),
-                JsonLayout::Compact,
-                &mut Vec::new()
-            ),
-            Step::Fail
-        ));
+        assert!(matches!(add_ec2_metadata(b"plain\n", Some(&handle()), JsonLayout::Compact, &mut Vec::new()), Step::Fail));
+        assert!(matches!(add_ec2_metadata(b"[1]\n", Some(&handle()), JsonLayout::Compact, &mut Vec::new()), Step::Fail));
     }
 }

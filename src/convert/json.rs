@@ -18,18 +18,49 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// Appends `bytes` as a JSON string literal (with quotes).
 pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    for chunk in bytes.utf8_chunks() {
-        escape_valid(out, chunk.valid().as_bytes());
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
+    if std::str::from_utf8(bytes).is_ok() {
+        escape_valid(out, bytes);
+    } else {
+        for chunk in bytes.utf8_chunks() {
+            escape_valid(out, chunk.valid().as_bytes());
+            if !chunk.invalid().is_empty() {
+                out.extend_from_slice("\u{FFFD}".as_bytes());
+            }
         }
     }
     out.push(b'"');
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// True when one of the 8 bytes is below 0x20, `"` or `\` (bytes of 0x80 and above never are).
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
+/// Escapes valid UTF-8, skipping eight bytes at a time where nothing needs escaping.
 fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+        if word_needs_escape(w) {
+            escape_bytes(out, s, &mut start, i, i + 8);
+        }
+        i += 8;
+    }
+    escape_bytes(out, s, &mut start, i, s.len());
+    out.extend_from_slice(&s[start..]);
+}
+
+/// Escapes what needs it in `s[from..to]`; `start` is where the text not yet copied begins.
+#[inline]
+fn escape_bytes(out: &mut Vec<u8>, s: &[u8], start: &mut usize, from: usize, to: usize) {
+    for (i, &b) in s.iter().enumerate().take(to).skip(from) {
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -41,22 +72,21 @@ fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
             0..=0x1F => 0,
             _ => continue,
         };
-        out.extend_from_slice(&s[start..i]);
+        out.extend_from_slice(&s[*start..i]);
         if short != 0 {
             out.extend_from_slice(&[b'\\', short]);
         } else {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
         }
-        start = i + 1;
+        *start = i + 1;
     }
-    out.extend_from_slice(&s[start..]);
+}
+
+/// A key as it appears in the output, quotes included, computed once for a field name.
+pub fn encode_key(key: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(key.len() + 2);
+    write_str(&mut v, key.as_bytes());
+    v
 }
 
 /// The two layouts the Kinesis Agent can print (`jsonFormat`).
@@ -78,16 +108,39 @@ pub struct ObjectWriter<'a> {
 impl<'a> ObjectWriter<'a> {
     pub fn begin(out: &'a mut Vec<u8>, layout: JsonLayout) -> Self {
         out.push(b'{');
-        ObjectWriter {
-            out,
-            layout,
-            depth: 1,
-            first: true,
-        }
+        ObjectWriter { out, layout, depth: 1, first: true }
     }
 
     /// Starts a field and returns the buffer positioned for its value.
     pub fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        self.separator();
+        write_str(self.out, key);
+        self.colon()
+    }
+
+    /// Like [`ObjectWriter::key`] with a key already encoded by [`encode_key`].
+    pub fn encoded_key(&mut self, encoded: &[u8]) -> &mut Vec<u8> {
+        self.separator();
+        self.out.extend_from_slice(encoded);
+        self.colon()
+    }
+
+    /// A string field whose key is pre-encoded and whose value is known to be valid UTF-8.
+    #[inline]
+    pub fn str_field_fast(&mut self, encoded_key: &[u8], value: Option<&[u8]>, value_is_utf8: bool) {
+        let out = self.encoded_key(encoded_key);
+        match value {
+            Some(v) if value_is_utf8 => {
+                out.push(b'"');
+                escape_valid(out, v);
+                out.push(b'"');
+            }
+            Some(v) => write_str(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn separator(&mut self) {
         if !self.first {
             self.out.push(b',');
         }
@@ -95,7 +148,9 @@ impl<'a> ObjectWriter<'a> {
         if self.layout == JsonLayout::Pretty {
             newline_indent(self.out, self.depth);
         }
-        write_str(self.out, key);
+    }
+
+    fn colon(&mut self) -> &mut Vec<u8> {
         match self.layout {
             JsonLayout::Compact => self.out.push(b':'),
             JsonLayout::Pretty => self.out.extend_from_slice(b" : "),
@@ -148,9 +203,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value, layout: JsonLayout, depth: 
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::String(s) => write_str(out, s.as_bytes()),
-        Value::Array(items) if items.is_empty() && layout == JsonLayout::Pretty => {
-            out.extend_from_slice(b"[ ]")
-        }
+        Value::Array(items) if items.is_empty() && layout == JsonLayout::Pretty => out.extend_from_slice(b"[ ]"),
         Value::Array(items) => {
             out.push(b'[');
             if layout == JsonLayout::Pretty {
@@ -158,11 +211,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value, layout: JsonLayout, depth: 
             }
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.extend_from_slice(if layout == JsonLayout::Pretty {
-                        b", "
-                    } else {
-                        b","
-                    });
+                    out.extend_from_slice(if layout == JsonLayout::Pretty { b", " } else { b"," });
                 }
                 write_value(out, item, layout, depth);
             }
@@ -172,12 +221,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value, layout: JsonLayout, depth: 
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut w = ObjectWriter {
-                out,
-                layout,
-                depth: depth + 1,
-                first: true,
-            };
+            let mut w = ObjectWriter { out, layout, depth: depth + 1, first: true };
             w.out.push(b'{');
             for (k, v) in map {
                 w.value_field(k.as_bytes(), v);
@@ -204,6 +248,32 @@ mod tests {
         assert_eq!(s(b"\x00\x01\x1f"), r#""\u0000\u0001\u001F""#);
         assert_eq!(s(b"/\x7f"), "\"/\x7f\"");
         assert_eq!(s("é\u{2028}😀".as_bytes()), "\"é\u{2028}😀\"");
+    }
+
+    #[test]
+    fn word_scan_finds_every_escape_at_every_position() {
+        for special in [0u8, 0x1f, b'"', b'\\', b'\n', 0x7f] {
+            for len in 1..20 {
+                for pos in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = special;
+                    let mut expected = String::from("\"");
+                    for &b in &v {
+                        match b {
+                            0 => expected.push_str("\\u0000"),
+                            0x1f => expected.push_str("\\u001F"),
+                            b'"' => expected.push_str("\\\""),
+                            b'\\' => expected.push_str("\\\\"),
+                            b'\n' => expected.push_str("\\n"),
+                            other => expected.push(other as char),
+                        }
+                    }
+                    expected.push('"');
+                    assert_eq!(s(&v), expected, "{special:#x} at {pos} of {len}");
+                }
+            }
+        }
+        assert_eq!(s("é\"ü ab cd ef gh ij\u{1}".as_bytes()), "\"é\\\"ü ab cd ef gh ij\\u0001\"");
     }
 
     #[test]

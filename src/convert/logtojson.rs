@@ -20,11 +20,7 @@ pub fn builtin_spans(line: &[u8], format: LogFormat) -> Option<([Option<Span>; 9
         LogFormat::CombinedApacheLog => apache::parse_access(line, true, d).map(|f| (f, 9)),
         LogFormat::ApacheErrorLog => apache::parse_error(line, d).map(|f| (f, 7)),
         LogFormat::Syslog | LogFormat::Rfc3339Syslog => {
-            let ts = if format == LogFormat::Syslog {
-                BsdTimestamp::Traditional
-            } else {
-                BsdTimestamp::Rfc3339
-            };
+            let ts = if format == LogFormat::Syslog { BsdTimestamp::Traditional } else { BsdTimestamp::Rfc3339 };
             syslog::parse_bsd(line, ts).map(|f| {
                 let mut all = [None; 9];
                 all[..5].copy_from_slice(&f);
@@ -38,7 +34,7 @@ pub(crate) fn convert(
     input: &[u8],
     format: LogFormat,
     pattern: Option<&JavaRegex>,
-    fields: &[String],
+    keys: &[Vec<u8>],
     layout: JsonLayout,
     out: &mut Vec<u8>,
 ) -> Step {
@@ -52,12 +48,11 @@ pub(crate) fn convert(
             let Some((spans, n)) = builtin_spans(line, format) else {
                 return Step::Drop;
             };
+            // one validation for the whole line instead of one per value
+            let utf8 = std::str::from_utf8(line).is_ok();
             let mut w = ObjectWriter::begin(out, layout);
-            for (i, span) in spans[..n].iter().enumerate() {
-                let name = fields
-                    .get(i)
-                    .map_or(format.fields()[i].as_bytes(), |s| s.as_bytes());
-                w.str_field(name, span.and_then(|(a, b)| value(dash_null, &line[a..b])));
+            for (key, span) in keys.iter().zip(&spans[..n]) {
+                w.str_field_fast(key, span.and_then(|(a, b)| value(dash_null, &line[a..b])), utf8);
             }
             w.end();
         }
@@ -66,16 +61,12 @@ pub(crate) fn convert(
             let Some(caps) = re.full().captures(&text) else {
                 return Step::Drop;
             };
-            if caps.len() - 1 != fields.len() {
+            if caps.len() - 1 != keys.len() {
                 return Step::Drop;
             }
             let mut w = ObjectWriter::begin(out, layout);
-            for (i, name) in fields.iter().enumerate() {
-                w.str_field(
-                    name.as_bytes(),
-                    caps.get(i + 1)
-                        .and_then(|m| value(dash_null, m.as_str().as_bytes())),
-                );
+            for (i, key) in keys.iter().enumerate() {
+                w.str_field_fast(key, caps.get(i + 1).and_then(|m| value(dash_null, m.as_str().as_bytes())), true);
             }
             w.end();
         }
@@ -88,23 +79,12 @@ pub(crate) fn convert(
 mod tests {
     use super::*;
 
-    fn run(
-        line: &str,
-        format: LogFormat,
-        pattern: Option<&str>,
-        fields: &[&str],
-    ) -> Option<String> {
+    fn run(line: &str, format: LogFormat, pattern: Option<&str>, fields: &[&str]) -> Option<String> {
         let mut out = Vec::new();
         let p = pattern.map(|p| JavaRegex::new(p).unwrap());
-        let f: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
-        match convert(
-            line.as_bytes(),
-            format,
-            p.as_ref(),
-            &f,
-            JsonLayout::Compact,
-            &mut out,
-        ) {
+        let names: Vec<&str> = if fields.is_empty() { format.fields().to_vec() } else { fields.to_vec() };
+        let keys: Vec<Vec<u8>> = names.iter().map(|n| crate::convert::json::encode_key(n)).collect();
+        match convert(line.as_bytes(), format, p.as_ref(), &keys, JsonLayout::Compact, &mut out) {
             Step::Ok => Some(String::from_utf8(out).unwrap()),
             _ => None,
         }
@@ -112,7 +92,8 @@ mod tests {
 
     #[test]
     fn combined_record_is_byte_exact() {
-        let l = "127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /a.gif HTTP/1.0\" 200 2326 \"-\" \"Mozilla/4.08 [en] (Win98; I ;Nav)\"\n";
+        let l =
+            "127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] \"GET /a.gif HTTP/1.0\" 200 2326 \"-\" \"Mozilla/4.08 [en] (Win98; I ;Nav)\"\n";
         assert_eq!(
             run(l, LogFormat::CombinedApacheLog, None, &[]).unwrap(),
             "{\"host\":\"127.0.0.1\",\"ident\":null,\"authuser\":\"frank\",\"datetime\":\"10/Oct/2000:13:55:36 -0700\",\"request\":\"GET /a.gif HTTP/1.0\",\"response\":\"200\",\"bytes\":\"2326\",\"referer\":null,\"agent\":\"Mozilla/4.08 [en] (Win98; I ;Nav)\"}\n"
@@ -137,37 +118,14 @@ mod tests {
     #[test]
     fn custom_pattern_full_match_and_dash_rule() {
         assert_eq!(
-            run(
-                "a - c\n",
-                LogFormat::CommonApacheLog,
-                Some(r"(\w) (\S) (\w)"),
-                &["x", "y", "z"]
-            )
-            .unwrap(),
+            run("a - c\n", LogFormat::CommonApacheLog, Some(r"(\w) (\S) (\w)"), &["x", "y", "z"]).unwrap(),
             "{\"x\":\"a\",\"y\":null,\"z\":\"c\"}\n"
         );
         assert_eq!(
-            run(
-                "a - c\n",
-                LogFormat::Syslog,
-                Some(r"(\w) (\S) (\w)"),
-                &["x", "y", "z"]
-            )
-            .unwrap(),
+            run("a - c\n", LogFormat::Syslog, Some(r"(\w) (\S) (\w)"), &["x", "y", "z"]).unwrap(),
             "{\"x\":\"a\",\"y\":\"-\",\"z\":\"c\"}\n"
         );
-        assert_eq!(
-            run(
-                "a - cd\n",
-                LogFormat::Syslog,
-                Some(r"(\w) (\S) (\w)"),
-                &["x", "y", "z"]
-            ),
-            None
-        );
-        assert_eq!(
-            run("a\n", LogFormat::Syslog, Some(r"(\w)(x)?"), &["x", "y"]).unwrap(),
-            "{\"x\":\"a\",\"y\":null}\n"
-        );
+        assert_eq!(run("a - cd\n", LogFormat::Syslog, Some(r"(\w) (\S) (\w)"), &["x", "y", "z"]), None);
+        assert_eq!(run("a\n", LogFormat::Syslog, Some(r"(\w)(x)?"), &["x", "y"]).unwrap(), "{\"x\":\"a\",\"y\":null}\n");
     }
 }

@@ -49,13 +49,7 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    pub const NAMES: [&'static str; 5] = [
-        "COMMONAPACHELOG",
-        "COMBINEDAPACHELOG",
-        "APACHEERRORLOG",
-        "SYSLOG",
-        "RFC3339SYSLOG",
-    ];
+    pub const NAMES: [&'static str; 5] = ["COMMONAPACHELOG", "COMBINEDAPACHELOG", "APACHEERRORLOG", "SYSLOG", "RFC3339SYSLOG"];
 
     pub fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -84,10 +78,7 @@ impl LogFormat {
 
     /// Apache formats turn a value that is exactly `-` into null; syslog formats keep it.
     pub fn dash_is_null(self) -> bool {
-        matches!(
-            self,
-            LogFormat::CommonApacheLog | LogFormat::CombinedApacheLog | LogFormat::ApacheErrorLog
-        )
+        matches!(self, LogFormat::CommonApacheLog | LogFormat::CombinedApacheLog | LogFormat::ApacheErrorLog)
     }
 }
 
@@ -103,14 +94,7 @@ pub enum NativeFormat {
 }
 
 impl NativeFormat {
-    pub const NAMES: [&'static str; 6] = [
-        "apache_common",
-        "apache_combined",
-        "apache_error",
-        "syslog",
-        "rfc3339_syslog",
-        "rfc5424",
-    ];
+    pub const NAMES: [&'static str; 6] = ["apache_common", "apache_combined", "apache_error", "syslog", "rfc3339_syslog", "rfc5424"];
 
     pub fn from_name(s: &str) -> Option<Self> {
         Self::NAMES.iter().position(|n| *n == s).map(|i| {
@@ -182,7 +166,9 @@ pub enum ProcessorSpec {
         on_mismatch: MismatchPolicy,
     },
     /// Native: the line must be a JSON document; it is sent compact, with one `\n`.
-    Json { on_mismatch: MismatchPolicy },
+    Json {
+        on_mismatch: MismatchPolicy,
+    },
     /// Native: keep lines matching any `include` (all when empty) and none of `exclude`.
     Filter {
         include: Vec<regex::bytes::Regex>,
@@ -198,11 +184,9 @@ impl ProcessorSpec {
             ProcessorSpec::CsvToJson { fields, .. } => {
                 format!("CSVTOJSON ({} fields)", fields.len())
             }
-            ProcessorSpec::LogToJson {
-                format,
-                pattern: Some(p),
-                ..
-            } => format!("LOGTOJSON {} matchPattern {:?}", format.name(), p.as_str()),
+            ProcessorSpec::LogToJson { format, pattern: Some(p), .. } => {
+                format!("LOGTOJSON {} matchPattern {:?}", format.name(), p.as_str())
+            }
             ProcessorSpec::LogToJson { format, .. } => format!("LOGTOJSON {}", format.name()),
             ProcessorSpec::AddMetadata { .. } => "ADDMETADATA".into(),
             ProcessorSpec::AddEc2Metadata { ttl_secs, .. } => {
@@ -212,11 +196,7 @@ impl ProcessorSpec {
             ProcessorSpec::Parse { format, .. } => format!("parse {}", format.name()),
             ProcessorSpec::Regex { pattern, .. } => format!("regex {:?}", pattern.as_str()),
             ProcessorSpec::Json { .. } => "json".into(),
-            ProcessorSpec::Filter { include, exclude } => format!(
-                "filter ({} include, {} exclude)",
-                include.len(),
-                exclude.len()
-            ),
+            ProcessorSpec::Filter { include, exclude } => format!("filter ({} include, {} exclude)", include.len(), exclude.len()),
         }
     }
 
@@ -249,6 +229,8 @@ impl ChainContext {
 /// A flow's processors, ready to run.
 pub struct Chain {
     specs: Vec<ProcessorSpec>,
+    /// Per step, the output keys already JSON-encoded (LOGTOJSON).
+    keys: Vec<Vec<Vec<u8>>>,
     ctx: ChainContext,
     scratch: Vec<u8>,
     native: native::NativeScratch,
@@ -256,12 +238,17 @@ pub struct Chain {
 
 impl Chain {
     pub fn new(specs: &[ProcessorSpec], ctx: ChainContext) -> Self {
-        Chain {
-            specs: specs.to_vec(),
-            ctx,
-            scratch: Vec::with_capacity(4096),
-            native: native::NativeScratch::default(),
-        }
+        let keys = specs
+            .iter()
+            .map(|s| match s {
+                ProcessorSpec::LogToJson { format, fields, .. } if fields.is_empty() => {
+                    format.fields().iter().map(|f| json::encode_key(f)).collect()
+                }
+                ProcessorSpec::LogToJson { fields, .. } => fields.iter().map(|f| json::encode_key(f)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        Chain { specs: specs.to_vec(), keys, ctx, scratch: Vec::with_capacity(4096), native: native::NativeScratch::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -276,69 +263,29 @@ impl Chain {
             std::mem::swap(out, &mut self.scratch);
             out.clear();
             let step = match &self.specs[i] {
-                ProcessorSpec::SingleLine {
-                    no_trim,
-                    escape_new_line,
-                } => text::single_line(&self.scratch, *no_trim, *escape_new_line, out),
-                ProcessorSpec::CsvToJson {
-                    fields,
-                    delimiter,
-                    layout,
-                } => text::csv_to_json(&self.scratch, fields, delimiter, *layout, out),
-                ProcessorSpec::LogToJson {
-                    format,
-                    pattern,
-                    fields,
-                    layout,
-                } => logtojson::convert(
-                    &self.scratch,
-                    *format,
-                    pattern.as_ref(),
-                    fields,
-                    *layout,
-                    out,
-                ),
-                ProcessorSpec::AddMetadata {
-                    metadata,
-                    timestamp,
-                    layout,
-                } => {
+                ProcessorSpec::SingleLine { no_trim, escape_new_line } => text::single_line(&self.scratch, *no_trim, *escape_new_line, out),
+                ProcessorSpec::CsvToJson { fields, delimiter, layout } => text::csv_to_json(&self.scratch, fields, delimiter, *layout, out),
+                ProcessorSpec::LogToJson { format, pattern, layout, .. } => {
+                    logtojson::convert(&self.scratch, *format, pattern.as_ref(), &self.keys[i], *layout, out)
+                }
+                ProcessorSpec::AddMetadata { metadata, timestamp, layout } => {
                     let now = timestamp.then(|| self.ctx.now());
                     text::add_metadata(&self.scratch, metadata.as_ref(), now, *layout, out)
                 }
-                ProcessorSpec::AddEc2Metadata { layout, .. } => {
-                    ec2::add_ec2_metadata(&self.scratch, self.ctx.ec2.as_ref(), *layout, out)
-                }
+                ProcessorSpec::AddEc2Metadata { layout, .. } => ec2::add_ec2_metadata(&self.scratch, self.ctx.ec2.as_ref(), *layout, out),
                 ProcessorSpec::AddBrackets => {
                     out.push(b'{');
                     out.extend_from_slice(&self.scratch);
                     out.push(b'}');
                     Step::Ok
                 }
-                ProcessorSpec::Parse {
-                    format,
-                    on_mismatch,
-                } => {
+                ProcessorSpec::Parse { format, on_mismatch } => {
                     let now = self.ctx.now();
-                    native::parse(
-                        &self.scratch,
-                        *format,
-                        *on_mismatch,
-                        now,
-                        &mut self.native,
-                        out,
-                    )
+                    native::parse(&self.scratch, *format, *on_mismatch, now, &mut self.native, out)
                 }
-                ProcessorSpec::Regex {
-                    pattern,
-                    on_mismatch,
-                } => native::regex_fields(&self.scratch, pattern, *on_mismatch, out),
-                ProcessorSpec::Json { on_mismatch } => {
-                    native::json_passthrough(&self.scratch, *on_mismatch, out)
-                }
-                ProcessorSpec::Filter { include, exclude } => {
-                    native::filter(&self.scratch, include, exclude, out)
-                }
+                ProcessorSpec::Regex { pattern, on_mismatch } => native::regex_fields(&self.scratch, pattern, *on_mismatch, out),
+                ProcessorSpec::Json { on_mismatch } => native::json_passthrough(&self.scratch, *on_mismatch, out),
+                ProcessorSpec::Filter { include, exclude } => native::filter(&self.scratch, include, exclude, out),
             };
             match step {
                 Step::Ok => {}

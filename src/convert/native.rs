@@ -65,19 +65,9 @@ fn write_utc(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
     let Ok(off) = time::UtcOffset::from_whole_seconds(c.offset_minutes * 60) else {
         return false;
     };
-    let utc = time::PrimitiveDateTime::new(date, t)
-        .assume_offset(off)
-        .to_offset(time::UtcOffset::UTC);
-    let _ = write!(
-        ts,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        utc.year(),
-        utc.month() as u8,
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    );
+    let utc = time::PrimitiveDateTime::new(date, t).assume_offset(off).to_offset(time::UtcOffset::UTC);
+    let _ =
+        write!(ts, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", utc.year(), utc.month() as u8, utc.day(), utc.hour(), utc.minute(), utc.second());
     if let Some((a, b)) = c.frac {
         ts.push(b'.');
         ts.extend_from_slice(&line[a..b.min(a + 9)]);
@@ -87,17 +77,12 @@ fn write_utc(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
 }
 
 fn num(s: &[u8]) -> i64 {
-    s.iter().fold(0i64, |acc, d| {
-        acc.saturating_mul(10).saturating_add((d - b'0') as i64)
-    })
+    s.iter().fold(0i64, |acc, d| acc.saturating_mul(10).saturating_add((d - b'0') as i64))
 }
 
 /// Writes an integer field from an INT token, null for `-` or anything else.
 fn int_field(w: &mut ObjectWriter<'_>, name: &[u8], v: Option<&[u8]>) {
-    match v
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|s| s.trim_start_matches('+').parse::<i64>().ok())
-    {
+    match v.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.trim_start_matches('+').parse::<i64>().ok()) {
         Some(n) => {
             let _ = write!(w.key(name), "{n}");
         }
@@ -105,18 +90,11 @@ fn int_field(w: &mut ObjectWriter<'_>, name: &[u8], v: Option<&[u8]>) {
     }
 }
 
-fn str_or_null<'a>(line: &'a [u8], span: Option<Span>) -> Option<&'a [u8]> {
+fn str_or_null(line: &[u8], span: Option<Span>) -> Option<&[u8]> {
     span.map(|(a, b)| &line[a..b]).filter(|v| *v != b"-")
 }
 
-fn ts_field(
-    w: &mut ObjectWriter<'_>,
-    name: &[u8],
-    line: &[u8],
-    span: Span,
-    civil: Option<Civil>,
-    scratch: &mut Vec<u8>,
-) {
+fn ts_field(w: &mut ObjectWriter<'_>, name: &[u8], line: &[u8], span: Span, civil: Option<Civil>, scratch: &mut Vec<u8>) {
     match civil {
         Some(c) if write_utc(scratch, line, &c) => w.str_field(name, Some(scratch)),
         _ => w.str_field(name, Some(&line[span.0..span.1])),
@@ -148,11 +126,7 @@ fn rfc3339_civil(line: &[u8], (a, b): Span) -> Option<Civil> {
         frac = Some((a + 20, a + 20 + n));
         rest = &rest[1 + n..];
     }
-    let offset = if rest == b"Z" {
-        0
-    } else {
-        offset_minutes(rest)?
-    };
+    let offset = if rest == b"Z" { 0 } else { offset_minutes(rest)? };
     Some(Civil {
         year: num(&s[0..4]) as i32,
         month: num(&s[5..7]) as u8,
@@ -183,21 +157,19 @@ pub(crate) fn parse(
                 return mismatch(input, policy, out);
             };
             let dt = f[3].unwrap();
-            let civil = apache::parse_httpdate(&line[dt.0..dt.1]).and_then(
-                |(day, month, (y0, y1), (h, mi, s, frac), (o0, o1))| {
-                    let base = dt.0;
-                    Some(Civil {
-                        year: i32::try_from(num(&line[base + y0..base + y1])).ok()?,
-                        month,
-                        day,
-                        hour: h,
-                        minute: mi,
-                        second: s,
-                        frac: frac.map(|(a, b)| (a + base, b + base)),
-                        offset_minutes: offset_minutes(&line[base + o0..base + o1])?,
-                    })
-                },
-            );
+            let civil = apache::parse_httpdate(&line[dt.0..dt.1]).and_then(|(day, month, (y0, y1), (h, mi, s, frac), (o0, o1))| {
+                let base = dt.0;
+                Some(Civil {
+                    year: i32::try_from(num(&line[base + y0..base + y1])).ok()?,
+                    month,
+                    day,
+                    hour: h,
+                    minute: mi,
+                    second: s,
+                    frac: frac.map(|(a, b)| (a + base, b + base)),
+                    offset_minutes: offset_minutes(&line[base + o0..base + o1])?,
+                })
+            });
             let mut w = ObjectWriter::begin(out, layout);
             for (i, name) in apache::COMMON_FIELDS.iter().enumerate().take(3) {
                 w.str_field(name.as_bytes(), str_or_null(line, f[i]));
@@ -217,20 +189,18 @@ pub(crate) fn parse(
                 return mismatch(input, policy, out);
             };
             let ts = f[0].unwrap();
-            let civil = apache::parse_error_timestamp(&line[ts.0..ts.1]).and_then(
-                |(day, month, (h, mi, s, frac), (y0, y1))| {
-                    Some(Civil {
-                        year: i32::try_from(num(&line[ts.0 + y0..ts.0 + y1])).ok()?,
-                        month,
-                        day,
-                        hour: h,
-                        minute: mi,
-                        second: s,
-                        frac: frac.map(|(a, b)| (a + ts.0, b + ts.0)),
-                        offset_minutes: 0,
-                    })
-                },
-            );
+            let civil = apache::parse_error_timestamp(&line[ts.0..ts.1]).and_then(|(day, month, (h, mi, s, frac), (y0, y1))| {
+                Some(Civil {
+                    year: i32::try_from(num(&line[ts.0 + y0..ts.0 + y1])).ok()?,
+                    month,
+                    day,
+                    hour: h,
+                    minute: mi,
+                    second: s,
+                    frac: frac.map(|(a, b)| (a + ts.0, b + ts.0)),
+                    offset_minutes: 0,
+                })
+            });
             let mut w = ObjectWriter::begin(out, layout);
             ts_field(&mut w, b"timestamp", line, ts, civil, &mut scratch.ts);
             w.str_field(b"module", str_or_null(line, f[1]));
@@ -242,11 +212,7 @@ pub(crate) fn parse(
             w.end();
         }
         NativeFormat::Syslog | NativeFormat::Rfc3339Syslog => {
-            let kind = if format == NativeFormat::Syslog {
-                BsdTimestamp::Traditional
-            } else {
-                BsdTimestamp::Rfc3339
-            };
+            let kind = if format == NativeFormat::Syslog { BsdTimestamp::Traditional } else { BsdTimestamp::Rfc3339 };
             let Some(f) = syslog::parse_bsd(line, kind) else {
                 return mismatch(input, policy, out);
             };
@@ -270,11 +236,7 @@ pub(crate) fn parse(
             let mut w = ObjectWriter::begin(out, layout);
             let _ = write!(w.key(b"facility"), "{}", m.priority >> 3);
             let _ = write!(w.key(b"severity"), "{}", m.priority & 7);
-            let _ = write!(
-                w.key(b"version"),
-                "{}",
-                num(&line[m.version.0..m.version.1])
-            );
+            let _ = write!(w.key(b"version"), "{}", num(&line[m.version.0..m.version.1]));
             match m.timestamp {
                 Some(ts) => {
                     let civil = rfc3339_civil(line, ts);
@@ -363,35 +325,18 @@ fn bsd_civil(line: &[u8], (a, b): Span, now: time::OffsetDateTime) -> Option<Civ
             year -= 1;
         }
     }
-    Some(Civil {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        frac: frac.map(|(x, y)| (x + a + t.0, y + a + t.0)),
-        offset_minutes: 0,
-    })
+    Some(Civil { year, month, day, hour, minute, second, frac: frac.map(|(x, y)| (x + a + t.0, y + a + t.0)), offset_minutes: 0 })
 }
 
 /// Named groups become string fields (unmatched optional groups are null).
-pub(crate) fn regex_fields(
-    input: &[u8],
-    re: &regex::Regex,
-    policy: MismatchPolicy,
-    out: &mut Vec<u8>,
-) -> Step {
+pub(crate) fn regex_fields(input: &[u8], re: &regex::Regex, policy: MismatchPolicy, out: &mut Vec<u8>) -> Step {
     let text = String::from_utf8_lossy(strip_line_end(input));
     let Some(caps) = re.captures(&text) else {
         return mismatch(input, policy, out);
     };
     let mut w = ObjectWriter::begin(out, JsonLayout::Compact);
     for name in re.capture_names().flatten() {
-        w.str_field(
-            name.as_bytes(),
-            caps.name(name).map(|m| m.as_str().as_bytes()),
-        );
+        w.str_field(name.as_bytes(), caps.name(name).map(|m| m.as_str().as_bytes()));
     }
     w.end();
     out.push(b'\n');
@@ -410,12 +355,7 @@ pub(crate) fn json_passthrough(input: &[u8], policy: MismatchPolicy, out: &mut V
     }
 }
 
-pub(crate) fn filter(
-    input: &[u8],
-    include: &[regex::bytes::Regex],
-    exclude: &[regex::bytes::Regex],
-    out: &mut Vec<u8>,
-) -> Step {
+pub(crate) fn filter(input: &[u8], include: &[regex::bytes::Regex], exclude: &[regex::bytes::Regex], out: &mut Vec<u8>) -> Step {
     let line = strip_line_end(input);
     let included = include.is_empty() || include.iter().any(|r| r.is_match(line));
     if !included || exclude.iter().any(|r| r.is_match(line)) {
@@ -432,14 +372,7 @@ mod tests {
     fn run(line: &str, f: NativeFormat) -> Option<String> {
         let mut out = Vec::new();
         let now = time::macros::datetime!(2024-03-01 00:00 UTC);
-        match parse(
-            line.as_bytes(),
-            f,
-            MismatchPolicy::Drop,
-            now,
-            &mut NativeScratch::default(),
-            &mut out,
-        ) {
+        match parse(line.as_bytes(), f, MismatchPolicy::Drop, now, &mut NativeScratch::default(), &mut out) {
             Step::Ok => Some(String::from_utf8(out).unwrap()),
             _ => None,
         }
@@ -447,8 +380,7 @@ mod tests {
 
     #[test]
     fn typed_combined() {
-        let l =
-            "::1 - - [10/Oct/2000:13:55:36.25 -0700] \"GET /a \\\"b\\\"\" 200 - \"\" \"ua\"\r\n";
+        let l = "::1 - - [10/Oct/2000:13:55:36.25 -0700] \"GET /a \\\"b\\\"\" 200 - \"\" \"ua\"\r\n";
         assert_eq!(
             run(l, NativeFormat::ApacheCombined).unwrap(),
             "{\"host\":\"::1\",\"ident\":null,\"authuser\":null,\"datetime\":\"2000-10-10T20:55:36.25Z\",\"request\":\"GET /a \\\\\\\"b\\\\\\\"\",\"response\":200,\"bytes\":null,\"referer\":\"\",\"agent\":\"ua\"}\n"
@@ -461,15 +393,8 @@ mod tests {
             run("Dec 31 23:59:59 h p[7]: m\n", NativeFormat::Syslog).unwrap(),
             "{\"timestamp\":\"2023-12-31T23:59:59Z\",\"hostname\":\"h\",\"program\":\"p\",\"processid\":7,\"message\":\"m\"}\n"
         );
-        assert!(run("Feb 29 01:00:00 h p: m\n", NativeFormat::Syslog)
-            .unwrap()
-            .contains("2024-02-29T01:00:00Z"));
-        assert!(run(
-            "2024-02-29T01:00:00.5+01:30 h p: m\n",
-            NativeFormat::Rfc3339Syslog
-        )
-        .unwrap()
-        .contains("2024-02-28T23:30:00.5Z"));
+        assert!(run("Feb 29 01:00:00 h p: m\n", NativeFormat::Syslog).unwrap().contains("2024-02-29T01:00:00Z"));
+        assert!(run("2024-02-29T01:00:00.5+01:30 h p: m\n", NativeFormat::Rfc3339Syslog).unwrap().contains("2024-02-28T23:30:00.5Z"));
     }
 
     #[test]
@@ -494,40 +419,19 @@ mod tests {
     fn regex_json_filter() {
         let mut out = Vec::new();
         let re = regex::Regex::new(r"^(?<level>\w+): (?<msg>.*)$").unwrap();
-        assert!(matches!(
-            regex_fields(b"WARN: disk\n", &re, MismatchPolicy::Drop, &mut out),
-            Step::Ok
-        ));
+        assert!(matches!(regex_fields(b"WARN: disk\n", &re, MismatchPolicy::Drop, &mut out), Step::Ok));
         assert_eq!(out, b"{\"level\":\"WARN\",\"msg\":\"disk\"}\n");
         out.clear();
-        assert!(matches!(
-            regex_fields(b"nope\n", &re, MismatchPolicy::Raw, &mut out),
-            Step::Ok
-        ));
+        assert!(matches!(regex_fields(b"nope\n", &re, MismatchPolicy::Raw, &mut out), Step::Ok));
         assert_eq!(out, b"nope\n");
         out.clear();
-        assert!(matches!(
-            json_passthrough(b"{ \"a\" : [1, 2] }\r\n", MismatchPolicy::Drop, &mut out),
-            Step::Ok
-        ));
+        assert!(matches!(json_passthrough(b"{ \"a\" : [1, 2] }\r\n", MismatchPolicy::Drop, &mut out), Step::Ok));
         assert_eq!(out, b"{\"a\":[1,2]}\n");
-        assert!(matches!(
-            json_passthrough(b"{nope\n", MismatchPolicy::Drop, &mut Vec::new()),
-            Step::Drop
-        ));
+        assert!(matches!(json_passthrough(b"{nope\n", MismatchPolicy::Drop, &mut Vec::new()), Step::Drop));
         let inc = [regex::bytes::Regex::new("ERROR").unwrap()];
         let exc = [regex::bytes::Regex::new("healthcheck").unwrap()];
-        assert!(matches!(
-            filter(b"ERROR x\n", &inc, &exc, &mut Vec::new()),
-            Step::Ok
-        ));
-        assert!(matches!(
-            filter(b"ERROR healthcheck\n", &inc, &exc, &mut Vec::new()),
-            Step::Drop
-        ));
-        assert!(matches!(
-            filter(b"INFO\n", &inc, &exc, &mut Vec::new()),
-            Step::Drop
-        ));
+        assert!(matches!(filter(b"ERROR x\n", &inc, &exc, &mut Vec::new()), Step::Ok));
+        assert!(matches!(filter(b"ERROR healthcheck\n", &inc, &exc, &mut Vec::new()), Step::Drop));
+        assert!(matches!(filter(b"INFO\n", &inc, &exc, &mut Vec::new()), Step::Drop));
     }
 }

@@ -172,17 +172,7 @@ pub fn parse_rfc5424(s: &[u8]) -> Option<Rfc5424> {
         }
         Some(_) => return None,
     };
-    Some(Rfc5424 {
-        priority: priority as u8,
-        version,
-        timestamp,
-        hostname,
-        app_name,
-        procid,
-        msgid,
-        structured_data,
-        message,
-    })
+    Some(Rfc5424 { priority: priority as u8, version, timestamp, hostname, app_name, procid, msgid, structured_data, message })
 }
 
 /// End (exclusive) of one or more `[id param="value"...]` elements starting at `i`.
@@ -224,10 +214,7 @@ pub fn for_each_sd_param<'a>(sd: &'a [u8], mut visit: impl FnMut(SdEvent<'a>)) {
     let mut i = 0;
     while sd.get(i) == Some(&b'[') {
         i += 1;
-        let id_end = sd[i..]
-            .iter()
-            .position(|&b| b == b' ' || b == b']')
-            .map_or(sd.len(), |p| p + i);
+        let id_end = sd[i..].iter().position(|&b| b == b' ' || b == b']').map_or(sd.len(), |p| p + i);
         visit(SdEvent::Element(&sd[i..id_end]));
         i = id_end;
         while sd.get(i) == Some(&b' ') {
@@ -242,10 +229,7 @@ pub fn for_each_sd_param<'a>(sd: &'a [u8], mut visit: impl FnMut(SdEvent<'a>)) {
             while j < sd.len() && sd[j] != b'"' {
                 j += if sd[j] == b'\\' { 2 } else { 1 };
             }
-            visit(SdEvent::Param(
-                name,
-                &sd[vstart.min(sd.len())..j.min(sd.len())],
-            ));
+            visit(SdEvent::Param(name, &sd[vstart.min(sd.len())..j.min(sd.len())]));
             i = j + 1;
         }
         if sd.get(i) == Some(&b']') {
@@ -267,19 +251,10 @@ mod tests {
         let l = "Mar  7 04:22:00 host sshd[123]: Accepted key";
         assert_eq!(
             texts(l, parse_bsd(l.as_bytes(), BsdTimestamp::Traditional)).unwrap(),
-            [
-                Some("Mar  7 04:22:00"),
-                Some("host"),
-                Some("sshd"),
-                Some("123"),
-                Some("Accepted key")
-            ]
+            [Some("Mar  7 04:22:00"), Some("host"), Some("sshd"), Some("123"), Some("Accepted key")]
         );
         let l = "Mar 17 04:22:00 host kernel: x";
-        assert_eq!(
-            texts(l, parse_bsd(l.as_bytes(), BsdTimestamp::Traditional)).unwrap()[3],
-            None
-        );
+        assert_eq!(texts(l, parse_bsd(l.as_bytes(), BsdTimestamp::Traditional)).unwrap()[3], None);
     }
 
     #[test]
@@ -292,20 +267,10 @@ mod tests {
             "Mar  7 04:22:00 <13> host sshd: x",
             "Mar  7 04:22:00  host sshd: x",
         ] {
-            assert!(
-                parse_bsd(bad.as_bytes(), BsdTimestamp::Traditional).is_none(),
-                "{bad}"
-            );
+            assert!(parse_bsd(bad.as_bytes(), BsdTimestamp::Traditional).is_none(), "{bad}");
         }
-        for good in [
-            "Mar  7 04:22:00 <134> host sshd: x",
-            "Mar  7 04:22:00 <1>2> host sshd: x",
-            "Mar  7 04:22:00 <1.3> host sshd: ",
-        ] {
-            assert!(
-                parse_bsd(good.as_bytes(), BsdTimestamp::Traditional).is_some(),
-                "{good}"
-            );
+        for good in ["Mar  7 04:22:00 <134> host sshd: x", "Mar  7 04:22:00 <1>2> host sshd: x", "Mar  7 04:22:00 <1.3> host sshd: "] {
+            assert!(parse_bsd(good.as_bytes(), BsdTimestamp::Traditional).is_some(), "{good}");
         }
     }
 
@@ -313,11 +278,7 @@ mod tests {
     fn rfc3339_variant() {
         let l = "2024-02-28T22:00:00.123+01:00 host app[9]: m";
         assert!(parse_bsd(l.as_bytes(), BsdTimestamp::Rfc3339).is_some());
-        assert!(parse_bsd(
-            b"2024-02-28T22:00:00+0100 host app: m",
-            BsdTimestamp::Rfc3339
-        )
-        .is_none());
+        assert!(parse_bsd(b"2024-02-28T22:00:00+0100 host app: m", BsdTimestamp::Rfc3339).is_none());
     }
 
     #[test]
@@ -327,35 +288,16 @@ mod tests {
         assert_eq!(m.priority, 165);
         assert_eq!(m.procid, None);
         let sd = m.structured_data.unwrap();
-        assert_eq!(
-            &l[sd.0..sd.1],
-            r#"[exampleSDID@32473 iut="3" eventID="10\"11"][x a="]"]"#
-        );
+        assert_eq!(&l[sd.0..sd.1], r#"[exampleSDID@32473 iut="3" eventID="10\"11"][x a="]"]"#);
         let mut got = Vec::new();
         for_each_sd_param(&l.as_bytes()[sd.0..sd.1], |e| match e {
             SdEvent::Element(id) => got.push(format!("@{}", String::from_utf8_lossy(id))),
-            SdEvent::Param(k, v) => got.push(format!(
-                "{}={}",
-                String::from_utf8_lossy(k),
-                String::from_utf8_lossy(v)
-            )),
+            SdEvent::Param(k, v) => got.push(format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v))),
         });
-        assert_eq!(
-            got,
-            [
-                "@exampleSDID@32473",
-                "iut=3",
-                r#"eventID=10\"11"#,
-                "@x",
-                "a=]"
-            ]
-        );
+        assert_eq!(got, ["@exampleSDID@32473", "iut=3", r#"eventID=10\"11"#, "@x", "a=]"]);
         let msg = m.message.unwrap();
         assert_eq!(&l[msg.0..msg.1], "BOMAn application");
-        assert!(parse_rfc5424(b"<34>1 - - - - - -")
-            .unwrap()
-            .message
-            .is_none());
+        assert!(parse_rfc5424(b"<34>1 - - - - - -").unwrap().message.is_none());
         assert!(parse_rfc5424(b"<192>1 - - - - - -").is_none());
         assert!(parse_rfc5424(b"<34>1 - - - - -").is_none());
     }

@@ -11,26 +11,14 @@ use serde_json::Value;
 /// SINGLELINE: split on `\n` (Java split: trailing empty pieces dropped), trim each piece of
 /// characters <= U+0020 unless `no_trim`, join with nothing or with the three characters `\\n`
 /// (`escape_new_line`), then append one `\n`.
-pub(crate) fn single_line(
-    input: &[u8],
-    no_trim: bool,
-    escape_new_line: bool,
-    out: &mut Vec<u8>,
-) -> Step {
+pub(crate) fn single_line(input: &[u8], no_trim: bool, escape_new_line: bool, out: &mut Vec<u8>) -> Step {
     let text = String::from_utf8_lossy(input);
-    let mut pieces: Vec<&str> = text.split('\n').collect();
-    while pieces.last() == Some(&"") {
-        pieces.pop();
-    }
-    for (i, p) in pieces.iter().enumerate() {
+    // Java's split drops trailing empty pieces; dropping the trailing newlines first is the same.
+    for (i, p) in text.trim_end_matches('\n').split('\n').enumerate() {
         if i > 0 && escape_new_line {
             out.extend_from_slice(b"\\\\n");
         }
-        let p = if no_trim {
-            p
-        } else {
-            p.trim_matches(|c: char| c <= ' ')
-        };
+        let p = if no_trim { p } else { p.trim_matches(|c: char| c <= ' ') };
         out.extend_from_slice(p.as_bytes());
     }
     out.push(b'\n');
@@ -40,13 +28,7 @@ pub(crate) fn single_line(
 /// CSVTOJSON: one trailing `\n` removed, split with `delimiter` as a Java regex and Java's split
 /// rules, field i = column i or null when there are fewer columns; a repeated name keeps its first
 /// position and takes the last value. No quote handling, as in the Kinesis Agent.
-pub(crate) fn csv_to_json(
-    input: &[u8],
-    fields: &[String],
-    delimiter: &JavaRegex,
-    layout: JsonLayout,
-    out: &mut Vec<u8>,
-) -> Step {
+pub(crate) fn csv_to_json(input: &[u8], fields: &[String], delimiter: &JavaRegex, layout: JsonLayout, out: &mut Vec<u8>) -> Step {
     let text = String::from_utf8_lossy(strip_newline(input));
     let mut columns = Vec::with_capacity(fields.len());
     java_split(delimiter, &text, &mut columns);
@@ -126,44 +108,20 @@ mod tests {
     fn csv(input: &str, fields: &[&str], delim: &str) -> String {
         let mut out = Vec::new();
         let f: Vec<String> = fields.iter().map(|s| s.to_string()).collect();
-        csv_to_json(
-            input.as_bytes(),
-            &f,
-            &JavaRegex::new(delim).unwrap(),
-            JsonLayout::Compact,
-            &mut out,
-        );
+        csv_to_json(input.as_bytes(), &f, &JavaRegex::new(delim).unwrap(), JsonLayout::Compact, &mut out);
         String::from_utf8(out).unwrap()
     }
 
     #[test]
     fn csv_follows_java_split_and_null_rules() {
-        assert_eq!(
-            csv("a,b,c\n", &["x", "y"], ","),
-            "{\"x\":\"a\",\"y\":\"b\"}\n"
-        );
-        assert_eq!(
-            csv("a,,\n", &["x", "y", "z"], ","),
-            "{\"x\":\"a\",\"y\":null,\"z\":null}\n"
-        );
-        assert_eq!(
-            csv("a,,c\r\n", &["x", "y", "z"], ","),
-            "{\"x\":\"a\",\"y\":\"\",\"z\":\"c\\r\"}\n"
-        );
+        assert_eq!(csv("a,b,c\n", &["x", "y"], ","), "{\"x\":\"a\",\"y\":\"b\"}\n");
+        assert_eq!(csv("a,,\n", &["x", "y", "z"], ","), "{\"x\":\"a\",\"y\":null,\"z\":null}\n");
+        assert_eq!(csv("a,,c\r\n", &["x", "y", "z"], ","), "{\"x\":\"a\",\"y\":\"\",\"z\":\"c\\r\"}\n");
         assert_eq!(csv("\n", &["x"], ","), "{\"x\":\"\"}\n");
-        assert_eq!(
-            csv("\"a,b\",c\n", &["x", "y"], ","),
-            "{\"x\":\"\\\"a\",\"y\":\"b\\\"\"}\n"
-        );
+        assert_eq!(csv("\"a,b\",c\n", &["x", "y"], ","), "{\"x\":\"\\\"a\",\"y\":\"b\\\"\"}\n");
         assert_eq!(csv("ab\n", &["x", "y"], "|"), "{\"x\":\"a\",\"y\":\"b\"}\n");
-        assert_eq!(
-            csv("a\tb\n", &["x", "y"], "\t"),
-            "{\"x\":\"a\",\"y\":\"b\"}\n"
-        );
-        assert_eq!(
-            csv("1,2,3\n", &["x", "y", "x"], ","),
-            "{\"x\":\"3\",\"y\":\"2\"}\n"
-        );
+        assert_eq!(csv("a\tb\n", &["x", "y"], "\t"), "{\"x\":\"a\",\"y\":\"b\"}\n");
+        assert_eq!(csv("1,2,3\n", &["x", "y", "x"], ","), "{\"x\":\"3\",\"y\":\"2\"}\n");
     }
 
     #[test]
@@ -171,13 +129,7 @@ mod tests {
         let mut out = Vec::new();
         let md = serde_json::json!({"b": 1, "a": {"c": [true]}});
         let t = time::macros::datetime!(2024-02-29 01:02:03.004 UTC);
-        add_metadata(
-            b"line \"q\"\n",
-            Some(&md),
-            Some(t),
-            JsonLayout::Compact,
-            &mut out,
-        );
+        add_metadata(b"line \"q\"\n", Some(&md), Some(t), JsonLayout::Compact, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"ts\":\"2024-02-29T01:02:03.004Z\",\"metadata\":{\"b\":1,\"a\":{\"c\":[true]}},\"data\":\"line \\\"q\\\"\"}\n"

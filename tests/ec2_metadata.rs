@@ -1,0 +1,119 @@
+//! ADDEC2METADATA against a local endpoint that speaks the instance metadata service's IMDSv2
+//! protocol: a session token from `PUT /latest/api/token`, then GETs that must carry it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Serves IMDSv2 on a loopback port; counts requests that came without a valid token.
+fn start_imds() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let tokenless = Arc::new(AtomicUsize::new(0));
+    let t = tokenless.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let t = t.clone();
+            std::thread::spawn(move || loop {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut token = None;
+                let mut ttl = None;
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    match k.to_ascii_lowercase().as_str() {
+                        "x-aws-ec2-metadata-token" => token = Some(v.trim().to_string()),
+                        "x-aws-ec2-metadata-token-ttl-seconds" => ttl = Some(v.trim().to_string()),
+                        "content-length" => len = v.trim().parse().unwrap(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let mut parts = request_line.split_whitespace();
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (status, body) = match (method, path) {
+                    ("PUT", "/latest/api/token") if ttl.is_some() => ("200 OK", "TOKEN-123".to_string()),
+                    ("GET", _) if token.as_deref() != Some("TOKEN-123") => {
+                        t.fetch_add(1, Ordering::SeqCst);
+                        ("401 Unauthorized", String::new())
+                    }
+                    ("GET", "/latest/dynamic/instance-identity/document") => (
+                        "200 OK",
+                        r#"{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"eu-west-1b","imageId":"ami-0abc","instanceId":"i-0123456789abcdef0","instanceType":"m5.large","privateIp":"10.1.2.3","region":"eu-west-1"}"#.to_string(),
+                    ),
+                    ("GET", "/latest/meta-data/tags/instance") => ("200 OK", "Name\nTeam".to_string()),
+                    ("GET", "/latest/meta-data/tags/instance/Name") => ("200 OK", "web-1".to_string()),
+                    ("GET", "/latest/meta-data/tags/instance/Team") => ("200 OK", "Payments".to_string()),
+                    _ => ("404 Not Found", String::new()),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Aws-Ec2-Metadata-Token-Ttl-Seconds: 21600\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(resp.as_bytes()).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    (addr, tokenless)
+}
+
+#[test]
+fn add_ec2_metadata_reads_imdsv2_and_appends_in_agent_order() {
+    let (endpoint, tokenless) = start_imds();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        r#"{"flows": [{"filePattern": "/var/log/a.log", "deliveryStream": "s", "dataProcessingOptions": [
+            {"optionName": "LOGTOJSON", "logFormat": "SYSLOG"},
+            {"optionName": "ADDEC2METADATA", "logFormat": "SYSLOG"}]}]}"#,
+    )
+    .unwrap();
+    let log = d.path().join("a.log");
+    std::fs::write(&log, "Mar  7 04:22:00 h cron[1]: one\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let record: String = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let prefix = r#"{"timestamp":"Mar  7 04:22:00","hostname":"h","program":"cron","processid":"1","message":"one","privateIp":"10.1.2.3","availabilityZone":"eu-west-1b","instanceId":"i-0123456789abcdef0","instanceType":"m5.large","accountId":"123456789012","amiId":"ami-0abc","region":"eu-west-1","metadataTimestamp":""#;
+    assert!(record.starts_with(prefix), "{record}");
+    assert!(record.ends_with("+0000\",\"tags\":{\"name\":\"web-1\",\"team\":\"Payments\"}}\n"), "{record}");
+    assert_eq!(tokenless.load(Ordering::SeqCst), 0, "every GET carried the IMDSv2 token");
+}
+
+#[test]
+fn add_ec2_metadata_passes_records_through_off_ec2() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(&cfg, r#"{"flows": [{"filePattern": "/var/log/a.log", "deliveryStream": "s", "dataProcessingOptions": [{"optionName": "ADDEC2METADATA", "logFormat": "SYSLOG"}]}]}"#).unwrap();
+    let log = d.path().join("a.log");
+    std::fs::write(&log, "not json\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "\"not json\\n\"\n");
+}
