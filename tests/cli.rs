@@ -381,6 +381,11 @@ fn native_yaml_typed_output_and_errors() {
     assert!(r.stderr.contains("`flows[0].processors[0].format`: \"nginx\" is not one of apache_common"), "{}", r.stderr);
     assert!(r.stderr.contains("`flows[0].sink.stream`: is required"), "{}", r.stderr);
     assert!(r.stderr.contains("did you mean `processors`?"), "{}", r.stderr);
+
+    let null_stream = write(d.path(), "null.yaml", "flows:\n  - id: web\n    path: /x\n    sink:\n      type: firehose\n      stream:\n");
+    let r = check(&null_stream);
+    assert_eq!(r.code, 1, "a sink with an empty stream must not become another sink: {}", r.stdout);
+    assert!(r.stderr.contains("`flows[0].sink.stream`: is required"), "{}", r.stderr);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! globs in any path component, excludes, per-sink region / endpoint / role, typed output, the
 //! native processors, and local `file` / `stdout` sinks.
 //!
-//! The schema is documented in the README ("Native configuration"). Processors may also be given
+//! The schema is documented in the README ("Native format (YAML)"). Processors may also be given
 //! as Kinesis Agent `dataProcessingOptions` objects (with `optionName`), which keeps their exact
 //! output; that is what `logferry migrate` writes.
 
