@@ -6,9 +6,15 @@
 //! acknowledgements going back to the checkpoint store. This crate holds the mechanisms as small
 //! modules without run loops; the binary wires them.
 
+pub mod acks;
+pub mod checkpoint;
 pub mod config;
 pub mod convert;
+pub mod discover;
+pub mod engine;
 pub mod framing;
+pub mod identity;
 pub mod javaregex;
 pub mod loggen;
 pub mod preview;
+pub mod sink;

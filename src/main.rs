@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use logferry::config::{self, Assembly, Config, ConfigFormat, Destination, Flow, InitialPosition, PathRules};
 use logferry::convert::ec2::{self, Ec2MetadataHandle};
 use logferry::convert::ChainContext;
+use logferry::engine::{Engine, Event};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +45,21 @@ enum Command {
     },
     /// Print the native YAML equivalent of a Kinesis Agent agent.json.
     Migrate { path: PathBuf },
+    /// List saved positions (flow, path, identity, offset, bytes behind, last update), or forget
+    /// some with --reset. Stop the agent before resetting: a running agent rewrites its positions.
+    Checkpoints {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Forget the positions of this flow (all its files, or the one given with --path).
+        #[arg(long, value_name = "FLOW")]
+        reset: Option<String>,
+        /// With --reset: only this file's position.
+        #[arg(long, requires = "reset")]
+        path: Option<String>,
+        /// With --reset: do not ask for confirmation.
+        #[arg(long, requires = "reset")]
+        yes: bool,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -64,6 +80,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Preview { config, flow, files } => preview(&config, flow.as_deref(), &files),
         Command::Migrate { path } => migrate(&path),
+        Command::Checkpoints { config, reset, path, yes } => checkpoints(&config, reset.as_deref(), path.as_deref(), yes),
     };
     match result {
         Ok(code) => code,
@@ -99,15 +116,90 @@ fn load(path: &Path) -> Result<Option<Config>> {
 }
 
 fn run(path: &Path) -> Result<ExitCode> {
-    let Some(cfg) = load(path)? else {
-        return Ok(ExitCode::FAILURE);
-    };
+    let Some(cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
     for n in cfg.start_notices() {
         tracing::info!("{n}");
     }
-    bail!(
-        "`run` needs the tailing engine, which this build does not have yet; `logferry check` validates the configuration and `logferry preview` shows the records it would send"
-    )
+    let ctx = chain_context(&cfg, true);
+    let flows = cfg.flows.len();
+    let engine = Engine::new(cfg, ctx)?;
+    let stop = engine.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = stop.send(Event::Stop(if sig == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" }));
+        }
+    })?;
+    tracing::info!("logferry {} running {flows} flow{}", env!("CARGO_PKG_VERSION"), if flows == 1 { "" } else { "s" });
+    engine.run()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The converters' context: EC2 metadata when a flow asks for it, refreshed on its TTL.
+fn chain_context(cfg: &Config, keep_fresh: bool) -> ChainContext {
+    let mut ctx = ChainContext::default();
+    let wanted = cfg.flows.iter().flat_map(|f| &f.processors).find_map(|p| match p {
+        logferry::convert::ProcessorSpec::AddEc2Metadata { ttl_secs, tags, .. } => Some((*ttl_secs, *tags)),
+        _ => None,
+    });
+    let Some((ttl, tags)) = wanted else { return ctx };
+    let handle = Ec2MetadataHandle::default();
+    let fetch_once = move |handle: &Ec2MetadataHandle| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match rt.map(|rt| rt.block_on(ec2::fetch(tags))) {
+            Ok(Ok(m)) => handle.set(Some(m)),
+            Ok(Err(e)) => tracing::info!("ADDEC2METADATA: {e}; records pass through unchanged"),
+            Err(e) => tracing::warn!("ADDEC2METADATA: {e}"),
+        }
+    };
+    fetch_once(&handle);
+    if keep_fresh {
+        let h = handle.clone();
+        let _ = std::thread::Builder::new().name("ec2-metadata".into()).spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(ttl));
+            fetch_once(&h);
+        });
+    }
+    ctx.ec2 = Some(handle);
+    ctx
+}
+
+fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) -> Result<ExitCode> {
+    let Some(cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    let mut store = logferry::checkpoint::Store::open(&cfg.checkpoint_file)?;
+    if let Some(flow) = reset {
+        let rows: Vec<_> = store.rows(Some(flow))?.into_iter().filter(|r| file.is_none_or(|p| r.path == p)).collect();
+        if rows.is_empty() {
+            bail!("no saved position for flow {flow:?}{} in {}", file.map(|p| format!(" and file {p}")).unwrap_or_default(), cfg.checkpoint_file.display());
+        }
+        if !yes {
+            use std::io::{BufRead, IsTerminal};
+            if !std::io::stdin().is_terminal() {
+                bail!("--reset asks for confirmation on a terminal; add --yes to reset without asking");
+            }
+            eprint!("Forget {} position{} of flow {flow:?}? Those files are then read again as new files. [y/N] ", rows.len(), if rows.len() == 1 { "" } else { "s" });
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !answer.trim().eq_ignore_ascii_case("y") {
+                eprintln!("nothing changed");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        let n = store.reset(flow, file)?;
+        println!("forgot {n} position{}", if n == 1 { "" } else { "s" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<40} {:<50} {:<28} {:>14} {:>14} UPDATED", "FLOW", "PATH", "FILE ID", "OFFSET", "BEHIND")?;
+    for r in store.rows(None)? {
+        let behind = match logferry::engine::current_size(Path::new(&r.path), r.key) {
+            Some(size) => size.saturating_sub(r.offset).to_string(),
+            None => "gone".into(),
+        };
+        let updated = time::OffsetDateTime::from_unix_timestamp(r.updated_at).map(|t| logferry::convert::text::format_millis_utc(t)).unwrap_or_default();
+        writeln!(out, "{:<40} {:<50} {:<28} {:>14} {:>14} {updated}", r.flow, r.path, r.key.kinesis_agent_id(), r.offset, behind)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> Result<ExitCode> {
@@ -210,17 +302,7 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
         None if cfg.flows.len() == 1 => &cfg.flows[0],
         None => bail!("{} has {} flows; choose one with --flow: {}", path.display(), cfg.flows.len(), flow_ids(&cfg)),
     };
-    let mut ctx = ChainContext::default();
-    if let Some(p) = flow.processors.iter().find(|p| p.needs_ec2_metadata()) {
-        let tags = matches!(p, logferry::convert::ProcessorSpec::AddEc2Metadata { tags: true, .. });
-        let handle = Ec2MetadataHandle::default();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        match rt.block_on(ec2::fetch(tags)) {
-            Ok(m) => handle.set(Some(m)),
-            Err(e) => tracing::info!("ADDEC2METADATA: {e}; records pass through unchanged"),
-        }
-        ctx.ec2 = Some(handle);
-    }
+    let ctx = chain_context(&Config { flows: vec![flow.clone()], ..cfg.clone() }, false);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut total = logferry::preview::Summary::default();

@@ -110,7 +110,8 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             "a Java credentials provider class cannot be loaded by logferry; remove it and use the default chain (environment, profile, web identity, container, instance profile), awsAccessKeyId/awsSecretAccessKey or assumeRoleARN",
         );
     }
-    let checkpoint_file = top.str(ctx, "checkpointFile").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE));
+    let explicit_checkpoint = top.str(ctx, "checkpointFile").filter(|s| !s.is_empty()).map(PathBuf::from);
+    let checkpoint_file = explicit_checkpoint.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE));
     let access_key_id = top.str(ctx, "awsAccessKeyId").filter(|s| !s.is_empty());
     let secret = top.str(ctx, "awsSecretAccessKey").filter(|s| !s.is_empty()).map(Secret);
     let (access_key_id, secret_access_key) = match (access_key_id, secret) {
@@ -157,6 +158,10 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             user_agent_override: top.str(ctx, "userAgentOverride"),
         },
         flows: Vec::new(),
+        max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
+        max_open_files: DEFAULT_MAX_OPEN_FILES,
+        idle_close_ms: DEFAULT_IDLE_CLOSE_MS,
+        kinesis_agent_checkpoints: Some(explicit_checkpoint.unwrap_or_else(|| PathBuf::from(KINESIS_AGENT_CHECKPOINT_FILE))),
         warnings: Vec::new(),
     }
 }

@@ -21,6 +21,11 @@ use std::path::{Path, PathBuf};
 /// Where logferry keeps its checkpoints unless told otherwise: a persistent directory, not the
 /// Kinesis Agent's tmpfs `/var/run` default, which loses every position at reboot.
 pub const DEFAULT_CHECKPOINT_FILE: &str = "/var/lib/logferry/checkpoints.db";
+/// The Kinesis Agent's own default checkpoint database.
+pub const KINESIS_AGENT_CHECKPOINT_FILE: &str = "/var/run/aws-kinesis-agent/checkpoints";
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 8 << 20;
+pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
+pub const DEFAULT_IDLE_CLOSE_MS: u64 = 60_000;
 
 /// Firehose's largest record (PutRecordBatch).
 pub const FIREHOSE_MAX_RECORD: usize = 1_024_000;
@@ -47,6 +52,15 @@ pub struct Config {
     pub cloudwatch: CloudWatch,
     pub aws: AwsSettings,
     pub flows: Vec<Flow>,
+    /// Bytes read but not yet acknowledged, across all flows; readers stop at this budget.
+    pub max_bytes_in_flight: u64,
+    /// Open file descriptors for tailed files; idle files beyond it are closed first.
+    pub max_open_files: usize,
+    /// A fully read, fully acknowledged file that has not changed for this long releases its
+    /// descriptor (it is reopened on change).
+    pub idle_close_ms: u64,
+    /// Where the Kinesis Agent kept its checkpoints, to import positions on first start.
+    pub kinesis_agent_checkpoints: Option<PathBuf>,
     /// Non-fatal findings (unknown keys, skipped agent.d files, legacy keys).
     pub warnings: Vec<String>,
 }

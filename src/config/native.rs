@@ -73,13 +73,17 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut cfg = Config {
         path: path.to_path_buf(),
         format: ConfigFormat::Native,
-        checkpoint_file: top.str(&mut ctx, "checkpoint_file").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
+        checkpoint_file: top.str(&mut ctx, "checkpoint_file").map(|p| PathBuf::from(resolve(&ctx, &p))).unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
         checkpoint_ttl_days: top.int(&mut ctx, "checkpoint_ttl_days", 7, 1, 36500) as u32,
         shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, I) as u64,
         status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, I) as u64,
         cloudwatch,
         aws,
         flows: Vec::new(),
+        max_bytes_in_flight: top.int(&mut ctx, "max_bytes_in_flight", DEFAULT_MAX_BYTES_IN_FLIGHT as i64, 64 << 10, 1 << 40) as u64,
+        max_open_files: top.int(&mut ctx, "max_open_files", DEFAULT_MAX_OPEN_FILES as i64, 8, 1 << 20) as usize,
+        idle_close_ms: top.int(&mut ctx, "idle_close_ms", DEFAULT_IDLE_CLOSE_MS as i64, 100, I) as u64,
+        kinesis_agent_checkpoints: None,
         warnings: Vec::new(),
     };
     match top.get("flows") {
@@ -121,18 +125,18 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let id = o.required_str(ctx, "id");
     let mut sources = Vec::new();
     if let Some(p) = o.str(ctx, "path") {
-        sources.push(Source { include: p, exclude: o.str_list(ctx, "exclude").unwrap_or_default() });
+        sources.push(Source { include: resolve(ctx, &p), exclude: o.str_list(ctx, "exclude").unwrap_or_default() });
     }
     match o.get("sources") {
         Some(Value::Array(items)) => {
             for (i, it) in items.iter().enumerate() {
                 let key = format!("{}[{i}]", o.key_path("sources"));
                 match it {
-                    Value::String(s) => sources.push(Source { include: s.clone(), exclude: Vec::new() }),
+                    Value::String(s) => sources.push(Source { include: resolve(ctx, s), exclude: Vec::new() }),
                     Value::Object(m) => {
                         let so = Obj::new(m, key);
                         if let Some(p) = so.required_str(ctx, "path") {
-                            sources.push(Source { include: p, exclude: so.str_list(ctx, "exclude").unwrap_or_default() });
+                            sources.push(Source { include: resolve(ctx, &p), exclude: so.str_list(ctx, "exclude").unwrap_or_default() });
                         }
                         so.finish(ctx);
                     }
@@ -145,14 +149,6 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     }
     if sources.is_empty() && ctx.errors.len() == before {
         ctx.error(&o.key_path("sources"), "a flow needs `path` or `sources`");
-    }
-    for s in &sources {
-        if !s.include.starts_with('/') {
-            ctx.warn(
-                &o.key_path("sources"),
-                format_args!("{:?} is relative; it is resolved against the agent's working directory", s.include),
-            );
-        }
     }
     let destination = match o.object(ctx, "sink") {
         Some(s) => sink(ctx, &s),
@@ -227,13 +223,18 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
     };
     let buf = o.object(ctx, "buffer");
+    // local sinks show records at once; AWS sinks batch for a minute, as the Kinesis Agent does
+    let default_age = match destination {
+        Destination::File { .. } | Destination::Stdout => 200,
+        _ => 60_000,
+    };
     let buffer = match &buf {
         Some(b) => BufferLimits {
-            max_age_ms: b.int(ctx, "max_age_ms", 60_000, 100, 900_000) as u64,
+            max_age_ms: b.int(ctx, "max_age_ms", default_age, 1, 900_000) as u64,
             max_bytes: b.int(ctx, "max_bytes", default_max_bytes, 1, default_max_bytes) as u64,
             max_records: b.int(ctx, "max_records", 500, 1, 500) as u64,
         },
-        None => BufferLimits { max_age_ms: 60_000, max_bytes: default_max_bytes as u64, max_records: 500 },
+        None => BufferLimits { max_age_ms: default_age as u64, max_bytes: default_max_bytes as u64, max_records: 500 },
     };
     if let Some(b) = buf {
         b.finish(ctx);
@@ -268,7 +269,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         retry_max_backoff_ms: rm,
         publish_queue_capacity: 100,
         min_time_between_file_polls_ms: 100,
-        max_time_between_file_tracker_refresh_ms: 10_000,
+        max_time_between_file_tracker_refresh_ms: o.int(ctx, "scan_interval_ms", 10_000, 50, 3_600_000) as u64,
         file_footer_pattern: o.str(ctx, "file_footer_pattern").and_then(|p| match JavaRegex::new(&p) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -320,7 +321,7 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
             }
             Some(Destination::Kinesis { stream, aws, partition_key })
         }
-        "file" => Some(Destination::File { path: PathBuf::from(s.required_str(ctx, "path")?) }),
+        "file" => Some(Destination::File { path: PathBuf::from(resolve(ctx, &s.required_str(ctx, "path")?)) }),
         "stdout" => Some(Destination::Stdout),
         other => {
             ctx.error(&s.key_path("type"), format!("{other:?} is not one of firehose, kinesis, file, stdout"));
@@ -329,6 +330,16 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
     };
     s.finish(ctx);
     d
+}
+
+/// Relative paths in a native configuration are relative to the file's own directory.
+fn resolve(ctx: &Ctx, p: &str) -> String {
+    if Path::new(p).is_absolute() {
+        return p.to_string();
+    }
+    let base = ctx.file.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    base.join(p).display().to_string()
 }
 
 fn policy(ctx: &mut Ctx, o: &Obj<'_>) -> MismatchPolicy {

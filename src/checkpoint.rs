@@ -1,0 +1,370 @@
+//! The checkpoint store: one SQLite database (WAL), one row per flow and file identity.
+//!
+//! Guarantees:
+//! - a row holds the flow, the file's device and inode, its last path, the committed offset, the
+//!   fingerprint of its first bytes, a hash of the bytes just before the offset, and the time;
+//! - writes are staged in memory and committed together ([`Store::commit`]), so the database sees
+//!   one transaction per commit interval, not one per record; a failed commit keeps the staged
+//!   rows for the next attempt;
+//! - the schema version lives in `user_version`; [`Store::open`] migrates older versions and
+//!   refuses newer ones;
+//! - every error names the database, what was being done and the likely cause (damaged, locked,
+//!   read-only, disk full).
+//!
+//! It does not decide offsets: callers stage what the acknowledgement order allows.
+
+use crate::identity::{FileKey, Fingerprint};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// One file's position in one flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub flow: String,
+    pub key: FileKey,
+    pub path: String,
+    pub offset: u64,
+    pub fingerprint: Fingerprint,
+    /// Length and hash of the bytes just before `offset`.
+    pub tail: (u64, u64),
+    /// Seconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// A database operation that failed, with what to do about it.
+#[derive(Debug)]
+pub struct CheckpointError {
+    pub path: PathBuf,
+    pub action: String,
+    pub source: rusqlite::Error,
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = match self.source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                "; the file is damaged: move it aside and start again (files without a position then start at initialPosition)"
+            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "; another process holds it: is another logferry running on the same database?",
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                "; the agent cannot write it: check the directory's ownership and permissions and that the file system is writable"
+            }
+            Some(ErrorCode::DiskFull) => "; the disk is full",
+            _ => "",
+        };
+        write!(f, "checkpoint database {}: {} failed: {}{hint}", self.path.display(), self.action, self.source)
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    staged: HashMap<(String, FileKey), Row>,
+    deleted: Vec<(String, FileKey)>,
+}
+
+fn i(v: u64) -> i64 {
+    v as i64
+}
+
+fn u(v: i64) -> u64 {
+    v as u64
+}
+
+impl Store {
+    /// Opens (creating the directory and the database when needed) and migrates the schema.
+    pub fn open(path: &Path) -> Result<Store, CheckpointError> {
+        let err = |action: &str| {
+            let path = path.to_path_buf();
+            let action = action.to_string();
+            move |source| CheckpointError { path, action, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                return Err(CheckpointError {
+                    path: path.to_path_buf(),
+                    action: format!("creating the directory {}", dir.display()),
+                    source: rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(if e.kind() == std::io::ErrorKind::PermissionDenied { rusqlite::ffi::SQLITE_PERM } else { rusqlite::ffi::SQLITE_CANTOPEN }),
+                        Some(e.to_string()),
+                    ),
+                });
+            }
+        }
+        let conn = Connection::open(path).map_err(err("opening"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err("configuring"))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err("reading the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(CheckpointError {
+                path: path.to_path_buf(),
+                action: format!("opening (schema version {version} is newer than this logferry's {SCHEMA_VERSION}; use the newer logferry)"),
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(err("enabling WAL"))?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(err("configuring"))?;
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS logferry_checkpoints (
+                    flow TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+                    path TEXT NOT NULL, offset INTEGER NOT NULL,
+                    fp_len INTEGER NOT NULL, fp_hash INTEGER NOT NULL,
+                    tail_len INTEGER NOT NULL, tail_hash INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    PRIMARY KEY (flow, dev, ino));
+                 CREATE TABLE IF NOT EXISTS logferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(err("creating the schema"))?;
+        }
+        conn.query_row("SELECT count(*) FROM logferry_checkpoints", [], |_| Ok(())).map_err(err("reading checkpoints"))?;
+        Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, action: &str) -> impl FnOnce(rusqlite::Error) -> CheckpointError + '_ {
+        let action = action.to_string();
+        move |source| CheckpointError { path: self.path.clone(), action, source }
+    }
+
+    /// Every committed row, optionally of one flow.
+    pub fn rows(&self, flow: Option<&str>) -> Result<Vec<Row>, CheckpointError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT flow, dev, ino, path, offset, fp_len, fp_hash, tail_len, tail_hash, updated_at FROM logferry_checkpoints WHERE ?1 IS NULL OR flow = ?1 ORDER BY flow, path")
+            .map_err(self.error("reading checkpoints"))?;
+        let rows = stmt
+            .query_map(params![flow], |r| {
+                Ok(Row {
+                    flow: r.get(0)?,
+                    key: FileKey { dev: u(r.get(1)?), ino: u(r.get(2)?) },
+                    path: r.get(3)?,
+                    offset: u(r.get(4)?),
+                    fingerprint: Fingerprint { len: u(r.get(5)?), hash: u(r.get(6)?) },
+                    tail: (u(r.get(7)?), u(r.get(8)?)),
+                    updated_at: r.get(9)?,
+                })
+            })
+            .map_err(self.error("reading checkpoints"))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.error("reading checkpoints"))
+    }
+
+    /// Stages a row; the latest staged row of a file wins.
+    pub fn stage(&mut self, row: Row) {
+        let k = (row.flow.clone(), row.key);
+        self.deleted.retain(|d| d != &k);
+        self.staged.insert(k, row);
+    }
+
+    pub fn stage_delete(&mut self, flow: &str, key: FileKey) {
+        let k = (flow.to_string(), key);
+        self.staged.remove(&k);
+        self.deleted.push(k);
+    }
+
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty() || !self.deleted.is_empty()
+    }
+
+    /// Writes everything staged in one transaction; on failure nothing is lost from the stage.
+    pub fn commit(&mut self) -> Result<usize, CheckpointError> {
+        if !self.has_staged() {
+            return Ok(0);
+        }
+        let n = self.staged.len() + self.deleted.len();
+        let tx = self.conn.transaction().map_err(|source| CheckpointError { path: self.path.clone(), action: "writing checkpoints".into(), source })?;
+        let result = (|| {
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO logferry_checkpoints (flow, dev, ino, path, offset, fp_len, fp_hash, tail_len, tail_hash, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for r in self.staged.values() {
+                    put.execute(params![
+                        r.flow,
+                        i(r.key.dev),
+                        i(r.key.ino),
+                        r.path,
+                        i(r.offset),
+                        i(r.fingerprint.len),
+                        i(r.fingerprint.hash),
+                        i(r.tail.0),
+                        i(r.tail.1),
+                        r.updated_at
+                    ])?;
+                }
+                let mut del = tx.prepare_cached("DELETE FROM logferry_checkpoints WHERE flow = ?1 AND dev = ?2 AND ino = ?3")?;
+                for (flow, key) in &self.deleted {
+                    del.execute(params![flow, i(key.dev), i(key.ino)])?;
+                }
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                self.staged.clear();
+                self.deleted.clear();
+                Ok(n)
+            }
+            Err(source) => Err(CheckpointError { path: self.path.clone(), action: "writing checkpoints".into(), source }),
+        }
+    }
+
+    /// Removes rows not updated for `days` days; returns how many.
+    pub fn prune(&mut self, days: u32, now: i64) -> Result<usize, CheckpointError> {
+        let cutoff = now - i64::from(days) * 86_400;
+        self.conn.execute("DELETE FROM logferry_checkpoints WHERE updated_at < ?1", params![cutoff]).map_err(self.error("removing old checkpoints"))
+    }
+
+    /// Forgets a flow's rows, or one file's.
+    pub fn reset(&mut self, flow: &str, path: Option<&str>) -> Result<usize, CheckpointError> {
+        self.conn
+            .execute("DELETE FROM logferry_checkpoints WHERE flow = ?1 AND (?2 IS NULL OR path = ?2)", params![flow, path])
+            .map_err(self.error("removing checkpoints"))
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, CheckpointError> {
+        self.conn.query_row("SELECT value FROM logferry_meta WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(self.error("reading metadata"))
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), CheckpointError> {
+        self.conn.execute("INSERT OR REPLACE INTO logferry_meta (key, value) VALUES (?1, ?2)", params![key, value]).map(|_| ()).map_err(self.error("writing metadata"))
+    }
+}
+
+/// One position recorded by the Kinesis Agent (`FILE_CHECKPOINTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisAgentPosition {
+    pub flow: String,
+    pub path: String,
+    pub key: FileKey,
+    pub offset: u64,
+}
+
+/// Reads the Kinesis Agent's checkpoint table, if the database exists and has one.
+pub fn read_kinesis_agent_checkpoints(path: &Path) -> Result<Vec<KinesisAgentPosition>, CheckpointError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |action: &str| {
+        let path = path.to_path_buf();
+        let action = action.to_string();
+        move |source| CheckpointError { path, action, source }
+    };
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err("opening the Kinesis Agent's checkpoints"))?;
+    let has: Option<String> = conn
+        .query_row("SELECT name FROM sqlite_master WHERE type='table' AND name='FILE_CHECKPOINTS'", [], |r| r.get(0))
+        .optional()
+        .map_err(err("reading the Kinesis Agent's checkpoints"))?;
+    if has.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare("SELECT flow, path, fileId, offset FROM FILE_CHECKPOINTS").map_err(err("reading the Kinesis Agent's checkpoints"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))
+        .map_err(err("reading the Kinesis Agent's checkpoints"))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (flow, path, id, offset) = r.map_err(err("reading the Kinesis Agent's checkpoints"))?;
+        if let Some(key) = FileKey::parse_kinesis_agent_id(&id) {
+            out.push(KinesisAgentPosition { flow, path, key, offset: offset.max(0) as u64 });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(flow: &str, ino: u64, offset: u64) -> Row {
+        Row {
+            flow: flow.into(),
+            key: FileKey { dev: 1, ino },
+            path: format!("/var/log/{ino}.log"),
+            offset,
+            fingerprint: Fingerprint { len: 10, hash: u64::MAX - 1 },
+            tail: (4, 77),
+            updated_at: 1000,
+        }
+    }
+
+    #[test]
+    fn staged_rows_are_committed_together_and_survive_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/dir/cp.db");
+        let mut s = Store::open(&p).unwrap();
+        s.stage(row("f", 1, 10));
+        s.stage(row("f", 1, 20));
+        s.stage(row("f", 2, 5));
+        s.stage(row("g", 1, 7));
+        assert_eq!(s.commit().unwrap(), 3);
+        assert_eq!(s.commit().unwrap(), 0);
+        drop(s);
+        let mut s = Store::open(&p).unwrap();
+        let rows = s.rows(Some("f")).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], row("f", 1, 20), "u64 values survive the i64 columns");
+        s.stage_delete("f", FileKey { dev: 1, ino: 2 });
+        s.commit().unwrap();
+        assert_eq!(s.rows(None).unwrap().len(), 2);
+        let version: i64 = s.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 1);
+        let mode: String = s.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn prune_and_reset() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&d.path().join("cp.db")).unwrap();
+        s.stage(row("f", 1, 10));
+        let mut fresh = row("f", 2, 10);
+        fresh.updated_at = 1_000_000;
+        s.stage(fresh);
+        s.stage(row("g", 3, 10));
+        s.commit().unwrap();
+        assert_eq!(s.prune(7, 1_000_000).unwrap(), 2);
+        assert_eq!(s.rows(None).unwrap().len(), 1);
+        assert_eq!(s.reset("f", Some("/var/log/2.log")).unwrap(), 1);
+    }
+
+    #[test]
+    fn damaged_and_newer_databases_are_refused_with_the_cause() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cp.db");
+        std::fs::write(&p, vec![b'x'; 8192]).unwrap();
+        let e = Store::open(&p).err().unwrap().to_string();
+        assert!(e.contains(&p.display().to_string()) && e.contains("damaged"), "{e}");
+        let p2 = d.path().join("new.db");
+        Connection::open(&p2).unwrap().execute_batch("PRAGMA user_version = 9").unwrap();
+        let e = Store::open(&p2).err().unwrap().to_string();
+        assert!(e.contains("schema version 9 is newer"), "{e}");
+    }
+
+    #[test]
+    fn kinesis_agent_positions_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("checkpoints");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "CREATE TABLE FILE_CHECKPOINTS(flow TEXT, path TEXT, fileId TEXT, lastModifiedTime INTEGER, size INTEGER, offset INTEGER, lastUpdated TEXT, PRIMARY KEY(flow, path));
+             INSERT INTO FILE_CHECKPOINTS VALUES ('fh:s:/var/log/a.log', '/var/log/a.log', '(dev=ca01,ino=42)', 0, 100, 64, '2024-01-01');",
+        )
+        .unwrap();
+        let got = read_kinesis_agent_checkpoints(&p).unwrap();
+        assert_eq!(got, vec![KinesisAgentPosition { flow: "fh:s:/var/log/a.log".into(), path: "/var/log/a.log".into(), key: FileKey { dev: 0xca01, ino: 42 }, offset: 64 }]);
+        assert!(read_kinesis_agent_checkpoints(&d.path().join("none")).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,900 @@
+//! The run loop: discover → tail → framing → convert → batch → sink, and acknowledgements back
+//! to the checkpoint store. One thread runs it; each sink runs on its own thread.
+//!
+//! Guarantees:
+//! - every matching file of a flow is tailed at once; new files and writes are noticed through
+//!   inotify (`notify`), with a periodic scan as the safety net;
+//! - a file is followed by identity (device, inode, fingerprint): a rename keeps reading the same
+//!   file to its end; a copytruncate copy inherits the offset reached in the original while the
+//!   truncated original starts over; truncation in place starts over; a deleted or rotated-away
+//!   file is read to its end through its open descriptor before it is let go, and its
+//!   unterminated last line is sent;
+//! - a checkpoint moves to X only when every record made from bytes before X is acknowledged
+//!   ([`crate::acks`]); checkpoints are committed together about once a second and at shutdown;
+//!   a failed commit is logged and retried while shipping goes on;
+//! - on resume the fingerprint and the bytes before the checkpoint are checked, so a replaced or
+//!   rewritten file is read from its start instead of from a stale offset;
+//! - readers stop when the bytes in flight reach the global budget: the log files are the buffer;
+//! - idle, fully acknowledged files release their descriptors, and are reopened on change.
+//!
+//! Not done here: sending to AWS (sinks), metrics.
+
+use crate::acks::AckTracker;
+use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
+use crate::config::{Config, Destination, Flow, InitialPosition};
+use crate::convert::{Chain, ChainContext, Outcome};
+use crate::discover::{Discovery, Found};
+use crate::framing::{truncate_record, LineFramer, Piece, RecordAssembler};
+use crate::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
+use crate::sink::{self, AckRef, Batch, Delivered};
+use notify::Watcher;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime};
+
+const READ_CHUNK: usize = 256 << 10;
+/// Bytes read from one file before the loop turns to the others.
+const READ_SLICE: u64 = 4 << 20;
+/// How long a rotated-away or deleted file must stay unchanged at its end before it is let go.
+const ROTATE_WAIT: Duration = Duration::from_secs(3);
+/// How long a truncated file's old state waits for its copytruncate copy to appear.
+const COPY_WAIT: Duration = Duration::from_secs(5);
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+const RESCAN_DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// What wakes the loop.
+pub enum Event {
+    Fs(notify::Result<notify::Event>),
+    Delivered(Delivered),
+    Stop(&'static str),
+}
+
+/// One file being tailed.
+struct Tail {
+    id: u64,
+    key: FileKey,
+    path: PathBuf,
+    /// The symlink target, when `path` is a link.
+    target: Option<PathBuf>,
+    file: Option<File>,
+    fingerprint: Fingerprint,
+    framer: LineFramer,
+    assembler: RecordAssembler,
+    acks: AckTracker,
+    size: u64,
+    last_change: Instant,
+    last_line: Instant,
+    /// Not found at any matching path in the last scan (rotated away or deleted).
+    orphan: bool,
+    /// Truncated: waiting for its copytruncate copy until this instant.
+    awaiting_copy: Option<Instant>,
+    /// Everything was read and its last line flushed; goes when fully acknowledged.
+    finished: bool,
+    dirty: bool,
+    read_error_logged: bool,
+}
+
+struct FlowState {
+    flow: Flow,
+    discovery: Discovery,
+    chain: Chain,
+    tails: HashMap<u64, Tail>,
+    by_key: HashMap<FileKey, u64>,
+    /// Checkpoints loaded at start, consumed as files are found.
+    saved: HashMap<FileKey, Row>,
+    /// Positions imported from the Kinesis Agent, by file.
+    imported: HashMap<FileKey, u64>,
+    first_start: bool,
+    initial_scan_done: bool,
+    batch: Batch,
+    batch_started: Option<Instant>,
+    sink: Option<Sender<Batch>>,
+    sink_thread: Option<std::thread::JoinHandle<()>>,
+    next_scan: Instant,
+    rescan_requested: bool,
+    /// New files that start like a tailed file, waiting to see whether they are its copy.
+    maybe_copies: HashMap<FileKey, Instant>,
+    /// Files that could not be opened (logged once, retried at each scan).
+    unreadable: HashSet<FileKey>,
+    converted: Vec<u8>,
+    stats: FlowStats,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+pub struct FlowStats {
+    pub records: u64,
+    pub dropped: u64,
+    pub truncated: u64,
+    pub processing_errors: u64,
+    pub runaway_lines: u64,
+    pub bytes_read: u64,
+}
+
+pub struct Engine {
+    cfg: Config,
+    flows: Vec<FlowState>,
+    store: Store,
+    events: Receiver<Event>,
+    events_tx: Sender<Event>,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+    path_index: HashMap<PathBuf, (usize, u64)>,
+    in_flight: u64,
+    next_tail_id: u64,
+    open_files: usize,
+    buf: Vec<u8>,
+    last_commit: Instant,
+    commit_failing_since: Option<Instant>,
+    commit_error_logged: Option<Instant>,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Engine {
+    /// Opens the checkpoint store and prepares every flow; nothing is read yet.
+    pub fn new(cfg: Config, ctx: ChainContext) -> anyhow::Result<Engine> {
+        let mut store = Store::open(&cfg.checkpoint_file)?;
+        match store.prune(cfg.checkpoint_ttl_days, now_secs()) {
+            Ok(n) if n > 0 => tracing::info!("removed {n} checkpoints not updated for {} days", cfg.checkpoint_ttl_days),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        let imported_positions = match (&cfg.kinesis_agent_checkpoints, store.meta("kinesis_agent_import")?) {
+            (Some(path), None) => match read_kinesis_agent_checkpoints(path) {
+                Ok(p) => {
+                    if !p.is_empty() {
+                        tracing::info!("found {} Kinesis Agent checkpoints in {}; files found with the same device and inode resume there", p.len(), path.display());
+                    }
+                    p
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; files start as if there were no Kinesis Agent checkpoints");
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        };
+        let (events_tx, events) = mpsc::channel();
+        let tx = events_tx.clone();
+        let watcher = match notify::recommended_watcher(move |e| {
+            let _ = tx.send(Event::Fs(e));
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("file notifications unavailable ({e}); changes are found by the periodic scan only");
+                None
+            }
+        };
+        let mut flows = Vec::new();
+        for (index, flow) in cfg.flows.iter().enumerate() {
+            let discovery = Discovery::new(&flow.sources, flow.path_rules).map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?;
+            let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
+            let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
+            let first_start = saved.is_empty() && imported.is_empty();
+            let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
+            let local = match &flow.destination {
+                Destination::File { path } => sink::LocalSink::File(path.clone()),
+                Destination::Stdout => sink::LocalSink::Stdout,
+                other => anyhow::bail!("flow {}: the {} destination needs the AWS sinks, which this build does not have yet; use a `file` or `stdout` sink", flow.id, other.describe()),
+            };
+            let ev = events_tx.clone();
+            let flow_id = flow.id.clone();
+            let sink_thread = std::thread::Builder::new().name(format!("sink-{index}")).spawn(move || {
+                sink::run_local(local, index, flow_id, sink_rx, |d| {
+                    let _ = ev.send(Event::Delivered(d));
+                })
+            })?;
+            flows.push(FlowState {
+                flow: flow.clone(),
+                discovery,
+                chain: Chain::new(&flow.processors, ctx.clone()),
+                tails: HashMap::new(),
+                by_key: HashMap::new(),
+                saved,
+                imported,
+                first_start,
+                initial_scan_done: false,
+                batch: Batch::default(),
+                batch_started: None,
+                sink: Some(sink_tx),
+                sink_thread: Some(sink_thread),
+                next_scan: Instant::now(),
+                rescan_requested: true,
+                maybe_copies: HashMap::new(),
+                unreadable: HashSet::new(),
+                converted: Vec::with_capacity(4096),
+                stats: FlowStats::default(),
+            });
+        }
+        if cfg.kinesis_agent_checkpoints.is_some() {
+            store.set_meta("kinesis_agent_import", "done")?;
+        }
+        Ok(Engine {
+            cfg,
+            flows,
+            store,
+            events,
+            events_tx,
+            watcher,
+            watched: HashSet::new(),
+            path_index: HashMap::new(),
+            in_flight: 0,
+            next_tail_id: 1,
+            open_files: 0,
+            buf: vec![0; READ_CHUNK],
+            last_commit: Instant::now(),
+            commit_failing_since: None,
+            commit_error_logged: None,
+        })
+    }
+
+    /// A sender that stops the engine (signal handlers use it).
+    pub fn stopper(&self) -> Sender<Event> {
+        self.events_tx.clone()
+    }
+
+    /// Runs until a stop event; then flushes, waits for acknowledgements up to the shutdown
+    /// timeout and commits checkpoints.
+    pub fn run(mut self) -> anyhow::Result<Vec<FlowStats>> {
+        let reason;
+        loop {
+            let timeout = self.next_deadline().saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(timeout) {
+                Ok(ev) => {
+                    if let Some(r) = self.handle(ev) {
+                        reason = r;
+                        break;
+                    }
+                    let mut stop = None;
+                    while let Ok(ev) = self.events.try_recv() {
+                        if let Some(r) = self.handle(ev) {
+                            stop = Some(r);
+                            break;
+                        }
+                    }
+                    if let Some(r) = stop {
+                        reason = r;
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    reason = "event channel closed";
+                    break;
+                }
+            }
+            self.work();
+        }
+        tracing::info!("stopping ({reason}): sending what was read, waiting up to {} ms for acknowledgements", self.cfg.shutdown_timeout_ms);
+        self.shutdown()
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let mut d = now + Duration::from_secs(60);
+        for f in &self.flows {
+            d = d.min(if f.rescan_requested { now + RESCAN_DEBOUNCE } else { f.next_scan });
+            if let Some(s) = f.batch_started {
+                d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
+            }
+            for t in f.tails.values() {
+                if t.dirty && self.in_flight < self.cfg.max_bytes_in_flight {
+                    return now;
+                }
+                if t.assembler.has_pending() {
+                    d = d.min(t.last_line + Duration::from_millis(f.flow.multiline_flush_ms));
+                }
+                if let Some(w) = t.awaiting_copy {
+                    d = d.min(w);
+                }
+                if t.orphan && !t.finished {
+                    d = d.min(t.last_change + ROTATE_WAIT);
+                }
+            }
+        }
+        if self.store.has_staged() {
+            d = d.min(self.last_commit + COMMIT_EVERY);
+        }
+        d.max(now)
+    }
+
+    fn handle(&mut self, ev: Event) -> Option<&'static str> {
+        match ev {
+            Event::Stop(why) => return Some(why),
+            Event::Delivered(d) => self.delivered(d),
+            Event::Fs(Ok(e)) => {
+                use notify::EventKind;
+                match e.kind {
+                    EventKind::Modify(notify::event::ModifyKind::Data(_)) | EventKind::Modify(notify::event::ModifyKind::Any) => {
+                        for p in &e.paths {
+                            match self.path_index.get(p) {
+                                Some(&(f, id)) => {
+                                    if let Some(t) = self.flows[f].tails.get_mut(&id) {
+                                        t.dirty = true;
+                                    }
+                                }
+                                // a write to a file no flow tails: creations come as their own events
+                                None => {}
+                            }
+                        }
+                    }
+                    EventKind::Access(_) => {}
+                    _ => self.flows.iter_mut().for_each(|f| f.rescan_requested = true),
+                }
+            }
+            Event::Fs(Err(e)) => {
+                tracing::warn!("file notification error ({e}); rescanning");
+                self.flows.iter_mut().for_each(|f| f.rescan_requested = true);
+            }
+        }
+        None
+    }
+
+    fn delivered(&mut self, d: Delivered) {
+        self.in_flight = self.in_flight.saturating_sub(d.budget_bytes);
+        let flow = &mut self.flows[d.flow];
+        let mut moved = HashSet::new();
+        for a in d.acks {
+            if let Some(t) = flow.tails.get_mut(&a.tail) {
+                if t.acks.ack(a.seq).is_some() {
+                    moved.insert(a.tail);
+                }
+            }
+        }
+        for id in moved {
+            stage_row(&mut self.store, &flow.flow.id, &flow.tails[&id]);
+        }
+    }
+
+    /// One pass: scans that are due, reads dirty files, flushes due batches and multi-line
+    /// records, lets finished files go, closes idle descriptors, commits checkpoints.
+    fn work(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.flows.len() {
+            let due = self.flows[i].rescan_requested || now >= self.flows[i].next_scan;
+            if due {
+                self.scan(i);
+            }
+        }
+        for i in 0..self.flows.len() {
+            self.read_flow(i);
+            self.timers(i);
+        }
+        self.close_idle();
+        if self.store.has_staged() && now >= self.last_commit + COMMIT_EVERY {
+            self.commit();
+        }
+    }
+
+    fn commit(&mut self) {
+        self.last_commit = Instant::now();
+        match self.store.commit() {
+            Ok(_) => {
+                if let Some(since) = self.commit_failing_since.take() {
+                    tracing::info!("checkpoint database writable again after {:?}; positions saved", since.elapsed());
+                }
+            }
+            Err(e) => {
+                self.commit_failing_since.get_or_insert_with(Instant::now);
+                if self.commit_error_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::error!("{e}; shipping continues and positions are kept in memory until a write succeeds");
+                    self.commit_error_logged = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn watch(&mut self, dirs: &[PathBuf]) {
+        let Some(w) = self.watcher.as_mut() else { return };
+        for d in dirs {
+            if self.watched.contains(d) {
+                continue;
+            }
+            match w.watch(d, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(d.clone());
+                }
+                Err(e) => tracing::debug!("cannot watch {}: {e}", d.display()),
+            }
+        }
+    }
+
+    fn scan(&mut self, fi: usize) {
+        let mut found = Vec::new();
+        let mut dirs = Vec::new();
+        {
+            let f = &mut self.flows[fi];
+            f.rescan_requested = false;
+            f.next_scan = Instant::now() + Duration::from_millis(f.flow.max_time_between_file_tracker_refresh_ms);
+            f.discovery.scan(&mut found, &mut dirs);
+        }
+        dirs.extend(found.iter().filter_map(|f| f.target_dir.clone()));
+        self.watch(&dirs);
+        let mut seen = HashSet::new();
+        let mut new_files = Vec::new();
+        for item in found {
+            seen.insert(item.key);
+            let f = &mut self.flows[fi];
+            match f.by_key.get(&item.key).copied() {
+                Some(id) => {
+                    let t = f.tails.get_mut(&id).expect("indexed tail");
+                    if t.path != item.path {
+                        tracing::debug!(flow = %f.flow.id, "{} is now {}", t.path.display(), item.path.display());
+                        self.path_index.remove(&t.path);
+                        t.path = item.path.clone();
+                    }
+                    t.target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
+                    self.path_index.insert(t.path.clone(), (fi, id));
+                    if let Some(target) = &t.target {
+                        self.path_index.insert(target.clone(), (fi, id));
+                    }
+                    t.orphan = false;
+                    if item.size != t.size || item.size > t.framer.offset() {
+                        t.dirty = true;
+                    }
+                }
+                None => new_files.push(item),
+            }
+        }
+        // files no longer found at a matching path keep being read through their descriptor
+        for t in self.flows[fi].tails.values_mut() {
+            if !seen.contains(&t.key) && t.awaiting_copy.is_none() && !t.orphan {
+                t.orphan = true;
+                t.dirty = true;
+            }
+        }
+        for item in new_files {
+            self.add_file(fi, item);
+        }
+        let f = &mut self.flows[fi];
+        f.maybe_copies.retain(|k, _| seen.contains(k));
+        f.unreadable.retain(|k| seen.contains(k) && !f.by_key.contains_key(k));
+        f.initial_scan_done = true;
+    }
+
+    fn add_file(&mut self, fi: usize, item: Found) {
+        let file = match File::open(&item.path) {
+            Ok(f) => f,
+            Err(e) => {
+                let f = &mut self.flows[fi];
+                if f.unreadable.insert(item.key) {
+                    tracing::error!(flow = %f.flow.id, "cannot read {}: {e}; other files keep flowing, this one is retried at each scan", item.path.display());
+                }
+                return;
+            }
+        };
+        let Ok(meta) = file.metadata() else { return };
+        let key = FileKey::of(&meta);
+        let size = meta.len();
+        let f = &mut self.flows[fi];
+        if key != item.key || f.by_key.contains_key(&key) {
+            f.rescan_requested = true;
+            return;
+        }
+        // Is it the copytruncate copy of a file whose old state waits for it?
+        let waiting: Vec<u64> = f.tails.values().filter(|t| t.awaiting_copy.is_some()).map(|t| t.id).collect();
+        for id in waiting {
+            let t = &f.tails[&id];
+            if t.fingerprint.len > 0 && size >= t.framer.offset() && identity::starts_with(&file, t.fingerprint).unwrap_or(false) {
+                let t = f.tails.get_mut(&id).expect("present");
+                tracing::info!(flow = %f.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
+                t.key = key;
+                t.path = item.path.clone();
+                t.file = Some(file);
+                self.open_files += 1;
+                t.size = size;
+                t.awaiting_copy = None;
+                t.orphan = false;
+                t.dirty = true;
+                f.by_key.insert(key, id);
+                self.path_index.insert(item.path, (fi, id));
+                stage_row(&mut self.store, &f.flow.id, &f.tails[&id]);
+                return;
+            }
+        }
+        // A new file that starts like a live file may be a copy about to be followed by a
+        // truncation: wait a little before treating it as a file of its own.
+        let mut prefix_hashes: HashMap<u64, Option<u64>> = HashMap::new();
+        let looks_like_copy = f.tails.values().any(|t| {
+            !t.orphan
+                && t.framer.offset() > 0
+                && t.fingerprint.len > 0
+                && size >= t.framer.offset()
+                && *prefix_hashes.entry(t.fingerprint.len).or_insert_with(|| identity::hash_range(&file, 0, t.fingerprint.len).ok().flatten()) == Some(t.fingerprint.hash)
+        });
+        if looks_like_copy {
+            let first = *f.maybe_copies.entry(key).or_insert_with(Instant::now);
+            if first.elapsed() < COPY_WAIT {
+                f.rescan_requested = true;
+                return;
+            }
+            tracing::warn!(flow = %f.flow.id, "{} starts like another tailed file but no truncation followed; tailing it as a file of its own", item.path.display());
+        }
+        f.maybe_copies.remove(&key);
+        let fp = identity::fingerprint(&file, size).unwrap_or_default();
+        let start = match f.saved.remove(&key) {
+            Some(row) => {
+                let same = row.fingerprint.len <= size
+                    && identity::starts_with(&file, row.fingerprint).unwrap_or(false)
+                    && row.offset <= size
+                    && identity::tail_hash(&file, row.offset).ok().flatten() == Some(row.tail);
+                if same {
+                    row.offset
+                } else {
+                    tracing::warn!(flow = %f.flow.id, "{} is not the file its checkpoint describes (replaced, rewritten or truncated while logferry was stopped); reading it from the start", item.path.display());
+                    0
+                }
+            }
+            None => match f.imported.remove(&key) {
+                Some(offset) if offset <= size => {
+                    tracing::info!(flow = %f.flow.id, "{} resumes at offset {offset} from the Kinesis Agent's checkpoint", item.path.display());
+                    offset
+                }
+                _ if f.first_start && !f.initial_scan_done && f.flow.initial_position == InitialPosition::EndOfFile => end_of_last_line(&file, size),
+                _ => 0,
+            },
+        };
+        let id = self.next_tail_id;
+        self.next_tail_id += 1;
+        let skip = if start == 0 { f.flow.skip_header_lines } else { 0 };
+        let now = Instant::now();
+        let target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
+        let tail = Tail {
+            id,
+            key,
+            path: item.path.clone(),
+            target: target.clone(),
+            file: Some(file),
+            fingerprint: fp,
+            framer: LineFramer::new(start, f.flow.max_line_bytes),
+            assembler: RecordAssembler::new(f.flow.assembly.clone(), skip),
+            acks: AckTracker::new(start),
+            size,
+            last_change: now,
+            last_line: now,
+            orphan: false,
+            awaiting_copy: None,
+            finished: false,
+            dirty: true,
+            read_error_logged: false,
+        };
+        self.open_files += 1;
+        stage_row(&mut self.store, &f.flow.id, &tail);
+        f.tails.insert(id, tail);
+        f.by_key.insert(key, id);
+        self.path_index.insert(item.path, (fi, id));
+        if let Some(t) = target {
+            self.path_index.insert(t, (fi, id));
+        }
+    }
+
+    fn read_flow(&mut self, fi: usize) {
+        let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.dirty && !t.finished).map(|t| t.id).collect();
+        for id in ids {
+            if self.in_flight >= self.cfg.max_bytes_in_flight {
+                return;
+            }
+            self.read_tail(fi, id);
+        }
+    }
+
+    fn read_tail(&mut self, fi: usize, id: u64) {
+        let budget = self.cfg.max_bytes_in_flight;
+        let Engine { flows, store, buf, in_flight, open_files, next_tail_id, .. } = self;
+        let f = &mut flows[fi];
+        let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, rescan_requested, .. } = &mut *f;
+        let t = tails.get_mut(&id).expect("tail");
+        if t.file.is_none() {
+            match File::open(&t.path) {
+                Ok(file) if file.metadata().map(|m| FileKey::of(&m) == t.key).unwrap_or(false) => {
+                    t.file = Some(file);
+                    *open_files += 1;
+                }
+                _ => {
+                    // the path holds another file now: the scan sorts it out
+                    t.dirty = false;
+                    *rescan_requested = true;
+                    return;
+                }
+            }
+        }
+        let truncated_now = {
+            let Tail { file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, .. } = &mut *t;
+            let file = file.as_ref().expect("opened");
+            let mut read_now = 0u64;
+            loop {
+                if *in_flight >= budget || read_now >= READ_SLICE {
+                    return; // stays dirty
+                }
+                let n = match file.read_at(buf, framer.offset()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if !*read_error_logged {
+                            tracing::error!(flow = %flow.id, "cannot read {}: {e}", path.display());
+                            *read_error_logged = true;
+                        }
+                        *dirty = false;
+                        return;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                read_now += n as u64;
+                stats.bytes_read += n as u64;
+                *last_change = Instant::now();
+                *last_line = *last_change;
+                let mut on_piece = |p: Piece<'_>| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p);
+                framer.push(&buf[..n], |line| assembler.push_line(line, &mut on_piece));
+                if n < buf.len() {
+                    break;
+                }
+            }
+            // at the end of the data for now
+            assembler.end_of_data(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
+            *dirty = false;
+            let Ok(meta) = file.metadata() else { return };
+            *size = meta.len();
+            if fingerprint.len < FINGERPRINT_MAX && *size > fingerprint.len {
+                if let Ok(fp) = identity::fingerprint(file, *size) {
+                    *fingerprint = fp;
+                }
+            }
+            *size < framer.offset()
+        };
+        if truncated_now {
+            truncated(f, store, id, next_tail_id);
+        }
+    }
+
+    fn timers(&mut self, fi: usize) {
+        let now = Instant::now();
+        let Engine { flows, store, in_flight, open_files, path_index, .. } = self;
+        let f = &mut flows[fi];
+        let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, by_key, .. } = f;
+        let mut gone = Vec::new();
+        for t in tails.values_mut() {
+            let id = t.id;
+            let flush_due = t.last_line + Duration::from_millis(flow.multiline_flush_ms);
+            let Tail { assembler, acks, .. } = &mut *t;
+            if assembler.has_pending() && now >= flush_due {
+                assembler.flush(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
+            }
+            if t.awaiting_copy.is_some_and(|w| now >= w) {
+                // no copy appeared: the truncated content is gone; send what was read
+                t.awaiting_copy = None;
+                t.orphan = true;
+            }
+            if t.orphan && !t.finished && !t.dirty && t.awaiting_copy.is_none() && now >= t.last_change + ROTATE_WAIT {
+                let Tail { assembler, acks, framer, .. } = &mut *t;
+                framer.finish(|line| assembler.push_line(line, |p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p)));
+                assembler.flush(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                t.finished = true;
+            }
+            if t.finished && t.acks.outstanding() == 0 {
+                gone.push(id);
+            }
+        }
+        for id in gone {
+            let t = tails.remove(&id).expect("present");
+            if by_key.get(&t.key) == Some(&id) {
+                by_key.remove(&t.key);
+                store.stage_delete(&flow.id, t.key);
+            }
+            if t.file.is_some() {
+                *open_files -= 1;
+            }
+            path_index.retain(|_, v| *v != (fi, id));
+            tracing::debug!(flow = %flow.id, "finished {}", t.path.display());
+        }
+        if batch_started.is_some_and(|s| now >= s + Duration::from_millis(flow.buffer.max_age_ms)) {
+            send_batch(batch, batch_started, sink);
+        }
+    }
+
+    fn close_idle(&mut self) {
+        let idle = Duration::from_millis(self.cfg.idle_close_ms);
+        let over = self.open_files.saturating_sub(self.cfg.max_open_files);
+        let mut candidates: Vec<(Instant, usize, u64)> = Vec::new();
+        for (fi, f) in self.flows.iter().enumerate() {
+            for t in f.tails.values() {
+                if t.file.is_some() && !t.orphan && !t.dirty && t.awaiting_copy.is_none() && t.acks.outstanding() == 0 && !t.assembler.has_pending() && t.framer.pending_len() == 0 && t.size == t.framer.offset() {
+                    candidates.push((t.last_change, fi, t.id));
+                }
+            }
+        }
+        candidates.sort();
+        let now = Instant::now();
+        for (i, (last, fi, id)) in candidates.into_iter().enumerate() {
+            if i >= over && now < last + idle {
+                break;
+            }
+            let t = self.flows[fi].tails.get_mut(&id).expect("present");
+            t.file = None;
+            self.open_files -= 1;
+        }
+    }
+
+    fn shutdown(mut self) -> anyhow::Result<Vec<FlowStats>> {
+        for f in &mut self.flows {
+            send_batch(&mut f.batch, &mut f.batch_started, &mut f.sink);
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
+        while self.in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("{} bytes were not acknowledged within the shutdown timeout; they are read again at the next start", self.in_flight);
+                break;
+            }
+            match self.events.recv_timeout(left) {
+                Ok(Event::Delivered(d)) => self.delivered(d),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        for f in &mut self.flows {
+            f.sink = None;
+        }
+        if let Err(e) = self.store.commit() {
+            tracing::error!("{e}; the last positions could not be saved, so some records will be sent again at the next start");
+        }
+        let stats = self.flows.iter().map(|f| f.stats).collect();
+        for f in &mut self.flows {
+            if self.in_flight == 0 {
+                if let Some(h) = f.sink_thread.take() {
+                    let _ = h.join();
+                }
+            }
+            tracing::info!(flow = %f.flow.id, "records sent {}, dropped {}, truncated {}, processing errors {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.processing_errors, f.stats.bytes_read);
+        }
+        Ok(stats)
+    }
+}
+
+/// Handles one framed piece: registers it for acknowledgement, converts records and batches them.
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    flow: &Flow,
+    chain: &mut Chain,
+    converted: &mut Vec<u8>,
+    stats: &mut FlowStats,
+    acks: &mut AckTracker,
+    batch: &mut Batch,
+    batch_started: &mut Option<Instant>,
+    sink: &mut Option<Sender<Batch>>,
+    in_flight: &mut u64,
+    tail: u64,
+    piece: Piece<'_>,
+) {
+    let r = match piece {
+        Piece::Skipped { end, .. } => {
+            acks.push(end, true);
+            return;
+        }
+        Piece::Record(r) => r,
+    };
+    if r.runaway {
+        stats.runaway_lines += 1;
+    }
+    match chain.convert(r.bytes, converted) {
+        Outcome::Dropped => {
+            stats.dropped += 1;
+            acks.push(r.end, true);
+            return;
+        }
+        Outcome::FellBack => stats.processing_errors += 1,
+        Outcome::Emitted => {}
+    }
+    if truncate_record(converted, flow.max_record_bytes, &flow.truncated_record_terminator) {
+        stats.truncated += 1;
+    }
+    stats.records += 1;
+    let cost = (r.end - r.start).max(converted.len() as u64);
+    if !batch.is_empty() && (batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 + converted.len() as u64 > flow.buffer.max_bytes) {
+        send_batch(batch, batch_started, sink);
+    }
+    let seq = acks.push(r.end, false);
+    batch.push(converted, AckRef { tail, seq }, cost);
+    batch_started.get_or_insert_with(Instant::now);
+    *in_flight += cost;
+    if batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 >= flow.buffer.max_bytes {
+        send_batch(batch, batch_started, sink);
+    }
+}
+
+fn send_batch(batch: &mut Batch, started: &mut Option<Instant>, sink: &mut Option<Sender<Batch>>) {
+    if batch.is_empty() {
+        return;
+    }
+    *started = None;
+    let b = std::mem::take(batch);
+    if let Some(s) = sink {
+        let _ = s.send(b);
+    }
+}
+
+/// A file shrank below what was read: its old state waits for a copytruncate copy, and the file
+/// itself starts over at offset 0.
+fn truncated(f: &mut FlowState, store: &mut Store, id: u64, next_tail_id: &mut u64) {
+    let Some(old) = f.tails.get_mut(&id) else { return };
+    tracing::info!(flow = %f.flow.id, "{} was truncated at offset {}; reading it again from the start", old.path.display(), old.framer.offset());
+    let key = old.key;
+    let path = old.path.clone();
+    let file = old.file.take();
+    old.awaiting_copy = Some(Instant::now() + COPY_WAIT);
+    old.dirty = false;
+    f.by_key.remove(&key);
+    f.rescan_requested = true;
+    let Some(file) = file else { return };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let new_id = *next_tail_id;
+    *next_tail_id += 1;
+    let now = Instant::now();
+    let tail = Tail {
+        id: new_id,
+        key,
+        path: path.clone(),
+        target: None,
+        fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
+        file: Some(file),
+        framer: LineFramer::new(0, f.flow.max_line_bytes),
+        assembler: RecordAssembler::new(f.flow.assembly.clone(), f.flow.skip_header_lines),
+        acks: AckTracker::new(0),
+        size,
+        last_change: now,
+        last_line: now,
+        orphan: false,
+        awaiting_copy: None,
+        finished: false,
+        dirty: true,
+        read_error_logged: false,
+    };
+    stage_row(store, &f.flow.id, &tail);
+    f.tails.insert(new_id, tail);
+    f.by_key.insert(key, new_id);
+}
+
+fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
+    let offset = t.acks.committed();
+    let tail = t.file.as_ref().and_then(|f| identity::tail_hash(f, offset).ok().flatten());
+    let Some(tail) = tail else { return };
+    store.stage(Row {
+        flow: flow.to_string(),
+        key: t.key,
+        path: t.path.display().to_string(),
+        offset,
+        fingerprint: t.fingerprint,
+        tail,
+        updated_at: now_secs(),
+    });
+}
+
+/// Offset just after the last `\n` of a file (`END_OF_FILE`: an unterminated last line is read
+/// once it is complete).
+fn end_of_last_line(file: &File, size: u64) -> u64 {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = size;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        if file.read_exact_at(chunk, start).is_err() {
+            return size;
+        }
+        if let Some(p) = memchr::memrchr(b'\n', chunk) {
+            return start + p as u64 + 1;
+        }
+        end = start;
+    }
+    0
+}
+
+/// Helper for `logferry checkpoints`: current size of a file if it still has this identity.
+pub fn current_size(path: &Path, key: FileKey) -> Option<u64> {
+    let m = std::fs::metadata(path).ok()?;
+    (FileKey::of(&m) == key).then(|| m.size())
+}
