@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test of logferry. It installs what the tests need first, so it works on a fresh
-# Debian 12 machine with the Rust toolchain; today the tests need nothing beyond Rust.
+# Runs every test of logferry. It installs what the tests need first (Debian packages with
+# apt-get), so it works on a fresh Debian 12 machine with the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v logrotate >/dev/null 2>&1 || need_apt+=(logrotate)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} for the tests"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Tests never reach a real instance metadata service.

@@ -49,7 +49,9 @@ impl fmt::Display for CheckpointError {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
                 "; the file is damaged: move it aside and start again (files without a position then start at initialPosition)"
             }
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "; another process holds it: is another logferry running on the same database?",
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                "; another process holds it: is another logferry running on the same database?"
+            }
             Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
                 "; the agent cannot write it: check the directory's ownership and permissions and that the file system is writable"
             }
@@ -91,7 +93,11 @@ impl Store {
                     path: path.to_path_buf(),
                     action: format!("creating the directory {}", dir.display()),
                     source: rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(if e.kind() == std::io::ErrorKind::PermissionDenied { rusqlite::ffi::SQLITE_PERM } else { rusqlite::ffi::SQLITE_CANTOPEN }),
+                        rusqlite::ffi::Error::new(if e.kind() == std::io::ErrorKind::PermissionDenied {
+                            rusqlite::ffi::SQLITE_PERM
+                        } else {
+                            rusqlite::ffi::SQLITE_CANTOPEN
+                        }),
                         Some(e.to_string()),
                     ),
                 });
@@ -103,7 +109,9 @@ impl Store {
         if version > SCHEMA_VERSION {
             return Err(CheckpointError {
                 path: path.to_path_buf(),
-                action: format!("opening (schema version {version} is newer than this logferry's {SCHEMA_VERSION}; use the newer logferry)"),
+                action: format!(
+                    "opening (schema version {version} is newer than this logferry's {SCHEMA_VERSION}; use the newer logferry)"
+                ),
                 source: rusqlite::Error::InvalidQuery,
             });
         }
@@ -131,6 +139,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long a write waits for a lock held by another process before it fails.
+    pub fn set_lock_wait(&self, wait: std::time::Duration) -> Result<(), CheckpointError> {
+        self.conn.busy_timeout(wait).map_err(self.error("configuring"))
     }
 
     fn error(&self, action: &str) -> impl FnOnce(rusqlite::Error) -> CheckpointError + '_ {
@@ -183,7 +196,11 @@ impl Store {
             return Ok(0);
         }
         let n = self.staged.len() + self.deleted.len();
-        let tx = self.conn.transaction().map_err(|source| CheckpointError { path: self.path.clone(), action: "writing checkpoints".into(), source })?;
+        let tx = self.conn.transaction().map_err(|source| CheckpointError {
+            path: self.path.clone(),
+            action: "writing checkpoints".into(),
+            source,
+        })?;
         let result = (|| {
             {
                 let mut put = tx.prepare_cached(
@@ -224,7 +241,9 @@ impl Store {
     /// Removes rows not updated for `days` days; returns how many.
     pub fn prune(&mut self, days: u32, now: i64) -> Result<usize, CheckpointError> {
         let cutoff = now - i64::from(days) * 86_400;
-        self.conn.execute("DELETE FROM logferry_checkpoints WHERE updated_at < ?1", params![cutoff]).map_err(self.error("removing old checkpoints"))
+        self.conn
+            .execute("DELETE FROM logferry_checkpoints WHERE updated_at < ?1", params![cutoff])
+            .map_err(self.error("removing old checkpoints"))
     }
 
     /// Forgets a flow's rows, or one file's.
@@ -235,11 +254,17 @@ impl Store {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>, CheckpointError> {
-        self.conn.query_row("SELECT value FROM logferry_meta WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(self.error("reading metadata"))
+        self.conn
+            .query_row("SELECT value FROM logferry_meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(self.error("reading metadata"))
     }
 
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), CheckpointError> {
-        self.conn.execute("INSERT OR REPLACE INTO logferry_meta (key, value) VALUES (?1, ?2)", params![key, value]).map(|_| ()).map_err(self.error("writing metadata"))
+        self.conn
+            .execute("INSERT OR REPLACE INTO logferry_meta (key, value) VALUES (?1, ?2)", params![key, value])
+            .map(|_| ())
+            .map_err(self.error("writing metadata"))
     }
 }
 
@@ -262,7 +287,8 @@ pub fn read_kinesis_agent_checkpoints(path: &Path) -> Result<Vec<KinesisAgentPos
         let action = action.to_string();
         move |source| CheckpointError { path, action, source }
     };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err("opening the Kinesis Agent's checkpoints"))?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(err("opening the Kinesis Agent's checkpoints"))?;
     let has: Option<String> = conn
         .query_row("SELECT name FROM sqlite_master WHERE type='table' AND name='FILE_CHECKPOINTS'", [], |r| r.get(0))
         .optional()
@@ -270,7 +296,8 @@ pub fn read_kinesis_agent_checkpoints(path: &Path) -> Result<Vec<KinesisAgentPos
     if has.is_none() {
         return Ok(Vec::new());
     }
-    let mut stmt = conn.prepare("SELECT flow, path, fileId, offset FROM FILE_CHECKPOINTS").map_err(err("reading the Kinesis Agent's checkpoints"))?;
+    let mut stmt =
+        conn.prepare("SELECT flow, path, fileId, offset FROM FILE_CHECKPOINTS").map_err(err("reading the Kinesis Agent's checkpoints"))?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))
         .map_err(err("reading the Kinesis Agent's checkpoints"))?;
@@ -364,7 +391,15 @@ mod tests {
         )
         .unwrap();
         let got = read_kinesis_agent_checkpoints(&p).unwrap();
-        assert_eq!(got, vec![KinesisAgentPosition { flow: "fh:s:/var/log/a.log".into(), path: "/var/log/a.log".into(), key: FileKey { dev: 0xca01, ino: 42 }, offset: 64 }]);
+        assert_eq!(
+            got,
+            vec![KinesisAgentPosition {
+                flow: "fh:s:/var/log/a.log".into(),
+                path: "/var/log/a.log".into(),
+                key: FileKey { dev: 0xca01, ino: 42 },
+                offset: 64
+            }]
+        );
         assert!(read_kinesis_agent_checkpoints(&d.path().join("none")).unwrap().is_empty());
     }
 }

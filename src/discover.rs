@@ -196,7 +196,13 @@ mod tests {
     #[test]
     fn native_globs_in_directories_with_excludes() {
         let d = tempfile::tempdir().unwrap();
-        for f in ["pods/ns_a_1/web/0.log", "pods/ns_a_1/web/0.log.20240101", "pods/ns_b_2/db/1.log", "pods/kube-system_x_3/c/0.log", "other/0.log"] {
+        for f in [
+            "pods/ns_a_1/web/0.log",
+            "pods/ns_a_1/web/0.log.20240101",
+            "pods/ns_b_2/db/1.log",
+            "pods/kube-system_x_3/c/0.log",
+            "other/0.log",
+        ] {
             let p = d.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "x\n").unwrap();

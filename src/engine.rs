@@ -42,7 +42,9 @@ const READ_SLICE: u64 = 4 << 20;
 const ROTATE_WAIT: Duration = Duration::from_secs(3);
 /// How long a truncated file's old state waits for its copytruncate copy to appear.
 const COPY_WAIT: Duration = Duration::from_secs(5);
-const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// Checkpoints are committed this soon after an acknowledgement moves them (one transaction for
+/// everything acknowledged meanwhile), so a crash re-sends little.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 const RESCAN_DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// What wakes the loop.
@@ -73,6 +75,9 @@ struct Tail {
     awaiting_copy: Option<Instant>,
     /// Everything was read and its last line flushed; goes when fully acknowledged.
     finished: bool,
+    /// A copytruncate copy holding no more than was already read from its original: never read,
+    /// never taken for truncated.
+    sealed: bool,
     dirty: bool,
     read_error_logged: bool,
 }
@@ -127,6 +132,8 @@ pub struct Engine {
     open_files: usize,
     buf: Vec<u8>,
     last_commit: Instant,
+    /// After a failed commit, the next attempt waits until then.
+    commit_retry_at: Instant,
     commit_failing_since: Option<Instant>,
     commit_error_logged: Option<Instant>,
 }
@@ -138,7 +145,18 @@ fn now_secs() -> i64 {
 impl Engine {
     /// Opens the checkpoint store and prepares every flow; nothing is read yet.
     pub fn new(cfg: Config, ctx: ChainContext) -> anyhow::Result<Engine> {
+        for flow in &cfg.flows {
+            if !matches!(flow.destination, Destination::File { .. } | Destination::Stdout) {
+                anyhow::bail!(
+                    "flow {}: the {} destination needs the AWS sinks, which this build does not have yet; `logferry check` validates the configuration, `logferry preview` shows the records, and a native configuration with a `file` or `stdout` sink runs",
+                    flow.id,
+                    flow.destination.describe()
+                );
+            }
+        }
         let mut store = Store::open(&cfg.checkpoint_file)?;
+        // while running, a locked database must not stall shipping: fail fast and retry later
+        store.set_lock_wait(Duration::from_millis(200))?;
         match store.prune(cfg.checkpoint_ttl_days, now_secs()) {
             Ok(n) if n > 0 => tracing::info!("removed {n} checkpoints not updated for {} days", cfg.checkpoint_ttl_days),
             Ok(_) => {}
@@ -148,7 +166,11 @@ impl Engine {
             (Some(path), None) => match read_kinesis_agent_checkpoints(path) {
                 Ok(p) => {
                     if !p.is_empty() {
-                        tracing::info!("found {} Kinesis Agent checkpoints in {}; files found with the same device and inode resume there", p.len(), path.display());
+                        tracing::info!(
+                            "found {} Kinesis Agent checkpoints in {}; files found with the same device and inode resume there",
+                            p.len(),
+                            path.display()
+                        );
                     }
                     p
                 }
@@ -174,13 +196,13 @@ impl Engine {
         for (index, flow) in cfg.flows.iter().enumerate() {
             let discovery = Discovery::new(&flow.sources, flow.path_rules).map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?;
             let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
-            let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
+            let imported: HashMap<FileKey, u64> =
+                imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
             let first_start = saved.is_empty() && imported.is_empty();
             let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
             let local = match &flow.destination {
                 Destination::File { path } => sink::LocalSink::File(path.clone()),
-                Destination::Stdout => sink::LocalSink::Stdout,
-                other => anyhow::bail!("flow {}: the {} destination needs the AWS sinks, which this build does not have yet; use a `file` or `stdout` sink", flow.id, other.describe()),
+                _ => sink::LocalSink::Stdout,
             };
             let ev = events_tx.clone();
             let flow_id = flow.id.clone();
@@ -228,6 +250,7 @@ impl Engine {
             open_files: 0,
             buf: vec![0; READ_CHUNK],
             last_commit: Instant::now(),
+            commit_retry_at: Instant::now(),
             commit_failing_since: None,
             commit_error_logged: None,
         })
@@ -270,7 +293,10 @@ impl Engine {
             }
             self.work();
         }
-        tracing::info!("stopping ({reason}): sending what was read, waiting up to {} ms for acknowledgements", self.cfg.shutdown_timeout_ms);
+        tracing::info!(
+            "stopping ({reason}): sending what was read, waiting up to {} ms for acknowledgements",
+            self.cfg.shutdown_timeout_ms
+        );
         self.shutdown()
     }
 
@@ -298,7 +324,7 @@ impl Engine {
             }
         }
         if self.store.has_staged() {
-            d = d.min(self.last_commit + COMMIT_EVERY);
+            d = d.min((self.last_commit + COMMIT_EVERY).max(self.commit_retry_at));
         }
         d.max(now)
     }
@@ -366,7 +392,7 @@ impl Engine {
             self.timers(i);
         }
         self.close_idle();
-        if self.store.has_staged() && now >= self.last_commit + COMMIT_EVERY {
+        if self.store.has_staged() && now >= self.last_commit + COMMIT_EVERY && now >= self.commit_retry_at {
             self.commit();
         }
     }
@@ -380,6 +406,7 @@ impl Engine {
                 }
             }
             Err(e) => {
+                self.commit_retry_at = Instant::now() + Duration::from_secs(2);
                 self.commit_failing_since.get_or_insert_with(Instant::now);
                 if self.commit_error_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                     tracing::error!("{e}; shipping continues and positions are kept in memory until a write succeeds");
@@ -434,7 +461,7 @@ impl Engine {
                         self.path_index.insert(target.clone(), (fi, id));
                     }
                     t.orphan = false;
-                    if item.size != t.size || item.size > t.framer.offset() {
+                    if !t.sealed && (item.size != t.size || item.size > t.framer.offset()) {
                         t.dirty = true;
                     }
                 }
@@ -480,7 +507,9 @@ impl Engine {
         let waiting: Vec<u64> = f.tails.values().filter(|t| t.awaiting_copy.is_some()).map(|t| t.id).collect();
         for id in waiting {
             let t = &f.tails[&id];
-            if t.fingerprint.len > 0 && size >= t.framer.offset() && identity::starts_with(&file, t.fingerprint).unwrap_or(false) {
+            // the copy may be shorter than what was read: lines written between logrotate's copy
+            // and its truncate were read from the original and are not in the copy
+            if t.fingerprint.len > 0 && identity::starts_with(&file, t.fingerprint).unwrap_or(false) {
                 let t = f.tails.get_mut(&id).expect("present");
                 tracing::info!(flow = %f.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
                 t.key = key;
@@ -490,7 +519,8 @@ impl Engine {
                 t.size = size;
                 t.awaiting_copy = None;
                 t.orphan = false;
-                t.dirty = true;
+                t.sealed = size <= t.framer.offset();
+                t.dirty = !t.sealed;
                 f.by_key.insert(key, id);
                 self.path_index.insert(item.path, (fi, id));
                 stage_row(&mut self.store, &f.flow.id, &f.tails[&id]);
@@ -504,8 +534,10 @@ impl Engine {
             !t.orphan
                 && t.framer.offset() > 0
                 && t.fingerprint.len > 0
-                && size >= t.framer.offset()
-                && *prefix_hashes.entry(t.fingerprint.len).or_insert_with(|| identity::hash_range(&file, 0, t.fingerprint.len).ok().flatten()) == Some(t.fingerprint.hash)
+                && *prefix_hashes
+                    .entry(t.fingerprint.len)
+                    .or_insert_with(|| identity::hash_range(&file, 0, t.fingerprint.len).ok().flatten())
+                    == Some(t.fingerprint.hash)
         });
         if looks_like_copy {
             let first = *f.maybe_copies.entry(key).or_insert_with(Instant::now);
@@ -535,10 +567,13 @@ impl Engine {
                     tracing::info!(flow = %f.flow.id, "{} resumes at offset {offset} from the Kinesis Agent's checkpoint", item.path.display());
                     offset
                 }
-                _ if f.first_start && !f.initial_scan_done && f.flow.initial_position == InitialPosition::EndOfFile => end_of_last_line(&file, size),
+                _ if f.first_start && !f.initial_scan_done && f.flow.initial_position == InitialPosition::EndOfFile => {
+                    end_of_last_line(&file, size)
+                }
                 _ => 0,
             },
         };
+        tracing::debug!(flow = %f.flow.id, "tailing {} ({}) from offset {start} of {size}", item.path.display(), key.kinesis_agent_id());
         let id = self.next_tail_id;
         self.next_tail_id += 1;
         let skip = if start == 0 { f.flow.skip_header_lines } else { 0 };
@@ -560,6 +595,7 @@ impl Engine {
             orphan: false,
             awaiting_copy: None,
             finished: false,
+            sealed: false,
             dirty: true,
             read_error_logged: false,
         };
@@ -574,7 +610,12 @@ impl Engine {
     }
 
     fn read_flow(&mut self, fi: usize) {
-        let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.dirty && !t.finished).map(|t| t.id).collect();
+        let ids: Vec<u64> = self.flows[fi]
+            .tails
+            .values()
+            .filter(|t| t.dirty && !t.finished && !t.sealed && t.awaiting_copy.is_none())
+            .map(|t| t.id)
+            .collect();
         for id in ids {
             if self.in_flight >= self.cfg.max_bytes_in_flight {
                 return;
@@ -585,7 +626,7 @@ impl Engine {
 
     fn read_tail(&mut self, fi: usize, id: u64) {
         let budget = self.cfg.max_bytes_in_flight;
-        let Engine { flows, store, buf, in_flight, open_files, next_tail_id, .. } = self;
+        let Engine { flows, store, buf, in_flight, open_files, next_tail_id, path_index, .. } = self;
         let f = &mut flows[fi];
         let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, rescan_requested, .. } = &mut *f;
         let t = tails.get_mut(&id).expect("tail");
@@ -604,8 +645,17 @@ impl Engine {
             }
         }
         let truncated_now = {
-            let Tail { file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, .. } = &mut *t;
+            let Tail { file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, .. } =
+                &mut *t;
             let file = file.as_ref().expect("opened");
+            // a file truncated and written again faster than a scan still starts differently
+            let replaced = file.metadata().map(|m| m.len() < framer.offset()).unwrap_or(false)
+                || (fingerprint.len > 0 && !identity::starts_with(file, *fingerprint).unwrap_or(true));
+            if replaced {
+                *dirty = false;
+                truncated(f, store, id, next_tail_id, path_index, fi);
+                return;
+            }
             let mut read_now = 0u64;
             loop {
                 if *in_flight >= budget || read_now >= READ_SLICE {
@@ -648,7 +698,7 @@ impl Engine {
             *size < framer.offset()
         };
         if truncated_now {
-            truncated(f, store, id, next_tail_id);
+            truncated(f, store, id, next_tail_id, path_index, fi);
         }
     }
 
@@ -672,7 +722,9 @@ impl Engine {
             }
             if t.orphan && !t.finished && !t.dirty && t.awaiting_copy.is_none() && now >= t.last_change + ROTATE_WAIT {
                 let Tail { assembler, acks, framer, .. } = &mut *t;
-                framer.finish(|line| assembler.push_line(line, |p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p)));
+                framer.finish(|line| {
+                    assembler.push_line(line, |p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p))
+                });
                 assembler.flush(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
                 t.finished = true;
             }
@@ -703,7 +755,14 @@ impl Engine {
         let mut candidates: Vec<(Instant, usize, u64)> = Vec::new();
         for (fi, f) in self.flows.iter().enumerate() {
             for t in f.tails.values() {
-                if t.file.is_some() && !t.orphan && !t.dirty && t.awaiting_copy.is_none() && t.acks.outstanding() == 0 && !t.assembler.has_pending() && t.framer.pending_len() == 0 && t.size == t.framer.offset() {
+                if t.file.is_some()
+                    && !t.orphan
+                    && !t.dirty
+                    && t.awaiting_copy.is_none()
+                    && t.acks.outstanding() == 0
+                    && !t.assembler.has_pending()
+                    && ((t.framer.pending_len() == 0 && t.size == t.framer.offset()) || t.sealed)
+                {
                     candidates.push((t.last_change, fi, t.id));
                 }
             }
@@ -728,7 +787,10 @@ impl Engine {
         while self.in_flight > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!("{} bytes were not acknowledged within the shutdown timeout; they are read again at the next start", self.in_flight);
+                tracing::warn!(
+                    "{} bytes were not acknowledged within the shutdown timeout; they are read again at the next start",
+                    self.in_flight
+                );
                 break;
             }
             match self.events.recv_timeout(left) {
@@ -795,7 +857,9 @@ fn emit(
     }
     stats.records += 1;
     let cost = (r.end - r.start).max(converted.len() as u64);
-    if !batch.is_empty() && (batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 + converted.len() as u64 > flow.buffer.max_bytes) {
+    if !batch.is_empty()
+        && (batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 + converted.len() as u64 > flow.buffer.max_bytes)
+    {
         send_batch(batch, batch_started, sink);
     }
     let seq = acks.push(r.end, false);
@@ -820,7 +884,14 @@ fn send_batch(batch: &mut Batch, started: &mut Option<Instant>, sink: &mut Optio
 
 /// A file shrank below what was read: its old state waits for a copytruncate copy, and the file
 /// itself starts over at offset 0.
-fn truncated(f: &mut FlowState, store: &mut Store, id: u64, next_tail_id: &mut u64) {
+fn truncated(
+    f: &mut FlowState,
+    store: &mut Store,
+    id: u64,
+    next_tail_id: &mut u64,
+    path_index: &mut HashMap<PathBuf, (usize, u64)>,
+    fi: usize,
+) {
     let Some(old) = f.tails.get_mut(&id) else { return };
     tracing::info!(flow = %f.flow.id, "{} was truncated at offset {}; reading it again from the start", old.path.display(), old.framer.offset());
     let key = old.key;
@@ -851,16 +922,20 @@ fn truncated(f: &mut FlowState, store: &mut Store, id: u64, next_tail_id: &mut u
         orphan: false,
         awaiting_copy: None,
         finished: false,
+        sealed: false,
         dirty: true,
         read_error_logged: false,
     };
     stage_row(store, &f.flow.id, &tail);
     f.tails.insert(new_id, tail);
     f.by_key.insert(key, new_id);
+    path_index.insert(path, (fi, new_id));
 }
 
 fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
-    let offset = t.acks.committed();
+    // a sealed copy is shorter than what was read from its original: all of it is done
+    let size = t.file.as_ref().and_then(|f| f.metadata().ok()).map_or(u64::MAX, |m| m.len());
+    let offset = t.acks.committed().min(size);
     let tail = t.file.as_ref().and_then(|f| identity::tail_hash(f, offset).ok().flatten());
     let Some(tail) = tail else { return };
     store.stage(Row {

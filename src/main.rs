@@ -170,14 +170,22 @@ fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) 
     if let Some(flow) = reset {
         let rows: Vec<_> = store.rows(Some(flow))?.into_iter().filter(|r| file.is_none_or(|p| r.path == p)).collect();
         if rows.is_empty() {
-            bail!("no saved position for flow {flow:?}{} in {}", file.map(|p| format!(" and file {p}")).unwrap_or_default(), cfg.checkpoint_file.display());
+            bail!(
+                "no saved position for flow {flow:?}{} in {}",
+                file.map(|p| format!(" and file {p}")).unwrap_or_default(),
+                cfg.checkpoint_file.display()
+            );
         }
         if !yes {
             use std::io::{BufRead, IsTerminal};
             if !std::io::stdin().is_terminal() {
                 bail!("--reset asks for confirmation on a terminal; add --yes to reset without asking");
             }
-            eprint!("Forget {} position{} of flow {flow:?}? Those files are then read again as new files. [y/N] ", rows.len(), if rows.len() == 1 { "" } else { "s" });
+            eprint!(
+                "Forget {} position{} of flow {flow:?}? Those files are then read again as new files. [y/N] ",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            );
             let mut answer = String::new();
             std::io::stdin().lock().read_line(&mut answer)?;
             if !answer.trim().eq_ignore_ascii_case("y") {
@@ -196,7 +204,9 @@ fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) 
             Some(size) => size.saturating_sub(r.offset).to_string(),
             None => "gone".into(),
         };
-        let updated = time::OffsetDateTime::from_unix_timestamp(r.updated_at).map(|t| logferry::convert::text::format_millis_utc(t)).unwrap_or_default();
+        let updated = time::OffsetDateTime::from_unix_timestamp(r.updated_at)
+            .map(|t| logferry::convert::text::format_millis_utc(t))
+            .unwrap_or_default();
         writeln!(out, "{:<40} {:<50} {:<28} {:>14} {:>14} {updated}", r.flow, r.path, r.key.kinesis_agent_id(), r.offset, behind)?;
     }
     Ok(ExitCode::SUCCESS)

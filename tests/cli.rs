@@ -389,8 +389,13 @@ fn native_yaml_typed_output_and_errors() {
 }
 
 #[test]
-fn run_refuses_plainly_until_the_engine_exists() {
+fn run_refuses_aws_destinations_plainly_until_the_sinks_exist() {
     let r = logferry(&["run", "--config", root().join("config-examples/kinesis-agent/agent.json").to_str().unwrap()]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("needs the tailing engine"), "{}", r.stderr);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("flow kinesis:yourkinesisstream:/tmp/app.log*: the KinesisStream:yourkinesisstream destination needs the AWS sinks"),
+        "{}",
+        r.stderr
+    );
 }

@@ -73,7 +73,10 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut cfg = Config {
         path: path.to_path_buf(),
         format: ConfigFormat::Native,
-        checkpoint_file: top.str(&mut ctx, "checkpoint_file").map(|p| PathBuf::from(resolve(&ctx, &p))).unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
+        checkpoint_file: top
+            .str(&mut ctx, "checkpoint_file")
+            .map(|p| PathBuf::from(resolve(&ctx, &p)))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
         checkpoint_ttl_days: top.int(&mut ctx, "checkpoint_ttl_days", 7, 1, 36500) as u32,
         shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, I) as u64,
         status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, I) as u64,
@@ -321,7 +324,10 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
             }
             Some(Destination::Kinesis { stream, aws, partition_key })
         }
-        "file" => Some(Destination::File { path: PathBuf::from(resolve(ctx, &s.required_str(ctx, "path")?)) }),
+        "file" => {
+            let p = s.required_str(ctx, "path")?;
+            Some(Destination::File { path: PathBuf::from(resolve(ctx, &p)) })
+        }
         "stdout" => Some(Destination::Stdout),
         other => {
             ctx.error(&s.key_path("type"), format!("{other:?} is not one of firehose, kinesis, file, stdout"));

@@ -1,0 +1,192 @@
+//! Back-pressure, descriptors, the checkpoint database's failure modes, `logferry checkpoints`,
+//! and the import of the Kinesis Agent's positions.
+
+mod support;
+
+use logferry::config::Destination;
+use logferry::engine::{Engine, Event};
+use logferry::identity::FileKey;
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_stalled_sink_stops_the_readers_and_memory_stays_bounded_while_1_gib_is_written() {
+    let mut a = Agent::new("*.log", "", "max_bytes_in_flight: 16777216");
+    // the sink is a FIFO nobody reads: opening it blocks, so nothing is ever acknowledged
+    std::fs::create_dir_all(a.out.parent().unwrap()).unwrap();
+    let status = Command::new("mkfifo").arg(&a.out).status().unwrap();
+    assert!(status.success());
+    a.start();
+    let path = a.logs().join("big.log");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let line = [b"x".repeat(199).as_slice(), b"\n"].concat();
+    let block: Vec<u8> = line.iter().copied().cycle().take(line.len() * 5000).collect();
+    let mut written = 0u64;
+    while written < 1 << 30 {
+        f.write_all(&block).unwrap();
+        written += block.len() as u64;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = a.peak_rss_kib();
+    eprintln!("peak RSS with a stalled sink after 1 GiB written: {rss} KiB (budget 16 MiB)");
+    assert!(rss < 48 * 1024, "peak RSS {rss} KiB");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn idle_files_release_descriptors_and_are_reopened_on_change() {
+    let mut a = Agent::new("*.log", "", "max_open_files: 16\nidle_close_ms: 200");
+    let mut writers: Vec<Writer> = (0..300).map(|i| Writer::new(&a.logs().join(format!("f{i:03}.log")), &format!("f{i}"))).collect();
+    for w in &mut writers {
+        w.write(2);
+    }
+    a.start();
+    let all: Vec<String> = writers.iter().flat_map(|w| w.written.clone()).collect();
+    a.wait_for(&all, T);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", a.pid())).unwrap().count();
+    assert!(fds < 16 + 20, "{fds} descriptors open for 300 idle files with max_open_files 16");
+    for w in writers.iter_mut().step_by(7) {
+        w.write(3);
+    }
+    let all: Vec<String> = writers.iter().flat_map(|w| w.written.clone()).collect();
+    a.wait_for(&all, T);
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&all);
+}
+
+#[test]
+fn checkpoints_command_lists_and_resets_positions() {
+    let mut a = Agent::new("*.log", "", "");
+    let mut w = Writer::new(&a.logs().join("a.log"), "a");
+    w.write(10);
+    a.start();
+    a.wait_for(&w.written, T);
+    assert_eq!(a.stop(), 0);
+    w.write(5);
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_logferry")).args(args).output().unwrap();
+    let cfg = a.config.to_str().unwrap().to_string();
+    let out = run(&["checkpoints", "--config", &cfg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let meta = std::fs::metadata(a.logs().join("a.log")).unwrap();
+    let id = FileKey::of(&meta).kinesis_agent_id();
+    let row = text.lines().find(|l| l.contains("a.log")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.starts_with("test ") && row.contains(&id), "{row}");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[3], (meta.len() - w.written[10..].iter().map(|l| l.len() as u64 + 1).sum::<u64>()).to_string(), "offset: {row}");
+    assert!(cols[4].parse::<u64>().unwrap() > 0, "bytes behind: {row}");
+    let out = run(&["checkpoints", "--config", &cfg, "--reset", "test"]);
+    assert!(!out.status.success(), "asks before resetting when no terminal answers");
+    let out = run(&["checkpoints", "--config", &cfg, "--reset", "test", "--yes"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("forgot 1 position"));
+    // forgotten: the file is read again from its start
+    a.start();
+    let mut twice = w.written.clone();
+    twice.extend(w.written[..10].iter().cloned());
+    std::thread::sleep(Duration::from_secs(2));
+    a.wait_for(&w.written, T);
+    assert_eq!(a.stop(), 0);
+    assert_eq!(a.delivered().len(), 10 + 15);
+}
+
+#[test]
+fn a_damaged_checkpoint_database_is_refused_with_a_clear_error() {
+    let mut a = Agent::new("*.log", "", "");
+    let db = a.dir.path().join("state/checkpoints.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, vec![b'z'; 4096]).unwrap();
+    a.start();
+    let mut c = a.child.take().unwrap();
+    let status = wait_timeout(&mut c, Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(1));
+    let err = a.stderr();
+    assert!(err.contains("checkpoint database") && err.contains("damaged") && err.contains("move it aside"), "{err}");
+}
+
+#[test]
+fn a_locked_checkpoint_database_does_not_stop_shipping() {
+    let mut a = Agent::new("*.log", "", "");
+    let mut w = Writer::new(&a.logs().join("a.log"), "l");
+    w.write(5);
+    a.start();
+    a.wait_for(&w.written, T);
+    // another process takes an exclusive lock on the database for a while
+    let db = a.dir.path().join("state/checkpoints.db");
+    let mut locker = Command::new("python3")
+        .args(["-c", "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(6)", db.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(locker.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let started = Instant::now();
+    w.write(200);
+    a.wait_for(&w.written, T);
+    assert!(started.elapsed() < Duration::from_secs(5), "shipping went on while the database was locked");
+    locker.wait().unwrap();
+    w.write(5);
+    a.wait_for(&w.written, T);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(a.stop(), 0);
+    let err = a.stderr();
+    assert!(err.contains("checkpoint database") && err.contains("another process holds it") && err.contains("shipping continues"), "{err}");
+    assert!(err.contains("writable again"), "{err}");
+    // positions were saved once the lock went away: a restart re-sends nothing
+    a.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&w.written);
+}
+
+#[test]
+fn positions_of_the_kinesis_agent_are_imported_on_first_start() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let mut w = Writer::new(&log, "ka");
+    w.write(100);
+    let meta = std::fs::metadata(&log).unwrap();
+    let half: u64 = w.written[..60].iter().map(|l| l.len() as u64 + 1).sum();
+    let ka_db = d.path().join("ka-checkpoints");
+    let flow_id = format!("fh:stream:{}", log.display());
+    let sql = format!(
+        "CREATE TABLE FILE_CHECKPOINTS(flow TEXT, path TEXT, fileId TEXT, lastModifiedTime INTEGER, size INTEGER, offset INTEGER, lastUpdated TEXT, PRIMARY KEY(flow, path)); INSERT INTO FILE_CHECKPOINTS VALUES ('{flow_id}', '{}', '{}', 0, {}, {half}, 'x');",
+        log.display(),
+        FileKey::of(&meta).kinesis_agent_id(),
+        meta.len()
+    );
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+            ka_db.to_str().unwrap(),
+            &sql,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let agent_json = d.path().join("agent.json");
+    std::fs::write(&agent_json, format!(r#"{{"checkpointFile": "{}", "flows": [{{"filePattern": "{}", "deliveryStream": "stream", "initialPosition": "START_OF_FILE"}}]}}"#, ka_db.display(), log.display())).unwrap();
+    let mut cfg = logferry::config::load(&agent_json).unwrap();
+    assert_eq!(cfg.flows[0].id, flow_id);
+    let out = d.path().join("out.log");
+    // the AWS sinks are not built yet: ship the same flow (same id) to a file
+    cfg.flows[0].destination = Destination::File { path: out.clone() };
+    cfg.flows[0].buffer.max_age_ms = 100;
+    let engine = Engine::new(cfg, Default::default()).unwrap();
+    let stop = engine.stopper();
+    let h = std::thread::spawn(move || engine.run().unwrap());
+    let deadline = Instant::now() + T;
+    while std::fs::read_to_string(&out).map(|s| s.lines().count()).unwrap_or(0) < 40 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.send(Event::Stop("test")).unwrap();
+    h.join().unwrap();
+    let got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(String::from).collect();
+    assert_eq!(got, w.written[60..].to_vec(), "resumed exactly where the Kinesis Agent stopped");
+}

@@ -1,0 +1,205 @@
+//! Test harness: the real `logferry` binary with a `file` sink, log writers that number their
+//! lines, and comparison of what was written with what was delivered.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub out: PathBuf,
+    pub child: Option<Child>,
+    pub stderr_log: PathBuf,
+    starts: usize,
+}
+
+impl Agent {
+    /// A native configuration with one flow reading `pattern` (relative to the temp dir) into a
+    /// `file` sink; `extra_flow` and `extra_top` are YAML lines added to the flow and the top.
+    pub fn new(pattern: &str, extra_flow: &str, extra_top: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let out = dir.path().join("out/delivered.log");
+        let config = dir.path().join("logferry.yaml");
+        let yaml = format!(
+            "checkpoint_file: {}\nshutdown_timeout_ms: 5000\n{extra_top}\nflows:\n  - id: test\n    path: {}\n    scan_interval_ms: 300\n{extra_flow}\n    sink:\n      type: file\n      path: {}\n",
+            dir.path().join("state/checkpoints.db").display(),
+            logs.join(pattern).display(),
+            out.display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let stderr_log = dir.path().join("agent.stderr");
+        Agent { dir, config, out, child: None, stderr_log, starts: 0 }
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none());
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+            .args(["run", "--config", self.config.to_str().unwrap()])
+            .env("RUST_LOG", std::env::var("TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(&mut self) -> i32 {
+        let mut c = self.child.take().expect("running");
+        unsafe_kill(c.id(), "TERM");
+        let status = wait_timeout(&mut c, Duration::from_secs(20)).expect("agent did not stop within 20 s of SIGTERM");
+        status.code().unwrap_or(-1)
+    }
+
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Delivered lines, in order.
+    pub fn delivered(&self) -> Vec<String> {
+        match std::fs::read(&self.out) {
+            Ok(b) => String::from_utf8_lossy(&b).lines().map(String::from).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Waits until every line in `expected` was delivered at least once.
+    pub fn wait_for(&self, expected: &[String], timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.delivered();
+            let counts = counts(&got);
+            let missing = expected.iter().filter(|l| !counts.contains_key(l.as_str())).count();
+            if missing == 0 {
+                return got;
+            }
+            if Instant::now() > deadline {
+                let first: Vec<&String> = expected.iter().filter(|l| !counts.contains_key(l.as_str())).take(5).collect();
+                panic!(
+                    "{missing} of {} lines never arrived, e.g. {first:?}\nagent stderr:\n{}",
+                    expected.len(),
+                    tail(&self.stderr(), 3000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asserts every expected line was delivered exactly once (the agent's log on failure).
+    pub fn assert_exactly_once(&self, expected: &[String]) {
+        let got = self.delivered();
+        if let Err(e) = std::panic::catch_unwind(|| assert_exactly_once(expected, &got)) {
+            eprintln!("agent stderr:\n{}", tail(&self.stderr(), 6000));
+            std::panic::resume_unwind(e);
+        }
+    }
+
+    /// Peak resident memory of the running agent, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    &s[s.len().saturating_sub(n)..]
+}
+
+pub fn unsafe_kill(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn counts(lines: &[String]) -> HashMap<&str, usize> {
+    let mut m = HashMap::new();
+    for l in lines {
+        *m.entry(l.as_str()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Asserts every expected line arrived exactly once and nothing else arrived.
+pub fn assert_exactly_once(expected: &[String], got: &[String]) {
+    let c = counts(got);
+    let dups: Vec<(&&str, &usize)> = c.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "duplicates: {dups:?} ({} lines delivered for {} written)", got.len(), expected.len());
+    let exp = counts(expected);
+    let extra: Vec<&&str> = c.keys().filter(|k| !exp.contains_key(*k)).take(5).collect();
+    assert!(extra.is_empty(), "lines that were never written: {extra:?}");
+    assert_eq!(got.len(), expected.len());
+}
+
+/// Appends numbered lines to a file.
+pub struct Writer {
+    pub path: PathBuf,
+    pub tag: String,
+    pub next: usize,
+    pub written: Vec<String>,
+}
+
+impl Writer {
+    pub fn new(path: &Path, tag: &str) -> Writer {
+        Writer { path: path.to_path_buf(), tag: tag.into(), next: 0, written: Vec::new() }
+    }
+
+    pub fn line(&mut self) -> String {
+        let l = format!("{} line {:07} {}", self.tag, self.next, "x".repeat(self.next % 97));
+        self.next += 1;
+        l
+    }
+
+    /// Appends `n` lines with one write each (as a logger does).
+    pub fn write(&mut self, n: usize) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).unwrap();
+        for _ in 0..n {
+            let l = self.line();
+            f.write_all(format!("{l}\n").as_bytes()).unwrap();
+            self.written.push(l);
+        }
+    }
+}
