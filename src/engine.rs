@@ -63,6 +63,8 @@ struct Tail {
     target: Option<PathBuf>,
     file: Option<File>,
     fingerprint: Fingerprint,
+    /// The first bytes the fingerprint was made from, to recognise a copy still being written.
+    head: Vec<u8>,
     framer: LineFramer,
     assembler: RecordAssembler,
     acks: AckTracker,
@@ -71,6 +73,9 @@ struct Tail {
     last_line: Instant,
     /// Not found at any matching path in the last scan (rotated away or deleted).
     orphan: bool,
+    /// Consecutive scans that did not find it: a listing taken during a burst of renames can
+    /// miss a file once, so it is let go only when two scans agree or it is deleted.
+    missed_scans: u32,
     /// Truncated: waiting for its copytruncate copy until this instant.
     awaiting_copy: Option<Instant>,
     /// Everything was read and its last line flushed; goes when fully acknowledged.
@@ -101,7 +106,7 @@ struct FlowState {
     next_scan: Instant,
     rescan_requested: bool,
     /// New files that start like a tailed file, waiting to see whether they are its copy.
-    maybe_copies: HashMap<FileKey, Instant>,
+    maybe_copies: HashMap<FileKey, (Instant, PathBuf)>,
     /// Files that could not be opened (logged once, retried at each scan).
     unreadable: HashSet<FileKey>,
     converted: Vec<u8>,
@@ -344,8 +349,14 @@ impl Engine {
                                         t.dirty = true;
                                     }
                                 }
-                                // a write to a file no flow tails: creations come as their own events
-                                None => {}
+                                // a write to a file no flow tails yet: only deferred new files matter
+                                None => {
+                                    for f in &mut self.flows {
+                                        if f.maybe_copies.values().any(|(_, path)| path == p) {
+                                            f.rescan_requested = true;
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -461,6 +472,7 @@ impl Engine {
                         self.path_index.insert(target.clone(), (fi, id));
                     }
                     t.orphan = false;
+                    t.missed_scans = 0;
                     if !t.sealed && (item.size != t.size || item.size > t.framer.offset()) {
                         t.dirty = true;
                     }
@@ -470,9 +482,12 @@ impl Engine {
         }
         // files no longer found at a matching path keep being read through their descriptor
         for t in self.flows[fi].tails.values_mut() {
-            if !seen.contains(&t.key) && t.awaiting_copy.is_none() && !t.orphan {
-                t.orphan = true;
-                t.dirty = true;
+            if !seen.contains(&t.key) && t.awaiting_copy.is_none() {
+                t.missed_scans += 1;
+                if !t.orphan {
+                    t.orphan = true;
+                    t.dirty = true;
+                }
             }
         }
         for item in new_files {
@@ -503,13 +518,15 @@ impl Engine {
             f.rescan_requested = true;
             return;
         }
-        // Is it the copytruncate copy of a file whose old state waits for it?
-        let waiting: Vec<u64> = f.tails.values().filter(|t| t.awaiting_copy.is_some()).map(|t| t.id).collect();
+        let new_head = head_of(&file, size);
+        // Is it the copytruncate copy of a file whose old state waits for it? The copy may be
+        // shorter than what was read: lines written between logrotate's copy and its truncate
+        // were read from the original and are not in the copy.
+        let waiting: Vec<u64> = f.tails.values().filter(|t| t.awaiting_copy.is_some() && !t.head.is_empty()).map(|t| t.id).collect();
+        let mut copy_in_progress = false;
         for id in waiting {
             let t = &f.tails[&id];
-            // the copy may be shorter than what was read: lines written between logrotate's copy
-            // and its truncate were read from the original and are not in the copy
-            if t.fingerprint.len > 0 && identity::starts_with(&file, t.fingerprint).unwrap_or(false) {
+            if new_head.len() >= t.head.len() && new_head.starts_with(&t.head) {
                 let t = f.tails.get_mut(&id).expect("present");
                 tracing::info!(flow = %f.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
                 t.key = key;
@@ -519,28 +536,32 @@ impl Engine {
                 t.size = size;
                 t.awaiting_copy = None;
                 t.orphan = false;
+                t.missed_scans = 0;
                 t.sealed = size <= t.framer.offset();
                 t.dirty = !t.sealed;
                 f.by_key.insert(key, id);
+                f.maybe_copies.remove(&key);
                 self.path_index.insert(item.path, (fi, id));
                 stage_row(&mut self.store, &f.flow.id, &f.tails[&id]);
                 return;
             }
+            copy_in_progress |= t.head.starts_with(&new_head);
         }
-        // A new file that starts like a live file may be a copy about to be followed by a
-        // truncation: wait a little before treating it as a file of its own.
-        let mut prefix_hashes: HashMap<u64, Option<u64>> = HashMap::new();
-        let looks_like_copy = f.tails.values().any(|t| {
-            !t.orphan
-                && t.framer.offset() > 0
-                && t.fingerprint.len > 0
-                && *prefix_hashes
-                    .entry(t.fingerprint.len)
-                    .or_insert_with(|| identity::hash_range(&file, 0, t.fingerprint.len).ok().flatten())
-                    == Some(t.fingerprint.hash)
-        });
+        // An empty file, or one that so far starts like a tailed file, may be a copy being written
+        // (about to be followed by a truncation): decide when it says more.
+        let looks_like_copy = copy_in_progress
+            || f.tails.values().any(|t| {
+                !t.orphan && t.awaiting_copy.is_none() && t.framer.offset() > 0 && !t.head.is_empty() && {
+                    let n = new_head.len().min(t.head.len());
+                    new_head[..n] == t.head[..n]
+                }
+            });
+        if size == 0 {
+            f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone()));
+            return;
+        }
         if looks_like_copy {
-            let first = *f.maybe_copies.entry(key).or_insert_with(Instant::now);
+            let first = f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone())).0;
             if first.elapsed() < COPY_WAIT {
                 f.rescan_requested = true;
                 return;
@@ -584,6 +605,7 @@ impl Engine {
             key,
             path: item.path.clone(),
             target: target.clone(),
+            head: head_of(&file, size),
             file: Some(file),
             fingerprint: fp,
             framer: LineFramer::new(start, f.flow.max_line_bytes),
@@ -593,6 +615,7 @@ impl Engine {
             last_change: now,
             last_line: now,
             orphan: false,
+            missed_scans: 0,
             awaiting_copy: None,
             finished: false,
             sealed: false,
@@ -645,8 +668,9 @@ impl Engine {
             }
         }
         let truncated_now = {
-            let Tail { file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, .. } =
-                &mut *t;
+            let Tail {
+                file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, head, ..
+            } = &mut *t;
             let file = file.as_ref().expect("opened");
             // a file truncated and written again faster than a scan still starts differently
             let replaced = file.metadata().map(|m| m.len() < framer.offset()).unwrap_or(false)
@@ -693,6 +717,7 @@ impl Engine {
             if fingerprint.len < FINGERPRINT_MAX && *size > fingerprint.len {
                 if let Ok(fp) = identity::fingerprint(file, *size) {
                     *fingerprint = fp;
+                    *head = head_of(file, *size);
                 }
             }
             *size < framer.offset()
@@ -706,7 +731,7 @@ impl Engine {
         let now = Instant::now();
         let Engine { flows, store, in_flight, open_files, path_index, .. } = self;
         let f = &mut flows[fi];
-        let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, by_key, .. } = f;
+        let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, by_key, saved, .. } = f;
         let mut gone = Vec::new();
         for t in tails.values_mut() {
             let id = t.id;
@@ -719,8 +744,16 @@ impl Engine {
                 // no copy appeared: the truncated content is gone; send what was read
                 t.awaiting_copy = None;
                 t.orphan = true;
+                t.missed_scans = 2;
             }
-            if t.orphan && !t.finished && !t.dirty && t.awaiting_copy.is_none() && now >= t.last_change + ROTATE_WAIT {
+            let deleted = t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0);
+            if t.orphan
+                && (t.missed_scans >= 2 || deleted)
+                && !t.finished
+                && !t.dirty
+                && t.awaiting_copy.is_none()
+                && now >= t.last_change + ROTATE_WAIT
+            {
                 let Tail { assembler, acks, framer, .. } = &mut *t;
                 framer.finish(|line| {
                     assembler.push_line(line, |p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p))
@@ -736,7 +769,14 @@ impl Engine {
             let t = tails.remove(&id).expect("present");
             if by_key.get(&t.key) == Some(&id) {
                 by_key.remove(&t.key);
-                store.stage_delete(&flow.id, t.key);
+                let still_exists = t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() > 0);
+                match still_exists.then(|| row_of(&flow.id, &t)).flatten() {
+                    // renamed out of the pattern: if it comes back, it resumes where it ended
+                    Some(row) => {
+                        saved.insert(t.key, row);
+                    }
+                    None => store.stage_delete(&flow.id, t.key),
+                }
             }
             if t.file.is_some() {
                 *open_files -= 1;
@@ -912,6 +952,7 @@ fn truncated(
         path: path.clone(),
         target: None,
         fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
+        head: head_of(&file, size),
         file: Some(file),
         framer: LineFramer::new(0, f.flow.max_line_bytes),
         assembler: RecordAssembler::new(f.flow.assembly.clone(), f.flow.skip_header_lines),
@@ -920,6 +961,7 @@ fn truncated(
         last_change: now,
         last_line: now,
         orphan: false,
+        missed_scans: 0,
         awaiting_copy: None,
         finished: false,
         sealed: false,
@@ -933,12 +975,18 @@ fn truncated(
 }
 
 fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
+    if let Some(row) = row_of(flow, t) {
+        store.stage(row);
+    }
+}
+
+/// The checkpoint row of a tail, when its file is open to hash the bytes before the offset.
+fn row_of(flow: &str, t: &Tail) -> Option<Row> {
     // a sealed copy is shorter than what was read from its original: all of it is done
     let size = t.file.as_ref().and_then(|f| f.metadata().ok()).map_or(u64::MAX, |m| m.len());
     let offset = t.acks.committed().min(size);
-    let tail = t.file.as_ref().and_then(|f| identity::tail_hash(f, offset).ok().flatten());
-    let Some(tail) = tail else { return };
-    store.stage(Row {
+    let tail = t.file.as_ref().and_then(|f| identity::tail_hash(f, offset).ok().flatten())?;
+    Some(Row {
         flow: flow.to_string(),
         key: t.key,
         path: t.path.display().to_string(),
@@ -946,7 +994,16 @@ fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
         fingerprint: t.fingerprint,
         tail,
         updated_at: now_secs(),
-    });
+    })
+}
+
+/// The first bytes of a file (at most the fingerprint's length).
+fn head_of(file: &File, size: u64) -> Vec<u8> {
+    let mut head = vec![0u8; size.min(FINGERPRINT_MAX) as usize];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => head,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Offset just after the last `\n` of a file (`END_OF_FILE`: an unterminated last line is read

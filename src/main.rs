@@ -204,9 +204,8 @@ fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) 
             Some(size) => size.saturating_sub(r.offset).to_string(),
             None => "gone".into(),
         };
-        let updated = time::OffsetDateTime::from_unix_timestamp(r.updated_at)
-            .map(|t| logferry::convert::text::format_millis_utc(t))
-            .unwrap_or_default();
+        let updated =
+            time::OffsetDateTime::from_unix_timestamp(r.updated_at).map(logferry::convert::text::format_millis_utc).unwrap_or_default();
         writeln!(out, "{:<40} {:<50} {:<28} {:>14} {:>14} {updated}", r.flow, r.path, r.key.kinesis_agent_id(), r.offset, behind)?;
     }
     Ok(ExitCode::SUCCESS)

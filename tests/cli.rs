@@ -399,3 +399,25 @@ fn run_refuses_aws_destinations_plainly_until_the_sinks_exist() {
         r.stderr
     );
 }
+
+#[test]
+fn the_built_in_example_runs_without_aws_and_prints_what_it_ships() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("config-examples/demo/access.log"), d.path().join("access.log")).unwrap();
+    let yaml = std::fs::read_to_string(root().join("config-examples/demo/logferry.yaml")).unwrap();
+    let yaml = yaml.replace("/tmp/logferry-demo/checkpoints.db", "state/checkpoints.db");
+    let cfg = write(d.path(), "logferry.yaml", &yaml);
+    let child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 30);
+    assert!(stdout.lines().all(|l| l.starts_with("{\"host\":") && l.contains("\"response\":")), "{stdout}");
+}

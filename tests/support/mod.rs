@@ -15,6 +15,8 @@ pub struct Agent {
     pub child: Option<Child>,
     pub stderr_log: PathBuf,
     starts: usize,
+    /// Run the agent as the unprivileged user `nobody` (the test must be root to switch).
+    pub as_nobody: bool,
 }
 
 impl Agent {
@@ -34,7 +36,7 @@ impl Agent {
         );
         std::fs::write(&config, yaml).unwrap();
         let stderr_log = dir.path().join("agent.stderr");
-        Agent { dir, config, out, child: None, stderr_log, starts: 0 }
+        Agent { dir, config, out, child: None, stderr_log, starts: 0, as_nobody: false }
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -44,7 +46,14 @@ impl Agent {
     pub fn start(&mut self) {
         assert!(self.child.is_none());
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr_log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        let mut cmd = if self.as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_logferry")]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_logferry"))
+        };
+        let child = cmd
             .args(["run", "--config", self.config.to_str().unwrap()])
             .env("RUST_LOG", std::env::var("TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -135,6 +144,24 @@ impl Drop for Agent {
 
 fn tail(s: &str, n: usize) -> &str {
     &s[s.len().saturating_sub(n)..]
+}
+
+/// True when the tests run as root.
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Opens a directory tree to every user (for an agent running as `nobody`).
+pub fn open_to_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            open_to_all(&e.path());
+        } else {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+    }
 }
 
 pub fn unsafe_kill(pid: u32, sig: &str) {

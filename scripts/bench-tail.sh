@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Benchmarks of the tailing engine (not tests): CPU-seconds per million lines and peak RSS while
+# 1 GiB of 200-byte combined lines flows tail -> LOGTOJSON COMBINEDAPACHELOG -> file sink, and the
+# cost of idle tailed files. Figures go to docs/benchmarks.md by hand, with this command.
+#
+#   scripts/bench-tail.sh [WORKDIR]      (default /tmp/logferry-bench; needs ~4 GB free)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-/tmp/logferry-bench}
+rm -rf "$work"
+mkdir -p "$work/logs"
+cargo build --release -j2 --bin logferry --example loggen >/dev/null
+bin=target/release/logferry
+
+lines=5368709   # 5368709 x 200 bytes = 1 GiB
+echo "generating $lines combined lines of 200 bytes"
+target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/logs/access.log"
+cat > "$work/flow.yaml" <<YAML
+checkpoint_file: $work/checkpoints.db
+flows:
+  - id: bench
+    path: $work/logs/access.log
+    processors:
+      - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
+    sink: { type: file, path: $work/out.log }
+YAML
+/usr/bin/time -f "%U %S %M" -o "$work/time.txt" "$bin" run --config "$work/flow.yaml" 2>"$work/agent.log" &
+timer=$!
+sleep 1
+agent=$(pgrep -n -f "logferry run --config $work/flow.yaml")
+start=$(date +%s.%N)
+while :; do
+  sent=$(grep -c '' "$work/out.log" 2>/dev/null || echo 0)
+  [ "$sent" -ge "$lines" ] && break
+  sleep 1
+done
+end=$(date +%s.%N)
+kill -TERM "$agent"
+wait "$timer" || true
+read -r user sys maxrss < "$work/time.txt"
+cpu=$(echo "$user + $sys" | bc)
+echo "1 GiB ($lines lines): wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB"
+echo "CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
+rm -f "$work/out.log" "$work/logs/access.log"
+
+idle() {
+  local n=$1 extra=$2
+  rm -rf "$work/idle" && mkdir -p "$work/idle/logs"
+  for i in $(seq 1 "$n"); do echo "line of file $i" > "$work/idle/logs/f$i.log"; done
+  cat > "$work/idle/flow.yaml" <<YAML
+checkpoint_file: $work/idle/checkpoints.db
+$extra
+flows:
+  - id: idle
+    path: $work/idle/logs/*.log
+    sink: { type: file, path: $work/idle/out.log }
+YAML
+  "$bin" run --config "$work/idle/flow.yaml" 2>"$work/idle/agent.log" &
+  local pid=$!
+  sleep 15
+  local t0 t1
+  t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  sleep 50
+  t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local tck rss fds
+  tck=$(getconf CLK_TCK)
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  fds=$(ls "/proc/$pid/fd" | wc -l)
+  echo "$n idle files: CPU over 50 s $(echo "scale=3; ($t1 - $t0) / $tck" | bc) s ($(echo "scale=3; ($t1 - $t0) * 100 / $tck / 50" | bc) % of a core), RSS $((rss / 1024)) MiB, open descriptors $fds"
+  kill -TERM "$pid"
+  wait "$pid" || true
+}
+idle 1000 ""
+idle 10000 "max_open_files: 128
+idle_close_ms: 5000"
