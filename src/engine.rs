@@ -24,7 +24,7 @@ use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
 use crate::config::{Config, Destination, Flow, InitialPosition};
 use crate::convert::{Chain, ChainContext, Outcome};
 use crate::discover::{Discovery, Found};
-use crate::framing::{truncate_record, LineFramer, Piece, RecordAssembler};
+use crate::framing::{truncate_record_from, LineFramer, Piece, RecordAssembler};
 use crate::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
 use crate::sink::{self, AckRef, Batch, Delivered};
 use notify::Watcher;
@@ -109,7 +109,6 @@ struct FlowState {
     maybe_copies: HashMap<FileKey, (Instant, PathBuf)>,
     /// Files that could not be opened (logged once, retried at each scan).
     unreadable: HashSet<FileKey>,
-    converted: Vec<u8>,
     stats: FlowStats,
 }
 
@@ -234,7 +233,6 @@ impl Engine {
                 rescan_requested: true,
                 maybe_copies: HashMap::new(),
                 unreadable: HashSet::new(),
-                converted: Vec::with_capacity(4096),
                 stats: FlowStats::default(),
             });
         }
@@ -651,7 +649,7 @@ impl Engine {
         let budget = self.cfg.max_bytes_in_flight;
         let Engine { flows, store, buf, in_flight, open_files, next_tail_id, path_index, .. } = self;
         let f = &mut flows[fi];
-        let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, rescan_requested, .. } = &mut *f;
+        let FlowState { flow, chain, batch, batch_started, sink, stats, tails, rescan_requested, .. } = &mut *f;
         let t = tails.get_mut(&id).expect("tail");
         if t.file.is_none() {
             match File::open(&t.path) {
@@ -703,14 +701,14 @@ impl Engine {
                 stats.bytes_read += n as u64;
                 *last_change = Instant::now();
                 *last_line = *last_change;
-                let mut on_piece = |p: Piece<'_>| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p);
+                let mut on_piece = |p: Piece<'_>| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p);
                 framer.push(&buf[..n], |line| assembler.push_line(line, &mut on_piece));
                 if n < buf.len() {
                     break;
                 }
             }
             // at the end of the data for now
-            assembler.end_of_data(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
+            assembler.end_of_data(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
             *dirty = false;
             let Ok(meta) = file.metadata() else { return };
             *size = meta.len();
@@ -731,14 +729,14 @@ impl Engine {
         let now = Instant::now();
         let Engine { flows, store, in_flight, open_files, path_index, .. } = self;
         let f = &mut flows[fi];
-        let FlowState { flow, chain, batch, batch_started, sink, converted, stats, tails, by_key, saved, .. } = f;
+        let FlowState { flow, chain, batch, batch_started, sink, stats, tails, by_key, saved, .. } = f;
         let mut gone = Vec::new();
         for t in tails.values_mut() {
             let id = t.id;
             let flush_due = t.last_line + Duration::from_millis(flow.multiline_flush_ms);
             let Tail { assembler, acks, .. } = &mut *t;
             if assembler.has_pending() && now >= flush_due {
-                assembler.flush(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
             }
             if t.awaiting_copy.is_some_and(|w| now >= w) {
                 // no copy appeared: the truncated content is gone; send what was read
@@ -756,9 +754,9 @@ impl Engine {
             {
                 let Tail { assembler, acks, framer, .. } = &mut *t;
                 framer.finish(|line| {
-                    assembler.push_line(line, |p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p))
+                    assembler.push_line(line, |p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p))
                 });
-                assembler.flush(|p| emit(flow, chain, converted, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
                 t.finished = true;
             }
             if t.finished && t.acks.outstanding() == 0 {
@@ -863,7 +861,6 @@ impl Engine {
 fn emit(
     flow: &Flow,
     chain: &mut Chain,
-    converted: &mut Vec<u8>,
     stats: &mut FlowStats,
     acks: &mut AckTracker,
     batch: &mut Batch,
@@ -883,7 +880,9 @@ fn emit(
     if r.runaway {
         stats.runaway_lines += 1;
     }
-    match chain.convert(r.bytes, converted) {
+    // converted straight into the batch buffer
+    let start = batch.data.len();
+    match chain.convert_append(r.bytes, &mut batch.data) {
         Outcome::Dropped => {
             stats.dropped += 1;
             acks.push(r.end, true);
@@ -892,18 +891,20 @@ fn emit(
         Outcome::FellBack => stats.processing_errors += 1,
         Outcome::Emitted => {}
     }
-    if truncate_record(converted, flow.max_record_bytes, &flow.truncated_record_terminator) {
+    if truncate_record_from(&mut batch.data, start, flow.max_record_bytes, &flow.truncated_record_terminator) {
         stats.truncated += 1;
     }
     stats.records += 1;
-    let cost = (r.end - r.start).max(converted.len() as u64);
-    if !batch.is_empty()
-        && (batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 + converted.len() as u64 > flow.buffer.max_bytes)
-    {
+    let len = batch.data.len() - start;
+    let cost = (r.end - r.start).max(len as u64);
+    if !batch.is_empty() && (batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 > flow.buffer.max_bytes) {
+        // the batch is full without this record: send it, and start the next one with it
+        let record = batch.data.split_off(start);
         send_batch(batch, batch_started, sink);
+        batch.data = record;
     }
     let seq = acks.push(r.end, false);
-    batch.push(converted, AckRef { tail, seq }, cost);
+    batch.commit_record(AckRef { tail, seq }, cost);
     batch_started.get_or_insert_with(Instant::now);
     *in_flight += cost;
     if batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 >= flow.buffer.max_bytes {

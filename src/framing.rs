@@ -251,12 +251,18 @@ impl RecordAssembler {
 /// Cuts `record` to `max` bytes and writes `terminator` over its last bytes, as the Kinesis Agent
 /// does with records over the service maximum. Returns true when the record was truncated.
 pub fn truncate_record(record: &mut Vec<u8>, max: usize, terminator: &[u8]) -> bool {
-    if record.len() <= max {
+    truncate_record_from(record, 0, max, terminator)
+}
+
+/// [`truncate_record`] for the record that starts at `start` in `buf` and runs to its end.
+pub fn truncate_record_from(buf: &mut Vec<u8>, start: usize, max: usize, terminator: &[u8]) -> bool {
+    if buf.len() - start <= max {
         return false;
     }
-    record.truncate(max);
+    buf.truncate(start + max);
     let t = terminator.len().min(max);
-    record[max - t..].copy_from_slice(&terminator[..t]);
+    let end = buf.len();
+    buf[end - t..].copy_from_slice(&terminator[..t]);
     true
 }
 

@@ -233,6 +233,7 @@ pub struct Chain {
     keys: Vec<Vec<Vec<u8>>>,
     ctx: ChainContext,
     scratch: Vec<u8>,
+    scratch2: Vec<u8>,
     native: native::NativeScratch,
 }
 
@@ -248,7 +249,7 @@ impl Chain {
                 _ => Vec::new(),
             })
             .collect();
-        Chain { specs: specs.to_vec(), keys, ctx, scratch: Vec::with_capacity(4096), native: native::NativeScratch::default() }
+        Chain { specs: specs.to_vec(), keys, ctx, scratch: Vec::with_capacity(4096), scratch2: Vec::with_capacity(4096), native: native::NativeScratch::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -258,49 +259,73 @@ impl Chain {
     /// Converts `record` into `out` (cleared first).
     pub fn convert(&mut self, record: &[u8], out: &mut Vec<u8>) -> Outcome {
         out.clear();
-        out.extend_from_slice(record);
-        for i in 0..self.specs.len() {
-            std::mem::swap(out, &mut self.scratch);
-            out.clear();
-            let step = match &self.specs[i] {
-                ProcessorSpec::SingleLine { no_trim, escape_new_line } => text::single_line(&self.scratch, *no_trim, *escape_new_line, out),
-                ProcessorSpec::CsvToJson { fields, delimiter, layout } => text::csv_to_json(&self.scratch, fields, delimiter, *layout, out),
-                ProcessorSpec::LogToJson { format, pattern, layout, .. } => {
-                    logtojson::convert(&self.scratch, *format, pattern.as_ref(), &self.keys[i], *layout, out)
-                }
-                ProcessorSpec::AddMetadata { metadata, timestamp, layout } => {
-                    let now = timestamp.then(|| self.ctx.now());
-                    text::add_metadata(&self.scratch, metadata.as_ref(), now, *layout, out)
-                }
-                ProcessorSpec::AddEc2Metadata { layout, .. } => ec2::add_ec2_metadata(&self.scratch, self.ctx.ec2.as_ref(), *layout, out),
-                ProcessorSpec::AddBrackets => {
-                    out.push(b'{');
-                    out.extend_from_slice(&self.scratch);
-                    out.push(b'}');
-                    Step::Ok
-                }
-                ProcessorSpec::Parse { format, on_mismatch } => {
-                    let now = self.ctx.now();
-                    native::parse(&self.scratch, *format, *on_mismatch, now, &mut self.native, out)
-                }
-                ProcessorSpec::Regex { pattern, on_mismatch } => native::regex_fields(&self.scratch, pattern, *on_mismatch, out),
-                ProcessorSpec::Json { on_mismatch } => native::json_passthrough(&self.scratch, *on_mismatch, out),
-                ProcessorSpec::Filter { include, exclude } => native::filter(&self.scratch, include, exclude, out),
+        self.convert_append(record, out)
+    }
+
+    /// Appends the converted `record` to `dst` (nothing is appended for a dropped record), so a
+    /// caller can convert straight into a batch buffer. Steps before the last go through the
+    /// chain's own scratch buffers; the first step reads `record` where it lies.
+    pub fn convert_append(&mut self, record: &[u8], dst: &mut Vec<u8>) -> Outcome {
+        let n = self.specs.len();
+        if n == 0 {
+            dst.extend_from_slice(record);
+            return Outcome::Emitted;
+        }
+        let start = dst.len();
+        let mut cur = std::mem::take(&mut self.scratch);
+        let mut next = std::mem::take(&mut self.scratch2);
+        let mut outcome = Outcome::Emitted;
+        for i in 0..n {
+            let input: &[u8] = if i == 0 { record } else { &cur };
+            let last = i + 1 == n;
+            let out = if last {
+                &mut *dst
+            } else {
+                next.clear();
+                &mut next
             };
-            match step {
-                Step::Ok => {}
+            match run_step(&self.specs[i], &self.keys[i], &self.ctx, &mut self.native, input, out) {
+                Step::Ok if last => {}
+                Step::Ok => std::mem::swap(&mut cur, &mut next),
                 Step::Drop => {
-                    out.clear();
-                    return Outcome::Dropped;
+                    dst.truncate(start);
+                    outcome = Outcome::Dropped;
+                    break;
                 }
                 Step::Fail => {
-                    out.clear();
-                    out.extend_from_slice(record);
-                    return Outcome::FellBack;
+                    dst.truncate(start);
+                    dst.extend_from_slice(record);
+                    outcome = Outcome::FellBack;
+                    break;
                 }
             }
         }
-        Outcome::Emitted
+        self.scratch = cur;
+        self.scratch2 = next;
+        outcome
+    }
+}
+
+fn run_step(spec: &ProcessorSpec, keys: &[Vec<u8>], ctx: &ChainContext, native_scratch: &mut native::NativeScratch, input: &[u8], out: &mut Vec<u8>) -> Step {
+    match spec {
+        ProcessorSpec::SingleLine { no_trim, escape_new_line } => text::single_line(input, *no_trim, *escape_new_line, out),
+        ProcessorSpec::CsvToJson { fields, delimiter, layout } => text::csv_to_json(input, fields, delimiter, *layout, out),
+        ProcessorSpec::LogToJson { format, pattern, layout, .. } => logtojson::convert(input, *format, pattern.as_ref(), keys, *layout, out),
+        ProcessorSpec::AddMetadata { metadata, timestamp, layout } => {
+            let now = timestamp.then(|| ctx.now());
+            text::add_metadata(input, metadata.as_ref(), now, *layout, out)
+        }
+        ProcessorSpec::AddEc2Metadata { layout, .. } => ec2::add_ec2_metadata(input, ctx.ec2.as_ref(), *layout, out),
+        ProcessorSpec::AddBrackets => {
+            out.push(b'{');
+            out.extend_from_slice(input);
+            out.push(b'}');
+            Step::Ok
+        }
+        ProcessorSpec::Parse { format, on_mismatch } => native::parse(input, *format, *on_mismatch, ctx.now(), native_scratch, out),
+        ProcessorSpec::Regex { pattern, on_mismatch } => native::regex_fields(input, pattern, *on_mismatch, out),
+        ProcessorSpec::Json { on_mismatch } => native::json_passthrough(input, *on_mismatch, out),
+        ProcessorSpec::Filter { include, exclude } => native::filter(input, include, exclude, out),
     }
 }
 
