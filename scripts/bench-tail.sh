@@ -28,17 +28,16 @@ flows:
       - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
     sink: { type: file, path: $work/run/out.log }
 YAML
+  local start end sent agent
+  start=$(date +%s.%N)
   /usr/bin/time -f "%U %S %M" -o "$work/run/time.txt" "$bin" run --config "$work/run/flow.yaml" 2>"$work/run/agent.log" &
   local timer=$!
-  sleep 1
-  local agent
+  sleep 0.2
   agent=$(pgrep -n -f "^$bin run --config $work/run/flow.yaml")
-  local start end sent
-  start=$(date +%s.%N)
   while :; do
     sent=$(grep -c '' "$work/run/out.log" 2>/dev/null || echo 0)
     [ "$sent" -ge "$lines" ] && break
-    sleep 0.5
+    sleep 0.1
   done
   end=$(date +%s.%N)
   kill -TERM "$agent"

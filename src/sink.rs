@@ -122,13 +122,11 @@ pub fn run_local(sink: LocalSink, flow: usize, flow_id: String, batches: Receive
                         }
                         file = Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
                     }
+                    // each batch is one contiguous buffer: written as it is, no copy
                     let f = file.as_mut().expect("opened above");
-                    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *f);
                     for b in &group {
-                        write_records(&mut w, b)?;
+                        write_records(f, b)?;
                     }
-                    w.flush()?;
-                    drop(w);
                     f.sync_data()
                 })(),
             };
