@@ -54,6 +54,18 @@ pub enum Event {
     Stop(&'static str),
 }
 
+impl Tail {
+    /// Has unread bytes that reading can get now.
+    fn wants_read(&self) -> bool {
+        self.dirty && !self.finished && !self.sealed && self.awaiting_copy.is_none()
+    }
+
+    /// Rotated away or deleted, confirmed, fully read: only time stands between it and its end.
+    fn may_finish(&self) -> bool {
+        self.orphan && self.missed_scans >= 2 && !self.finished && !self.dirty && self.awaiting_copy.is_none()
+    }
+}
+
 /// One file being tailed.
 struct Tail {
     id: u64,
@@ -106,7 +118,7 @@ struct FlowState {
     next_scan: Instant,
     rescan_requested: bool,
     /// New files that start like a tailed file, waiting to see whether they are its copy.
-    maybe_copies: HashMap<FileKey, (Instant, PathBuf)>,
+    maybe_copies: HashMap<FileKey, (Instant, PathBuf, u64)>,
     /// Files that could not be opened (logged once, retried at each scan).
     unreadable: HashSet<FileKey>,
     stats: FlowStats,
@@ -202,7 +214,9 @@ impl Engine {
             let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
             let imported: HashMap<FileKey, u64> =
                 imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
-            let first_start = saved.is_empty() && imported.is_empty();
+            // an emptied table (deleted files, pruning) is not a first start: a flag says it
+            let started = store.meta(&started_key(&flow.id))?.is_some();
+            let first_start = !started && saved.is_empty() && imported.is_empty();
             let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
             let local = match &flow.destination {
                 Destination::File { path } => sink::LocalSink::File(path.clone()),
@@ -312,7 +326,7 @@ impl Engine {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
             }
             for t in f.tails.values() {
-                if t.dirty && self.in_flight < self.cfg.max_bytes_in_flight {
+                if t.wants_read() && self.in_flight < self.cfg.max_bytes_in_flight {
                     return now;
                 }
                 if t.assembler.has_pending() {
@@ -321,7 +335,7 @@ impl Engine {
                 if let Some(w) = t.awaiting_copy {
                     d = d.min(w);
                 }
-                if t.orphan && !t.finished {
+                if t.may_finish() {
                     d = d.min(t.last_change + ROTATE_WAIT);
                 }
             }
@@ -350,7 +364,7 @@ impl Engine {
                                 // a write to a file no flow tails yet: only deferred new files matter
                                 None => {
                                     for f in &mut self.flows {
-                                        if f.maybe_copies.values().any(|(_, path)| path == p) {
+                                        if f.maybe_copies.values().any(|(_, path, _)| path == p) {
                                             f.rescan_requested = true;
                                         }
                                     }
@@ -461,7 +475,9 @@ impl Engine {
                     let t = f.tails.get_mut(&id).expect("indexed tail");
                     if t.path != item.path {
                         tracing::debug!(flow = %f.flow.id, "{} is now {}", t.path.display(), item.path.display());
-                        self.path_index.remove(&t.path);
+                        if self.path_index.get(&t.path) == Some(&(fi, id)) {
+                            self.path_index.remove(&t.path);
+                        }
                         t.path = item.path.clone();
                     }
                     t.target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
@@ -484,7 +500,14 @@ impl Engine {
                 t.missed_scans += 1;
                 if !t.orphan {
                     t.orphan = true;
-                    t.dirty = true;
+                    // one last look at what was written before it went
+                    t.dirty = !t.sealed && !t.finished;
+                    // its old path may already hold a new file: events there are not its own
+                    for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
+                        if self.path_index.get(p) == Some(&(fi, t.id)) {
+                            self.path_index.remove(p);
+                        }
+                    }
                 }
             }
         }
@@ -492,6 +515,11 @@ impl Engine {
             self.add_file(fi, item);
         }
         let f = &mut self.flows[fi];
+        if !f.initial_scan_done && f.first_start {
+            if let Err(e) = self.store.set_meta(&started_key(&f.flow.id), "1") {
+                tracing::warn!("{e}");
+            }
+        }
         f.maybe_copies.retain(|k, _| seen.contains(k));
         f.unreadable.retain(|k| seen.contains(k) && !f.by_key.contains_key(k));
         f.initial_scan_done = true;
@@ -555,12 +583,16 @@ impl Engine {
                 }
             });
         if size == 0 {
-            f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone()));
+            f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone(), 0));
             return;
         }
         if looks_like_copy {
-            let first = f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone())).0;
-            if first.elapsed() < COPY_WAIT {
+            let entry = f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone(), size));
+            if entry.2 != size {
+                // still being written: the wait starts again
+                *entry = (Instant::now(), item.path.clone(), size);
+            }
+            if entry.0.elapsed() < COPY_WAIT {
                 f.rescan_requested = true;
                 return;
             }
@@ -607,7 +639,7 @@ impl Engine {
             file: Some(file),
             fingerprint: fp,
             framer: LineFramer::new(start, f.flow.max_line_bytes),
-            assembler: RecordAssembler::new(f.flow.assembly.clone(), skip),
+            assembler: RecordAssembler::new(f.flow.assembly.clone(), skip).with_limit(f.flow.max_line_bytes),
             acks: AckTracker::new(start),
             size,
             last_change: now,
@@ -631,12 +663,7 @@ impl Engine {
     }
 
     fn read_flow(&mut self, fi: usize) {
-        let ids: Vec<u64> = self.flows[fi]
-            .tails
-            .values()
-            .filter(|t| t.dirty && !t.finished && !t.sealed && t.awaiting_copy.is_none())
-            .map(|t| t.id)
-            .collect();
+        let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.wants_read()).map(|t| t.id).collect();
         for id in ids {
             if self.in_flight >= self.cfg.max_bytes_in_flight {
                 return;
@@ -652,13 +679,18 @@ impl Engine {
         let FlowState { flow, chain, batch, batch_started, sink, stats, tails, rescan_requested, .. } = &mut *f;
         let t = tails.get_mut(&id).expect("tail");
         if t.file.is_none() {
-            match File::open(&t.path) {
-                Ok(file) if file.metadata().map(|m| FileKey::of(&m) == t.key).unwrap_or(false) => {
+            // the path may hold another file now; a rotated-away file is looked for by identity
+            // in its directory before giving up on it
+            let by_path = if t.orphan { None } else { File::open(&t.path).ok() };
+            let reopened = by_path
+                .filter(|file| file.metadata().map(|m| FileKey::of(&m) == t.key).unwrap_or(false))
+                .or_else(|| find_by_key(&t.path, t.key).and_then(|p| File::open(p).ok()));
+            match reopened {
+                Some(file) => {
                     t.file = Some(file);
                     *open_files += 1;
                 }
-                _ => {
-                    // the path holds another file now: the scan sorts it out
+                None => {
                     t.dirty = false;
                     *rescan_requested = true;
                     return;
@@ -739,19 +771,34 @@ impl Engine {
                 assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
             }
             if t.awaiting_copy.is_some_and(|w| now >= w) {
-                // no copy appeared: the truncated content is gone; send what was read
+                // no copy appeared: the truncated content is gone; send what was read and end
                 t.awaiting_copy = None;
                 t.orphan = true;
                 t.missed_scans = 2;
+                t.dirty = false;
+                let Tail { assembler, acks, framer, .. } = &mut *t;
+                framer.finish(|line| {
+                    assembler.push_line(line, |p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p))
+                });
+                assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                t.finished = true;
             }
-            let deleted = t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0);
             if t.orphan
-                && (t.missed_scans >= 2 || deleted)
                 && !t.finished
-                && !t.dirty
-                && t.awaiting_copy.is_none()
-                && now >= t.last_change + ROTATE_WAIT
+                && t.missed_scans < 2
+                && t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0)
             {
+                t.missed_scans = 2; // deleted: no scan will find it again
+            }
+            if t.may_finish() && now >= t.last_change + ROTATE_WAIT {
+                // written to since the last read? read that first, and wait again
+                if let Some(len) = t.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()) {
+                    if len > t.framer.offset() && !t.sealed {
+                        t.dirty = true;
+                        t.last_change = now;
+                        continue;
+                    }
+                }
                 let Tail { assembler, acks, framer, .. } = &mut *t;
                 framer.finish(|line| {
                     assembler.push_line(line, |p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p))
@@ -937,6 +984,7 @@ fn truncated(
     tracing::info!(flow = %f.flow.id, "{} was truncated at offset {}; reading it again from the start", old.path.display(), old.framer.offset());
     let key = old.key;
     let path = old.path.clone();
+    let target = old.target.clone();
     let file = old.file.take();
     old.awaiting_copy = Some(Instant::now() + COPY_WAIT);
     old.dirty = false;
@@ -951,12 +999,12 @@ fn truncated(
         id: new_id,
         key,
         path: path.clone(),
-        target: None,
+        target: target.clone(),
         fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
         head: head_of(&file, size),
         file: Some(file),
         framer: LineFramer::new(0, f.flow.max_line_bytes),
-        assembler: RecordAssembler::new(f.flow.assembly.clone(), f.flow.skip_header_lines),
+        assembler: RecordAssembler::new(f.flow.assembly.clone(), f.flow.skip_header_lines).with_limit(f.flow.max_line_bytes),
         acks: AckTracker::new(0),
         size,
         last_change: now,
@@ -973,6 +1021,9 @@ fn truncated(
     f.tails.insert(new_id, tail);
     f.by_key.insert(key, new_id);
     path_index.insert(path, (fi, new_id));
+    if let Some(t) = target {
+        path_index.insert(t, (fi, new_id));
+    }
 }
 
 fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
@@ -984,8 +1035,12 @@ fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
 /// The checkpoint row of a tail, when its file is open to hash the bytes before the offset.
 fn row_of(flow: &str, t: &Tail) -> Option<Row> {
     // a sealed copy is shorter than what was read from its original: all of it is done
-    let size = t.file.as_ref().and_then(|f| f.metadata().ok()).map_or(u64::MAX, |m| m.len());
-    let offset = t.acks.committed().min(size);
+    let offset = if t.sealed {
+        let size = t.file.as_ref().and_then(|f| f.metadata().ok()).map_or(u64::MAX, |m| m.len());
+        t.acks.committed().min(size)
+    } else {
+        t.acks.committed()
+    };
     let tail = t.file.as_ref().and_then(|f| identity::tail_hash(f, offset).ok().flatten())?;
     Some(Row {
         flow: flow.to_string(),
@@ -996,6 +1051,16 @@ fn row_of(flow: &str, t: &Tail) -> Option<Row> {
         tail,
         updated_at: now_secs(),
     })
+}
+
+fn started_key(flow: &str) -> String {
+    format!("flow_started:{flow}")
+}
+
+/// A file with this identity in the directory of `path` (a sibling it was rotated to).
+fn find_by_key(path: &Path, key: FileKey) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| std::fs::metadata(p).map(|m| FileKey::of(&m) == key).unwrap_or(false))
 }
 
 /// The first bytes of a file (at most the fingerprint's length).

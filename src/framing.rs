@@ -159,6 +159,8 @@ pub struct RecordAssembler {
     buf_end: u64,
     buf_runaway: bool,
     has_buf: bool,
+    /// A multi-line record is sent when it would grow past this many bytes.
+    limit: usize,
 }
 
 impl RecordAssembler {
@@ -172,7 +174,15 @@ impl RecordAssembler {
             buf_end: 0,
             buf_runaway: false,
             has_buf: false,
+            limit: usize::MAX,
         }
+    }
+
+    /// Bounds a multi-line record: a line that would take it past `limit` bytes starts the next
+    /// record, so memory stays bounded when the start pattern never matches.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// True while a multi-line or aggregated record is waiting for more lines.
@@ -194,7 +204,9 @@ impl RecordAssembler {
         match &self.mode {
             Assembly::Lines => emit(Piece::Record(Record { start: line.start, end: line.end, bytes: line.bytes, runaway: line.runaway })),
             Assembly::MultiLine { start } => {
-                if self.has_buf && start.prefix_match(&String::from_utf8_lossy(line.bytes)) {
+                if self.has_buf
+                    && (self.buf.len() + line.bytes.len() > self.limit || start.prefix_match(&String::from_utf8_lossy(line.bytes)))
+                {
                     self.emit_buf(&mut emit);
                 }
                 self.append(line);
@@ -334,6 +346,21 @@ mod tests {
         let start = JavaRegex::new(r"\d{4}-").unwrap();
         let got = assemble(Assembly::MultiLine { start }, 0, b"  orphan\n  more\n2024-01 a\n  at x\n2024-02 b\n", false);
         assert_eq!(got, ["  orphan\n  more\n", "2024-01 a\n  at x\n", "2024-02 b\n"]);
+    }
+
+    #[test]
+    fn multiline_records_are_bounded() {
+        let mut f = LineFramer::new(0, 1 << 20);
+        let mut a = RecordAssembler::new(Assembly::MultiLine { start: JavaRegex::new("x").unwrap() }, 0).with_limit(10);
+        let mut out = Vec::new();
+        let mut on = |p: Piece<'_>| {
+            if let Piece::Record(r) = p {
+                out.push(String::from_utf8_lossy(r.bytes).into_owned())
+            }
+        };
+        f.push(b"a1\nb22\nc333\nd4444\n", |l| a.push_line(l, &mut on));
+        a.flush(&mut on);
+        assert_eq!(out, ["a1\nb22\n", "c333\n", "d4444\n"]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct Summary {
 pub fn preview(flow: &Flow, ctx: ChainContext, mut input: impl Read, out: &mut impl Write) -> io::Result<Summary> {
     let mut chain = Chain::new(&flow.processors, ctx);
     let mut framer = LineFramer::new(0, flow.max_line_bytes);
-    let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines);
+    let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes);
     let mut summary = Summary::default();
     let mut converted = Vec::with_capacity(4096);
     let mut line = Vec::with_capacity(4096);

@@ -249,7 +249,14 @@ impl Chain {
                 _ => Vec::new(),
             })
             .collect();
-        Chain { specs: specs.to_vec(), keys, ctx, scratch: Vec::with_capacity(4096), scratch2: Vec::with_capacity(4096), native: native::NativeScratch::default() }
+        Chain {
+            specs: specs.to_vec(),
+            keys,
+            ctx,
+            scratch: Vec::with_capacity(4096),
+            scratch2: Vec::with_capacity(4096),
+            native: native::NativeScratch::default(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -306,11 +313,20 @@ impl Chain {
     }
 }
 
-fn run_step(spec: &ProcessorSpec, keys: &[Vec<u8>], ctx: &ChainContext, native_scratch: &mut native::NativeScratch, input: &[u8], out: &mut Vec<u8>) -> Step {
+fn run_step(
+    spec: &ProcessorSpec,
+    keys: &[Vec<u8>],
+    ctx: &ChainContext,
+    native_scratch: &mut native::NativeScratch,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Step {
     match spec {
         ProcessorSpec::SingleLine { no_trim, escape_new_line } => text::single_line(input, *no_trim, *escape_new_line, out),
         ProcessorSpec::CsvToJson { fields, delimiter, layout } => text::csv_to_json(input, fields, delimiter, *layout, out),
-        ProcessorSpec::LogToJson { format, pattern, layout, .. } => logtojson::convert(input, *format, pattern.as_ref(), keys, *layout, out),
+        ProcessorSpec::LogToJson { format, pattern, layout, .. } => {
+            logtojson::convert(input, *format, pattern.as_ref(), keys, *layout, out)
+        }
         ProcessorSpec::AddMetadata { metadata, timestamp, layout } => {
             let now = timestamp.then(|| ctx.now());
             text::add_metadata(input, metadata.as_ref(), now, *layout, out)
