@@ -287,3 +287,84 @@ fn a_slowly_written_stack_trace_is_one_record_and_waits_only_for_its_timeout() {
     assert_eq!(a.stop(), 0);
     assert!(a.stderr().contains("records sent 1,"), "{}", a.stderr());
 }
+
+/// CPU-seconds the process has used, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+#[test]
+fn lines_written_to_a_rotated_file_after_it_was_renamed_are_read_before_it_is_let_go() {
+    let mut a = Agent::new("app.log", "", "");
+    let path = a.logs().join("app.log");
+    let mut w = Writer::new(&path, "late");
+    w.write(10);
+    a.start();
+    a.wait_for(&w.written, T);
+    let rotated = a.logs().join("app.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    // the application keeps writing to its old descriptor for a while before it reopens
+    let mut old = Writer::new(&rotated, "old-fd");
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(700));
+        old.write(5);
+    }
+    let mut expected = w.written.clone();
+    expected.extend(old.written.clone());
+    a.wait_for(&expected, T);
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&expected);
+}
+
+#[test]
+fn an_idle_agent_does_not_spin_after_copies_are_deleted() {
+    let mut a = Agent::new("app.log*", "", "");
+    let path = a.logs().join("app.log");
+    let mut w = Writer::new(&path, "c");
+    w.write(1);
+    a.start();
+    a.wait_for(&w.written, T);
+    for i in 0..3 {
+        w.write(200);
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::copy(&path, a.logs().join(format!("app.log.{i}"))).unwrap();
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    }
+    a.wait_for(&w.written, T);
+    for i in 0..3 {
+        std::fs::remove_file(a.logs().join(format!("app.log.{i}"))).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let before = cpu_secs(a.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_secs(a.pid()) - before;
+    assert!(used < 0.3, "the agent used {used} CPU-seconds in 3 idle seconds");
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&w.written);
+}
+
+#[test]
+fn a_flow_whose_files_all_went_away_is_not_a_first_start() {
+    let mut a = Agent::new("*.log", "    initial_position: end_of_file", "");
+    let first = a.logs().join("a.log");
+    std::fs::write(&first, "").unwrap();
+    a.start();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut w = Writer::new(&first, "a");
+    w.write(5);
+    a.wait_for(&w.written, T);
+    std::fs::remove_file(&first).unwrap();
+    std::thread::sleep(Duration::from_secs(5)); // read to its end, let go, its row removed
+    assert_eq!(a.stop(), 0);
+    // written while stopped: a new file, which must be read from its start
+    let mut w2 = Writer::new(&a.logs().join("b.log"), "b");
+    w2.write(20);
+    a.start();
+    let mut all = w.written.clone();
+    all.extend(w2.written.clone());
+    a.wait_for(&all, T);
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&all);
+}
