@@ -124,10 +124,17 @@ fn run(path: &Path) -> Result<ExitCode> {
     let flows = cfg.flows.len();
     let engine = Engine::new(cfg, ctx)?;
     let stop = engine.stopper();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = stop.send(Event::Stop(if sig == signal_hook::consts::SIGTERM { "SIGTERM" } else { "SIGINT" }));
+        for sig in signals.forever() {
+            if sig == SIGHUP {
+                // without a handler SIGHUP would end the agent without sending what it read
+                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; the running configuration is kept");
+                continue;
+            }
+            let _ = stop.send(Event::Stop(if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }));
+            break;
         }
     })?;
     tracing::info!("logferry {} running {flows} flow{}", env!("CARGO_PKG_VERSION"), if flows == 1 { "" } else { "s" });

@@ -284,6 +284,12 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     o.int(ctx, "waitOnFullPublishQueueMillis", 60_000, 1000, 900_000);
     o.int(ctx, "waitOnEmptyPublishQueueMillis", 60_000, 1000, 900_000);
     o.ignore(&["log.emitInternalMetrics", "waitOnFullRetryQueueMillis"]);
+    if flow.file_footer_pattern.is_some() {
+        ctx.warn(
+            &o.key_path("fileFooterPattern"),
+            "is accepted but not applied: logferry reads every file to its end (the Kinesis Agent stops reading a file at its footer and loses the rest of that read)",
+        );
+    }
     if aggregated > 0 && !is_firehose {
         ctx.warn(
             &o.key_path("aggregatedRecordSizeBytes"),

@@ -282,6 +282,9 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }),
         destination,
     };
+    if flow.file_footer_pattern.is_some() {
+        ctx.warn(&o.key_path("file_footer_pattern"), "is accepted but not applied yet: files are read to their end");
+    }
     o.finish(ctx);
     (ctx.errors.len() == before).then_some(flow)
 }
