@@ -55,6 +55,35 @@ pub enum Event {
 }
 
 impl Tail {
+    /// A file about to be read from `start`; header lines are skipped when that is offset 0.
+    #[allow(clippy::too_many_arguments)]
+    fn new(id: u64, key: FileKey, path: PathBuf, target: Option<PathBuf>, file: File, size: u64, start: u64, flow: &Flow) -> Tail {
+        let now = Instant::now();
+        let skip = if start == 0 { flow.skip_header_lines } else { 0 };
+        Tail {
+            id,
+            key,
+            path,
+            target,
+            fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
+            head: head_of(&file, size),
+            file: Some(file),
+            framer: LineFramer::new(start, flow.max_line_bytes),
+            assembler: RecordAssembler::new(flow.assembly.clone(), skip).with_limit(flow.max_line_bytes),
+            acks: AckTracker::new(start),
+            size,
+            last_change: now,
+            last_line: now,
+            orphan: false,
+            missed_scans: 0,
+            awaiting_copy: None,
+            finished: false,
+            sealed: false,
+            dirty: true,
+            read_error_logged: false,
+        }
+    }
+
     /// Has unread bytes that reading can get now.
     fn wants_read(&self) -> bool {
         self.dirty && !self.finished && !self.sealed && self.awaiting_copy.is_none()
@@ -599,7 +628,6 @@ impl Engine {
             tracing::warn!(flow = %f.flow.id, "{} starts like another tailed file but no truncation followed; tailing it as a file of its own", item.path.display());
         }
         f.maybe_copies.remove(&key);
-        let fp = identity::fingerprint(&file, size).unwrap_or_default();
         let start = match f.saved.remove(&key) {
             Some(row) => {
                 let same = row.fingerprint.len <= size
@@ -627,31 +655,8 @@ impl Engine {
         tracing::debug!(flow = %f.flow.id, "tailing {} ({}) from offset {start} of {size}", item.path.display(), key.kinesis_agent_id());
         let id = self.next_tail_id;
         self.next_tail_id += 1;
-        let skip = if start == 0 { f.flow.skip_header_lines } else { 0 };
-        let now = Instant::now();
         let target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
-        let tail = Tail {
-            id,
-            key,
-            path: item.path.clone(),
-            target: target.clone(),
-            head: head_of(&file, size),
-            file: Some(file),
-            fingerprint: fp,
-            framer: LineFramer::new(start, f.flow.max_line_bytes),
-            assembler: RecordAssembler::new(f.flow.assembly.clone(), skip).with_limit(f.flow.max_line_bytes),
-            acks: AckTracker::new(start),
-            size,
-            last_change: now,
-            last_line: now,
-            orphan: false,
-            missed_scans: 0,
-            awaiting_copy: None,
-            finished: false,
-            sealed: false,
-            dirty: true,
-            read_error_logged: false,
-        };
+        let tail = Tail::new(id, key, item.path.clone(), target.clone(), file, size, start, &f.flow);
         self.open_files += 1;
         stage_row(&mut self.store, &f.flow.id, &tail);
         f.tails.insert(id, tail);
@@ -994,29 +999,7 @@ fn truncated(
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let new_id = *next_tail_id;
     *next_tail_id += 1;
-    let now = Instant::now();
-    let tail = Tail {
-        id: new_id,
-        key,
-        path: path.clone(),
-        target: target.clone(),
-        fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
-        head: head_of(&file, size),
-        file: Some(file),
-        framer: LineFramer::new(0, f.flow.max_line_bytes),
-        assembler: RecordAssembler::new(f.flow.assembly.clone(), f.flow.skip_header_lines).with_limit(f.flow.max_line_bytes),
-        acks: AckTracker::new(0),
-        size,
-        last_change: now,
-        last_line: now,
-        orphan: false,
-        missed_scans: 0,
-        awaiting_copy: None,
-        finished: false,
-        sealed: false,
-        dirty: true,
-        read_error_logged: false,
-    };
+    let tail = Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &f.flow);
     stage_row(store, &f.flow.id, &tail);
     f.tails.insert(new_id, tail);
     f.by_key.insert(key, new_id);
