@@ -54,9 +54,7 @@ fn idle_files_release_descriptors_and_are_reopened_on_change() {
         w.write(3);
     }
     let all: Vec<String> = writers.iter().flat_map(|w| w.written.clone()).collect();
-    a.wait_for(&all, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&all);
+    a.finish_exactly_once(&all);
 }
 
 #[test]

@@ -176,9 +176,7 @@ fn kubernetes_symlinked_pod_logs_with_containerd_rotation() {
     std::os::unix::fs::symlink(pod2.join("0.log"), root.join("containers/web-2_default_nginx-def.log")).unwrap();
     let mut all = w.written.clone();
     all.extend(w2.written.clone());
-    a.wait_for(&all, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&all);
+    a.finish_exactly_once(&all);
 }
 
 #[test]

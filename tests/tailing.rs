@@ -24,9 +24,7 @@ fn every_file_of_a_glob_is_tailed_at_once_and_each_line_arrives_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let expected: Vec<String> = writers.iter().flat_map(|w| w.written.clone()).collect();
-    a.wait_for(&expected, T);
-    assert_eq!(a.stop(), 0, "SIGTERM exits 0");
-    a.assert_exactly_once(&expected);
+    a.finish_exactly_once(&expected);
 }
 
 #[test]
@@ -46,9 +44,7 @@ fn rename_and_create_rotation_while_writing_loses_nothing_and_repeats_nothing() 
         std::thread::sleep(Duration::from_millis(30));
     }
     w.write(10);
-    a.wait_for(&w.written, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&w.written);
+    a.finish_exactly_once(&w.written);
 }
 
 #[test]
@@ -71,9 +67,7 @@ fn rotated_file_outside_the_glob_is_read_to_its_end_and_its_unterminated_last_li
     w.written.push(last);
     std::fs::rename(&path, a.logs().join("app.log.1")).unwrap();
     w.write(20);
-    a.wait_for(&w.written, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&w.written);
+    a.finish_exactly_once(&w.written);
 }
 
 #[test]
@@ -92,9 +86,7 @@ fn deleted_while_open_is_read_to_its_end() {
         w.written.push(l);
     }
     drop(f);
-    a.wait_for(&w.written, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&w.written);
+    a.finish_exactly_once(&w.written);
 }
 
 #[test]
@@ -108,9 +100,7 @@ fn truncation_in_place_starts_over() {
     std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     w.write(5);
-    a.wait_for(&w.written, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&w.written);
+    a.finish_exactly_once(&w.written);
 }
 
 #[test]
@@ -128,9 +118,7 @@ fn copytruncate_copy_keeps_its_offset_and_the_original_starts_over() {
         std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
     }
     w.write(10);
-    a.wait_for(&w.written, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&w.written);
+    a.finish_exactly_once(&w.written);
 }
 
 #[test]
@@ -147,9 +135,7 @@ fn restart_resumes_at_the_checkpoint_and_rotation_while_stopped_is_followed() {
     std::fs::rename(&path, a.logs().join("app.log.1")).unwrap();
     w.write(100);
     a.start();
-    a.wait_for(&w.written, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&w.written);
+    a.finish_exactly_once(&w.written);
 }
 
 #[test]
@@ -168,9 +154,7 @@ fn a_file_replaced_while_stopped_is_read_from_the_start() {
     a.start();
     let mut all = w.written.clone();
     all.extend(w2.written.clone());
-    a.wait_for(&all, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&all);
+    a.finish_exactly_once(&all);
 }
 
 #[test]
@@ -189,9 +173,7 @@ fn a_file_rewritten_in_place_while_stopped_is_detected_and_read_from_the_start()
     a.start();
     let mut all = w.written.clone();
     all.extend(w2.written.clone());
-    a.wait_for(&all, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&all);
+    a.finish_exactly_once(&all);
     assert!(a.stderr().contains("is not the file its checkpoint describes"), "{}", a.stderr());
 }
 
@@ -260,9 +242,7 @@ fn end_of_file_start_skips_existing_lines_but_not_a_partial_one_nor_later_files(
     let mut expected = vec!["partial completed".to_string()];
     expected.extend(w2.written.clone());
     expected.extend(later.written.clone());
-    a.wait_for(&expected, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&expected);
+    a.finish_exactly_once(&expected);
 }
 
 #[test]
@@ -313,9 +293,7 @@ fn lines_written_to_a_rotated_file_after_it_was_renamed_are_read_before_it_is_le
     }
     let mut expected = w.written.clone();
     expected.extend(old.written.clone());
-    a.wait_for(&expected, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&expected);
+    a.finish_exactly_once(&expected);
 }
 
 #[test]
@@ -364,9 +342,7 @@ fn a_flow_whose_files_all_went_away_is_not_a_first_start() {
     a.start();
     let mut all = w.written.clone();
     all.extend(w2.written.clone());
-    a.wait_for(&all, T);
-    assert_eq!(a.stop(), 0);
-    a.assert_exactly_once(&all);
+    a.finish_exactly_once(&all);
 }
 
 #[test]

@@ -117,6 +117,14 @@ impl Agent {
         }
     }
 
+    /// Waits for every expected line, stops the agent with SIGTERM (exit status 0) and checks
+    /// that each line arrived exactly once.
+    pub fn finish_exactly_once(&mut self, expected: &[String]) {
+        self.wait_for(expected, Duration::from_secs(60));
+        assert_eq!(self.stop(), 0, "SIGTERM exits 0");
+        self.assert_exactly_once(expected);
+    }
+
     /// Asserts every expected line was delivered exactly once (the agent's log on failure).
     pub fn assert_exactly_once(&self, expected: &[String]) {
         let got = self.delivered();
