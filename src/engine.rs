@@ -191,9 +191,9 @@ impl Engine {
     /// Opens the checkpoint store and prepares every flow; nothing is read yet.
     pub fn new(cfg: Config, ctx: ChainContext) -> anyhow::Result<Engine> {
         for flow in &cfg.flows {
-            if !matches!(flow.destination, Destination::File { .. } | Destination::Stdout) {
+            if matches!(flow.destination, Destination::Kinesis { .. }) {
                 anyhow::bail!(
-                    "flow {}: the {} destination needs the AWS sinks, which this build does not have yet; `logferry check` validates the configuration, `logferry preview` shows the records, and a native configuration with a `file` or `stdout` sink runs",
+                    "flow {}: the {} destination needs the Kinesis Data Streams sink, which this build does not have yet; `logferry check` validates the configuration, `logferry preview` shows the records",
                     flow.id,
                     flow.destination.describe()
                 );
@@ -247,17 +247,36 @@ impl Engine {
             let started = store.meta(&started_key(&flow.id))?.is_some();
             let first_start = !started && saved.is_empty() && imported.is_empty();
             let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
-            let local = match &flow.destination {
-                Destination::File { path } => sink::LocalSink::File(path.clone()),
-                _ => sink::LocalSink::Stdout,
-            };
             let ev = events_tx.clone();
             let flow_id = flow.id.clone();
-            let sink_thread = std::thread::Builder::new().name(format!("sink-{index}")).spawn(move || {
-                sink::run_local(local, index, flow_id, sink_rx, |d| {
-                    let _ = ev.send(Event::Delivered(d));
-                })
-            })?;
+            let on_delivered = move |d| {
+                let _ = ev.send(Event::Delivered(d));
+            };
+            let sink_thread = match &flow.destination {
+                Destination::Firehose { stream, aws } => {
+                    let target = crate::firehose::FirehoseTarget::resolve(
+                        cfg.format,
+                        &cfg.aws,
+                        aws,
+                        stream,
+                        flow.retry_initial_backoff_ms,
+                        flow.retry_max_backoff_ms,
+                    );
+                    tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+                    std::thread::Builder::new()
+                        .name(format!("sink-{index}"))
+                        .spawn(move || crate::firehose::run(target, index, flow_id, sink_rx, on_delivered))?
+                }
+                other => {
+                    let local = match other {
+                        Destination::File { path } => sink::LocalSink::File(path.clone()),
+                        _ => sink::LocalSink::Stdout,
+                    };
+                    std::thread::Builder::new()
+                        .name(format!("sink-{index}"))
+                        .spawn(move || sink::run_local(local, index, flow_id, sink_rx, on_delivered))?
+                }
+            };
             flows.push(FlowState {
                 flow: flow.clone(),
                 discovery,

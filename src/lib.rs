@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod discover;
 pub mod engine;
+pub mod firehose;
 pub mod framing;
 pub mod identity;
 pub mod javaregex;

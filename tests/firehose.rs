@@ -1,0 +1,151 @@
+//! The Firehose sink against moto's server (installed by scripts/test.sh into .venv): an
+//! unmodified agent.json pointed at the emulator; what reaches S3 is compared line by line.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn venv(bin: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(bin);
+    assert!(p.exists(), "{} is missing: scripts/test.sh installs moto into .venv", p.display());
+    p
+}
+
+fn moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(venv("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
+}
+
+fn aws(args: &[&str]) -> Vec<u8> {
+    let helper = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/aws.py");
+    let out = Command::new(venv("python")).arg(helper).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn agent_json(dir: &std::path::Path, endpoint: &str, stream: &str, pattern: &str) -> PathBuf {
+    let p = dir.join("agent.json");
+    std::fs::write(
+        &p,
+        format!(
+            r#"{{
+  "checkpointFile": "{}",
+  "cloudwatch.emitMetrics": false,
+  "firehose.endpoint": "{endpoint}",
+  "awsAccessKeyId": "test",
+  "awsSecretAccessKey": "sEcReT-never-logged",
+  "flows": [{{ "filePattern": "{}", "deliveryStream": "{stream}", "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 1000 }}]
+}}"#,
+            dir.join("checkpoints.db").display(),
+            dir.join(pattern).display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn start(config: &std::path::Path, stderr: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn agent_json_ships_every_line_to_firehose_and_s3_through_rotation() {
+    let m = moto();
+    aws(&[&m.endpoint, "create", "logs-bucket", "logs"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = agent_json(d.path(), &m.endpoint, "logs", "app.log*");
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "fh");
+    w.write(2000);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    for i in 0..3 {
+        w.write(700);
+        std::fs::rename(&path, d.path().join(format!("app.log.{i}"))).unwrap();
+        w.write(300);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got: Vec<String>;
+    loop {
+        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "logs-bucket"])).lines().map(String::from).collect();
+        if got.len() >= w.written.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    assert_exactly_once(&w.written, &got);
+}
+
+#[test]
+fn a_missing_delivery_stream_is_reported_with_the_fix_and_nothing_is_lost() {
+    let m = moto();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = agent_json(d.path(), &m.endpoint, "no-such-stream", "app.log");
+    let mut w = Writer::new(&d.path().join("app.log"), "m");
+    w.write(50);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(&err).unwrap_or_default();
+        if log.contains("ResourceNotFoundException") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(log.contains("no-such-stream") && log.contains("the delivery stream does not exist"), "{log}");
+    assert!(!log.contains("sEcReT-never-logged"), "credentials never appear in the log");
+    // the stream appears: the waiting records go out, none was dropped
+    aws(&[&m.endpoint, "create", "late-bucket", "no-such-stream"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got: Vec<String>;
+    loop {
+        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "late-bucket"])).lines().map(String::from).collect();
+        if got.len() >= w.written.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_exactly_once(&w.written, &got);
+}
