@@ -190,15 +190,6 @@ fn now_secs() -> i64 {
 impl Engine {
     /// Opens the checkpoint store and prepares every flow; nothing is read yet.
     pub fn new(cfg: Config, ctx: ChainContext) -> anyhow::Result<Engine> {
-        for flow in &cfg.flows {
-            if matches!(flow.destination, Destination::Kinesis { .. }) {
-                anyhow::bail!(
-                    "flow {}: the {} destination needs the Kinesis Data Streams sink, which this build does not have yet; `logferry check` validates the configuration, `logferry preview` shows the records",
-                    flow.id,
-                    flow.destination.describe()
-                );
-            }
-        }
         let mut store = Store::open(&cfg.checkpoint_file)?;
         // while running, a locked database must not stall shipping: fail fast and retry later
         store.set_lock_wait(Duration::from_millis(200))?;
@@ -254,18 +245,39 @@ impl Engine {
             };
             let sink_thread = match &flow.destination {
                 Destination::Firehose { stream, aws } => {
-                    let target = crate::firehose::FirehoseTarget::resolve(
+                    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
+                    let target = crate::aws::SinkTarget::resolve(
                         cfg.format,
                         &cfg.aws,
                         aws,
+                        cfg.aws.firehose_endpoint.as_ref(),
+                        None,
+                        Some("us-east-1"),
                         stream,
-                        flow.retry_initial_backoff_ms,
-                        flow.retry_max_backoff_ms,
+                        backoff,
                     );
                     tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
                     std::thread::Builder::new()
                         .name(format!("sink-{index}"))
                         .spawn(move || crate::firehose::run(target, index, flow_id, sink_rx, on_delivered))?
+                }
+                Destination::Kinesis { stream, aws, partition_key } => {
+                    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
+                    let target = crate::aws::SinkTarget::resolve(
+                        cfg.format,
+                        &cfg.aws,
+                        aws,
+                        cfg.aws.kinesis_endpoint.as_ref(),
+                        cfg.aws.kinesis_region.as_ref(),
+                        None,
+                        stream,
+                        backoff,
+                    );
+                    tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+                    let rule = partition_key.clone();
+                    std::thread::Builder::new()
+                        .name(format!("sink-{index}"))
+                        .spawn(move || crate::kinesis::run(target, rule, index, flow_id, sink_rx, on_delivered))?
                 }
                 other => {
                     let local = match other {

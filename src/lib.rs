@@ -7,6 +7,7 @@
 //! modules without run loops; the binary wires them.
 
 pub mod acks;
+pub mod aws;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
@@ -16,6 +17,7 @@ pub mod firehose;
 pub mod framing;
 pub mod identity;
 pub mod javaregex;
+pub mod kinesis;
 pub mod loggen;
 pub mod preview;
 pub mod sink;

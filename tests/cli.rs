@@ -389,18 +389,6 @@ fn native_yaml_typed_output_and_errors() {
 }
 
 #[test]
-fn run_refuses_aws_destinations_plainly_until_the_sinks_exist() {
-    let r = logferry(&["run", "--config", root().join("config-examples/kinesis-agent/agent.json").to_str().unwrap()]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("flow kinesis:yourkinesisstream:/tmp/app.log*: the KinesisStream:yourkinesisstream destination needs the AWS sinks"),
-        "{}",
-        r.stderr
-    );
-}
-
-#[test]
 fn the_built_in_example_runs_without_aws_and_prints_what_it_ships() {
     let d = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("config-examples/demo/access.log"), d.path().join("access.log")).unwrap();

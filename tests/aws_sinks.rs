@@ -1,5 +1,6 @@
-//! The Firehose sink against moto's server (installed by scripts/test.sh into .venv): an
-//! unmodified agent.json pointed at the emulator; what reaches S3 is compared line by line.
+//! The AWS sinks against moto's server (installed by scripts/test.sh into .venv): an unmodified
+//! agent.json pointed at the emulator; what reaches S3 (Firehose) or every shard (Kinesis) is
+//! compared line by line.
 
 mod support;
 
@@ -132,7 +133,7 @@ fn a_missing_delivery_stream_is_reported_with_the_fix_and_nothing_is_lost() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(log.contains("no-such-stream") && log.contains("the delivery stream does not exist"), "{log}");
+    assert!(log.contains("no-such-stream") && log.contains("the stream does not exist in this account and region"), "{log}");
     assert!(!log.contains("sEcReT-never-logged"), "credentials never appear in the log");
     // the stream appears: the waiting records go out, none was dropped
     aws(&[&m.endpoint, "create", "late-bucket", "no-such-stream"]);
@@ -147,5 +148,46 @@ fn a_missing_delivery_stream_is_reported_with_the_fix_and_nothing_is_lost() {
     }
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_exactly_once(&w.written, &got);
+}
+
+#[test]
+fn agent_json_ships_every_line_to_a_kinesis_stream_across_its_shards() {
+    let m = moto();
+    aws(&[&m.endpoint, "kinesis-create", "events", "2"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "kinesis.endpoint": "{}", "kinesis.region": "us-east-1",
+                "awsAccessKeyId": "test", "awsSecretAccessKey": "test",
+                "flows": [{{"filePattern": "{}", "kinesisStream": "events", "partitionKeyOption": "DETERMINISTIC", "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 1000}}]}}"#,
+            d.path().join("checkpoints.db").display(),
+            m.endpoint,
+            d.path().join("app.log*").display()
+        ),
+    )
+    .unwrap();
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "ks");
+    w.write(1500);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    w.write(500);
+    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+    w.write(500);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got: Vec<String>;
+    loop {
+        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "kinesis-read", "events"])).lines().map(String::from).collect();
+        if got.len() >= w.written.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
     assert_exactly_once(&w.written, &got);
 }

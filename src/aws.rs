@@ -1,0 +1,182 @@
+//! What the AWS sinks share: where a flow sends (region, endpoint, credentials, timeouts), the SDK
+//! configuration with every timeout set, backoff with jitter, and error messages that say what to
+//! fix, logged at most once a minute per kind. Credentials never appear in messages.
+
+use crate::config::{AwsSettings, AwsTarget, ConfigFormat};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Where and how one flow sends.
+#[derive(Clone)]
+pub struct SinkTarget {
+    /// Delivery stream or data stream name.
+    pub stream: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub access_key: Option<(String, String)>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl std::fmt::Debug for SinkTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkTarget")
+            .field("stream", &self.stream)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Kinesis Agent endpoint setting: a full URL, or a host name.
+pub fn endpoint_url(s: &str) -> String {
+    if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("https://{s}")
+    }
+}
+
+/// The region named by an AWS host name such as `firehose.eu-west-1.amazonaws.com`.
+pub fn region_of_endpoint(s: &str) -> Option<String> {
+    let host = s.split("://").last()?.split(['/', ':']).next()?;
+    let mut parts = host.split('.');
+    let (_service, region, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    (rest == "amazonaws" && region.contains('-')).then(|| region.to_string())
+}
+
+impl SinkTarget {
+    /// Resolves a flow's target. `global_endpoint` and `global_region` are agent.json's
+    /// `firehose.endpoint` or `kinesis.endpoint` / `kinesis.region`; `kinesis_agent_default` is
+    /// the region agent.json falls back to when nothing says otherwise (us-east-1 for Firehose,
+    /// as the Kinesis Agent does).
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve(
+        format: ConfigFormat,
+        aws: &AwsSettings,
+        target: &AwsTarget,
+        global_endpoint: Option<&String>,
+        global_region: Option<&String>,
+        kinesis_agent_default: Option<&str>,
+        stream: &str,
+        backoff_ms: (u64, u64),
+    ) -> SinkTarget {
+        let endpoint = target.endpoint.clone().or_else(|| global_endpoint.cloned()).map(|e| endpoint_url(&e));
+        let chain = || std::env::var("AWS_REGION").ok().or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+        let region = target
+            .region
+            .clone()
+            .or_else(|| global_region.cloned())
+            .or_else(|| endpoint.as_deref().and_then(region_of_endpoint))
+            .or_else(|| match (format, &endpoint) {
+                (ConfigFormat::KinesisAgent, None) => kinesis_agent_default.map(String::from).or_else(chain),
+                _ => chain(),
+            })
+            .unwrap_or_else(|| "us-east-1".into());
+        SinkTarget {
+            stream: stream.to_string(),
+            region,
+            endpoint,
+            access_key: aws.access_key_id.clone().zip(aws.secret_access_key.as_ref().map(|s| s.0.clone())),
+            connect_timeout: Duration::from_millis(aws.connection_timeout_ms),
+            read_timeout: Duration::from_millis(aws.socket_timeout_ms),
+            initial_backoff: Duration::from_millis(backoff_ms.0),
+            max_backoff: Duration::from_millis(backoff_ms.1),
+        }
+    }
+
+    /// The shared SDK configuration: region, static keys when given (else the default chain),
+    /// and connect, read, attempt and operation timeouts (the SDK's defaults wait forever on a
+    /// server that accepts and never answers).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_config::timeout::TimeoutConfig;
+        let attempt = self.read_timeout + self.connect_timeout;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 3)
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .timeout_config(timeouts);
+        if let Some((id, secret)) = &self.access_key {
+            loader = loader.credentials_provider(aws_sdk_firehose::config::Credentials::new(id, secret, None, None, "agent.json"));
+        }
+        loader.load().await
+    }
+}
+
+/// What to tell an operator about an error code.
+pub fn advice(code: &str) -> &'static str {
+    match code {
+        "ResourceNotFoundException" => "the stream does not exist in this account and region: check its name and the endpoint or region",
+        "AccessDeniedException" | "AccessDenied" => "the credentials may not write to this stream: grant it in the IAM policy",
+        "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId" => {
+            "the credentials are not valid: check the credential chain (environment, profile, role)"
+        }
+        "ServiceUnavailableException" | "ThrottlingException" | "LimitExceededException" | "ProvisionedThroughputExceededException" => {
+            "the service is throttling: backing off"
+        }
+        _ => "retrying with backoff",
+    }
+}
+
+/// `d` ± 30 %, as the Kinesis Agent does; the clock's low bits are random enough to spread a fleet.
+pub fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.7 + (nanos % 600) as f64 / 1000.0)
+}
+
+/// Logs each kind of failure at most once a minute.
+#[derive(Default)]
+pub struct ErrorLog {
+    last: BTreeMap<String, Instant>,
+}
+
+impl ErrorLog {
+    pub fn error(&mut self, flow: &str, stream: &str, call: &str, code: &str, message: &str) {
+        if self.last.get(code).is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            tracing::error!(flow = %flow, stream = %stream, "{call} failed: {code}: {message} — {}; the records wait in the log files", advice(code));
+            self.last.insert(code.to_string(), Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_as_the_kinesis_agent_reads_them() {
+        assert_eq!(endpoint_url("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(endpoint_url("firehose.eu-west-1.amazonaws.com"), "https://firehose.eu-west-1.amazonaws.com");
+        assert_eq!(region_of_endpoint("https://firehose.eu-west-1.amazonaws.com"), Some("eu-west-1".into()));
+        assert_eq!(region_of_endpoint("kinesis.ap-south-2.amazonaws.com:443"), Some("ap-south-2".into()));
+        assert_eq!(region_of_endpoint("http://127.0.0.1:5000"), None);
+    }
+
+    #[test]
+    fn firehose_in_agent_json_defaults_to_us_east_1_and_endpoints_name_their_region() {
+        let aws = AwsSettings::default();
+        let t =
+            SinkTarget::resolve(ConfigFormat::KinesisAgent, &aws, &AwsTarget::default(), None, None, Some("us-east-1"), "s", (100, 1000));
+        assert_eq!(t.region, "us-east-1");
+        let e = "firehose.eu-west-1.amazonaws.com".to_string();
+        let t = SinkTarget::resolve(
+            ConfigFormat::KinesisAgent,
+            &aws,
+            &AwsTarget::default(),
+            Some(&e),
+            None,
+            Some("us-east-1"),
+            "s",
+            (100, 1000),
+        );
+        assert_eq!((t.region.as_str(), t.endpoint.as_deref()), ("eu-west-1", Some("https://firehose.eu-west-1.amazonaws.com")));
+        let own = AwsTarget { region: Some("ca-central-1".into()), ..Default::default() };
+        assert_eq!(SinkTarget::resolve(ConfigFormat::Native, &aws, &own, None, None, None, "s", (1, 1)).region, "ca-central-1");
+    }
+}
