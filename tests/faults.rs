@@ -1,0 +1,187 @@
+//! The Firehose sink against an endpoint that fails on purpose, as no emulator does: per-record
+//! throttling on a share of records, 500s, slow answers and connection resets. It speaks
+//! Firehose's real wire protocol (awsJson1.1 PutRecordBatch) and records what it accepted.
+
+mod support;
+
+use base64::Engine as _;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+#[derive(Default)]
+struct Seen {
+    accepted: Vec<String>,
+    requests: usize,
+    throttled_records: usize,
+    errors_500: usize,
+    slow: usize,
+    resets: usize,
+}
+
+/// Serves PutRecordBatch on a loopback port, failing on purpose.
+fn faulty_firehose() -> (String, Arc<Mutex<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let n = {
+                        let mut g = s.lock().unwrap();
+                        g.requests += 1;
+                        g.requests
+                    };
+                    // the faults, by request number
+                    if n % 11 == 0 {
+                        s.lock().unwrap().resets += 1;
+                        return; // connection closed without an answer
+                    }
+                    if n % 13 == 0 {
+                        s.lock().unwrap().slow += 1;
+                        std::thread::sleep(Duration::from_millis(2500)); // beyond the read timeout
+                        let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
+                        continue;
+                    }
+                    if n % 7 == 0 {
+                        s.lock().unwrap().errors_500 += 1;
+                        let body = br#"{"__type":"ServiceUnavailableException","message":"try again"}"#;
+                        let _ = stream.write_all(format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+                        let _ = stream.write_all(body);
+                        continue;
+                    }
+                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let records = req["Records"].as_array().unwrap();
+                    let mut responses = Vec::new();
+                    let mut failed = 0;
+                    let mut g = s.lock().unwrap();
+                    for (i, r) in records.iter().enumerate() {
+                        // throttle about a quarter of the records, deterministically
+                        if (n * 31 + i * 17) % 4 == 0 {
+                            failed += 1;
+                            g.throttled_records += 1;
+                            responses.push(serde_json::json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
+                        } else {
+                            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+                            for l in String::from_utf8_lossy(&data).lines() {
+                                g.accepted.push(l.to_string());
+                            }
+                            responses.push(serde_json::json!({"RecordId": format!("{n}-{i}")}));
+                        }
+                    }
+                    drop(g);
+                    let out = serde_json::json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": responses}).to_string();
+                    let _ = stream.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{out}",
+                            out.len()
+                        )
+                        .as_bytes(),
+                    );
+                }
+            });
+        }
+    });
+    (endpoint, seen)
+}
+
+#[test]
+fn throttling_500s_slow_answers_and_resets_lose_nothing_and_resend_only_what_failed() {
+    let (endpoint, seen) = faulty_firehose();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "firehose.endpoint": "{endpoint}",
+                "awsAccessKeyId": "test", "awsSecretAccessKey": "test", "socketTimeoutMillis": 1000, "connectionTimeoutMillis": 1000,
+                "flows": [{{"filePattern": "{}", "deliveryStream": "s", "initialPosition": "START_OF_FILE",
+                            "maxBufferAgeMillis": 1000, "maxBufferSizeRecords": 100, "retryInitialBackoffMillis": 20, "retryMaxBackoffMillis": 200}}]}}"#,
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log*").display()
+        ),
+    )
+    .unwrap();
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "f");
+    w.write(1500);
+    let err = d.path().join("agent.err");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    w.write(500);
+    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+    w.write(500);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = seen.lock().unwrap().accepted.len();
+        if n >= w.written.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap();
+    let rss: u64 =
+        rss.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap();
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let g = seen.lock().unwrap();
+    eprintln!(
+        "{} requests, {} records throttled, {} 500s, {} slow answers, {} resets; {} lines accepted for {} written; peak RSS {rss} KiB",
+        g.requests,
+        g.throttled_records,
+        g.errors_500,
+        g.slow,
+        g.resets,
+        g.accepted.len(),
+        w.written.len()
+    );
+    assert!(g.throttled_records > 50 && g.errors_500 > 0 && g.slow > 0 && g.resets > 0, "every fault happened");
+    // accepted exactly once: a record the endpoint took was never sent again
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for l in &g.accepted {
+        *counts.entry(l).or_default() += 1;
+    }
+    assert!(counts.values().all(|&c| c == 1), "a record that succeeded was sent again");
+    assert_exactly_once(&w.written, &g.accepted);
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+}
