@@ -908,10 +908,6 @@ impl Engine {
         while self.in_flight > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!(
-                    "{} bytes were not acknowledged within the shutdown timeout; they are read again at the next start",
-                    self.in_flight
-                );
                 break;
             }
             match self.events.recv_timeout(left) {
@@ -919,6 +915,12 @@ impl Engine {
                 Ok(_) => {}
                 Err(_) => break,
             }
+        }
+        if self.in_flight > 0 {
+            tracing::warn!(
+                "{} bytes were not acknowledged within the shutdown timeout; they are read again at the next start",
+                self.in_flight
+            );
         }
         for f in &mut self.flows {
             f.sink = None;
@@ -933,7 +935,7 @@ impl Engine {
                     let _ = h.join();
                 }
             }
-            tracing::info!(flow = %f.flow.id, "records sent {}, dropped {}, truncated {}, processing errors {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.processing_errors, f.stats.bytes_read);
+            tracing::info!(flow = %f.flow.id, "records handed to the sink {}, dropped {}, truncated {}, processing errors {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.processing_errors, f.stats.bytes_read);
         }
         Ok(stats)
     }

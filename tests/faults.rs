@@ -185,3 +185,92 @@ fn throttling_500s_slow_answers_and_resets_lose_nothing_and_resend_only_what_fai
     assert_exactly_once(&w.written, &g.accepted);
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
 }
+
+/// Answers every call as AWS does for credentials it does not know.
+fn rejecting_firehose() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let out =
+                        br#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+                    let head = format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
+                        out.len()
+                    );
+                    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(out)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+#[test]
+fn bad_credentials_are_reported_once_with_the_fix_and_the_records_wait() {
+    let endpoint = rejecting_firehose();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "firehose.endpoint": "{endpoint}",
+                "awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "wJalrXUtnFEMI-never-logged", "shutdownTimeoutMillis": 1000,
+                "flows": [{{"filePattern": "{}", "deliveryStream": "s", "initialPosition": "START_OF_FILE",
+                            "maxBufferAgeMillis": 1000, "retryInitialBackoffMillis": 20, "retryMaxBackoffMillis": 100}}]}}"#,
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log").display()
+        ),
+    )
+    .unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "c");
+    w.write(10);
+    let err = d.path().join("agent.err");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("UnrecognizedClientException").count(), 1, "logged once, not per attempt: {log}");
+    assert!(log.contains("the credentials are not valid") && log.contains("stream=s"), "{log}");
+    assert!(!log.contains("wJalrXUtnFEMI-never-logged"), "the secret never appears: {log}");
+    assert!(log.contains("were not acknowledged within the shutdown timeout") || log.contains("read again at the next start"), "{log}");
+}

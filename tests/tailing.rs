@@ -265,7 +265,7 @@ fn a_slowly_written_stack_trace_is_one_record_and_waits_only_for_its_timeout() {
         "sent whole after its timeout, without waiting for the next record"
     );
     assert_eq!(a.stop(), 0);
-    assert!(a.stderr().contains("records sent 1,"), "{}", a.stderr());
+    assert!(a.stderr().contains("records handed to the sink 1,"), "{}", a.stderr());
 }
 
 /// CPU-seconds the process has used, from /proc.
