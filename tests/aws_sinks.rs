@@ -191,3 +191,52 @@ fn agent_json_ships_every_line_to_a_kinesis_stream_across_its_shards() {
     assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
     assert_exactly_once(&w.written, &got);
 }
+
+#[test]
+fn aggregated_records_pack_whole_lines_into_fewer_firehose_records() {
+    let m = moto();
+    aws(&[&m.endpoint, "create", "agg-bucket", "agg"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "firehose.endpoint": "{}", "awsAccessKeyId": "test", "awsSecretAccessKey": "test",
+                "flows": [{{"filePattern": "{}", "deliveryStream": "agg", "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 1000, "aggregatedRecordSizeBytes": 4096}}]}}"#,
+            d.path().join("checkpoints.db").display(),
+            m.endpoint,
+            d.path().join("app.log").display()
+        ),
+    )
+    .unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "agg");
+    w.write(1000);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got: Vec<String>;
+    loop {
+        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "agg-bucket"])).lines().map(String::from).collect();
+        if got.len() >= w.written.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_exactly_once(&w.written, &got);
+    assert_eq!(got, w.written, "in file order");
+    let log = std::fs::read_to_string(&err).unwrap();
+    let handed: usize = log
+        .split("records handed to the sink ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    let bytes: usize = w.written.iter().map(|l| l.len() + 1).sum();
+    assert!(
+        handed <= bytes / 4096 + 2 && handed < w.written.len() / 20,
+        "{handed} Firehose records for {} lines ({bytes} bytes)",
+        w.written.len()
+    );
+}
