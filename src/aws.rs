@@ -109,6 +109,18 @@ impl SinkTarget {
     }
 }
 
+/// The batches of one flow, shared by its sink workers: each takes the next batch waiting.
+#[derive(Clone)]
+pub struct SharedBatches(pub std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<crate::sink::Batch>>>);
+
+impl Iterator for SharedBatches {
+    type Item = crate::sink::Batch;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.lock().ok()?.recv().ok()
+    }
+}
+
 /// What to tell an operator about an error code.
 pub fn advice(code: &str) -> &'static str {
     match code {

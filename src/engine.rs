@@ -143,7 +143,7 @@ struct FlowState {
     batch: Batch,
     batch_started: Option<Instant>,
     sink: Option<Sender<Batch>>,
-    sink_thread: Option<std::thread::JoinHandle<()>>,
+    sink_threads: Vec<std::thread::JoinHandle<()>>,
     next_scan: Instant,
     rescan_requested: bool,
     /// New files that start like a tailed file, waiting to see whether they are its copy.
@@ -243,7 +243,7 @@ impl Engine {
             let on_delivered = move |d| {
                 let _ = ev.send(Event::Delivered(d));
             };
-            let sink_thread = match &flow.destination {
+            let sink_threads = match &flow.destination {
                 Destination::Firehose { stream, aws } => {
                     let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
                     let target = crate::aws::SinkTarget::resolve(
@@ -257,9 +257,10 @@ impl Engine {
                         backoff,
                     );
                     tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
-                    std::thread::Builder::new()
-                        .name(format!("sink-{index}"))
-                        .spawn(move || crate::firehose::run(target, index, flow_id, sink_rx, on_delivered))?
+                    spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
+                        let (t, id, d) = (target.clone(), flow_id.clone(), on_delivered.clone());
+                        move || crate::firehose::run(t, index, id, batches, d)
+                    })?
                 }
                 Destination::Kinesis { stream, aws, partition_key } => {
                     let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
@@ -275,18 +276,19 @@ impl Engine {
                     );
                     tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
                     let rule = partition_key.clone();
-                    std::thread::Builder::new()
-                        .name(format!("sink-{index}"))
-                        .spawn(move || crate::kinesis::run(target, rule, index, flow_id, sink_rx, on_delivered))?
+                    spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
+                        let (t, r, id, d) = (target.clone(), rule.clone(), flow_id.clone(), on_delivered.clone());
+                        move || crate::kinesis::run(t, r, index, id, batches, d)
+                    })?
                 }
                 other => {
                     let local = match other {
                         Destination::File { path } => sink::LocalSink::File(path.clone()),
                         _ => sink::LocalSink::Stdout,
                     };
-                    std::thread::Builder::new()
+                    vec![std::thread::Builder::new()
                         .name(format!("sink-{index}"))
-                        .spawn(move || sink::run_local(local, index, flow_id, sink_rx, on_delivered))?
+                        .spawn(move || sink::run_local(local, index, flow_id, sink_rx, on_delivered))?]
                 }
             };
             flows.push(FlowState {
@@ -302,7 +304,7 @@ impl Engine {
                 batch: Batch::default(),
                 batch_started: None,
                 sink: Some(sink_tx),
-                sink_thread: Some(sink_thread),
+                sink_threads,
                 next_scan: Instant::now(),
                 rescan_requested: true,
                 maybe_copies: HashMap::new(),
@@ -931,7 +933,7 @@ impl Engine {
         let stats = self.flows.iter().map(|f| f.stats).collect();
         for f in &mut self.flows {
             if self.in_flight == 0 {
-                if let Some(h) = f.sink_thread.take() {
+                for h in f.sink_threads.drain(..) {
                     let _ = h.join();
                 }
             }
@@ -1067,6 +1069,17 @@ fn row_of(flow: &str, t: &Tail) -> Option<Row> {
         tail,
         updated_at: now_secs(),
     })
+}
+
+/// Starts `n` sink workers that share one flow's batches; `make` builds each worker's body.
+fn spawn_workers<W: FnOnce() + Send + 'static>(
+    index: usize,
+    n: usize,
+    batches: Receiver<Batch>,
+    make: impl Fn(crate::aws::SharedBatches) -> W,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let shared = crate::aws::SharedBatches(std::sync::Arc::new(std::sync::Mutex::new(batches)));
+    (0..n.max(1)).map(|w| std::thread::Builder::new().name(format!("sink-{index}-{w}")).spawn(make(shared.clone()))).collect()
 }
 
 fn started_key(flow: &str) -> String {

@@ -20,10 +20,9 @@ use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use std::collections::BTreeMap;
-use std::sync::mpsc::Receiver;
 
 /// Runs the sink until its channel closes.
-pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: Receiver<Batch>, delivered: impl Fn(Delivered)) {
+pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Iterator<Item = Batch>, delivered: impl Fn(Delivered)) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -21,7 +21,6 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::mpsc::Receiver;
 
 /// PutRecords' limit on a request, data plus partition keys.
 pub const MAX_REQUEST_BYTES: usize = 5 << 20;
@@ -73,7 +72,14 @@ pub fn requests(sizes: &[usize], max_bytes: usize, max_records: usize) -> Vec<Ve
 }
 
 /// Runs the sink until its channel closes.
-pub fn run(target: SinkTarget, rule: PartitionKey, flow: usize, flow_id: String, batches: Receiver<Batch>, delivered: impl Fn(Delivered)) {
+pub fn run(
+    target: SinkTarget,
+    rule: PartitionKey,
+    flow: usize,
+    flow_id: String,
+    batches: impl Iterator<Item = Batch>,
+    delivered: impl Fn(Delivered),
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

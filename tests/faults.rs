@@ -119,17 +119,15 @@ fn faulty_firehose() -> (String, Arc<Mutex<Seen>>) {
 }
 
 #[test]
-fn throttling_500s_slow_answers_and_resets_lose_nothing_and_resend_only_what_failed() {
+fn throttling_500s_slow_answers_and_resets_with_four_requests_in_flight_lose_nothing_and_resend_only_what_failed() {
     let (endpoint, seen) = faulty_firehose();
     let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("agent.json");
+    // native format: four requests in flight at once, acknowledgements still in order
+    let cfg = d.path().join("logferry.yaml");
     std::fs::write(
         &cfg,
         format!(
-            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "firehose.endpoint": "{endpoint}",
-                "awsAccessKeyId": "test", "awsSecretAccessKey": "test", "socketTimeoutMillis": 1000, "connectionTimeoutMillis": 1000,
-                "flows": [{{"filePattern": "{}", "deliveryStream": "s", "initialPosition": "START_OF_FILE",
-                            "maxBufferAgeMillis": 1000, "maxBufferSizeRecords": 100, "retryInitialBackoffMillis": 20, "retryMaxBackoffMillis": 200}}]}}"#,
+            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 100, max_age_ms: 1000}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: '{endpoint}', max_in_flight_requests: 4}}\n",
             d.path().join("checkpoints.db").display(),
             d.path().join("app.log*").display()
         ),

@@ -141,6 +141,8 @@ pub enum PartitionKey {
 /// Per-sink AWS overrides (native format); agent.json sinks inherit the global settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsTarget {
+    /// Requests sent at once for this flow (1 keeps the order of each file's records).
+    pub in_flight_requests: usize,
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub role_arn: Option<String>,

@@ -304,6 +304,7 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
         );
     }
     let aws = |ctx: &mut Ctx| AwsTarget {
+        in_flight_requests: s.int(ctx, "max_in_flight_requests", 1, 1, 64) as usize,
         region: s.str(ctx, "region"),
         endpoint: s.str(ctx, "endpoint"),
         role_arn: s.str(ctx, "role_arn"),
