@@ -14,6 +14,9 @@ pub struct SinkTarget {
     pub region: String,
     pub endpoint: Option<String>,
     pub access_key: Option<(String, String)>,
+    /// A role to assume (ARN and external id), through `sts_endpoint` when set.
+    pub role: Option<(String, Option<String>)>,
+    pub sts_endpoint: Option<String>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub initial_backoff: Duration,
@@ -80,6 +83,12 @@ impl SinkTarget {
             region,
             endpoint,
             access_key: aws.access_key_id.clone().zip(aws.secret_access_key.as_ref().map(|s| s.0.clone())),
+            role: target
+                .role_arn
+                .clone()
+                .map(|r| (r, target.external_id.clone()))
+                .or_else(|| aws.assume_role_arn.clone().map(|r| (r, aws.assume_role_external_id.clone()))),
+            sts_endpoint: aws.sts_endpoint.as_deref().map(endpoint_url),
             connect_timeout: Duration::from_millis(aws.connection_timeout_ms),
             read_timeout: Duration::from_millis(aws.socket_timeout_ms),
             initial_backoff: Duration::from_millis(backoff_ms.0),
@@ -105,7 +114,19 @@ impl SinkTarget {
         if let Some((id, secret)) = &self.access_key {
             loader = loader.credentials_provider(aws_sdk_firehose::config::Credentials::new(id, secret, None, None, "agent.json"));
         }
-        loader.load().await
+        let base = loader.load().await;
+        let Some((role, external_id)) = &self.role else { return base };
+        // the base credentials (chain or static keys) assume the role; STS may have its own endpoint
+        let sts = match &self.sts_endpoint {
+            Some(e) => base.clone().into_builder().endpoint_url(e).build(),
+            None => base.clone(),
+        };
+        let mut b = aws_config::sts::AssumeRoleProvider::builder(role).session_name("logferry").configure(&sts);
+        if let Some(id) = external_id {
+            b = b.external_id(id);
+        }
+        let provider = b.build().await;
+        base.into_builder().credentials_provider(aws_sdk_firehose::config::SharedCredentialsProvider::new(provider)).build()
     }
 }
 

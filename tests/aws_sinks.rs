@@ -240,3 +240,64 @@ fn aggregated_records_pack_whole_lines_into_fewer_firehose_records() {
         w.written.len()
     );
 }
+
+#[test]
+fn assume_role_through_a_custom_sts_endpoint_then_ship() {
+    let m = moto();
+    aws(&[&m.endpoint, "create", "role-bucket", "role-stream"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "firehose.endpoint": "{e}", "sts.endpoint": "{e}",
+                "awsAccessKeyId": "base", "awsSecretAccessKey": "base-secret",
+                "assumeRoleARN": "arn:aws:iam::123456789012:role/shipper", "assumeRoleExternalId": "ext-1",
+                "flows": [{{"filePattern": "{}", "deliveryStream": "role-stream", "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 1000}}]}}"#,
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log").display(),
+            e = m.endpoint
+        ),
+    )
+    .unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "role");
+    w.write(100);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got: Vec<String>;
+    loop {
+        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "role-bucket"])).lines().map(String::from).collect();
+        if got.len() >= w.written.len() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_exactly_once(&w.written, &got);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(!log.contains("ERROR"), "{log}");
+
+    // the role is really used: with STS unreachable nothing can be signed, so nothing is shipped
+    aws(&[&m.endpoint, "create", "no-sts-bucket", "no-sts-stream"]);
+    let d2 = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!(r#""sts.endpoint": "{}""#, m.endpoint), r#""sts.endpoint": "http://127.0.0.1:1""#)
+        .replace("role-stream", "no-sts-stream")
+        .replace(&d.path().display().to_string(), &d2.path().display().to_string());
+    let cfg2 = d2.path().join("agent.json");
+    std::fs::write(&cfg2, text).unwrap();
+    let mut w2 = Writer::new(&d2.path().join("app.log"), "nosts");
+    w2.write(10);
+    let err2 = d2.path().join("agent.err");
+    let mut agent = start(&cfg2, &err2);
+    std::thread::sleep(Duration::from_secs(5));
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    assert!(aws(&[&m.endpoint, "read", "no-sts-bucket"]).is_empty(), "shipped without the role's credentials");
+    let log = std::fs::read_to_string(&err2).unwrap();
+    assert!(log.contains("PutRecordBatch failed"), "{log}");
+    assert!(!log.contains("base-secret"), "{log}");
+}

@@ -162,13 +162,6 @@ fn unknown_keys_are_reported_with_the_closest_known_key() {
         r.stderr
     );
     assert!(r.stderr.contains("`maxBufferAgeMillis`: unknown key"), "a per-flow key at top level is reported: {}", r.stderr);
-    let cfg = write(
-        d.path(),
-        "role.json",
-        r#"{"assumeRoleARN": "arn:aws:iam::1:role/x", "flows": [{ "filePattern": "/var/log/a.log", "deliveryStream": "s" }]}"#,
-    );
-    let r = check(&cfg);
-    assert!(r.stderr.contains("`assumeRoleARN`: is not applied yet"), "what is not built says so: {}", r.stderr);
 }
 
 #[test]

@@ -126,12 +126,6 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
         }
     };
     top.int(ctx, "maxSendingThreads", 2, 1, I);
-    if top.has("assumeRoleARN") {
-        ctx.warn(
-            "assumeRoleARN",
-            "is not applied yet: requests are signed with the default credential chain (or awsAccessKeyId), not the assumed role",
-        );
-    }
     Config {
         path: path.to_path_buf(),
         format: ConfigFormat::KinesisAgent,

@@ -65,12 +65,6 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         None => AwsSettings { connection_timeout_ms: 3_000, socket_timeout_ms: 30_000, ..AwsSettings::default() },
     };
     if let Some(a) = aws_obj {
-        if a.has("role_arn") {
-            ctx.warn(
-                &a.key_path("role_arn"),
-                "is not applied yet: requests are signed with the default credential chain, not the assumed role",
-            );
-        }
         if a.has("access_key_id") != a.has("secret_access_key") {
             ctx.error(&a.path, "access_key_id and secret_access_key go together");
         }
@@ -297,12 +291,6 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
 
 fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
     let ty = s.required_str(ctx, "type")?;
-    if s.has("role_arn") {
-        ctx.warn(
-            &s.key_path("role_arn"),
-            "is not applied yet: requests are signed with the default credential chain, not the assumed role",
-        );
-    }
     let aws = |ctx: &mut Ctx| AwsTarget {
         in_flight_requests: s.int(ctx, "max_in_flight_requests", 1, 1, 64) as usize,
         region: s.str(ctx, "region"),
