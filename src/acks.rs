@@ -65,14 +65,6 @@ impl AckTracker {
     pub fn outstanding(&self) -> usize {
         self.entries.len()
     }
-
-    /// Forgets everything in flight and starts over at `offset` (the file was truncated or
-    /// replaced); acknowledgements for the old pieces are ignored from now on.
-    pub fn reset(&mut self, offset: u64) {
-        self.first_seq += self.entries.len() as u64 + 1;
-        self.entries.clear();
-        self.committed = offset;
-    }
 }
 
 #[cfg(test)]
@@ -93,16 +85,6 @@ mod tests {
         assert_eq!(t.ack(a), Some(130));
         assert_eq!(t.outstanding(), 0);
         assert_eq!(t.ack(a), None, "a repeated ack changes nothing");
-    }
-
-    #[test]
-    fn reset_ignores_old_acks() {
-        let mut t = AckTracker::new(0);
-        let a = t.push(10, false);
-        t.reset(0);
-        assert_eq!(t.ack(a), None);
-        let b = t.push(5, false);
-        assert_eq!(t.ack(b), Some(5));
     }
 
     proptest! {

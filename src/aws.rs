@@ -142,6 +142,52 @@ impl Iterator for SharedBatches {
     }
 }
 
+/// How one request went: per record, in request order, `None` when accepted or the error code;
+/// or the whole call failed.
+pub enum Attempt {
+    Answered(Vec<Option<String>>),
+    Failed { code: String, message: String },
+}
+
+/// Sends the records `pending` (indexes into the caller's batch) until every one was accepted:
+/// after a partial failure only the records that failed go again, and every failure is followed
+/// by a backoff with jitter that doubles up to the target's maximum. Never gives up: the records
+/// wait, as the log files do.
+pub fn send_until_accepted(
+    target: &SinkTarget,
+    flow_id: &str,
+    call: &str,
+    errors: &mut ErrorLog,
+    mut pending: Vec<usize>,
+    mut send: impl FnMut(&[usize]) -> Attempt,
+) {
+    let mut backoff = target.initial_backoff;
+    while !pending.is_empty() {
+        match send(&pending) {
+            Attempt::Answered(results) => {
+                let mut still = Vec::new();
+                let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+                for (&i, r) in pending.iter().zip(&results) {
+                    if let Some(code) = r {
+                        still.push(i);
+                        *codes.entry(code.clone()).or_default() += 1;
+                    }
+                }
+                // an answer shorter than the request: the rest were not accepted
+                still.extend(pending.iter().skip(results.len()).copied());
+                pending = still;
+                if pending.is_empty() {
+                    return;
+                }
+                tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
+            }
+            Attempt::Failed { code, message } => errors.error(flow_id, &target.stream, call, &code, &message),
+        }
+        std::thread::sleep(jitter(backoff));
+        backoff = (backoff * 2).min(target.max_backoff);
+    }
+}
+
 /// What to tell an operator about an error code.
 pub fn advice(code: &str) -> &'static str {
     match code {
@@ -181,6 +227,27 @@ impl ErrorLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target() -> SinkTarget {
+        SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (1, 2))
+    }
+
+    #[test]
+    fn only_failed_records_are_sent_again() {
+        let mut sent: Vec<Vec<usize>> = Vec::new();
+        let mut answers = vec![
+            Attempt::Answered(vec![None, Some("ProvisionedThroughputExceededException".into()), None, Some("InternalFailure".into())]),
+            Attempt::Failed { code: "ServiceUnavailable".into(), message: "x".into() },
+            Attempt::Answered(vec![Some("ThrottlingException".into())]), // shorter than the request
+            Attempt::Answered(vec![None, None]),
+        ]
+        .into_iter();
+        send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), vec![0, 1, 2, 3], |p| {
+            sent.push(p.to_vec());
+            answers.next().expect("no more attempts than answers")
+        });
+        assert_eq!(sent, vec![vec![0, 1, 2, 3], vec![1, 3], vec![1, 3], vec![1, 3]]);
+    }
 
     #[test]
     fn endpoints_as_the_kinesis_agent_reads_them() {

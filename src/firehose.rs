@@ -15,11 +15,10 @@
 //! Not built yet: the dead-letter file for records rejected for good, assume-role, aggregation
 //! statistics.
 
-use crate::aws::{jitter, ErrorLog, SinkTarget};
+use crate::aws::{send_until_accepted, Attempt, ErrorLog, SinkTarget};
 use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
-use std::collections::BTreeMap;
 
 /// Runs the sink until its channel closes.
 pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Iterator<Item = Batch>, delivered: impl Fn(Delivered)) {
@@ -41,40 +40,19 @@ pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Itera
     let mut errors = ErrorLog::default();
     for batch in batches {
         let records: Vec<&[u8]> = batch.records().collect();
-        let mut pending: Vec<usize> = (0..records.len()).collect();
-        let mut backoff = target.initial_backoff;
-        loop {
+        send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, (0..records.len()).collect(), |pending| {
             let request: Vec<Record> = pending.iter().filter_map(|&i| Record::builder().data(Blob::new(records[i])).build().ok()).collect();
-            let result = rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send());
-            match result {
-                Ok(out) => {
-                    let mut still = Vec::new();
-                    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
-                    for (&i, r) in pending.iter().zip(out.request_responses()) {
-                        if let Some(code) = r.error_code() {
-                            still.push(i);
-                            *codes.entry(code.to_string()).or_default() += 1;
-                        }
-                    }
-                    // responses shorter than the request: the rest were not accepted
-                    still.extend(pending.iter().skip(out.request_responses().len()).copied());
-                    pending = still;
-                    if pending.is_empty() {
-                        break;
-                    }
-                    tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
-                }
+            match rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send()) {
+                Ok(out) => Attempt::Answered(out.request_responses().iter().map(|r| r.error_code().map(str::to_string)).collect()),
                 Err(e) => {
                     use aws_sdk_firehose::error::ProvideErrorMetadata;
                     let code = e.code().unwrap_or("network or timeout").to_string();
-                    let msg =
+                    let message =
                         e.message().map(str::to_string).unwrap_or_else(|| aws_sdk_firehose::error::DisplayErrorContext(&e).to_string());
-                    errors.error(&flow_id, &target.stream, "PutRecordBatch", &code, &msg);
+                    Attempt::Failed { code, message }
                 }
             }
-            std::thread::sleep(jitter(backoff));
-            backoff = (backoff * 2).min(target.max_backoff);
-        }
+        });
         delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes });
     }
 }

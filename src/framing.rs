@@ -58,11 +58,6 @@ impl LineFramer {
         self.pending.len()
     }
 
-    /// Start of the unterminated line held, if any.
-    pub fn partial_line_start(&self) -> Option<u64> {
-        self.in_line.then_some(self.line_start)
-    }
-
     pub fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
         let mut i = 0;
         while i < chunk.len() {
@@ -188,11 +183,6 @@ impl RecordAssembler {
     /// True while a multi-line or aggregated record is waiting for more lines.
     pub fn has_pending(&self) -> bool {
         self.has_buf
-    }
-
-    /// Start offset of the waiting record.
-    pub fn pending_start(&self) -> Option<u64> {
-        self.has_buf.then_some(self.buf_start)
     }
 
     pub fn push_line(&mut self, line: Line<'_>, mut emit: impl FnMut(Piece<'_>)) {

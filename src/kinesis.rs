@@ -13,13 +13,12 @@
 //!
 //! Not built yet: KPL aggregation, compression, the dead-letter file.
 
-use crate::aws::{jitter, ErrorLog, SinkTarget};
+use crate::aws::{send_until_accepted, Attempt, ErrorLog, SinkTarget};
 use crate::config::PartitionKey;
 use crate::sink::{Batch, Delivered};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use md5::{Digest, Md5};
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// PutRecords' limit on a request, data plus partition keys.
@@ -108,41 +107,23 @@ pub fn run(
         let records: Vec<&[u8]> = batch.records().collect();
         let keys: Vec<String> = records.iter().map(|r| partition_key(&rule, r, &mut random)).collect();
         let sizes: Vec<usize> = records.iter().zip(&keys).map(|(r, k)| r.len() + k.len()).collect();
-        for mut pending in requests(&sizes, MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS) {
-            let mut backoff = target.initial_backoff;
-            loop {
+        for request in requests(&sizes, MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS) {
+            send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, request, |pending| {
                 let entries: Vec<PutRecordsRequestEntry> = pending
                     .iter()
                     .filter_map(|&i| PutRecordsRequestEntry::builder().data(Blob::new(records[i])).partition_key(&keys[i]).build().ok())
                     .collect();
                 match rt.block_on(client.put_records().stream_name(&target.stream).set_records(Some(entries)).send()) {
-                    Ok(out) => {
-                        let mut still = Vec::new();
-                        let mut codes: BTreeMap<String, usize> = BTreeMap::new();
-                        for (&i, r) in pending.iter().zip(out.records()) {
-                            if let Some(code) = r.error_code() {
-                                still.push(i);
-                                *codes.entry(code.to_string()).or_default() += 1;
-                            }
-                        }
-                        still.extend(pending.iter().skip(out.records().len()).copied());
-                        pending = still;
-                        if pending.is_empty() {
-                            break;
-                        }
-                        tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
-                    }
+                    Ok(out) => Attempt::Answered(out.records().iter().map(|r| r.error_code().map(str::to_string)).collect()),
                     Err(e) => {
                         use aws_sdk_kinesis::error::ProvideErrorMetadata;
                         let code = e.code().unwrap_or("network or timeout").to_string();
-                        let msg =
+                        let message =
                             e.message().map(str::to_string).unwrap_or_else(|| aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string());
-                        errors.error(&flow_id, &target.stream, "PutRecords", &code, &msg);
+                        Attempt::Failed { code, message }
                     }
                 }
-                std::thread::sleep(jitter(backoff));
-                backoff = (backoff * 2).min(target.max_backoff);
-            }
+            });
         }
         delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes });
     }

@@ -10,7 +10,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 /// Which tailed file and which piece of it a record came from.
@@ -37,11 +37,6 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
-    }
-
-    pub fn push(&mut self, record: &[u8], ack: AckRef, budget_bytes: u64) {
-        self.data.extend_from_slice(record);
-        self.commit_record(ack, budget_bytes);
     }
 
     /// Ends a record whose bytes were appended to `data` directly.
@@ -153,6 +148,3 @@ pub fn run_local(sink: LocalSink, flow: usize, flow_id: String, batches: Receive
         }
     }
 }
-
-/// Sends batches to a sink thread.
-pub type BatchSender = Sender<Batch>;

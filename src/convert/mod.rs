@@ -199,10 +199,6 @@ impl ProcessorSpec {
             ProcessorSpec::Filter { include, exclude } => format!("filter ({} include, {} exclude)", include.len(), exclude.len()),
         }
     }
-
-    pub fn needs_ec2_metadata(&self) -> bool {
-        matches!(self, ProcessorSpec::AddEc2Metadata { .. })
-    }
 }
 
 /// Result of one step.
