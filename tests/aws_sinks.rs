@@ -51,6 +51,18 @@ fn aws(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Lines read back with the helper `args` once at least `n` arrived, or after 60 s.
+fn arrived(args: &[&str], n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Vec<String> = String::from_utf8_lossy(&aws(args)).lines().map(String::from).collect();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn agent_json(dir: &std::path::Path, endpoint: &str, stream: &str, pattern: &str) -> PathBuf {
     let p = dir.join("agent.json");
     std::fs::write(
@@ -101,15 +113,7 @@ fn agent_json_ships_every_line_to_firehose_and_s3_through_rotation() {
         w.write(300);
         std::thread::sleep(Duration::from_millis(300));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got: Vec<String>;
-    loop {
-        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "logs-bucket"])).lines().map(String::from).collect();
-        if got.len() >= w.written.len() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let got = arrived(&[&m.endpoint, "read", "logs-bucket"], w.written.len());
     unsafe_kill(agent.id(), "TERM");
     let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
@@ -137,15 +141,7 @@ fn a_missing_delivery_stream_is_reported_with_the_fix_and_nothing_is_lost() {
     assert!(!log.contains("sEcReT-never-logged"), "credentials never appear in the log");
     // the stream appears: the waiting records go out, none was dropped
     aws(&[&m.endpoint, "create", "late-bucket", "no-such-stream"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got: Vec<String>;
-    loop {
-        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "late-bucket"])).lines().map(String::from).collect();
-        if got.len() >= w.written.len() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let got = arrived(&[&m.endpoint, "read", "late-bucket"], w.written.len());
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_exactly_once(&w.written, &got);
@@ -177,15 +173,7 @@ fn agent_json_ships_every_line_to_a_kinesis_stream_across_its_shards() {
     w.write(500);
     std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
     w.write(500);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got: Vec<String>;
-    loop {
-        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "kinesis-read", "events"])).lines().map(String::from).collect();
-        if got.len() >= w.written.len() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let got = arrived(&[&m.endpoint, "kinesis-read", "events"], w.written.len());
     unsafe_kill(agent.id(), "TERM");
     let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
@@ -213,15 +201,7 @@ fn aggregated_records_pack_whole_lines_into_fewer_firehose_records() {
     w.write(1000);
     let err = d.path().join("agent.err");
     let mut agent = start(&cfg, &err);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got: Vec<String>;
-    loop {
-        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "agg-bucket"])).lines().map(String::from).collect();
-        if got.len() >= w.written.len() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let got = arrived(&[&m.endpoint, "read", "agg-bucket"], w.written.len());
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_exactly_once(&w.written, &got);
@@ -264,15 +244,7 @@ fn assume_role_through_a_custom_sts_endpoint_then_ship() {
     w.write(100);
     let err = d.path().join("agent.err");
     let mut agent = start(&cfg, &err);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got: Vec<String>;
-    loop {
-        got = String::from_utf8_lossy(&aws(&[&m.endpoint, "read", "role-bucket"])).lines().map(String::from).collect();
-        if got.len() >= w.written.len() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let got = arrived(&[&m.endpoint, "read", "role-bucket"], w.written.len());
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_exactly_once(&w.written, &got);

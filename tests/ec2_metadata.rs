@@ -1,76 +1,36 @@
 //! ADDEC2METADATA against a local endpoint that speaks the instance metadata service's IMDSv2
 //! protocol: a session token from `PUT /latest/api/token`, then GETs that must carry it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+mod support;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use support::http;
 
 /// Serves IMDSv2 on a loopback port; counts requests that came without a valid token.
 fn start_imds() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
     let tokenless = Arc::new(AtomicUsize::new(0));
     let t = tokenless.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let t = t.clone();
-            std::thread::spawn(move || loop {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let mut token = None;
-                let mut ttl = None;
-                let mut len = 0usize;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    let (k, v) = h.split_once(':').unwrap();
-                    match k.to_ascii_lowercase().as_str() {
-                        "x-aws-ec2-metadata-token" => token = Some(v.trim().to_string()),
-                        "x-aws-ec2-metadata-token-ttl-seconds" => ttl = Some(v.trim().to_string()),
-                        "content-length" => len = v.trim().parse().unwrap(),
-                        _ => {}
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let mut parts = request_line.split_whitespace();
-                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let (status, body) = match (method, path) {
-                    ("PUT", "/latest/api/token") if ttl.is_some() => ("200 OK", "TOKEN-123".to_string()),
-                    ("GET", _) if token.as_deref() != Some("TOKEN-123") => {
-                        t.fetch_add(1, Ordering::SeqCst);
-                        ("401 Unauthorized", String::new())
-                    }
-                    ("GET", "/latest/dynamic/instance-identity/document") => (
-                        "200 OK",
-                        r#"{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"eu-west-1b","imageId":"ami-0abc","instanceId":"i-0123456789abcdef0","instanceType":"m5.large","privateIp":"10.1.2.3","region":"eu-west-1"}"#.to_string(),
-                    ),
-                    ("GET", "/latest/meta-data/tags/instance") => ("200 OK", "Name\nTeam".to_string()),
-                    ("GET", "/latest/meta-data/tags/instance/Name") => ("200 OK", "web-1".to_string()),
-                    ("GET", "/latest/meta-data/tags/instance/Team") => ("200 OK", "Payments".to_string()),
-                    _ => ("404 Not Found", String::new()),
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nX-Aws-Ec2-Metadata-Token-Ttl-Seconds: 21600\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(resp.as_bytes()).is_err() {
-                    return;
-                }
-            });
-        }
+    let endpoint = http::serve(move |req| {
+        let (status, body) = match (req.method.as_str(), req.path.as_str()) {
+            ("PUT", "/latest/api/token") if req.header("x-aws-ec2-metadata-token-ttl-seconds").is_some() => ("200 OK", "TOKEN-123"),
+            ("GET", _) if req.header("x-aws-ec2-metadata-token") != Some("TOKEN-123") => {
+                t.fetch_add(1, Ordering::SeqCst);
+                ("401 Unauthorized", "")
+            }
+            ("GET", "/latest/dynamic/instance-identity/document") => (
+                "200 OK",
+                r#"{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"eu-west-1b","imageId":"ami-0abc","instanceId":"i-0123456789abcdef0","instanceType":"m5.large","privateIp":"10.1.2.3","region":"eu-west-1"}"#,
+            ),
+            ("GET", "/latest/meta-data/tags/instance") => ("200 OK", "Name\nTeam"),
+            ("GET", "/latest/meta-data/tags/instance/Name") => ("200 OK", "web-1"),
+            ("GET", "/latest/meta-data/tags/instance/Team") => ("200 OK", "Payments"),
+            _ => ("404 Not Found", ""),
+        };
+        Some(http::response(status, &[("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")], body.as_bytes()))
     });
-    (addr, tokenless)
+    (endpoint, tokenless)
 }
 
 #[test]

@@ -6,11 +6,10 @@ mod support;
 
 use base64::Engine as _;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::http;
 use support::*;
 
 #[derive(Default)]
@@ -25,95 +24,51 @@ struct Seen {
 
 /// Serves PutRecordBatch on a loopback port, failing on purpose.
 fn faulty_firehose() -> (String, Arc<Mutex<Seen>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let s = s.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut len = 0;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let h = h.trim_end();
-                        if h.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap();
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let n = {
-                        let mut g = s.lock().unwrap();
-                        g.requests += 1;
-                        g.requests
-                    };
-                    // the faults, by request number
-                    if n % 11 == 0 {
-                        s.lock().unwrap().resets += 1;
-                        return; // connection closed without an answer
-                    }
-                    if n % 13 == 0 {
-                        s.lock().unwrap().slow += 1;
-                        std::thread::sleep(Duration::from_millis(2500)); // beyond the read timeout
-                        let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
-                        continue;
-                    }
-                    if n % 7 == 0 {
-                        s.lock().unwrap().errors_500 += 1;
-                        let body = br#"{"__type":"ServiceUnavailableException","message":"try again"}"#;
-                        let _ = stream.write_all(format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
-                        let _ = stream.write_all(body);
-                        continue;
-                    }
-                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    let records = req["Records"].as_array().unwrap();
-                    let mut responses = Vec::new();
-                    let mut failed = 0;
-                    let mut g = s.lock().unwrap();
-                    for (i, r) in records.iter().enumerate() {
-                        // throttle about a quarter of the records, deterministically
-                        if (n * 31 + i * 17) % 4 == 0 {
-                            failed += 1;
-                            g.throttled_records += 1;
-                            responses.push(serde_json::json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
-                        } else {
-                            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
-                            for l in String::from_utf8_lossy(&data).lines() {
-                                g.accepted.push(l.to_string());
-                            }
-                            responses.push(serde_json::json!({"RecordId": format!("{n}-{i}")}));
-                        }
-                    }
-                    drop(g);
-                    let out = serde_json::json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": responses}).to_string();
-                    let _ = stream.write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{out}",
-                            out.len()
-                        )
-                        .as_bytes(),
-                    );
-                }
-            });
+    let json = [("Content-Type", "application/x-amz-json-1.1")];
+    let endpoint = http::serve(move |req| {
+        let n = {
+            let mut g = s.lock().unwrap();
+            g.requests += 1;
+            g.requests
+        };
+        // the faults, by request number
+        if n % 11 == 0 {
+            s.lock().unwrap().resets += 1;
+            return None; // connection closed without an answer
         }
+        if n % 13 == 0 {
+            s.lock().unwrap().slow += 1;
+            std::thread::sleep(Duration::from_millis(2500)); // beyond the read timeout
+            return Some(http::response("500 Internal Server Error", &[], b""));
+        }
+        if n % 7 == 0 {
+            s.lock().unwrap().errors_500 += 1;
+            return Some(http::response(
+                "500 Internal Server Error",
+                &json,
+                br#"{"__type":"ServiceUnavailableException","message":"try again"}"#,
+            ));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let mut responses = Vec::new();
+        let mut failed = 0;
+        let mut g = s.lock().unwrap();
+        for (i, r) in body["Records"].as_array().unwrap().iter().enumerate() {
+            // throttle about a quarter of the records, deterministically
+            if (n * 31 + i * 17) % 4 == 0 {
+                failed += 1;
+                g.throttled_records += 1;
+                responses.push(serde_json::json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
+            } else {
+                let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+                g.accepted.extend(String::from_utf8_lossy(&data).lines().map(String::from));
+                responses.push(serde_json::json!({"RecordId": format!("{n}-{i}")}));
+            }
+        }
+        let out = serde_json::json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": responses}).to_string();
+        Some(http::response("200 OK", &json, out.as_bytes()))
     });
     (endpoint, seen)
 }
@@ -186,52 +141,10 @@ fn throttling_500s_slow_answers_and_resets_with_four_requests_in_flight_lose_not
 
 /// Answers every call as AWS does for credentials it does not know.
 fn rejecting_firehose() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut len = 0;
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let h = h.trim_end();
-                        if h.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap();
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let out =
-                        br#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
-                    let head = format!(
-                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
-                        out.len()
-                    );
-                    if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(out)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    endpoint
+    http::serve(|_| {
+        let body = br#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+        Some(http::response("400 Bad Request", &[("Content-Type", "application/x-amz-json-1.1")], body))
+    })
 }
 
 #[test]

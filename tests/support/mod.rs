@@ -2,6 +2,8 @@
 //! lines, and comparison of what was written with what was delivered.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
