@@ -15,11 +15,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# moto's server (AWS emulator) and boto3 for the AWS sink tests, in a git-ignored virtualenv
-if [ ! -x .venv/bin/moto_server ]; then
-  echo "installing moto[server] into .venv for the tests"
+# moto's server (AWS emulator), boto3 and the KPL's de-aggregation library for the AWS sink
+# tests, in a git-ignored virtualenv
+if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c 'import aws_kinesis_agg' 2>/dev/null; then
+  echo "installing moto[server] and aws-kinesis-agg into .venv for the tests"
   python3 -m venv .venv
-  .venv/bin/pip install -q 'moto[server]'
+  .venv/bin/pip install -q 'moto[server]' 'aws-kinesis-agg'
+fi
+
+# kinesalite (Kinesis emulator) from npm, in a git-ignored folder
+if [ ! -d .tools/kinesalite/node_modules/kinesalite ]; then
+  echo "installing kinesalite into .tools/kinesalite for the tests"
+  mkdir -p .tools/kinesalite
+  npm install --silent --no-audit --no-fund --prefix .tools/kinesalite kinesalite@3.3.3 >/dev/null
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

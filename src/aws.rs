@@ -2,8 +2,13 @@
 //! configuration with every timeout set, backoff with jitter, and error messages that say what to
 //! fix, logged at most once a minute per kind. Credentials never appear in messages.
 
-use crate::config::{AwsSettings, AwsTarget, ConfigFormat};
+use crate::config::{AwsSettings, AwsTarget, Compression, ConfigFormat};
+pub use crate::deadletter::Rejected;
+use crate::sink::{Batch, Delivered};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Where and how one flow sends.
@@ -21,6 +26,10 @@ pub struct SinkTarget {
     pub read_timeout: Duration,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Per-record compression before sending.
+    pub compression: Compression,
+    /// Where records rejected for good are written (set by the engine for each flow).
+    pub dead_letter: PathBuf,
 }
 
 impl std::fmt::Debug for SinkTarget {
@@ -93,6 +102,8 @@ impl SinkTarget {
             read_timeout: Duration::from_millis(aws.socket_timeout_ms),
             initial_backoff: Duration::from_millis(backoff_ms.0),
             max_backoff: Duration::from_millis(backoff_ms.1),
+            compression: target.compression,
+            dead_letter: target.dead_letter_file.clone().unwrap_or_default(),
         }
     }
 
@@ -142,50 +153,131 @@ impl Iterator for SharedBatches {
     }
 }
 
-/// How one request went: per record, in request order, `None` when accepted or the error code;
-/// or the whole call failed.
+/// How one request went: per record, in request order, `None` when accepted or the error code
+/// and message; or the whole call failed.
 pub enum Attempt {
-    Answered(Vec<Option<String>>),
+    Answered(Vec<Option<(String, String)>>),
     Failed { code: String, message: String },
 }
 
-/// Sends the records `pending` (indexes into the caller's batch) until every one was accepted:
-/// after a partial failure only the records that failed go again, and every failure is followed
-/// by a backoff with jitter that doubles up to the target's maximum. Never gives up: the records
-/// wait, as the log files do.
+/// Whether a service's error code says the record (or request) is invalid: sending it again
+/// would fail again. Stream names are checked at load, so such an answer is about the data.
+pub fn is_invalid_record(code: &str) -> bool {
+    matches!(code, "InvalidArgumentException" | "ValidationException")
+}
+
+/// Sends the records `pending` (indexes into the caller's batch) until every one was accepted or
+/// rejected for good, and returns the rejected ones. After a partial failure only the records
+/// that failed go again; every failure is followed by a backoff with jitter that doubles up to
+/// the target's maximum. A record the service calls invalid is rejected; a whole request called
+/// invalid is halved until the invalid records are alone. Anything else never gives up: the
+/// records wait, as the log files do.
 pub fn send_until_accepted(
     target: &SinkTarget,
     flow_id: &str,
     call: &str,
     errors: &mut ErrorLog,
-    mut pending: Vec<usize>,
+    pending: Vec<usize>,
     mut send: impl FnMut(&[usize]) -> Attempt,
+) -> Vec<Rejected> {
+    let mut rejected = Vec::new();
+    // groups still to send, the next one last
+    let mut groups = vec![pending];
+    while let Some(mut pending) = groups.pop() {
+        let mut backoff = target.initial_backoff;
+        while !pending.is_empty() {
+            match send(&pending) {
+                Attempt::Answered(results) => {
+                    let mut still = Vec::new();
+                    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+                    let mut results = results.into_iter();
+                    for &i in &pending {
+                        match results.next() {
+                            Some(None) => {}
+                            Some(Some((code, message))) if is_invalid_record(&code) => {
+                                errors.error(flow_id, &target.stream, call, &code, &message);
+                                rejected.push(Rejected { record: i, code, message });
+                            }
+                            Some(Some((code, _))) => {
+                                still.push(i);
+                                *codes.entry(code).or_default() += 1;
+                            }
+                            // an answer shorter than the request: the rest were not accepted
+                            None => still.push(i),
+                        }
+                    }
+                    pending = still;
+                    if pending.is_empty() {
+                        break;
+                    }
+                    tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
+                }
+                Attempt::Failed { code, message } if is_invalid_record(&code) => {
+                    errors.error(flow_id, &target.stream, call, &code, &message);
+                    if pending.len() == 1 {
+                        rejected.push(Rejected { record: pending[0], code, message });
+                    } else {
+                        let second = pending.split_off(pending.len() / 2);
+                        groups.push(second);
+                        groups.push(pending);
+                    }
+                    break;
+                }
+                Attempt::Failed { code, message } => errors.error(flow_id, &target.stream, call, &code, &message),
+            }
+            std::thread::sleep(jitter(backoff));
+            backoff = (backoff * 2).min(target.max_backoff);
+        }
+    }
+    rejected.sort_by_key(|r| r.record);
+    rejected
+}
+
+/// A record as it is sent: compressed when the flow asks for it.
+pub fn encode_record(compression: Compression, record: &[u8]) -> Cow<'_, [u8]> {
+    match compression {
+        Compression::None => Cow::Borrowed(record),
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(record.len() / 4 + 64), flate2::Compression::default());
+            e.write_all(record).expect("writing to a Vec cannot fail");
+            Cow::Owned(e.finish().expect("writing to a Vec cannot fail"))
+        }
+        Compression::Zstd => Cow::Owned(zstd::bulk::compress(record, 3).expect("compressing a buffer in memory cannot fail")),
+    }
+}
+
+/// Ends a batch: the records rejected for good are written to the dead-letter file (retried
+/// until that works: until then nothing is acknowledged), then the batch is reported delivered.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_batch(
+    target: &SinkTarget,
+    flow: usize,
+    flow_id: &str,
+    destination: &str,
+    errors: &mut ErrorLog,
+    batch: Batch,
+    rejected: &[Rejected],
+    delivered: &impl Fn(Delivered),
 ) {
     let mut backoff = target.initial_backoff;
-    while !pending.is_empty() {
-        match send(&pending) {
-            Attempt::Answered(results) => {
-                let mut still = Vec::new();
-                let mut codes: BTreeMap<String, usize> = BTreeMap::new();
-                for (&i, r) in pending.iter().zip(&results) {
-                    if let Some(code) = r {
-                        still.push(i);
-                        *codes.entry(code.clone()).or_default() += 1;
-                    }
+    while !rejected.is_empty() {
+        match crate::deadletter::write(&target.dead_letter, flow_id, destination, &batch, rejected) {
+            Ok(()) => {
+                if errors.due("dead-letter") {
+                    tracing::error!(flow = %flow_id, stream = %target.stream, "{} records rejected as invalid were written to the dead-letter file {} (further ones are written without this message for a minute)", rejected.len(), target.dead_letter.display());
                 }
-                // an answer shorter than the request: the rest were not accepted
-                still.extend(pending.iter().skip(results.len()).copied());
-                pending = still;
-                if pending.is_empty() {
-                    return;
-                }
-                tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
+                break;
             }
-            Attempt::Failed { code, message } => errors.error(flow_id, &target.stream, call, &code, &message),
+            Err(e) => {
+                if errors.due("dead-letter-write") {
+                    tracing::error!(flow = %flow_id, "cannot write the dead-letter file {}: {e}; retrying, the records wait in the log files", target.dead_letter.display());
+                }
+                std::thread::sleep(jitter(backoff));
+                backoff = (backoff * 2).min(target.max_backoff);
+            }
         }
-        std::thread::sleep(jitter(backoff));
-        backoff = (backoff * 2).min(target.max_backoff);
     }
+    delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes, dead_lettered: rejected.len() as u64 });
 }
 
 /// What to tell an operator about an error code.
@@ -195,6 +287,9 @@ pub fn advice(code: &str) -> &'static str {
         "AccessDeniedException" | "AccessDenied" => "the credentials may not write to this stream: grant it in the IAM policy",
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId" => {
             "the credentials are not valid: check the credential chain (environment, profile, role)"
+        }
+        "InvalidArgumentException" | "ValidationException" => {
+            "the service rejects the record as invalid; it goes to the dead-letter file and the flow moves on"
         }
         "ServiceUnavailableException" | "ThrottlingException" | "LimitExceededException" | "ProvisionedThroughputExceededException" => {
             "the service is throttling: backing off"
@@ -216,10 +311,19 @@ pub struct ErrorLog {
 }
 
 impl ErrorLog {
+    /// Whether a message of this kind may be logged now (then not again for a minute).
+    pub fn due(&mut self, kind: &str) -> bool {
+        let due = self.last.get(kind).is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+        if due {
+            self.last.insert(kind.to_string(), Instant::now());
+        }
+        due
+    }
+
     pub fn error(&mut self, flow: &str, stream: &str, call: &str, code: &str, message: &str) {
-        if self.last.get(code).is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            tracing::error!(flow = %flow, stream = %stream, "{call} failed: {code}: {message} — {}; the records wait in the log files", advice(code));
-            self.last.insert(code.to_string(), Instant::now());
+        if self.due(code) {
+            let fate = if is_invalid_record(code) { "" } else { "; the records wait in the log files" };
+            tracing::error!(flow = %flow, stream = %stream, "{call} failed: {code}: {message} — {}{fate}", advice(code));
         }
     }
 }
@@ -232,21 +336,70 @@ mod tests {
         SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (1, 2))
     }
 
+    fn code(c: &str) -> Option<(String, String)> {
+        Some((c.into(), "m".into()))
+    }
+
     #[test]
     fn only_failed_records_are_sent_again() {
         let mut sent: Vec<Vec<usize>> = Vec::new();
         let mut answers = vec![
-            Attempt::Answered(vec![None, Some("ProvisionedThroughputExceededException".into()), None, Some("InternalFailure".into())]),
+            Attempt::Answered(vec![None, code("ProvisionedThroughputExceededException"), None, code("InternalFailure")]),
             Attempt::Failed { code: "ServiceUnavailable".into(), message: "x".into() },
-            Attempt::Answered(vec![Some("ThrottlingException".into())]), // shorter than the request
+            Attempt::Answered(vec![code("ThrottlingException")]), // shorter than the request
             Attempt::Answered(vec![None, None]),
         ]
         .into_iter();
-        send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), vec![0, 1, 2, 3], |p| {
+        let rejected = send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), vec![0, 1, 2, 3], |p| {
             sent.push(p.to_vec());
             answers.next().expect("no more attempts than answers")
         });
         assert_eq!(sent, vec![vec![0, 1, 2, 3], vec![1, 3], vec![1, 3], vec![1, 3]]);
+        assert!(rejected.is_empty());
+    }
+
+    #[test]
+    fn invalid_records_are_rejected_and_an_invalid_request_is_halved_until_they_are_alone() {
+        // records 2 and 5 are invalid; the service rejects a whole request that holds one
+        let invalid = [2usize, 5];
+        let mut sent: Vec<Vec<usize>> = Vec::new();
+        let rejected = send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), (0..8).collect(), |p| {
+            sent.push(p.to_vec());
+            if p.iter().any(|i| invalid.contains(i)) {
+                Attempt::Failed { code: "ValidationException".into(), message: "record too large".into() }
+            } else {
+                Attempt::Answered(vec![None; p.len()])
+            }
+        });
+        assert_eq!(rejected.iter().map(|r| r.record).collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(rejected[0].message, "record too large");
+        let accepted: Vec<usize> = sent.iter().filter(|p| !p.iter().any(|i| invalid.contains(i))).flatten().copied().collect::<Vec<_>>();
+        assert_eq!(accepted, vec![0, 1, 3, 4, 6, 7], "every valid record accepted once, in order");
+        // a per-record rejection needs no halving
+        let rejected = send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), vec![0, 1], |p| {
+            Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect())
+        });
+        assert_eq!(rejected, vec![Rejected { record: 1, code: "InvalidArgumentException".into(), message: "m".into() }]);
+    }
+
+    #[test]
+    fn compressed_records_decompress_to_the_original() {
+        use std::io::Read;
+        let record = b"{\"message\":\"hello hello hello hello hello\"}\n".repeat(20);
+        assert_eq!(encode_record(Compression::None, &record), &record[..]);
+        let gz = encode_record(Compression::Gzip, &record);
+        assert!(gz.len() < record.len() / 4);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, record);
+        let zs = encode_record(Compression::Zstd, &record);
+        assert!(zs.len() < record.len() / 4);
+        assert_eq!(zstd::stream::decode_all(&zs[..]).unwrap(), record);
+        // incompressible data grows by no more than the room the flow keeps for it
+        let noise: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            assert!(encode_record(c, &noise).len() <= noise.len() + c.worst_case_growth(noise.len()));
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@
 
 use crate::acks::AckTracker;
 use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
-use crate::config::{Config, Destination, Flow, InitialPosition};
+use crate::config::{Config, Destination, Flow, InitialPosition, Oversized};
 use crate::convert::{Chain, ChainContext, Outcome};
 use crate::discover::{Discovery, Found};
 use crate::framing::{truncate_record_from, LineFramer, Piece, RecordAssembler};
@@ -140,9 +140,7 @@ struct FlowState {
     imported: HashMap<FileKey, u64>,
     first_start: bool,
     initial_scan_done: bool,
-    batch: Batch,
-    batch_started: Option<Instant>,
-    sink: Option<Sender<Batch>>,
+    out: Outbox,
     sink_threads: Vec<std::thread::JoinHandle<()>>,
     next_scan: Instant,
     rescan_requested: bool,
@@ -158,6 +156,10 @@ pub struct FlowStats {
     pub records: u64,
     pub dropped: u64,
     pub truncated: u64,
+    /// Records longer than the destination takes, sent in pieces.
+    pub split: u64,
+    /// Records a service rejected for good, written to the dead-letter file.
+    pub dead_lettered: u64,
     pub processing_errors: u64,
     pub runaway_lines: u64,
     pub bytes_read: u64,
@@ -246,7 +248,7 @@ impl Engine {
             let sink_threads = match &flow.destination {
                 Destination::Firehose { stream, aws } => {
                     let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-                    let target = crate::aws::SinkTarget::resolve(
+                    let mut target = crate::aws::SinkTarget::resolve(
                         cfg.format,
                         &cfg.aws,
                         aws,
@@ -256,15 +258,16 @@ impl Engine {
                         stream,
                         backoff,
                     );
+                    target.dead_letter = dead_letter_path(&cfg, flow, aws);
                     tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
                     spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
                         let (t, id, d) = (target.clone(), flow_id.clone(), on_delivered.clone());
                         move || crate::firehose::run(t, index, id, batches, d)
                     })?
                 }
-                Destination::Kinesis { stream, aws, partition_key } => {
+                Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
                     let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-                    let target = crate::aws::SinkTarget::resolve(
+                    let mut target = crate::aws::SinkTarget::resolve(
                         cfg.format,
                         &cfg.aws,
                         aws,
@@ -274,11 +277,16 @@ impl Engine {
                         stream,
                         backoff,
                     );
+                    target.dead_letter = dead_letter_path(&cfg, flow, aws);
                     tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
-                    let rule = partition_key.clone();
+                    let options = crate::kinesis::KinesisOptions {
+                        partition_key: partition_key.clone(),
+                        kpl_aggregate_bytes: *kpl_aggregate_bytes,
+                        limits: *limits,
+                    };
                     spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
-                        let (t, r, id, d) = (target.clone(), rule.clone(), flow_id.clone(), on_delivered.clone());
-                        move || crate::kinesis::run(t, r, index, id, batches, d)
+                        let (t, o, id, d) = (target.clone(), options.clone(), flow_id.clone(), on_delivered.clone());
+                        move || crate::kinesis::run(t, o, index, id, batches, d)
                     })?
                 }
                 other => {
@@ -301,9 +309,7 @@ impl Engine {
                 imported,
                 first_start,
                 initial_scan_done: false,
-                batch: Batch::default(),
-                batch_started: None,
-                sink: Some(sink_tx),
+                out: Outbox { batch: Batch::default(), started: None, sink: Some(sink_tx) },
                 sink_threads,
                 next_scan: Instant::now(),
                 rescan_requested: true,
@@ -384,7 +390,7 @@ impl Engine {
         let mut d = now + Duration::from_secs(60);
         for f in &self.flows {
             d = d.min(if f.rescan_requested { now + RESCAN_DEBOUNCE } else { f.next_scan });
-            if let Some(s) = f.batch_started {
+            if let Some(s) = f.out.started {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
             }
             for t in f.tails.values() {
@@ -449,6 +455,7 @@ impl Engine {
     fn delivered(&mut self, d: Delivered) {
         self.in_flight = self.in_flight.saturating_sub(d.budget_bytes);
         let flow = &mut self.flows[d.flow];
+        flow.stats.dead_lettered += d.dead_lettered;
         let mut moved = HashSet::new();
         for a in d.acks {
             if let Some(t) = flow.tails.get_mut(&a.tail) {
@@ -714,7 +721,7 @@ impl Engine {
         let budget = self.cfg.max_bytes_in_flight;
         let Engine { flows, store, buf, in_flight, open_files, next_tail_id, path_index, .. } = self;
         let f = &mut flows[fi];
-        let FlowState { flow, chain, batch, batch_started, sink, stats, tails, rescan_requested, .. } = &mut *f;
+        let FlowState { flow, chain, out, stats, tails, rescan_requested, .. } = &mut *f;
         let t = tails.get_mut(&id).expect("tail");
         if t.file.is_none() {
             // the path may hold another file now; a rotated-away file is looked for by identity
@@ -771,14 +778,14 @@ impl Engine {
                 stats.bytes_read += n as u64;
                 *last_change = Instant::now();
                 *last_line = *last_change;
-                let mut on_piece = |p: Piece<'_>| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p);
+                let mut on_piece = |p: Piece<'_>| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p);
                 framer.push(&buf[..n], |line| assembler.push_line(line, &mut on_piece));
                 if n < buf.len() {
                     break;
                 }
             }
             // at the end of the data for now
-            assembler.end_of_data(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
+            assembler.end_of_data(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
             *dirty = false;
             let Ok(meta) = file.metadata() else { return };
             *size = meta.len();
@@ -799,14 +806,14 @@ impl Engine {
         let now = Instant::now();
         let Engine { flows, store, in_flight, open_files, path_index, .. } = self;
         let f = &mut flows[fi];
-        let FlowState { flow, chain, batch, batch_started, sink, stats, tails, by_key, saved, .. } = f;
+        let FlowState { flow, chain, out, stats, tails, by_key, saved, .. } = f;
         let mut gone = Vec::new();
         for t in tails.values_mut() {
             let id = t.id;
             let flush_due = t.last_line + Duration::from_millis(flow.multiline_flush_ms);
-            let Tail { assembler, acks, .. } = &mut *t;
+            let Tail { assembler, acks, path, .. } = &mut *t;
             if assembler.has_pending() && now >= flush_due {
-                assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
             }
             if t.awaiting_copy.is_some_and(|w| now >= w) {
                 // no copy appeared: the truncated content is gone; send what was read and end
@@ -814,11 +821,10 @@ impl Engine {
                 t.orphan = true;
                 t.missed_scans = 2;
                 t.dirty = false;
-                let Tail { assembler, acks, framer, .. } = &mut *t;
-                framer.finish(|line| {
-                    assembler.push_line(line, |p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p))
-                });
-                assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                let Tail { assembler, acks, framer, path, .. } = &mut *t;
+                framer
+                    .finish(|line| assembler.push_line(line, |p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p)));
+                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
                 t.finished = true;
             }
             if t.orphan
@@ -837,11 +843,10 @@ impl Engine {
                         continue;
                     }
                 }
-                let Tail { assembler, acks, framer, .. } = &mut *t;
-                framer.finish(|line| {
-                    assembler.push_line(line, |p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p))
-                });
-                assembler.flush(|p| emit(flow, chain, stats, acks, batch, batch_started, sink, in_flight, id, p));
+                let Tail { assembler, acks, framer, path, .. } = &mut *t;
+                framer
+                    .finish(|line| assembler.push_line(line, |p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p)));
+                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
                 t.finished = true;
             }
             if t.finished && t.acks.outstanding() == 0 {
@@ -867,8 +872,8 @@ impl Engine {
             path_index.retain(|_, v| *v != (fi, id));
             tracing::debug!(flow = %flow.id, "finished {}", t.path.display());
         }
-        if batch_started.is_some_and(|s| now >= s + Duration::from_millis(flow.buffer.max_age_ms)) {
-            send_batch(batch, batch_started, sink);
+        if out.started.is_some_and(|s| now >= s + Duration::from_millis(flow.buffer.max_age_ms)) {
+            out.send();
         }
     }
 
@@ -904,7 +909,7 @@ impl Engine {
 
     fn shutdown(mut self) -> anyhow::Result<Vec<FlowStats>> {
         for f in &mut self.flows {
-            send_batch(&mut f.batch, &mut f.batch_started, &mut f.sink);
+            f.out.send();
         }
         let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
         while self.in_flight > 0 {
@@ -925,7 +930,7 @@ impl Engine {
             );
         }
         for f in &mut self.flows {
-            f.sink = None;
+            f.out.sink = None;
         }
         if let Err(e) = self.store.commit() {
             tracing::error!("{e}; the last positions could not be saved, so some records will be sent again at the next start");
@@ -937,24 +942,23 @@ impl Engine {
                     let _ = h.join();
                 }
             }
-            tracing::info!(flow = %f.flow.id, "records handed to the sink {}, dropped {}, truncated {}, processing errors {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.processing_errors, f.stats.bytes_read);
+            tracing::info!(flow = %f.flow.id, "records handed to the sink {}, dropped {}, truncated {}, split {}, dead-lettered {}, processing errors {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.split, f.stats.dead_lettered, f.stats.processing_errors, f.stats.bytes_read);
         }
         Ok(stats)
     }
 }
 
 /// Handles one framed piece: registers it for acknowledgement, converts records and batches them.
+/// `source` is the tail and its current path, kept with each record for the dead-letter file.
 #[allow(clippy::too_many_arguments)]
 fn emit(
     flow: &Flow,
     chain: &mut Chain,
     stats: &mut FlowStats,
     acks: &mut AckTracker,
-    batch: &mut Batch,
-    batch_started: &mut Option<Instant>,
-    sink: &mut Option<Sender<Batch>>,
+    out: &mut Outbox,
     in_flight: &mut u64,
-    tail: u64,
+    source: (u64, &Path),
     piece: Piece<'_>,
 ) {
     let r = match piece {
@@ -968,8 +972,8 @@ fn emit(
         stats.runaway_lines += 1;
     }
     // converted straight into the batch buffer
-    let start = batch.data.len();
-    match chain.convert_append(r.bytes, &mut batch.data) {
+    let start = out.batch.data.len();
+    match chain.convert_append(r.bytes, &mut out.batch.data) {
         Outcome::Dropped => {
             stats.dropped += 1;
             acks.push(r.end, true);
@@ -978,35 +982,74 @@ fn emit(
         Outcome::FellBack => stats.processing_errors += 1,
         Outcome::Emitted => {}
     }
-    if truncate_record_from(&mut batch.data, start, flow.max_record_bytes, &flow.truncated_record_terminator) {
-        stats.truncated += 1;
-    }
     stats.records += 1;
-    let len = batch.data.len() - start;
+    let len = out.batch.data.len() - start;
     let cost = (r.end - r.start).max(len as u64);
-    if !batch.is_empty() && (batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 > flow.buffer.max_bytes) {
-        // the batch is full without this record: send it, and start the next one with it
-        let record = batch.data.split_off(start);
-        send_batch(batch, batch_started, sink);
-        batch.data = record;
-    }
-    let seq = acks.push(r.end, false);
-    batch.commit_record(AckRef { tail, seq }, cost);
-    batch_started.get_or_insert_with(Instant::now);
-    *in_flight += cost;
-    if batch.len() as u64 >= flow.buffer.max_records || batch.data.len() as u64 >= flow.buffer.max_bytes {
-        send_batch(batch, batch_started, sink);
-    }
-}
-
-fn send_batch(batch: &mut Batch, started: &mut Option<Instant>, sink: &mut Option<Sender<Batch>>) {
-    if batch.is_empty() {
+    let add = |out: &mut Outbox, acks: &mut AckTracker, in_flight: &mut u64, start: usize, end: u64, cost: u64| {
+        let seq = acks.push(end, false);
+        out.add(flow, start, AckRef { tail: source.0, seq }, source.1, r.start, cost);
+        *in_flight += cost;
+    };
+    if len > flow.max_record_bytes && flow.oversized == Oversized::Split {
+        // pieces of at most the largest size that concatenate to the record; the file advances
+        // past it only when every piece was acknowledged
+        stats.split += 1;
+        let record = out.batch.data.split_off(start);
+        let pieces = record.len().div_ceil(flow.max_record_bytes);
+        for (k, piece) in record.chunks(flow.max_record_bytes).enumerate() {
+            let start = out.batch.data.len();
+            out.batch.data.extend_from_slice(piece);
+            let last = k + 1 == pieces;
+            let share = if last { cost - (cost / pieces as u64) * (pieces as u64 - 1) } else { cost / pieces as u64 };
+            // only the last piece moves the checkpoint past the record
+            add(out, acks, in_flight, start, if last { r.end } else { r.start }, share);
+        }
         return;
     }
-    *started = None;
-    let b = std::mem::take(batch);
-    if let Some(s) = sink {
-        let _ = s.send(b);
+    if truncate_record_from(&mut out.batch.data, start, flow.max_record_bytes, &flow.truncated_record_terminator) {
+        stats.truncated += 1;
+    }
+    add(out, acks, in_flight, start, r.end, cost);
+}
+
+/// The batch a flow is filling and the channel to its sink.
+struct Outbox {
+    batch: Batch,
+    /// When the batch got its first record.
+    started: Option<Instant>,
+    sink: Option<Sender<Batch>>,
+}
+
+impl Outbox {
+    /// Ends the record whose bytes start at `start` in the batch buffer: sends the batch first
+    /// when the record does not fit, and sends it after when it is full.
+    fn add(&mut self, flow: &Flow, start: usize, ack: AckRef, path: &Path, offset: u64, cost: u64) {
+        let full = |b: &Batch, over: bool| {
+            b.len() as u64 >= flow.buffer.max_records
+                || if over { b.data.len() as u64 > flow.buffer.max_bytes } else { b.data.len() as u64 >= flow.buffer.max_bytes }
+        };
+        if !self.batch.is_empty() && full(&self.batch, true) {
+            // the batch is full without this record: send it, and start the next one with it
+            let record = self.batch.data.split_off(start);
+            self.send();
+            self.batch.data = record;
+        }
+        self.batch.commit_record(ack, cost, path, offset);
+        self.started.get_or_insert_with(Instant::now);
+        if full(&self.batch, false) {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.started = None;
+        let b = std::mem::take(&mut self.batch);
+        if let Some(s) = &self.sink {
+            let _ = s.send(b);
+        }
     }
 }
 
@@ -1080,6 +1123,10 @@ fn spawn_workers<W: FnOnce() + Send + 'static>(
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let shared = crate::aws::SharedBatches(std::sync::Arc::new(std::sync::Mutex::new(batches)));
     (0..n.max(1)).map(|w| std::thread::Builder::new().name(format!("sink-{index}-{w}")).spawn(make(shared.clone()))).collect()
+}
+
+fn dead_letter_path(cfg: &Config, flow: &Flow, aws: &crate::config::AwsTarget) -> PathBuf {
+    aws.dead_letter_file.clone().unwrap_or_else(|| crate::deadletter::default_path(&cfg.checkpoint_file, &flow.id))
 }
 
 fn started_key(flow: &str) -> String {

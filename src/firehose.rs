@@ -12,10 +12,11 @@
 //!   outlives the SDK's retry token bucket;
 //! - credentials never appear in messages.
 //!
-//! Not built yet: the dead-letter file for records rejected for good, assume-role, aggregation
-//! statistics.
+//! - a record the service rejects as invalid goes to the flow's dead-letter file with its source
+//!   file and offset, and only then is acknowledged;
+//! - with `compression`, each record is sent gzip- or zstd-compressed.
 
-use crate::aws::{send_until_accepted, Attempt, ErrorLog, SinkTarget};
+use crate::aws::{encode_record, finish_batch, send_until_accepted, Attempt, ErrorLog, SinkTarget};
 use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
@@ -37,13 +38,20 @@ pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Itera
         }
         aws_sdk_firehose::Client::from_conf(b.build())
     });
+    let destination = format!("DeliveryStream:{}", target.stream);
     let mut errors = ErrorLog::default();
     for batch in batches {
-        let records: Vec<&[u8]> = batch.records().collect();
-        send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, (0..records.len()).collect(), |pending| {
-            let request: Vec<Record> = pending.iter().filter_map(|&i| Record::builder().data(Blob::new(records[i])).build().ok()).collect();
+        let records: Vec<_> = batch.records().map(|r| encode_record(target.compression, r)).collect();
+        let rejected = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, (0..records.len()).collect(), |pending| {
+            let request: Vec<Record> =
+                pending.iter().filter_map(|&i| Record::builder().data(Blob::new(records[i].as_ref())).build().ok()).collect();
             match rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send()) {
-                Ok(out) => Attempt::Answered(out.request_responses().iter().map(|r| r.error_code().map(str::to_string)).collect()),
+                Ok(out) => Attempt::Answered(
+                    out.request_responses()
+                        .iter()
+                        .map(|r| r.error_code().map(|c| (c.to_string(), r.error_message().unwrap_or_default().to_string())))
+                        .collect(),
+                ),
                 Err(e) => {
                     use aws_sdk_firehose::error::ProvideErrorMetadata;
                     let code = e.code().unwrap_or("network or timeout").to_string();
@@ -53,6 +61,7 @@ pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Itera
                 }
             }
         });
-        delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes });
+        drop(records);
+        finish_batch(&target, flow, &flow_id, &destination, &mut errors, batch, &rejected, &delivered);
     }
 }

@@ -11,19 +11,33 @@
 //!   acknowledged only when every record in it was accepted; errors that will not heal are logged
 //!   with the stream, the flow and the fix, at most once a minute, and retried: nothing is dropped.
 //!
-//! Not built yet: KPL aggregation, compression, the dead-letter file.
+//! - with KPL aggregation, records are packed into aggregates ([`crate::kpl`]) with a partition
+//!   key per aggregate (random keys) or each record's own key in the aggregate's table;
+//! - limits raised on the stream (10 MiB records and requests) are used when configured;
+//! - a record the service rejects as invalid (with all the records of its aggregate) goes to the
+//!   flow's dead-letter file with its source file and offset, and only then is acknowledged;
+//! - with `compression`, each record is compressed (before aggregation: consumers de-aggregate,
+//!   then decompress each record).
 
-use crate::aws::{send_until_accepted, Attempt, ErrorLog, SinkTarget};
-use crate::config::PartitionKey;
+use crate::aws::{encode_record, finish_batch, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
+use crate::config::{KinesisLimits, PartitionKey};
+use crate::kpl::{self, Keys};
 use crate::sink::{Batch, Delivered};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use md5::{Digest, Md5};
+use std::borrow::Cow;
 use std::fmt::Write;
 
-/// PutRecords' limit on a request, data plus partition keys.
-pub const MAX_REQUEST_BYTES: usize = 5 << 20;
 pub const MAX_REQUEST_RECORDS: usize = 500;
+
+/// How a flow's Kinesis records are made.
+#[derive(Debug, Clone)]
+pub struct KinesisOptions {
+    pub partition_key: PartitionKey,
+    pub kpl_aggregate_bytes: Option<usize>,
+    pub limits: KinesisLimits,
+}
 
 /// The partition key of one record.
 pub fn partition_key(rule: &PartitionKey, record: &[u8], random: &mut impl FnMut() -> u64) -> String {
@@ -70,10 +84,17 @@ pub fn requests(sizes: &[usize], max_bytes: usize, max_records: usize) -> Vec<Ve
     out
 }
 
+/// One Kinesis record of a request: its key, its bytes, and the batch records it carries.
+struct Unit<'a> {
+    key: String,
+    data: Cow<'a, [u8]>,
+    members: std::ops::Range<usize>,
+}
+
 /// Runs the sink until its channel closes.
 pub fn run(
     target: SinkTarget,
-    rule: PartitionKey,
+    options: KinesisOptions,
     flow: usize,
     flow_id: String,
     batches: impl Iterator<Item = Batch>,
@@ -94,6 +115,7 @@ pub fn run(
         }
         aws_sdk_kinesis::Client::from_conf(b.build())
     });
+    let destination = format!("KinesisStream:{}", target.stream);
     let mut errors = ErrorLog::default();
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     let mut random = move || {
@@ -105,16 +127,47 @@ pub fn run(
     };
     for batch in batches {
         let records: Vec<&[u8]> = batch.records().collect();
-        let keys: Vec<String> = records.iter().map(|r| partition_key(&rule, r, &mut random)).collect();
-        let sizes: Vec<usize> = records.iter().zip(&keys).map(|(r, k)| r.len() + k.len()).collect();
-        for request in requests(&sizes, MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS) {
-            send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, request, |pending| {
+        let encoded: Vec<Cow<[u8]>> = records.iter().map(|r| encode_record(target.compression, r)).collect();
+        let units: Vec<Unit> = match options.kpl_aggregate_bytes {
+            Some(max) => {
+                let refs: Vec<&[u8]> = encoded.iter().map(|e| e.as_ref()).collect();
+                let packed = if options.partition_key == PartitionKey::Random {
+                    let mut next = || partition_key(&PartitionKey::Random, b"", &mut random);
+                    kpl::aggregate(&refs, Keys::PerAggregate(&mut next), max)
+                } else {
+                    let keys: Vec<String> = records.iter().map(|r| partition_key(&options.partition_key, r, &mut random)).collect();
+                    kpl::aggregate(&refs, Keys::PerRecord(&keys), max)
+                };
+                packed.into_iter().map(|p| Unit { key: p.partition_key, data: Cow::Owned(p.data), members: p.members }).collect()
+            }
+            None => records
+                .iter()
+                .zip(&encoded)
+                .enumerate()
+                .map(|(i, (r, e))| Unit {
+                    key: partition_key(&options.partition_key, r, &mut random),
+                    data: Cow::Borrowed(e),
+                    members: i..i + 1,
+                })
+                .collect(),
+        };
+        let sizes: Vec<usize> = units.iter().map(|u| u.data.len() + u.key.len()).collect();
+        let mut rejected = Vec::new();
+        for request in requests(&sizes, options.limits.request_bytes, MAX_REQUEST_RECORDS) {
+            let failed = send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, request, |pending| {
                 let entries: Vec<PutRecordsRequestEntry> = pending
                     .iter()
-                    .filter_map(|&i| PutRecordsRequestEntry::builder().data(Blob::new(records[i])).partition_key(&keys[i]).build().ok())
+                    .filter_map(|&i| {
+                        PutRecordsRequestEntry::builder().data(Blob::new(units[i].data.as_ref())).partition_key(&units[i].key).build().ok()
+                    })
                     .collect();
                 match rt.block_on(client.put_records().stream_name(&target.stream).set_records(Some(entries)).send()) {
-                    Ok(out) => Attempt::Answered(out.records().iter().map(|r| r.error_code().map(str::to_string)).collect()),
+                    Ok(out) => Attempt::Answered(
+                        out.records()
+                            .iter()
+                            .map(|r| r.error_code().map(|c| (c.to_string(), r.error_message().unwrap_or_default().to_string())))
+                            .collect(),
+                    ),
                     Err(e) => {
                         use aws_sdk_kinesis::error::ProvideErrorMetadata;
                         let code = e.code().unwrap_or("network or timeout").to_string();
@@ -124,8 +177,18 @@ pub fn run(
                     }
                 }
             });
+            // a rejected aggregate rejects every record it carries
+            for r in failed {
+                rejected.extend(units[r.record].members.clone().map(|m| Rejected {
+                    record: m,
+                    code: r.code.clone(),
+                    message: r.message.clone(),
+                }));
+            }
         }
-        delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes });
+        drop(units);
+        drop(encoded);
+        finish_batch(&target, flow, &flow_id, &destination, &mut errors, batch, &rejected, &delivered);
     }
 }
 

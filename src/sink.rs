@@ -9,7 +9,7 @@
 //! as its bytes, plus a `\n` when it does not end with one, so the output stays line-oriented.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -28,6 +28,10 @@ pub struct Batch {
     pub acks: Vec<AckRef>,
     /// Bytes this batch holds against the in-flight budget.
     pub budget_bytes: u64,
+    /// Per record, the offset in its file where the bytes it was made from start.
+    pub offsets: Vec<u64>,
+    /// The path of each tailed file with records in the batch, when it was read.
+    pub sources: Vec<(u64, PathBuf)>,
 }
 
 impl Batch {
@@ -39,11 +43,22 @@ impl Batch {
         self.ends.is_empty()
     }
 
-    /// Ends a record whose bytes were appended to `data` directly.
-    pub fn commit_record(&mut self, ack: AckRef, budget_bytes: u64) {
+    /// Ends a record whose bytes were appended to `data` directly; it was made from the bytes of
+    /// `path` starting at `offset`.
+    pub fn commit_record(&mut self, ack: AckRef, budget_bytes: u64, path: &Path, offset: u64) {
         self.ends.push(self.data.len());
         self.acks.push(ack);
+        self.offsets.push(offset);
         self.budget_bytes += budget_bytes;
+        if !self.sources.iter().rev().any(|(t, _)| *t == ack.tail) {
+            self.sources.push((ack.tail, path.to_path_buf()));
+        }
+    }
+
+    /// Where record `i` came from: its file and offset.
+    pub fn origin(&self, i: usize) -> (Option<&Path>, u64) {
+        let tail = self.acks[i].tail;
+        (self.sources.iter().rev().find(|(t, _)| *t == tail).map(|(_, p)| p.as_path()), self.offsets[i])
     }
 
     pub fn records(&self) -> impl Iterator<Item = &[u8]> {
@@ -62,6 +77,8 @@ pub struct Delivered {
     pub flow: usize,
     pub acks: Vec<AckRef>,
     pub budget_bytes: u64,
+    /// Records of the batch the service rejected for good, written to the dead-letter file.
+    pub dead_lettered: u64,
 }
 
 pub enum LocalSink {
@@ -144,7 +161,7 @@ pub fn run_local(sink: LocalSink, flow: usize, flow_id: String, batches: Receive
             }
         }
         for b in group {
-            delivered(Delivered { flow, acks: b.acks, budget_bytes: b.budget_bytes });
+            delivered(Delivered { flow, acks: b.acks, budget_bytes: b.budget_bytes, dead_lettered: 0 });
         }
     }
 }

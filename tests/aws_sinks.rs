@@ -1,6 +1,7 @@
-//! The AWS sinks against moto's server (installed by scripts/test.sh into .venv): an unmodified
-//! agent.json pointed at the emulator; what reaches S3 (Firehose) or every shard (Kinesis) is
-//! compared line by line.
+//! The AWS sinks against real emulators, installed by scripts/test.sh: moto's server (in .venv)
+//! and kinesalite (npm, in .tools/kinesalite). An unmodified agent.json or a native config points
+//! at the emulator; what reaches S3 (Firehose) or every shard (Kinesis) is compared line by line,
+//! KPL aggregates are unpacked with the KPL's own de-aggregation library (PyPI aws-kinesis-agg).
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
+/// An emulator process, killed when dropped.
 struct Moto {
     child: Child,
     endpoint: String,
@@ -39,6 +41,24 @@ fn moto() -> Moto {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "moto did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
+}
+
+/// kinesalite bound to loopback, with enough shards for every test stream.
+fn kinesalite() -> Moto {
+    let module = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/kinesalite/node_modules/kinesalite");
+    assert!(module.exists(), "{} is missing: scripts/test.sh installs kinesalite with npm", module.display());
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = format!(
+        "require({:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:1000}}).listen({port},'127.0.0.1')",
+        module.display().to_string()
+    );
+    let child = Command::new("node").args(["-e", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "kinesalite did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
     Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
@@ -89,6 +109,8 @@ fn start(config: &std::path::Path, stderr: &std::path::Path) -> Child {
         .args(["run", "--config", config.to_str().unwrap()])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(stderr).unwrap())
@@ -272,4 +294,156 @@ fn assume_role_through_a_custom_sts_endpoint_then_ship() {
     let log = std::fs::read_to_string(&err2).unwrap();
     assert!(log.contains("PutRecordBatch failed"), "{log}");
     assert!(!log.contains("base-secret"), "{log}");
+}
+
+/// A native configuration with one flow from `dir/app.log*` to `sink` (YAML lines, indented).
+fn native(dir: &std::path::Path, sink: &str) -> PathBuf {
+    let p = dir.join("logferry.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "checkpoint_file: {}\nflows:\n  - id: test\n    path: {}\n    buffer: {{max_age_ms: 500}}\n    sink:\n{sink}\n",
+            dir.join("checkpoints.db").display(),
+            dir.join("app.log*").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn agent_json_ships_every_line_to_kinesalite_in_order_per_shard() {
+    let k = kinesalite();
+    aws(&[&k.endpoint, "kinesis-create", "ka-events", "3"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "kinesis.endpoint": "{}",
+                "flows": [{{"filePattern": "{}", "kinesisStream": "ka-events", "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 1000}}]}}"#,
+            d.path().join("checkpoints.db").display(),
+            k.endpoint,
+            d.path().join("app.log*").display()
+        ),
+    )
+    .unwrap();
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "kl");
+    w.write(1200);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    w.write(300);
+    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+    w.write(300);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        let doc: serde_json::Value = serde_json::from_slice(&aws(&[&k.endpoint, "kinesis-deaggregate", "ka-events"])).unwrap();
+        if doc["user"].as_array().unwrap().len() >= w.written.len() || Instant::now() > deadline {
+            break doc;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let mut by_shard: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut got = Vec::new();
+    for u in doc["user"].as_array().unwrap() {
+        let data = String::from_utf8(b64(u[2].as_str().unwrap())).unwrap();
+        let line = data.strip_suffix('\n').expect("one line per record").to_string();
+        by_shard.entry(u[0].as_str().unwrap().to_string()).or_default().push(line.clone());
+        got.push(line);
+    }
+    assert_exactly_once(&w.written, &got);
+    assert!(by_shard.len() >= 2, "random keys spread over the shards: {:?}", doc["per_shard"]);
+    for lines in by_shard.values() {
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(lines, &sorted, "each shard holds its records in file order");
+    }
+}
+
+#[test]
+fn kpl_aggregates_with_zstd_records_deaggregate_with_the_kpl_library_across_shards() {
+    let k = kinesalite();
+    aws(&[&k.endpoint, "kinesis-create", "kpl", "4"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = native(
+        d.path(),
+        &format!(
+            "      type: kinesis\n      stream: kpl\n      endpoint: {}\n      partition_key: deterministic\n      aggregation: kpl\n      aggregate_max_bytes: 8192\n      compression: zstd",
+            k.endpoint
+        ),
+    );
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "kpl");
+    w.write(2000);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    w.write(500);
+    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+    w.write(500);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        let doc: serde_json::Value = serde_json::from_slice(&aws(&[&k.endpoint, "kinesis-deaggregate", "kpl"])).unwrap();
+        if doc["user"].as_array().unwrap().len() >= w.written.len() || Instant::now() > deadline {
+            break doc;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let mut got = Vec::new();
+    for u in doc["user"].as_array().unwrap() {
+        assert_eq!(u[3], true, "every record travelled in an aggregate");
+        let record = zstd::stream::decode_all(&b64(u[2].as_str().unwrap())[..]).expect("each user record is zstd-compressed");
+        // a deterministic key is the MD5 of the record itself (before compression)
+        let key: String = md5_hex(&record);
+        assert_eq!(u[1].as_str().unwrap(), key);
+        got.push(String::from_utf8(record).unwrap().strip_suffix('\n').expect("one line per record").to_string());
+    }
+    assert_exactly_once(&w.written, &got);
+    let per_shard: Vec<u64> = doc["per_shard"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).collect();
+    let kinesis_records: u64 = per_shard.iter().sum();
+    assert!(per_shard.iter().filter(|&&n| n > 0).count() >= 3, "aggregates spread over the shards: {per_shard:?}");
+    assert!(kinesis_records * 20 < w.written.len() as u64, "{kinesis_records} Kinesis records for {} lines", w.written.len());
+}
+
+#[test]
+fn gzip_records_reach_s3_and_decompress_to_every_line() {
+    use std::io::Read;
+    let m = moto();
+    aws(&[&m.endpoint, "create", "gz-bucket", "gz"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = native(d.path(), &format!("      type: firehose\n      stream: gz\n      endpoint: {}\n      compression: gzip", m.endpoint));
+    let mut w = Writer::new(&d.path().join("app.log"), "gz");
+    w.write(800);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        // moto writes each request's records back to back: a multi-member gzip stream
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&aws(&[&m.endpoint, "read", "gz-bucket"])[..]).read_to_string(&mut text).unwrap();
+        let got: Vec<String> = text.lines().map(String::from).collect();
+        if got.len() >= w.written.len() || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(got, w.written, "every line, in file order");
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }

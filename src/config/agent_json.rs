@@ -205,9 +205,17 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     );
     let (destination, id_prefix, default_max_bytes) = match (firehose, kinesis) {
         (Some(s), _) => (Destination::Firehose { stream: s.clone(), aws: AwsTarget::default() }, format!("fh:{s}"), 4_194_304),
-        (None, Some(s)) => {
-            (Destination::Kinesis { stream: s.clone(), aws: AwsTarget::default(), partition_key }, format!("kinesis:{s}"), 5_242_880)
-        }
+        (None, Some(s)) => (
+            Destination::Kinesis {
+                stream: s.clone(),
+                aws: AwsTarget::default(),
+                partition_key,
+                kpl_aggregate_bytes: None,
+                limits: KinesisLimits::default(),
+            },
+            format!("kinesis:{s}"),
+            5_242_880,
+        ),
         (None, None) => {
             ctx.error(
                 &o.path,
@@ -217,6 +225,19 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
     };
     let is_firehose = matches!(destination, Destination::Firehose { .. });
+    match &destination {
+        Destination::Firehose { stream, .. } => {
+            if let Some(p) = stream_name_problem(stream, 64) {
+                ctx.error(&o.key_path("deliveryStream"), p);
+            }
+        }
+        Destination::Kinesis { stream, .. } => {
+            if let Some(p) = stream_name_problem(stream, 128) {
+                ctx.error(&o.key_path("kinesisStream"), p);
+            }
+        }
+        _ => {}
+    }
     let aggregated = o.int(ctx, "aggregatedRecordSizeBytes", 0, 0, FIREHOSE_MAX_RECORD as i64) as usize;
     let multi =
         o.str(ctx, "multiLineStartPattern").filter(|s| !s.is_empty()).and_then(|p| compile(ctx, &o.key_path("multiLineStartPattern"), &p));
@@ -263,6 +284,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         multiline_flush_ms: 1000,
         max_line_bytes: default_max_bytes as usize,
         max_record_bytes,
+        oversized: Oversized::Truncate,
         truncated_record_terminator: terminator,
         processors,
         buffer: BufferLimits {

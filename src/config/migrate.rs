@@ -167,6 +167,9 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     if let Some(p) = &f.file_footer_pattern {
         m.insert("file_footer_pattern".into(), p.as_str().into());
     }
+    if f.oversized == Oversized::Split {
+        m.insert("oversized_records".into(), "split".into());
+    }
     m.insert("truncated_record_terminator".into(), String::from_utf8_lossy(&f.truncated_record_terminator).into_owned().into());
     if !f.processors.is_empty() {
         m.insert("processors".into(), Value::Array(f.processors.iter().map(processor_value).collect()));
@@ -185,7 +188,7 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
             let default = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
             aws_target(&mut sink, endpoint, aws.region.as_ref(), default);
         }
-        Destination::Kinesis { stream, aws, partition_key } => {
+        Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
             sink.insert("type".into(), "kinesis".into());
             sink.insert("stream".into(), stream.clone().into());
             let endpoint = aws.endpoint.as_ref().or(cfg.aws.kinesis_endpoint.as_ref());
@@ -198,6 +201,14 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
                 PartitionKey::Constant(c) => json!({"constant": c}),
             };
             sink.insert("partition_key".into(), key);
+            if let Some(n) = kpl_aggregate_bytes {
+                sink.insert("aggregation".into(), "kpl".into());
+                sink.insert("aggregate_max_bytes".into(), (*n).into());
+            }
+            if *limits != KinesisLimits::default() {
+                sink.insert("max_record_bytes".into(), limits.record_bytes.into());
+                sink.insert("max_request_bytes".into(), limits.request_bytes.into());
+            }
         }
         Destination::File { path } => {
             sink.insert("type".into(), "file".into());
@@ -210,6 +221,14 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     if let Destination::Firehose { aws, .. } | Destination::Kinesis { aws, .. } = &f.destination {
         if let Some(r) = &aws.role_arn {
             sink.insert("role_arn".into(), r.clone().into());
+        }
+        match aws.compression {
+            Compression::None => {}
+            Compression::Gzip => drop(sink.insert("compression".into(), "gzip".into())),
+            Compression::Zstd => drop(sink.insert("compression".into(), "zstd".into())),
+        }
+        if let Some(p) = &aws.dead_letter_file {
+            sink.insert("dead_letter_file".into(), p.display().to_string().into());
         }
     }
     m.insert("sink".into(), Value::Object(sink));

@@ -33,6 +33,12 @@ pub const FIREHOSE_MAX_RECORD: usize = 1_024_000;
 pub const KINESIS_MAX_RECORD: usize = 1_048_576;
 /// The longest partition key Kinesis accepts; reserved so data plus key always fits.
 pub const KINESIS_MAX_KEY: usize = 256;
+/// PutRecords' limit on one request, data plus partition keys.
+pub const KINESIS_MAX_REQUEST: usize = 5 << 20;
+/// The most a stream's raised limits allow, for records and requests alike.
+pub const KINESIS_RAISED_MAX: usize = 10 << 20;
+/// The KPL's default largest aggregate.
+pub const KPL_DEFAULT_AGGREGATE_BYTES: usize = 51_200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFormat {
@@ -138,6 +144,26 @@ pub enum PartitionKey {
     Constant(String),
 }
 
+/// Per-record compression before sending (native format only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The most a compressed record can outgrow its input (incompressible data): gzip adds
+    /// 5 bytes per stored block and 18 of framing, zstd at most 1/256 plus a small constant.
+    pub fn worst_case_growth(self, n: usize) -> usize {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip | Compression::Zstd => n / 128 + 512,
+        }
+    }
+}
+
 /// Per-sink AWS overrides (native format); agent.json sinks inherit the global settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsTarget {
@@ -147,14 +173,55 @@ pub struct AwsTarget {
     pub endpoint: Option<String>,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
+    pub compression: Compression,
+    /// Where records the service rejects for good are written; by default
+    /// `dead-letter/<flow>.jsonl` beside the checkpoint database.
+    pub dead_letter_file: Option<PathBuf>,
+}
+
+/// PutRecords limits of a stream: 1 MiB records and 5 MiB requests unless the stream's limits
+/// were raised (up to 10 MiB each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KinesisLimits {
+    /// Data plus partition key.
+    pub record_bytes: usize,
+    /// Data plus partition keys of every record in one request.
+    pub request_bytes: usize,
+}
+
+impl Default for KinesisLimits {
+    fn default() -> Self {
+        KinesisLimits { record_bytes: KINESIS_MAX_RECORD, request_bytes: KINESIS_MAX_REQUEST }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Firehose { stream: String, aws: AwsTarget },
-    Kinesis { stream: String, aws: AwsTarget, partition_key: PartitionKey },
-    File { path: PathBuf },
+    Firehose {
+        stream: String,
+        aws: AwsTarget,
+    },
+    Kinesis {
+        stream: String,
+        aws: AwsTarget,
+        partition_key: PartitionKey,
+        /// KPL aggregation: user records packed into aggregates of at most this many bytes.
+        kpl_aggregate_bytes: Option<usize>,
+        limits: KinesisLimits,
+    },
+    File {
+        path: PathBuf,
+    },
     Stdout,
+}
+
+/// What happens to a record longer than the destination takes. Either way it is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversized {
+    /// Cut, ending with the flow's terminator (the Kinesis Agent's behaviour).
+    Truncate,
+    /// Sent as several records of at most the largest size, which concatenate to the original.
+    Split,
 }
 
 impl Destination {
@@ -168,14 +235,37 @@ impl Destination {
         }
     }
 
-    /// The largest record the destination takes (for Kinesis, room is kept for the key).
+    /// The largest converted record the destination takes: for Kinesis room is kept for the
+    /// key, and with compression for what compression may add to incompressible data.
     pub fn max_record_bytes(&self) -> usize {
         match self {
-            Destination::Firehose { .. } => FIREHOSE_MAX_RECORD,
-            Destination::Kinesis { .. } => KINESIS_MAX_RECORD - KINESIS_MAX_KEY,
+            Destination::Firehose { aws, .. } => FIREHOSE_MAX_RECORD - aws.compression.worst_case_growth(FIREHOSE_MAX_RECORD),
+            Destination::Kinesis { aws, limits, .. } => {
+                let room = limits.record_bytes - KINESIS_MAX_KEY;
+                room - aws.compression.worst_case_growth(room)
+            }
             Destination::File { .. } | Destination::Stdout => FIREHOSE_MAX_RECORD,
         }
     }
+
+    pub fn aws(&self) -> Option<&AwsTarget> {
+        match self {
+            Destination::Firehose { aws, .. } | Destination::Kinesis { aws, .. } => Some(aws),
+            Destination::File { .. } | Destination::Stdout => None,
+        }
+    }
+}
+
+/// Whether `name` is a legal delivery stream (Firehose, ≤ 64) or data stream (Kinesis, ≤ 128)
+/// name: letters, digits, `_`, `.` and `-`. Checked at load, so that a service's "invalid
+/// request" answer can only be about a record, never about the configuration.
+pub fn stream_name_problem(name: &str, max_len: usize) -> Option<String> {
+    if name.is_empty() || name.len() > max_len {
+        return Some(format!("{name:?} must be 1 to {max_len} characters long"));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .map(|c| format!("{name:?} contains {c:?}; stream names hold only letters, digits, '_', '.' and '-'"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +290,7 @@ pub struct Flow {
     /// Longest line kept in memory; the rest of a longer line is consumed and counted.
     pub max_line_bytes: usize,
     pub max_record_bytes: usize,
+    pub oversized: Oversized,
     pub truncated_record_terminator: Vec<u8>,
     pub processors: Vec<ProcessorSpec>,
     pub buffer: BufferLimits,

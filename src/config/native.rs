@@ -189,9 +189,9 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         (None, 0) => Assembly::Lines,
         (None, n) => Assembly::Aggregate { max_bytes: n },
     };
-    let default_max_bytes: i64 = match destination {
-        Destination::Kinesis { .. } => 5_242_880,
-        _ => 4_194_304,
+    let (default_max_bytes, most_bytes): (i64, i64) = match &destination {
+        Destination::Kinesis { limits, .. } => (KINESIS_MAX_REQUEST as i64, limits.request_bytes as i64),
+        _ => (4_194_304, 4_194_304),
     };
     let terminator = o.str(ctx, "truncated_record_terminator").unwrap_or_else(|| "\n".into()).into_bytes();
     if terminator.len() >= max_record_bytes {
@@ -234,7 +234,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let buffer = match &buf {
         Some(b) => BufferLimits {
             max_age_ms: b.int(ctx, "max_age_ms", default_age, 1, 900_000) as u64,
-            max_bytes: b.int(ctx, "max_bytes", default_max_bytes, 1, default_max_bytes) as u64,
+            max_bytes: b.int(ctx, "max_bytes", default_max_bytes, 1, most_bytes) as u64,
             max_records: b.int(ctx, "max_records", 500, 1, 500) as u64,
         },
         None => BufferLimits { max_age_ms: default_age as u64, max_bytes: default_max_bytes as u64, max_records: 500 },
@@ -265,6 +265,12 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         multiline_flush_ms: flush_ms,
         max_line_bytes: o.int(ctx, "max_line_bytes", default_max_bytes, 1024, 64 << 20) as usize,
         max_record_bytes,
+        oversized: o.enumeration(
+            ctx,
+            "oversized_records",
+            &[("truncate", Oversized::Truncate), ("split", Oversized::Split)],
+            Oversized::Truncate,
+        ),
         truncated_record_terminator: terminator,
         processors,
         buffer,
@@ -297,12 +303,43 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
         endpoint: s.str(ctx, "endpoint"),
         role_arn: s.str(ctx, "role_arn"),
         external_id: s.str(ctx, "external_id"),
+        compression: s.enumeration(
+            ctx,
+            "compression",
+            &[("none", Compression::None), ("gzip", Compression::Gzip), ("zstd", Compression::Zstd)],
+            Compression::None,
+        ),
+        dead_letter_file: s.str(ctx, "dead_letter_file").map(|p| PathBuf::from(resolve(ctx, &p))),
+    };
+    let stream = |ctx: &mut Ctx, max_len: usize| {
+        let name = s.required_str(ctx, "stream")?;
+        match stream_name_problem(&name, max_len) {
+            Some(p) => {
+                ctx.error(&s.key_path("stream"), p);
+                None
+            }
+            None => Some(name),
+        }
     };
     let d = match ty.as_str() {
-        "firehose" => Some(Destination::Firehose { stream: s.required_str(ctx, "stream")?, aws: aws(ctx) }),
+        "firehose" => Some(Destination::Firehose { stream: stream(ctx, 64)?, aws: aws(ctx) }),
         "kinesis" => {
-            let stream = s.required_str(ctx, "stream")?;
+            let stream = stream(ctx, 128)?;
             let aws = aws(ctx);
+            let r = KINESIS_RAISED_MAX as i64;
+            let limits = KinesisLimits {
+                record_bytes: s.int(ctx, "max_record_bytes", KINESIS_MAX_RECORD as i64, 64 << 10, r) as usize,
+                request_bytes: s.int(ctx, "max_request_bytes", KINESIS_MAX_REQUEST as i64, 1 << 20, r) as usize,
+            };
+            if limits.request_bytes < limits.record_bytes {
+                ctx.error(&s.key_path("max_request_bytes"), "must be at least max_record_bytes");
+            }
+            let kpl = s.enumeration(ctx, "aggregation", &[("none", false), ("kpl", true)], false);
+            let most = (limits.record_bytes - KINESIS_MAX_KEY - crate::kpl::OVERHEAD_BYTES) as i64;
+            let aggregate_bytes = s.int(ctx, "aggregate_max_bytes", KPL_DEFAULT_AGGREGATE_BYTES as i64, 1024, most) as usize;
+            if !kpl && s.get("aggregate_max_bytes").is_some() {
+                ctx.error(&s.key_path("aggregate_max_bytes"), "applies only with `aggregation: kpl`");
+            }
             let partition_key = match s.get("partition_key") {
                 None => PartitionKey::Random,
                 Some(Value::String(k)) if k == "random" => PartitionKey::Random,
@@ -326,7 +363,7 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
                     ctx.error(&s.key_path("partition_key"), format!("must be 1 to {KINESIS_MAX_KEY} characters"));
                 }
             }
-            Some(Destination::Kinesis { stream, aws, partition_key })
+            Some(Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes: kpl.then_some(aggregate_bytes), limits })
         }
         "file" => {
             let p = s.required_str(ctx, "path")?;

@@ -1,7 +1,15 @@
 """Test helper around moto's server: create a Firehose delivery stream writing to S3 or a Kinesis
 data stream, and read back what arrived.
 Usage: aws.py ENDPOINT create BUCKET STREAM | aws.py ENDPOINT read BUCKET
-       aws.py ENDPOINT kinesis-create STREAM SHARDS | aws.py ENDPOINT kinesis-read STREAM"""
+       aws.py ENDPOINT kinesis-create STREAM SHARDS | aws.py ENDPOINT kinesis-read STREAM
+       aws.py ENDPOINT kinesis-deaggregate STREAM
+kinesis-deaggregate prints one JSON document: the number of Kinesis records per shard, and every
+user record after de-aggregation with the KPL's own library (PyPI aws-kinesis-agg) as
+[shard, partition key, base64 data, whether it came from an aggregate]."""
+import base64
+import importlib.util
+import json
+import os
 import sys
 
 import boto3
@@ -19,18 +27,37 @@ elif action == "kinesis-create":
     k = boto3.client("kinesis", **kw)
     k.create_stream(StreamName=bucket, ShardCount=int(sys.argv[4]))
     k.get_waiter("stream_exists").wait(StreamName=bucket)
-elif action == "kinesis-read":
+elif action in ("kinesis-read", "kinesis-deaggregate"):
     k = boto3.client("kinesis", **kw)
     shards = k.describe_stream(StreamName=bucket)["StreamDescription"]["Shards"]
+    per_shard, user = {}, []
+    if action == "kinesis-deaggregate":
+        # the package imports its generated modules by their bare names
+        sys.path.insert(0, os.path.dirname(importlib.util.find_spec("aws_kinesis_agg").origin))
+        from aws_kinesis_agg.deaggregator import iter_deaggregate_records
     for shard in shards:
-        it = k.get_shard_iterator(StreamName=bucket, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        sid = shard["ShardId"]
+        per_shard[sid] = 0
+        it = k.get_shard_iterator(StreamName=bucket, ShardId=sid, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         while it:
             out = k.get_records(ShardIterator=it, Limit=10000)
             for r in out["Records"]:
-                sys.stdout.buffer.write(r["Data"])
+                per_shard[sid] += 1
+                if action == "kinesis-read":
+                    sys.stdout.buffer.write(r["Data"])
+                    continue
+                record = {"kinesis": {"kinesisSchemaVersion": "1.0", "data": base64.b64encode(r["Data"]),
+                                      "partitionKey": r["PartitionKey"], "sequenceNumber": r["SequenceNumber"],
+                                      "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp()}}
+                for u in iter_deaggregate_records([record]):
+                    data = u["kinesis"]["data"]
+                    user.append([sid, u["kinesis"]["partitionKey"], data.decode() if isinstance(data, bytes) else data,
+                                 u["kinesis"].get("aggregated", False)])
             if not out["Records"]:
                 break
             it = out.get("NextShardIterator")
+    if action == "kinesis-deaggregate":
+        print(json.dumps({"per_shard": per_shard, "user": user}))
 elif action == "read":
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):

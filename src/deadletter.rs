@@ -1,0 +1,89 @@
+//! The dead-letter file: where a record goes when the service rejects it for good (it is
+//! invalid, not merely throttled), so that the flow can move on without losing it.
+//!
+//! Guarantees: one JSON object per line with the time, flow, destination, source file and
+//! offset, the service's error code and message, and the record itself (`record` when it is
+//! UTF-8, `record_base64` otherwise); lines are appended and `fsync`ed before the caller may
+//! acknowledge the records; the file is created with mode 0640 and its directory as needed.
+//! Not done: rotation of the dead-letter file (it only grows when a service rejects records,
+//! which the agent logs at error level).
+
+use crate::sink::Batch;
+use base64::Engine as _;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// A record a service rejected for good: its index in the batch and the service's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub record: usize,
+    pub code: String,
+    pub message: String,
+}
+
+/// The default dead-letter file of a flow: `dead-letter/<flow>.jsonl` beside the checkpoint
+/// database, the flow id made safe as a file name.
+pub fn default_path(checkpoint_file: &Path, flow_id: &str) -> PathBuf {
+    let name: String = flow_id.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    checkpoint_file.parent().unwrap_or(Path::new(".")).join("dead-letter").join(format!("{name}.jsonl"))
+}
+
+/// Appends the rejected records of `batch` to `path` and makes them durable.
+pub fn write(path: &Path, flow_id: &str, destination: &str, batch: &Batch, rejected: &[Rejected]) -> std::io::Result<()> {
+    let records: Vec<&[u8]> = batch.records().collect();
+    let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let mut out = Vec::new();
+    for r in rejected {
+        let (file, offset) = batch.origin(r.record);
+        let mut line = serde_json::Map::new();
+        line.insert("time".into(), time.clone().into());
+        line.insert("flow".into(), flow_id.into());
+        line.insert("destination".into(), destination.into());
+        line.insert("file".into(), file.map(|p| p.display().to_string()).into());
+        line.insert("offset".into(), offset.into());
+        line.insert("error_code".into(), r.code.clone().into());
+        line.insert("error_message".into(), r.message.clone().into());
+        match std::str::from_utf8(records[r.record]) {
+            Ok(s) => line.insert("record".into(), s.into()),
+            Err(_) => line.insert("record_base64".into(), base64::engine::general_purpose::STANDARD.encode(records[r.record]).into()),
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        out.push(b'\n');
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+    f.write_all(&out)?;
+    f.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::AckRef;
+
+    #[test]
+    fn each_rejected_record_is_a_line_with_its_origin_and_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = Batch::default();
+        for (i, r) in [&b"ok\n"[..], b"bad\n", b"\xff\n"].iter().enumerate() {
+            b.data.extend_from_slice(r);
+            b.commit_record(AckRef { tail: 7, seq: i as u64 }, 4, Path::new("/var/log/app.log"), 100 + 4 * i as u64);
+        }
+        let path = default_path(&d.path().join("checkpoints.db"), "fh:logs:/var/log/*.log");
+        assert!(path.ends_with("dead-letter/fh_logs__var_log__.log.jsonl"), "{}", path.display());
+        let rejected = |i: usize| Rejected { record: i, code: "InvalidArgumentException".into(), message: "too big".into() };
+        write(&path, "f", "DeliveryStream:s", &b, &[rejected(1), rejected(2)]).unwrap();
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["file"], "/var/log/app.log");
+        assert_eq!(lines[0]["offset"], 104);
+        assert_eq!(lines[0]["record"], "bad\n");
+        assert_eq!(lines[0]["error_code"], "InvalidArgumentException");
+        assert_eq!(lines[1]["record_base64"], "/wo=");
+        assert_eq!(lines[1]["offset"], 108);
+    }
+}
