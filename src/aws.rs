@@ -160,6 +160,24 @@ pub enum Attempt {
     Failed { code: String, message: String },
 }
 
+/// A failed call as an [`Attempt`]: the service's error code and message when it answered; when
+/// it did not (no credentials, network, timeout), a code naming the kind and the first line of
+/// the SDK's explanation.
+pub fn failed_call(code: Option<&str>, message: Option<&str>, context: impl FnOnce() -> String) -> Attempt {
+    if let Some(code) = code {
+        return Attempt::Failed { code: code.to_string(), message: message.map_or_else(context, str::to_string) };
+    }
+    let context = context();
+    if context.contains("no credentials found in chain") || context.contains("CredentialsNotLoaded") {
+        return Attempt::Failed {
+            code: "NoCredentials".into(),
+            message: "no credentials found (tried environment, profile, web identity, container and instance metadata)".into(),
+        };
+    }
+    let first_line: String = context.lines().next().unwrap_or_default().chars().take(300).collect();
+    Attempt::Failed { code: "network or timeout".into(), message: first_line }
+}
+
 /// Whether a service's error code says the record (or request) is invalid: sending it again
 /// would fail again. Stream names are checked at load, so such an answer is about the data.
 pub fn is_invalid_record(code: &str) -> bool {
@@ -285,6 +303,9 @@ pub fn advice(code: &str) -> &'static str {
     match code {
         "ResourceNotFoundException" => "the stream does not exist in this account and region: check its name and the endpoint or region",
         "AccessDeniedException" | "AccessDenied" => "the credentials may not write to this stream: grant it in the IAM policy",
+        "NoCredentials" => {
+            "give the agent credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE), IRSA or EKS Pod Identity, or an instance profile"
+        }
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId" => {
             "the credentials are not valid: check the credential chain (environment, profile, role)"
         }

@@ -16,7 +16,7 @@
 //!   file and offset, and only then is acknowledged;
 //! - with `compression`, each record is sent gzip- or zstd-compressed.
 
-use crate::aws::{encode_record, finish_batch, send_until_accepted, Attempt, ErrorLog, SinkTarget};
+use crate::aws::{encode_record, failed_call, finish_batch, send_until_accepted, Attempt, ErrorLog, SinkTarget};
 use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
@@ -54,10 +54,7 @@ pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Itera
                 ),
                 Err(e) => {
                     use aws_sdk_firehose::error::ProvideErrorMetadata;
-                    let code = e.code().unwrap_or("network or timeout").to_string();
-                    let message =
-                        e.message().map(str::to_string).unwrap_or_else(|| aws_sdk_firehose::error::DisplayErrorContext(&e).to_string());
-                    Attempt::Failed { code, message }
+                    failed_call(e.code(), e.message(), || aws_sdk_firehose::error::DisplayErrorContext(&e).to_string())
                 }
             }
         });

@@ -19,7 +19,7 @@
 //! - with `compression`, each record is compressed (before aggregation: consumers de-aggregate,
 //!   then decompress each record).
 
-use crate::aws::{encode_record, finish_batch, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
+use crate::aws::{encode_record, failed_call, finish_batch, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
 use crate::config::{KinesisLimits, PartitionKey};
 use crate::kpl::{self, Keys};
 use crate::sink::{Batch, Delivered};
@@ -170,10 +170,7 @@ pub fn run(
                     ),
                     Err(e) => {
                         use aws_sdk_kinesis::error::ProvideErrorMetadata;
-                        let code = e.code().unwrap_or("network or timeout").to_string();
-                        let message =
-                            e.message().map(str::to_string).unwrap_or_else(|| aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string());
-                        Attempt::Failed { code, message }
+                        failed_call(e.code(), e.message(), || aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string())
                     }
                 }
             });

@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use logferry::config::{self, Assembly, Config, ConfigFormat, Destination, Flow, InitialPosition, PathRules};
+use logferry::config::{
+    self, Assembly, Compression, Config, ConfigFormat, Destination, Flow, InitialPosition, KinesisLimits, Oversized, PathRules,
+};
 use logferry::convert::ec2::{self, Ec2MetadataHandle};
 use logferry::convert::ChainContext;
 use logferry::engine::{Engine, Event};
@@ -294,13 +296,34 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
             format!("whole lines packed into records of up to {max_bytes} bytes")
         }
     };
+    let oversized = match f.oversized {
+        Oversized::Truncate => format!("truncated with {:?}", String::from_utf8_lossy(&f.truncated_record_terminator)),
+        Oversized::Split => "split into pieces that concatenate to the record".into(),
+    };
     writeln!(
         out,
-        "  records: {framing}; {} header lines skipped; longer than {} bytes truncated with {:?}",
-        f.skip_header_lines,
-        f.max_record_bytes,
-        String::from_utf8_lossy(&f.truncated_record_terminator)
+        "  records: {framing}; {} header lines skipped; longer than {} bytes {oversized}",
+        f.skip_header_lines, f.max_record_bytes
     )?;
+    if let Some(aws) = f.destination.aws() {
+        let mut notes = Vec::new();
+        if let Destination::Kinesis { kpl_aggregate_bytes: Some(n), .. } = &f.destination {
+            notes.push(format!("KPL aggregates of up to {n} bytes"));
+        }
+        if let Destination::Kinesis { limits, .. } = &f.destination {
+            if *limits != KinesisLimits::default() {
+                notes.push(format!("raised limits: records {} bytes, requests {} bytes", limits.record_bytes, limits.request_bytes));
+            }
+        }
+        match aws.compression {
+            Compression::None => {}
+            Compression::Gzip => notes.push("each record gzip-compressed".into()),
+            Compression::Zstd => notes.push("each record zstd-compressed".into()),
+        }
+        let dead_letter = aws.dead_letter_file.clone().unwrap_or_else(|| logferry::deadletter::default_path(&cfg.checkpoint_file, &f.id));
+        notes.push(format!("records rejected as invalid go to {}", dead_letter.display()));
+        writeln!(out, "  sending: {}", notes.join("; "))?;
+    }
     for p in &f.processors {
         writeln!(out, "  processor: {}", p.describe())?;
     }

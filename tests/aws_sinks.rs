@@ -328,25 +328,7 @@ fn agent_json_ships_every_line_to_kinesalite_in_order_per_shard() {
         ),
     )
     .unwrap();
-    let path = d.path().join("app.log");
-    let mut w = Writer::new(&path, "kl");
-    w.write(1200);
-    let err = d.path().join("agent.err");
-    let mut agent = start(&cfg, &err);
-    w.write(300);
-    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
-    w.write(300);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let doc = loop {
-        let doc: serde_json::Value = serde_json::from_slice(&aws(&[&k.endpoint, "kinesis-deaggregate", "ka-events"])).unwrap();
-        if doc["user"].as_array().unwrap().len() >= w.written.len() || Instant::now() > deadline {
-            break doc;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    unsafe_kill(agent.id(), "TERM");
-    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
-    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let (w, doc) = ship_with_rotation(&cfg, "kl", (1200, 300), &[&k.endpoint, "kinesis-deaggregate", "ka-events"]);
     let mut by_shard: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut got = Vec::new();
     for u in doc["user"].as_array().unwrap() {
@@ -357,10 +339,14 @@ fn agent_json_ships_every_line_to_kinesalite_in_order_per_shard() {
     }
     assert_exactly_once(&w.written, &got);
     assert!(by_shard.len() >= 2, "random keys spread over the shards: {:?}", doc["per_shard"]);
+    // lines before the rotation are in app.log.1, the last `each` in the new app.log
+    let first_of_new = w.written[w.written.len() - 300].clone();
     for lines in by_shard.values() {
-        let mut sorted = lines.clone();
-        sorted.sort();
-        assert_eq!(lines, &sorted, "each shard holds its records in file order");
+        for file in
+            [lines.iter().filter(|l| **l < first_of_new).collect::<Vec<_>>(), lines.iter().filter(|l| **l >= first_of_new).collect()]
+        {
+            assert!(file.windows(2).all(|p| p[0] < p[1]), "each shard holds each file's records in file order");
+        }
     }
 }
 
@@ -376,25 +362,7 @@ fn kpl_aggregates_with_zstd_records_deaggregate_with_the_kpl_library_across_shar
             k.endpoint
         ),
     );
-    let path = d.path().join("app.log");
-    let mut w = Writer::new(&path, "kpl");
-    w.write(2000);
-    let err = d.path().join("agent.err");
-    let mut agent = start(&cfg, &err);
-    w.write(500);
-    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
-    w.write(500);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let doc = loop {
-        let doc: serde_json::Value = serde_json::from_slice(&aws(&[&k.endpoint, "kinesis-deaggregate", "kpl"])).unwrap();
-        if doc["user"].as_array().unwrap().len() >= w.written.len() || Instant::now() > deadline {
-            break doc;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    unsafe_kill(agent.id(), "TERM");
-    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
-    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let (w, doc) = ship_with_rotation(&cfg, "kpl", (2000, 500), &[&k.endpoint, "kinesis-deaggregate", "kpl"]);
     let mut got = Vec::new();
     for u in doc["user"].as_array().unwrap() {
         assert_eq!(u[3], true, "every record travelled in an aggregate");
@@ -436,6 +404,32 @@ fn gzip_records_reach_s3_and_decompress_to_every_line() {
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_eq!(got, w.written, "every line, in file order");
+}
+
+/// Runs the agent on `cfg` while lines are written to `app.log` beside it, which is rotated once;
+/// returns the writer and the stream read back with the helper `read` once every line is there.
+fn ship_with_rotation(cfg: &std::path::Path, tag: &str, (before, each): (usize, usize), read: &[&str]) -> (Writer, serde_json::Value) {
+    let dir = cfg.parent().unwrap();
+    let path = dir.join("app.log");
+    let mut w = Writer::new(&path, tag);
+    w.write(before);
+    let err = dir.join("agent.err");
+    let mut agent = start(cfg, &err);
+    w.write(each);
+    std::fs::rename(&path, dir.join("app.log.1")).unwrap();
+    w.write(each);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let doc = loop {
+        let doc: serde_json::Value = serde_json::from_slice(&aws(read)).unwrap();
+        if doc["user"].as_array().unwrap().len() >= w.written.len() || Instant::now() > deadline {
+            break doc;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    (w, doc)
 }
 
 fn b64(s: &str) -> Vec<u8> {

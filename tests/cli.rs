@@ -389,6 +389,51 @@ fn native_yaml_typed_output_and_errors() {
 }
 
 #[test]
+fn aws_sink_options_are_shown_by_check_and_mistakes_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let good = write(
+        d.path(),
+        "good.yaml",
+        "checkpoint_file: /var/lib/logferry/checkpoints.db\nflows:\n  - id: sys\n    path: /var/log/syslog\n    oversized_records: split\n    buffer: {max_bytes: 10485760}\n    sink:\n      type: kinesis\n      stream: logs.v2_raw-1\n      aggregation: kpl\n      compression: zstd\n      max_record_bytes: 10485760\n      max_request_bytes: 10485760\n",
+    );
+    let r = check(&good);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // 10 MiB minus the longest key, minus what zstd may add to incompressible data
+    let room = 10_485_760 - 256;
+    let max = room - (room / 128 + 512);
+    assert!(r.stdout.contains(&format!("longer than {max} bytes split into pieces")), "{}", r.stdout);
+    assert!(r.stdout.contains("KPL aggregates of up to 51200 bytes"), "{}", r.stdout);
+    assert!(r.stdout.contains("raised limits: records 10485760 bytes, requests 10485760 bytes"), "{}", r.stdout);
+    assert!(r.stdout.contains("each record zstd-compressed"), "{}", r.stdout);
+    assert!(r.stdout.contains("records rejected as invalid go to /var/lib/logferry/dead-letter/sys.jsonl"), "{}", r.stdout);
+
+    let bad = write(
+        d.path(),
+        "bad.yaml",
+        "flows:\n  - id: a\n    path: /x\n    sink: {type: kinesis, stream: 'my stream', aggregate_max_bytes: 4096, compression: lz4, max_record_bytes: 20000000}\n  - id: b\n    path: /y\n    sink: {type: kinesis, stream: s, max_record_bytes: 8388608, max_request_bytes: 2097152}\n",
+    );
+    let r = check(&bad);
+    assert_eq!(r.code, 1);
+    for expected in [
+        "`flows[0].sink.stream`: \"my stream\" contains ' '",
+        "`flows[0].sink.aggregate_max_bytes`: applies only with `aggregation: kpl`",
+        "`flows[0].sink.compression`: \"lz4\" is not one of none, gzip, zstd",
+        "`flows[0].sink.max_record_bytes`",
+        "`flows[1].sink.max_request_bytes`: must be at least max_record_bytes",
+    ] {
+        assert!(r.stderr.contains(expected), "{expected}\n{}", r.stderr);
+    }
+    let agent_json = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{"filePattern": "/x", "deliveryStream": "arn:aws:firehose:us-east-1:1:deliverystream/x"}]}"#,
+    );
+    let r = check(&agent_json);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("`flows[0].deliveryStream`") && r.stderr.contains("contains ':'"), "{}", r.stderr);
+}
+
+#[test]
 fn the_built_in_example_runs_without_aws_and_prints_what_it_ships() {
     let d = tempfile::tempdir().unwrap();
     std::fs::copy(root().join("config-examples/demo/access.log"), d.path().join("access.log")).unwrap();

@@ -186,3 +186,21 @@ fn positions_of_the_kinesis_agent_are_imported_on_first_start() {
     let got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(String::from).collect();
     assert_eq!(got, w.written[60..].to_vec(), "resumed exactly where the Kinesis Agent stopped");
 }
+
+#[test]
+fn oversized_records_split_into_pieces_that_concatenate_to_the_line_and_are_counted() {
+    let mut a = Agent::new("app.log", "    oversized_records: split", "");
+    let path = a.logs().join("app.log");
+    let long: String = (0..2_500_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    std::fs::write(&path, format!("before\n{long}\nafter\n")).unwrap();
+    a.start();
+    // the file sink ends each record with a newline: the pieces arrive as lines of their own
+    a.wait_for(&["before".into(), "after".into()], Duration::from_secs(30));
+    assert_eq!(a.stop(), 0);
+    let got = a.delivered();
+    assert_eq!(got.len(), 5, "{:?}", got.iter().map(String::len).collect::<Vec<_>>());
+    assert_eq!((got[0].as_str(), got[4].as_str()), ("before", "after"));
+    assert!(got[1..4].iter().all(|p| p.len() <= 1_024_000), "each piece fits a Firehose record");
+    assert_eq!(got[1..4].concat(), long, "the pieces concatenate to the line");
+    assert!(a.stderr().contains("split 1"), "counted: {}", a.stderr());
+}

@@ -1,6 +1,7 @@
-//! The Firehose sink against an endpoint that fails on purpose, as no emulator does: per-record
-//! throttling on a share of records, 500s, slow answers and connection resets. It speaks
-//! Firehose's real wire protocol (awsJson1.1 PutRecordBatch) and records what it accepted.
+//! The AWS sinks against an endpoint that fails on purpose, as no emulator does: per-record
+//! throttling on a share of records, 500s, slow answers, connection resets, and records rejected
+//! as invalid. It speaks the services' real wire protocol (awsJson1.1 PutRecordBatch and
+//! PutRecords) and records what it accepted.
 
 mod support;
 
@@ -20,10 +21,23 @@ struct Seen {
     errors_500: usize,
     slow: usize,
     resets: usize,
+    /// Requests refused whole because they held an invalid record (Kinesis).
+    invalid_requests: usize,
 }
 
-/// Serves PutRecordBatch on a loopback port, failing on purpose.
-fn faulty_firehose() -> (String, Arc<Mutex<Seen>>) {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Service {
+    Firehose,
+    Kinesis,
+}
+
+/// A line the services reject for good: per record in Firehose's answer, the whole request
+/// (`ValidationException`) in Kinesis's, as for a record over the size limit.
+const POISON: &str = "POISON";
+
+/// Serves PutRecordBatch (Firehose) or PutRecords (Kinesis) on a loopback port, failing on
+/// purpose: faults by request number, throttling by record, and poison records rejected.
+fn faulty(service: Service) -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s = seen.clone();
     let json = [("Content-Type", "application/x-amz-json-1.1")];
@@ -52,91 +66,184 @@ fn faulty_firehose() -> (String, Arc<Mutex<Seen>>) {
             ));
         }
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let records: Vec<Vec<u8>> = body["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap())
+            .collect();
+        let poisoned = |data: &[u8]| String::from_utf8_lossy(data).contains(POISON);
+        let mut g = s.lock().unwrap();
+        if service == Service::Kinesis && records.iter().any(|d| poisoned(d)) {
+            g.invalid_requests += 1;
+            let body = br#"{"__type":"ValidationException","message":"1 validation error detected: Value at 'records.1.member.data' failed to satisfy constraint"}"#;
+            return Some(http::response("400 Bad Request", &json, body));
+        }
         let mut responses = Vec::new();
         let mut failed = 0;
-        let mut g = s.lock().unwrap();
-        for (i, r) in body["Records"].as_array().unwrap().iter().enumerate() {
+        for (i, data) in records.iter().enumerate() {
             // throttle about a quarter of the records, deterministically
             if (n * 31 + i * 17) % 4 == 0 {
                 failed += 1;
                 g.throttled_records += 1;
-                responses.push(serde_json::json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
+                responses.push(match service {
+                    Service::Firehose => serde_json::json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}),
+                    Service::Kinesis => serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded for shard shardId-000000000001."}),
+                });
+            } else if poisoned(data) {
+                failed += 1;
+                responses.push(serde_json::json!({"ErrorCode": "InvalidArgumentException", "ErrorMessage": "Record is not valid."}));
             } else {
-                let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
-                g.accepted.extend(String::from_utf8_lossy(&data).lines().map(String::from));
-                responses.push(serde_json::json!({"RecordId": format!("{n}-{i}")}));
+                g.accepted.extend(String::from_utf8_lossy(data).lines().map(String::from));
+                responses.push(match service {
+                    Service::Firehose => serde_json::json!({"RecordId": format!("{n}-{i}")}),
+                    Service::Kinesis => serde_json::json!({"SequenceNumber": format!("{n}{i:04}"), "ShardId": "shardId-000000000000"}),
+                });
             }
         }
-        let out = serde_json::json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": responses}).to_string();
-        Some(http::response("200 OK", &json, out.as_bytes()))
+        let out = match service {
+            Service::Firehose => serde_json::json!({"FailedPutCount": failed, "Encrypted": false, "RequestResponses": responses}),
+            Service::Kinesis => serde_json::json!({"FailedRecordCount": failed, "Records": responses}),
+        };
+        Some(http::response("200 OK", &json, out.to_string().as_bytes()))
     });
     (endpoint, seen)
 }
 
-#[test]
-fn throttling_500s_slow_answers_and_resets_with_four_requests_in_flight_lose_nothing_and_resend_only_what_failed() {
-    let (endpoint, seen) = faulty_firehose();
-    let d = tempfile::tempdir().unwrap();
-    // native format: four requests in flight at once, acknowledgements still in order
-    let cfg = d.path().join("logferry.yaml");
+/// Runs the agent on a native configuration with one flow from `dir/app.log*` to `service` at
+/// `endpoint`, four requests in flight and short backoffs.
+fn start(service: Service, endpoint: &str, dir: &std::path::Path) -> std::process::Child {
+    let cfg = dir.join("logferry.yaml");
+    let sink = match service {
+        Service::Firehose => "firehose",
+        Service::Kinesis => "kinesis",
+    };
     std::fs::write(
         &cfg,
         format!(
-            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 100, max_age_ms: 1000}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: '{endpoint}', max_in_flight_requests: 4}}\n",
-            d.path().join("checkpoints.db").display(),
-            d.path().join("app.log*").display()
+            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 100, max_age_ms: 1000}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: {sink}, stream: s, region: us-east-1, endpoint: '{endpoint}', max_in_flight_requests: 4}}\n",
+            dir.join("checkpoints.db").display(),
+            dir.join("app.log*").display()
         ),
     )
     .unwrap();
-    let path = d.path().join("app.log");
-    let mut w = Writer::new(&path, "f");
-    w.write(1500);
-    let err = d.path().join("agent.err");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+    Command::new(env!("CARGO_BIN_EXE_logferry"))
         .args(["run", "--config", cfg.to_str().unwrap()])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.err")).unwrap())
         .spawn()
-        .unwrap();
-    w.write(500);
-    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
-    w.write(500);
+        .unwrap()
+}
+
+/// Waits until `n` lines were accepted, or 120 s.
+fn wait_accepted(seen: &Mutex<Seen>, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = seen.lock().unwrap().accepted.len();
-        if n >= w.written.len() || Instant::now() > deadline {
-            break;
-        }
+    while seen.lock().unwrap().accepted.len() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap();
-    let rss: u64 =
-        rss.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap();
-    unsafe_kill(agent.id(), "TERM");
-    let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
-    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
-    let g = seen.lock().unwrap();
-    eprintln!(
-        "{} requests, {} records throttled, {} 500s, {} slow answers, {} resets; {} lines accepted for {} written; peak RSS {rss} KiB",
-        g.requests,
-        g.throttled_records,
-        g.errors_500,
-        g.slow,
-        g.resets,
-        g.accepted.len(),
-        w.written.len()
-    );
-    assert!(g.throttled_records > 50 && g.errors_500 > 0 && g.slow > 0 && g.resets > 0, "every fault happened");
-    // accepted exactly once: a record the endpoint took was never sent again
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for l in &g.accepted {
-        *counts.entry(l).or_default() += 1;
+}
+
+#[test]
+fn throttling_500s_slow_answers_and_resets_with_four_requests_in_flight_lose_nothing_and_resend_only_what_failed() {
+    for service in [Service::Firehose, Service::Kinesis] {
+        let (endpoint, seen) = faulty(service);
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("app.log");
+        let mut w = Writer::new(&path, "f");
+        w.write(1500);
+        let mut agent = start(service, &endpoint, d.path());
+        w.write(500);
+        std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+        w.write(500);
+        wait_accepted(&seen, w.written.len());
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap();
+        let rss: u64 =
+            rss.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap();
+        unsafe_kill(agent.id(), "TERM");
+        let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+        assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(d.path().join("agent.err")).unwrap());
+        let g = seen.lock().unwrap();
+        eprintln!(
+            "{service:?}: {} requests, {} records throttled, {} 500s, {} slow answers, {} resets; {} lines accepted for {} written; peak RSS {rss} KiB",
+            g.requests,
+            g.throttled_records,
+            g.errors_500,
+            g.slow,
+            g.resets,
+            g.accepted.len(),
+            w.written.len()
+        );
+        assert!(g.throttled_records > 50 && g.errors_500 > 0 && g.slow > 0 && g.resets > 0, "every fault happened");
+        // accepted exactly once: a record the endpoint took was never sent again
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for l in &g.accepted {
+            *counts.entry(l).or_default() += 1;
+        }
+        assert!(counts.values().all(|&c| c == 1), "{service:?}: a record that succeeded was sent again");
+        assert_exactly_once(&w.written, &g.accepted);
+        assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
     }
-    assert!(counts.values().all(|&c| c == 1), "a record that succeeded was sent again");
-    assert_exactly_once(&w.written, &g.accepted);
-    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+}
+
+#[test]
+fn records_the_service_rejects_go_to_the_dead_letter_file_with_their_origin_and_the_flow_moves_on() {
+    for service in [Service::Firehose, Service::Kinesis] {
+        let (endpoint, seen) = faulty(service);
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("app.log");
+        let mut w = Writer::new(&path, "d");
+        let mut poison_offsets = Vec::new();
+        for k in 0..3 {
+            w.write(200);
+            let offset = std::fs::metadata(&path).unwrap().len();
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            std::io::Write::write_all(&mut f, format!("{POISON} number {k}\n").as_bytes()).unwrap();
+            poison_offsets.push(offset);
+        }
+        w.write(200);
+        let mut agent = start(service, &endpoint, d.path());
+        wait_accepted(&seen, w.written.len());
+        // the dead-letter file is written before the records are acknowledged
+        let dead_letter = d.path().join("dead-letter/faults.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&dead_letter).map_or(0, |t| t.lines().count()) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        unsafe_kill(agent.id(), "TERM");
+        wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+        let log = std::fs::read_to_string(d.path().join("agent.err")).unwrap();
+        assert_exactly_once(&w.written, &seen.lock().unwrap().accepted);
+        let entries: Vec<serde_json::Value> = std::fs::read_to_string(&dead_letter)
+            .unwrap_or_else(|e| panic!("{service:?}: no dead-letter file: {e}\n{log}"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 3, "{service:?}: {entries:?}");
+        let mut by_offset: Vec<&serde_json::Value> = entries.iter().collect();
+        by_offset.sort_by_key(|e| e["offset"].as_u64());
+        for (k, e) in by_offset.iter().enumerate() {
+            assert_eq!(e["record"], format!("{POISON} number {k}\n"));
+            assert_eq!(e["offset"], poison_offsets[k], "the offset where the line starts in its file");
+            assert_eq!(e["file"], path.display().to_string());
+            assert_eq!(e["flow"], "faults");
+            let code = if service == Service::Kinesis { "ValidationException" } else { "InvalidArgumentException" };
+            assert_eq!(e["error_code"], code);
+        }
+        assert!(log.contains("dead-letter file") && log.contains("rejects the record as invalid"), "{log}");
+        if service == Service::Kinesis {
+            assert!(seen.lock().unwrap().invalid_requests >= 3, "an invalid request was halved until the record was alone");
+        }
+        // acknowledged: a restart sends nothing again
+        let before = seen.lock().unwrap().requests;
+        let mut agent = start(service, &endpoint, d.path());
+        std::thread::sleep(Duration::from_secs(3));
+        unsafe_kill(agent.id(), "TERM");
+        wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+        assert_eq!(seen.lock().unwrap().requests, before, "{service:?}: records were sent again after a restart");
+        assert_eq!(std::fs::read_to_string(&dead_letter).unwrap().lines().count(), 3);
+    }
 }
 
 /// Answers every call as AWS does for credentials it does not know.
@@ -184,4 +291,59 @@ fn bad_credentials_are_reported_once_with_the_fix_and_the_records_wait() {
     assert!(log.contains("the credentials are not valid") && log.contains("stream=s"), "{log}");
     assert!(!log.contains("wJalrXUtnFEMI-never-logged"), "the secret never appears: {log}");
     assert!(log.contains("were not acknowledged within the shutdown timeout") || log.contains("read again at the next start"), "{log}");
+}
+
+#[test]
+fn without_any_credentials_the_agent_starts_at_once_says_what_to_set_and_keeps_the_records() {
+    // an instance metadata endpoint that accepts connections and never answers: the worst case
+    // of a host outside EC2 whose network swallows 169.254.169.254
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\nshutdown_timeout_ms: 500\nflows:\n  - id: nocred\n    path: {}\n    buffer: {{max_age_ms: 100}}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: 'http://127.0.0.1:9'}}\n",
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log").display()
+        ),
+    )
+    .unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "n");
+    w.write(5);
+    let err = d.path().join("agent.err");
+    // nothing from the test's own environment: no keys, no profile, no web identity
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", d.path())
+        .env("RUST_LOG", "info")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(&err).unwrap();
+        if log.contains("NoCredentials") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.contains("no credentials found") && log.contains("AWS_ACCESS_KEY_ID"), "says what to set: {log}");
+    assert_eq!(log.lines().filter(|l| l.contains("ERROR")).count(), 1, "one error, one line: {log}");
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("read again at the next start"), "nothing acknowledged, nothing lost: {log}");
 }

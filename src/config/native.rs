@@ -313,13 +313,10 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
     };
     let stream = |ctx: &mut Ctx, max_len: usize| {
         let name = s.required_str(ctx, "stream")?;
-        match stream_name_problem(&name, max_len) {
-            Some(p) => {
-                ctx.error(&s.key_path("stream"), p);
-                None
-            }
-            None => Some(name),
+        if let Some(p) = stream_name_problem(&name, max_len) {
+            ctx.error(&s.key_path("stream"), p);
         }
+        Some(name)
     };
     let d = match ty.as_str() {
         "firehose" => Some(Destination::Firehose { stream: stream(ctx, 64)?, aws: aws(ctx) }),
