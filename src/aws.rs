@@ -30,6 +30,8 @@ pub struct SinkTarget {
     pub compression: Compression,
     /// Where records rejected for good are written (set by the engine for each flow).
     pub dead_letter: PathBuf,
+    /// Most records in one request (the flow's `maxBufferSizeRecords`, at most 500).
+    pub max_request_records: usize,
 }
 
 impl std::fmt::Debug for SinkTarget {
@@ -104,6 +106,7 @@ impl SinkTarget {
             max_backoff: Duration::from_millis(backoff_ms.1),
             compression: target.compression,
             dead_letter: target.dead_letter_file.clone().unwrap_or_default(),
+            max_request_records: 500,
         }
     }
 
@@ -249,6 +252,43 @@ pub fn send_until_accepted(
     }
     rejected.sort_by_key(|r| r.record);
     rejected
+}
+
+/// Splits records (by index) into requests within the count and byte limits.
+pub fn requests(sizes: &[usize], max_bytes: usize, max_records: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new()];
+    let mut bytes = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        let cur = out.last_mut().expect("never empty");
+        if !cur.is_empty() && (cur.len() >= max_records || bytes + size > max_bytes) {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        out.last_mut().expect("never empty").push(i);
+        bytes += size;
+    }
+    out.retain(|r| !r.is_empty());
+    out
+}
+
+/// Groups consecutive records (by their sizes) so that each group's total stays within
+/// `max_bytes`; a record larger than that is a group of its own.
+pub fn pack_whole(sizes: &[usize], max_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        match out.last_mut() {
+            Some(g) if bytes + size <= max_bytes => {
+                g.end = i + 1;
+                bytes += size;
+            }
+            _ => {
+                out.push(i..i + 1);
+                bytes = size;
+            }
+        }
+    }
+    out
 }
 
 /// A record as it is sent: compressed when the flow asks for it.
@@ -401,6 +441,20 @@ mod tests {
             Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect())
         });
         assert_eq!(rejected, vec![Rejected { record: 1, code: "InvalidArgumentException".into(), message: "m".into() }]);
+    }
+
+    #[test]
+    fn requests_respect_count_and_bytes() {
+        assert_eq!(requests(&[3, 3, 3, 3], 7, 10), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(requests(&[1; 5], 100, 2), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(requests(&[10, 1], 5, 10), vec![vec![0], vec![1]], "an oversized record goes alone");
+        assert!(requests(&[], 5, 5).is_empty());
+    }
+
+    #[test]
+    fn whole_records_are_packed_in_order_within_the_size() {
+        assert_eq!(pack_whole(&[3, 3, 3, 10, 1, 1], 7), vec![0..2, 2..3, 3..4, 4..6]);
+        assert_eq!(pack_whole(&[], 7), Vec::<std::ops::Range<usize>>::new());
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl Engine {
                 let _ = ev.send(Event::Delivered(d));
             };
             let sink_threads = match &flow.destination {
-                Destination::Firehose { stream, aws } => {
+                Destination::Firehose { stream, aws, aggregate_bytes } => {
                     let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
                     let mut target = crate::aws::SinkTarget::resolve(
                         cfg.format,
@@ -259,10 +259,12 @@ impl Engine {
                         backoff,
                     );
                     target.dead_letter = dead_letter_path(&cfg, flow, aws);
+                    target.max_request_records = flow.buffer.max_records as usize;
                     tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+                    let aggregate_bytes = *aggregate_bytes;
                     spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
                         let (t, id, d) = (target.clone(), flow_id.clone(), on_delivered.clone());
-                        move || crate::firehose::run(t, index, id, batches, d)
+                        move || crate::firehose::run(t, aggregate_bytes, index, id, batches, d)
                     })?
                 }
                 Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
@@ -278,6 +280,7 @@ impl Engine {
                         backoff,
                     );
                     target.dead_letter = dead_letter_path(&cfg, flow, aws);
+                    target.max_request_records = flow.buffer.max_records as usize;
                     tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
                     let options = crate::kinesis::KinesisOptions {
                         partition_key: partition_key.clone(),
@@ -1024,8 +1027,11 @@ impl Outbox {
     /// Ends the record whose bytes start at `start` in the batch buffer: sends the batch first
     /// when the record does not fit, and sends it after when it is full.
     fn add(&mut self, flow: &Flow, start: usize, ack: AckRef, path: &Path, offset: u64, cost: u64) {
+        // when the sink packs records, the count that matters is of packed records: the sink
+        // cuts requests by it, and the batch closes by size and age
+        let max_records = if flow.destination.packs_records() { u64::MAX } else { flow.buffer.max_records };
         let full = |b: &Batch, over: bool| {
-            b.len() as u64 >= flow.buffer.max_records
+            b.len() as u64 >= max_records
                 || if over { b.data.len() as u64 > flow.buffer.max_bytes } else { b.data.len() as u64 >= flow.buffer.max_bytes }
         };
         if !self.batch.is_empty() && full(&self.batch, true) {

@@ -1,8 +1,11 @@
 //! The Kinesis Data Firehose sink: PutRecordBatch through the official AWS SDK.
 //!
 //! Guarantees:
-//! - requests are legal by construction: the engine's batches hold at most 500 records and
-//!   4 MiB, and records are cut to 1,024,000 bytes before they get here;
+//! - requests are legal by construction: at most 500 records (the flow's record limit) and 4 MiB
+//!   per request (a batch that would exceed it is sent as several requests), and records were cut
+//!   to 1,024,000 bytes before they got here;
+//! - with `aggregate_record_bytes` (native), converted records are packed whole into Firehose
+//!   records of at most that size: S3 receives the same bytes in fewer billing units;
 //! - a partial failure re-sends only the records that failed, after a backoff with jitter; a
 //!   batch is acknowledged only when every record in it was accepted;
 //! - an error that retrying will not heal (stream not found, access denied, bad credentials) is
@@ -16,13 +19,26 @@
 //!   file and offset, and only then is acknowledged;
 //! - with `compression`, each record is sent gzip- or zstd-compressed.
 
-use crate::aws::{encode_record, failed_call, finish_batch, send_until_accepted, Attempt, ErrorLog, SinkTarget};
+use crate::aws::{
+    encode_record, failed_call, finish_batch, pack_whole, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget,
+};
 use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 
-/// Runs the sink until its channel closes.
-pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Iterator<Item = Batch>, delivered: impl Fn(Delivered)) {
+/// PutRecordBatch's limit on one request.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Runs the sink until its channel closes. With `aggregate_bytes`, consecutive records are packed
+/// whole into Firehose records of at most that size (fewer 5 KB billing units, fewer requests).
+pub fn run(
+    target: SinkTarget,
+    aggregate_bytes: Option<usize>,
+    flow: usize,
+    flow_id: String,
+    batches: impl Iterator<Item = Batch>,
+    delivered: impl Fn(Delivered),
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -41,24 +57,36 @@ pub fn run(target: SinkTarget, flow: usize, flow_id: String, batches: impl Itera
     let destination = format!("DeliveryStream:{}", target.stream);
     let mut errors = ErrorLog::default();
     for batch in batches {
-        let records: Vec<_> = batch.records().map(|r| encode_record(target.compression, r)).collect();
-        let rejected = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, (0..records.len()).collect(), |pending| {
-            let request: Vec<Record> =
-                pending.iter().filter_map(|&i| Record::builder().data(Blob::new(records[i].as_ref())).build().ok()).collect();
-            match rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send()) {
-                Ok(out) => Attempt::Answered(
-                    out.request_responses()
-                        .iter()
-                        .map(|r| r.error_code().map(|c| (c.to_string(), r.error_message().unwrap_or_default().to_string())))
-                        .collect(),
-                ),
-                Err(e) => {
-                    use aws_sdk_firehose::error::ProvideErrorMetadata;
-                    failed_call(e.code(), e.message(), || aws_sdk_firehose::error::DisplayErrorContext(&e).to_string())
+        let groups = match aggregate_bytes {
+            Some(max) => pack_whole(&batch.records().map(<[u8]>::len).collect::<Vec<_>>(), max),
+            None => (0..batch.len()).map(|i| i..i + 1).collect(),
+        };
+        let units: Vec<_> = groups.iter().map(|g| encode_record(target.compression, batch.span(g.clone()))).collect();
+        let sizes: Vec<usize> = units.iter().map(|u| u.len()).collect();
+        let mut rejected = Vec::new();
+        for request in requests(&sizes, MAX_REQUEST_BYTES, target.max_request_records.min(500)) {
+            let failed = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, request, |pending| {
+                let request: Vec<Record> =
+                    pending.iter().filter_map(|&i| Record::builder().data(Blob::new(units[i].as_ref())).build().ok()).collect();
+                match rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send()) {
+                    Ok(out) => Attempt::Answered(
+                        out.request_responses()
+                            .iter()
+                            .map(|r| r.error_code().map(|c| (c.to_string(), r.error_message().unwrap_or_default().to_string())))
+                            .collect(),
+                    ),
+                    Err(e) => {
+                        use aws_sdk_firehose::error::ProvideErrorMetadata;
+                        failed_call(e.code(), e.message(), || aws_sdk_firehose::error::DisplayErrorContext(&e).to_string())
+                    }
                 }
+            });
+            // a rejected packed record rejects every record it carries
+            for r in failed {
+                rejected.extend(groups[r.record].clone().map(|m| Rejected { record: m, code: r.code.clone(), message: r.message.clone() }));
             }
-        });
-        drop(records);
+        }
+        drop(units);
         finish_batch(&target, flow, &flow_id, &destination, &mut errors, batch, &rejected, &delivered);
     }
 }

@@ -19,7 +19,7 @@
 //! - with `compression`, each record is compressed (before aggregation: consumers de-aggregate,
 //!   then decompress each record).
 
-use crate::aws::{encode_record, failed_call, finish_batch, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
+use crate::aws::{encode_record, failed_call, finish_batch, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
 use crate::config::{KinesisLimits, PartitionKey};
 use crate::kpl::{self, Keys};
 use crate::sink::{Batch, Delivered};
@@ -65,23 +65,6 @@ pub fn partition_key(rule: &PartitionKey, record: &[u8], random: &mut impl FnMut
             value.unwrap_or_else(|| random_key(random))
         }
     }
-}
-
-/// Splits records (by index) into requests within the count and byte limits.
-pub fn requests(sizes: &[usize], max_bytes: usize, max_records: usize) -> Vec<Vec<usize>> {
-    let mut out = vec![Vec::new()];
-    let mut bytes = 0;
-    for (i, &size) in sizes.iter().enumerate() {
-        let cur = out.last_mut().expect("never empty");
-        if !cur.is_empty() && (cur.len() >= max_records || bytes + size > max_bytes) {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        out.last_mut().expect("never empty").push(i);
-        bytes += size;
-    }
-    out.retain(|r| !r.is_empty());
-    out
 }
 
 /// One Kinesis record of a request: its key, its bytes, and the batch records it carries.
@@ -153,7 +136,7 @@ pub fn run(
         };
         let sizes: Vec<usize> = units.iter().map(|u| u.data.len() + u.key.len()).collect();
         let mut rejected = Vec::new();
-        for request in requests(&sizes, options.limits.request_bytes, MAX_REQUEST_RECORDS) {
+        for request in requests(&sizes, options.limits.request_bytes, target.max_request_records.min(MAX_REQUEST_RECORDS)) {
             let failed = send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, request, |pending| {
                 let entries: Vec<PutRecordsRequestEntry> = pending
                     .iter()
@@ -192,14 +175,6 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_respect_count_and_bytes() {
-        assert_eq!(requests(&[3, 3, 3, 3], 7, 10), vec![vec![0, 1], vec![2, 3]]);
-        assert_eq!(requests(&[1; 5], 100, 2), vec![vec![0, 1], vec![2, 3], vec![4]]);
-        assert_eq!(requests(&[10, 1], 5, 10), vec![vec![0], vec![1]], "an oversized record goes alone");
-        assert!(requests(&[], 5, 5).is_empty());
-    }
 
     #[test]
     fn partition_keys() {

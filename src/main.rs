@@ -307,6 +307,9 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
     )?;
     if let Some(aws) = f.destination.aws() {
         let mut notes = Vec::new();
+        if let Destination::Firehose { aggregate_bytes: Some(n), .. } = &f.destination {
+            notes.push(format!("converted records packed whole into Firehose records of up to {n} bytes"));
+        }
         if let Destination::Kinesis { kpl_aggregate_bytes: Some(n), .. } = &f.destination {
             notes.push(format!("KPL aggregates of up to {n} bytes"));
         }

@@ -55,6 +55,12 @@ impl Batch {
         }
     }
 
+    /// The bytes of the consecutive records `range`, end to end.
+    pub fn span(&self, range: std::ops::Range<usize>) -> &[u8] {
+        let start = if range.start == 0 { 0 } else { self.ends[range.start - 1] };
+        &self.data[start..self.ends[range.end - 1]]
+    }
+
     /// Where record `i` came from: its file and offset.
     pub fn origin(&self, i: usize) -> (Option<&Path>, u64) {
         let tail = self.acks[i].tail;

@@ -431,6 +431,15 @@ fn aws_sink_options_are_shown_by_check_and_mistakes_refused() {
     let r = check(&agent_json);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("`flows[0].deliveryStream`") && r.stderr.contains("contains ':'"), "{}", r.stderr);
+    let packed_before_parsing = write(
+        d.path(),
+        "agg.json",
+        r#"{"flows": [{"filePattern": "/x", "deliveryStream": "s", "aggregatedRecordSizeBytes": 4096,
+                       "dataProcessingOptions": [{"optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG"}]}]}"#,
+    );
+    let r = check(&packed_before_parsing);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("packs lines before the processors run"), "{}", r.stderr);
 }
 
 #[test]

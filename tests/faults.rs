@@ -23,6 +23,8 @@ struct Seen {
     resets: usize,
     /// Requests refused whole because they held an invalid record (Kinesis).
     invalid_requests: usize,
+    /// Service records accepted (each may carry several lines).
+    accepted_records: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,6 +97,7 @@ fn faulty(service: Service) -> (String, Arc<Mutex<Seen>>) {
                 responses.push(serde_json::json!({"ErrorCode": "InvalidArgumentException", "ErrorMessage": "Record is not valid."}));
             } else {
                 g.accepted.extend(String::from_utf8_lossy(data).lines().map(String::from));
+                g.accepted_records += 1;
                 responses.push(match service {
                     Service::Firehose => serde_json::json!({"RecordId": format!("{n}-{i}")}),
                     Service::Kinesis => serde_json::json!({"SequenceNumber": format!("{n}{i:04}"), "ShardId": "shardId-000000000000"}),
@@ -113,6 +116,11 @@ fn faulty(service: Service) -> (String, Arc<Mutex<Seen>>) {
 /// Runs the agent on a native configuration with one flow from `dir/app.log*` to `service` at
 /// `endpoint`, four requests in flight and short backoffs.
 fn start(service: Service, endpoint: &str, dir: &std::path::Path) -> std::process::Child {
+    start_with(service, endpoint, dir, "")
+}
+
+/// As [`start`], with `flow_extra` (YAML lines) added to the flow.
+fn start_with(service: Service, endpoint: &str, dir: &std::path::Path, flow_extra: &str) -> std::process::Child {
     let cfg = dir.join("logferry.yaml");
     let sink = match service {
         Service::Firehose => "firehose",
@@ -121,7 +129,7 @@ fn start(service: Service, endpoint: &str, dir: &std::path::Path) -> std::proces
     std::fs::write(
         &cfg,
         format!(
-            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 100, max_age_ms: 1000}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: {sink}, stream: s, region: us-east-1, endpoint: '{endpoint}', max_in_flight_requests: 4}}\n",
+            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 100, max_age_ms: 1000}}\n{flow_extra}    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: {sink}, stream: s, region: us-east-1, endpoint: '{endpoint}', max_in_flight_requests: 4}}\n",
             dir.join("checkpoints.db").display(),
             dir.join("app.log*").display()
         ),
@@ -346,4 +354,32 @@ fn without_any_credentials_the_agent_starts_at_once_says_what_to_set_and_keeps_t
     assert_eq!(status.code(), Some(0));
     let log = std::fs::read_to_string(&err).unwrap();
     assert!(log.contains("read again at the next start"), "nothing acknowledged, nothing lost: {log}");
+}
+
+#[test]
+fn firehose_aggregation_packs_converted_records_whole_into_fewer_records() {
+    let (endpoint, seen) = faulty(Service::Firehose);
+    let d = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "a");
+    w.write(3000);
+    // the parser sees one line at a time: packing happens after it
+    let extra = "    aggregate_record_bytes: 4096\n    processors: [{type: regex, pattern: '^(?<line>.*)$'}]\n";
+    let mut agent = start_with(Service::Firehose, &endpoint, d.path(), extra);
+    wait_accepted(&seen, w.written.len());
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    let g = seen.lock().unwrap();
+    let lines: Vec<String> = g
+        .accepted
+        .iter()
+        .map(|j| serde_json::from_str::<serde_json::Value>(j).unwrap_or_else(|e| panic!("{e}: {j}"))["line"].as_str().unwrap().to_string())
+        .collect();
+    assert_exactly_once(&w.written, &lines);
+    let bytes: usize = g.accepted.iter().map(|j| j.len() + 1).sum();
+    assert!(
+        g.accepted_records <= bytes / 4096 * 2 + 10 && g.accepted_records * 20 < w.written.len(),
+        "{} Firehose records for {} lines ({bytes} bytes)",
+        g.accepted_records,
+        w.written.len()
+    );
 }

@@ -204,7 +204,9 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         PartitionKey::Random,
     );
     let (destination, id_prefix, default_max_bytes) = match (firehose, kinesis) {
-        (Some(s), _) => (Destination::Firehose { stream: s.clone(), aws: AwsTarget::default() }, format!("fh:{s}"), 4_194_304),
+        (Some(s), _) => {
+            (Destination::Firehose { stream: s.clone(), aws: AwsTarget::default(), aggregate_bytes: None }, format!("fh:{s}"), 4_194_304)
+        }
         (None, Some(s)) => (
             Destination::Kinesis {
                 stream: s.clone(),
@@ -310,6 +312,12 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         ctx.warn(
             &o.key_path("fileFooterPattern"),
             "is accepted but not applied: logferry reads every file to its end (the Kinesis Agent stops reading a file at its footer and loses the rest of that read)",
+        );
+    }
+    if matches!(flow.assembly, Assembly::Aggregate { .. }) && !flow.processors.is_empty() {
+        ctx.warn(
+            &o.key_path("aggregatedRecordSizeBytes"),
+            "packs lines before the processors run, as in the Kinesis Agent: each processor sees several lines at once, and LOGTOJSON or CSVTOJSON drop or mangle such records; the native configuration (`logferry migrate`) packs converted records instead",
         );
     }
     if aggregated > 0 && !is_firehose {

@@ -181,7 +181,10 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     m.insert("retry".into(), json!({"initial_backoff_ms": f.retry_initial_backoff_ms, "max_backoff_ms": f.retry_max_backoff_ms}));
     let mut sink = Map::new();
     match &f.destination {
-        Destination::Firehose { stream, aws } => {
+        Destination::Firehose { stream, aws, aggregate_bytes } => {
+            if let Some(n) = aggregate_bytes {
+                m.insert("aggregate_record_bytes".into(), (*n).into());
+            }
             sink.insert("type".into(), "firehose".into());
             sink.insert("stream".into(), stream.clone().into());
             let endpoint = aws.endpoint.as_ref().or(cfg.aws.firehose_endpoint.as_ref());

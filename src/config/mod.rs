@@ -200,6 +200,9 @@ pub enum Destination {
     Firehose {
         stream: String,
         aws: AwsTarget,
+        /// Converted records packed, whole, into Firehose records of at most this many bytes
+        /// (native `aggregate_record_bytes`).
+        aggregate_bytes: Option<usize>,
     },
     Kinesis {
         stream: String,
@@ -246,6 +249,12 @@ impl Destination {
             }
             Destination::File { .. } | Destination::Stdout => FIREHOSE_MAX_RECORD,
         }
+    }
+
+    /// Whether the sink packs several records into one (Firehose aggregation, KPL): then a
+    /// batch's record count is the service's, known only in the sink, which cuts requests.
+    pub fn packs_records(&self) -> bool {
+        matches!(self, Destination::Firehose { aggregate_bytes: Some(_), .. } | Destination::Kinesis { kpl_aggregate_bytes: Some(_), .. })
     }
 
     pub fn aws(&self) -> Option<&AwsTarget> {

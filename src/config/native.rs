@@ -179,16 +179,22 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     if let Some(m) = multi {
         m.finish(ctx);
     }
-    let aggregate = o.int(ctx, "aggregate_record_bytes", 0, 0, max_record_bytes as i64) as usize;
-    let assembly = match (start, aggregate) {
-        (Some(start), 0) => Assembly::MultiLine { start },
-        (Some(_), _) => {
-            ctx.error(&o.key_path("aggregate_record_bytes"), "cannot be combined with `multiline`");
-            Assembly::Lines
-        }
-        (None, 0) => Assembly::Lines,
-        (None, n) => Assembly::Aggregate { max_bytes: n },
+    let assembly = match start {
+        Some(start) => Assembly::MultiLine { start },
+        None => Assembly::Lines,
     };
+    // packing converted records is the Firehose sink's job
+    let mut destination = destination;
+    let aggregate = o.int(ctx, "aggregate_record_bytes", 0, 0, max_record_bytes as i64) as usize;
+    if aggregate > 0 {
+        match &mut destination {
+            Destination::Firehose { aggregate_bytes, .. } => *aggregate_bytes = Some(aggregate),
+            Destination::Kinesis { .. } => {
+                ctx.error(&o.key_path("aggregate_record_bytes"), "applies to firehose sinks; for kinesis use the sink's `aggregation: kpl`")
+            }
+            _ => ctx.error(&o.key_path("aggregate_record_bytes"), "applies to firehose sinks"),
+        }
+    }
     let (default_max_bytes, most_bytes): (i64, i64) = match &destination {
         Destination::Kinesis { limits, .. } => (KINESIS_MAX_REQUEST as i64, limits.request_bytes as i64),
         _ => (4_194_304, 4_194_304),
@@ -319,7 +325,7 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
         Some(name)
     };
     let d = match ty.as_str() {
-        "firehose" => Some(Destination::Firehose { stream: stream(ctx, 64)?, aws: aws(ctx) }),
+        "firehose" => Some(Destination::Firehose { stream: stream(ctx, 64)?, aws: aws(ctx), aggregate_bytes: None }),
         "kinesis" => {
             let stream = stream(ctx, 128)?;
             let aws = aws(ctx);

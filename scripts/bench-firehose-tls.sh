@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): CPU-seconds per million combined lines read from a file, converted with
+# LOGTOJSON and sent with Firehose PutRecordBatch over TLS (SigV4 signing, base64, TLS included)
+# to a local endpoint; peak RSS; and the requests that aggregation saves. Figures go to
+# docs/benchmarks.md by hand, with this command.
+#
+#   scripts/bench-firehose-tls.sh [LINES] [WORKDIR]     (defaults 1000000, /tmp/logferry-bench-tls)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lines=${1:-1000000}
+work=${2:-/tmp/logferry-bench-tls}
+rm -rf "$work"
+mkdir -p "$work"
+cargo build --release -j2 --bin logferry --example loggen >/dev/null
+bin=$PWD/target/release/logferry
+
+# a throw-away certificate authority, trusted by the agent through SSL_CERT_FILE, and the
+# endpoint's certificate signed by it
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca -keyout "$work/ca-key.pem" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$work/key.pem" -out "$work/req.pem" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$work/ext.cnf"
+openssl x509 -req -in "$work/req.pem" -CA "$work/ca.pem" -CAkey "$work/ca-key.pem" -CAcreateserial -days 1 \
+  -extfile "$work/ext.cnf" -out "$work/cert.pem" 2>/dev/null
+
+echo "generating $lines combined lines of 200 bytes"
+target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/access.log"
+sync
+
+run() {
+  local label=$1 extra=$2
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  rm -f "$work/counts.json" "$work/checkpoints.db"*
+  python3 scripts/bench/firehose_endpoint.py "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
+  local server=$!
+  sleep 1
+  cat > "$work/flow.yaml" <<YAML
+checkpoint_file: $work/checkpoints.db
+aws: { access_key_id: bench, secret_access_key: bench-secret }
+flows:
+  - id: bench
+    path: $work/access.log
+$extra
+    processors:
+      - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
+    buffer: { max_age_ms: 1000 }
+    sink: { type: firehose, stream: bench, region: us-east-1, endpoint: "https://127.0.0.1:$port" }
+YAML
+  local start end agent got
+  start=$(date +%s.%N)
+  SSL_CERT_FILE=$work/ca.pem AWS_EC2_METADATA_DISABLED=true \
+    /usr/bin/time -f "%U %S %M" -o "$work/time.txt" "$bin" run --config "$work/flow.yaml" 2>"$work/agent.log" &
+  local timer=$!
+  sleep 0.2
+  agent=$(pgrep -n -f "^$bin run --config $work/flow.yaml")
+  while :; do
+    got=$(python3 -c "import json; print(json.load(open('$work/counts.json'))['lines'])" 2>/dev/null || echo 0)
+    [ "$got" -ge "$lines" ] && break
+    if ! kill -0 "$agent" 2>/dev/null; then cat "$work/agent.log"; exit 1; fi
+    sleep 0.2
+  done
+  end=$(date +%s.%N)
+  kill -TERM "$agent"
+  wait "$timer" || true
+  kill "$server"
+  local user sys maxrss cpu
+  read -r user sys maxrss < "$work/time.txt"
+  cpu=$(echo "$user + $sys" | bc)
+  echo "$label: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB"
+  echo "  CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
+  echo "  $(cat "$work/counts.json")"
+}
+run "one record per line" ""
+run "aggregated, 4,096-byte records" "    aggregate_record_bytes: 4096"
+run "aggregated, 1,000 KiB records" "    aggregate_record_bytes: 1024000"
