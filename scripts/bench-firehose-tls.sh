@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): CPU-seconds per million combined lines read from a file, converted with
 # LOGTOJSON and sent with Firehose PutRecordBatch over TLS (SigV4 signing, base64, TLS included)
-# to a local endpoint; peak RSS; and the requests that aggregation saves. Figures go to
-# docs/benchmarks.md by hand, with this command.
+# to a fast local endpoint (examples/bench_endpoint.rs); peak RSS; and the requests that
+# aggregation saves. Figures go to docs/benchmarks.md by hand, with this command.
 #
 #   scripts/bench-firehose-tls.sh [LINES] [WORKDIR]     (defaults 1000000, /tmp/logferry-bench-tls)
+#   BENCH_PLAIN_ONLY=1 scripts/bench-firehose-tls.sh     only the run without aggregation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
 work=${2:-/tmp/logferry-bench-tls}
 rm -rf "$work"
 mkdir -p "$work"
-cargo build --release -j2 --bin logferry --example loggen >/dev/null
+cargo build --release -j2 --bin logferry --example loggen --example bench_endpoint >/dev/null
 bin=$PWD/target/release/logferry
 
 # a throw-away certificate authority, trusted by the agent through SSL_CERT_FILE, and the
@@ -23,7 +24,8 @@ openssl x509 -req -in "$work/req.pem" -CA "$work/ca.pem" -CAkey "$work/ca-key.pe
   -extfile "$work/ext.cnf" -out "$work/cert.pem" 2>/dev/null
 
 echo "generating $lines combined lines of 200 bytes"
-target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/access.log"
+mkdir -p "$work/logs"   # only the log in the tailed directory: no unrelated file events
+target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/logs/access.log"
 sync
 
 run() {
@@ -31,15 +33,16 @@ run() {
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   rm -f "$work/counts.json" "$work/checkpoints.db"*
-  python3 scripts/bench/firehose_endpoint.py "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
+  target/release/examples/bench_endpoint "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
   local server=$!
   sleep 1
   cat > "$work/flow.yaml" <<YAML
 checkpoint_file: $work/checkpoints.db
 aws: { access_key_id: bench, secret_access_key: bench-secret }
+${BENCH_TOP:-}
 flows:
   - id: bench
-    path: $work/access.log
+    path: $work/logs/access.log
 $extra
     processors:
       - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
@@ -71,5 +74,6 @@ YAML
   echo "  $(cat "$work/counts.json")"
 }
 run "one record per line" ""
+[ -n "${BENCH_PLAIN_ONLY:-}" ] && exit 0
 run "aggregated, 4,096-byte records" "    aggregate_record_bytes: 4096"
 run "aggregated, 1,000 KiB records" "    aggregate_record_bytes: 1024000"

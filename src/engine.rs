@@ -14,10 +14,12 @@
 //!   a failed commit is logged and retried while shipping goes on;
 //! - on resume the fingerprint and the bytes before the checkpoint are checked, so a replaced or
 //!   rewritten file is read from its start instead of from a stale offset;
-//! - readers stop when the bytes in flight reach the global budget: the log files are the buffer;
+//! - readers stop when the bytes in flight reach the global budget, or when an AWS sink already
+//!   has a batch waiting for each request it may have in flight and one more: the log files are
+//!   the buffer;
 //! - idle, fully acknowledged files release their descriptors, and are reopened on change.
 //!
-//! Not done here: sending to AWS (sinks), metrics.
+//! Not done here: sending (the sinks), metrics.
 
 use crate::acks::AckTracker;
 use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
@@ -312,7 +314,15 @@ impl Engine {
                 imported,
                 first_start,
                 initial_scan_done: false,
-                out: Outbox { batch: Batch::default(), started: None, sink: Some(sink_tx) },
+                out: Outbox {
+                    batch: Batch::default(),
+                    started: None,
+                    sink: Some(sink_tx),
+                    waiting: 0,
+                    // AWS sinks: one batch per request in flight and one ready; reading further
+                    // ahead only holds memory. Local sinks write what waits under one fsync.
+                    max_waiting: flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1),
+                },
                 sink_threads,
                 next_scan: Instant::now(),
                 rescan_requested: true,
@@ -396,8 +406,9 @@ impl Engine {
             if let Some(s) = f.out.started {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
             }
+            let may_read = self.in_flight < self.cfg.max_bytes_in_flight && !f.out.is_backed_up();
             for t in f.tails.values() {
-                if t.wants_read() && self.in_flight < self.cfg.max_bytes_in_flight {
+                if t.wants_read() && may_read {
                     return now;
                 }
                 if t.assembler.has_pending() {
@@ -459,6 +470,7 @@ impl Engine {
         self.in_flight = self.in_flight.saturating_sub(d.budget_bytes);
         let flow = &mut self.flows[d.flow];
         flow.stats.dead_lettered += d.dead_lettered;
+        flow.out.waiting = flow.out.waiting.saturating_sub(1);
         let mut moved = HashSet::new();
         for a in d.acks {
             if let Some(t) = flow.tails.get_mut(&a.tail) {
@@ -713,7 +725,7 @@ impl Engine {
     fn read_flow(&mut self, fi: usize) {
         let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.wants_read()).map(|t| t.id).collect();
         for id in ids {
-            if self.in_flight >= self.cfg.max_bytes_in_flight {
+            if self.in_flight >= self.cfg.max_bytes_in_flight || self.flows[fi].out.is_backed_up() {
                 return;
             }
             self.read_tail(fi, id);
@@ -760,7 +772,7 @@ impl Engine {
             }
             let mut read_now = 0u64;
             loop {
-                if *in_flight >= budget || read_now >= READ_SLICE {
+                if *in_flight >= budget || read_now >= READ_SLICE || out.is_backed_up() {
                     return; // stays dirty
                 }
                 let n = match file.read_at(buf, framer.offset()) {
@@ -1021,9 +1033,17 @@ struct Outbox {
     /// When the batch got its first record.
     started: Option<Instant>,
     sink: Option<Sender<Batch>>,
+    /// Batches handed to the sink and not delivered yet.
+    waiting: usize,
+    /// Beyond this many waiting batches, the flow's files are not read (they stay dirty).
+    max_waiting: usize,
 }
 
 impl Outbox {
+    fn is_backed_up(&self) -> bool {
+        self.waiting >= self.max_waiting
+    }
+
     /// Ends the record whose bytes start at `start` in the batch buffer: sends the batch first
     /// when the record does not fit, and sends it after when it is full.
     fn add(&mut self, flow: &Flow, start: usize, ack: AckRef, path: &Path, offset: u64, cost: u64) {
@@ -1038,7 +1058,7 @@ impl Outbox {
             // the batch is full without this record: send it, and start the next one with it
             let record = self.batch.data.split_off(start);
             self.send();
-            self.batch.data = record;
+            self.batch.data.extend_from_slice(&record);
         }
         self.batch.commit_record(ack, cost, path, offset);
         self.started.get_or_insert_with(Instant::now);
@@ -1052,9 +1072,14 @@ impl Outbox {
             return;
         }
         self.started = None;
-        let b = std::mem::take(&mut self.batch);
+        // the next batch is likely the size of this one: room for it up front, instead of
+        // growing by doubling (copies, and up to twice the memory)
+        let next = Batch::with_capacity(self.batch.data.len() + self.batch.data.len() / 8, self.batch.len());
+        let b = std::mem::replace(&mut self.batch, next);
         if let Some(s) = &self.sink {
-            let _ = s.send(b);
+            if s.send(b).is_ok() {
+                self.waiting += 1;
+            }
         }
     }
 }

@@ -35,6 +35,17 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// An empty batch with room for `bytes` of records and `records` records.
+    pub fn with_capacity(bytes: usize, records: usize) -> Batch {
+        Batch {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+            acks: Vec::with_capacity(records),
+            offsets: Vec::with_capacity(records),
+            ..Batch::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }

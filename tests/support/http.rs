@@ -1,7 +1,7 @@
 //! A minimal HTTP/1.1 server on a loopback port for endpoints no emulator provides (IMDSv2,
 //! failing AWS endpoints). Keeps connections alive; the handler answers each request.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 
 pub struct Request {
@@ -38,19 +38,21 @@ pub fn serve(handler: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'stat
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let handler = handler.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                while let Some(req) = read_request(&mut reader) {
-                    match handler(&req) {
-                        Some(resp) if stream.write_all(&resp).is_ok() => {}
-                        _ => return,
-                    }
-                }
-            });
+            std::thread::spawn(move || serve_connection(stream, &*handler));
         }
     });
     endpoint
+}
+
+/// Answers the requests of one connection (plain or TLS) until it closes or the handler says so.
+pub fn serve_connection<S: Read + Write>(stream: S, handler: &dyn Fn(&Request) -> Option<Vec<u8>>) {
+    let mut reader = BufReader::new(stream);
+    while let Some(req) = read_request(&mut reader) {
+        match handler(&req) {
+            Some(resp) if reader.get_mut().write_all(&resp).and_then(|()| reader.get_mut().flush()).is_ok() => {}
+            _ => return,
+        }
+    }
 }
 
 fn read_request(reader: &mut impl BufRead) -> Option<Request> {
