@@ -321,13 +321,13 @@ pub fn finish_batch(
     while !rejected.is_empty() {
         match crate::deadletter::write(&target.dead_letter, flow_id, destination, &batch, rejected) {
             Ok(()) => {
-                if errors.due("dead-letter") {
+                if errors.due("dead-letter").is_some() {
                     tracing::error!(flow = %flow_id, stream = %target.stream, "{} records rejected as invalid were written to the dead-letter file {} (further ones are written without this message for a minute)", rejected.len(), target.dead_letter.display());
                 }
                 break;
             }
             Err(e) => {
-                if errors.due("dead-letter-write") {
+                if errors.due("dead-letter-write").is_some() {
                     tracing::error!(flow = %flow_id, "cannot write the dead-letter file {}: {e}; retrying, the records wait in the log files", target.dead_letter.display());
                 }
                 std::thread::sleep(jitter(backoff));
@@ -365,26 +365,40 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.7 + (nanos % 600) as f64 / 1000.0)
 }
 
-/// Logs each kind of failure at most once a minute.
+/// Logs each kind of failure at most once a minute; the next message says how many were not
+/// logged in between.
 #[derive(Default)]
 pub struct ErrorLog {
-    last: BTreeMap<String, Instant>,
+    /// Per kind: when it was last logged, and how many happened since.
+    last: BTreeMap<String, (Instant, u64)>,
 }
 
 impl ErrorLog {
-    /// Whether a message of this kind may be logged now (then not again for a minute).
-    pub fn due(&mut self, kind: &str) -> bool {
-        let due = self.last.get(kind).is_none_or(|t| t.elapsed() > Duration::from_secs(60));
-        if due {
-            self.last.insert(kind.to_string(), Instant::now());
+    /// Whether a message of this kind may be logged now (then not again for a minute), with the
+    /// number of occurrences that were not logged since the last message.
+    pub fn due(&mut self, kind: &str) -> Option<u64> {
+        match self.last.get_mut(kind) {
+            Some((t, n)) if t.elapsed() <= Duration::from_secs(60) => {
+                *n += 1;
+                None
+            }
+            Some((t, n)) => {
+                let missed = *n;
+                (*t, *n) = (Instant::now(), 0);
+                Some(missed)
+            }
+            None => {
+                self.last.insert(kind.to_string(), (Instant::now(), 0));
+                Some(0)
+            }
         }
-        due
     }
 
     pub fn error(&mut self, flow: &str, stream: &str, call: &str, code: &str, message: &str) {
-        if self.due(code) {
+        if let Some(missed) = self.due(code) {
             let fate = if is_invalid_record(code) { "" } else { "; the records wait in the log files" };
-            tracing::error!(flow = %flow, stream = %stream, "{call} failed: {code}: {message} — {}{fate}", advice(code));
+            let again = if missed > 0 { format!(" ({missed} more since the last report)") } else { String::new() };
+            tracing::error!(flow = %flow, stream = %stream, "{call} failed: {code}: {message} — {}{fate}{again}", advice(code));
         }
     }
 }

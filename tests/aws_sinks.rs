@@ -441,3 +441,28 @@ fn md5_hex(data: &[u8]) -> String {
     use md5::Digest as _;
     md5::Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_missing_kinesis_stream_is_reported_with_the_fix_and_the_records_arrive_once_it_exists() {
+    let k = kinesalite();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = native(d.path(), &format!("      type: kinesis\n      stream: late-stream\n      endpoint: {}", k.endpoint));
+    let mut w = Writer::new(&d.path().join("app.log"), "late");
+    w.write(40);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(&err).unwrap_or_default();
+        if log.contains("ResourceNotFoundException") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(log.contains("stream=late-stream") && log.contains("the stream does not exist in this account and region"), "{log}");
+    aws(&[&k.endpoint, "kinesis-create", "late-stream", "1"]);
+    let got = arrived(&[&k.endpoint, "kinesis-read", "late-stream"], w.written.len());
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(got, w.written, "every line, once, in order");
+}

@@ -383,3 +383,35 @@ fn firehose_aggregation_packs_converted_records_whole_into_fewer_records() {
         w.written.len()
     );
 }
+
+#[test]
+fn a_stream_with_raised_limits_takes_a_3_mb_record_whole() {
+    let (endpoint, seen) = faulty(Service::Kinesis);
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("app.log");
+    let big: String = (0..3_000_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    std::fs::write(&path, format!("small one\n{big}\nsmall two\n")).unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test}}\nflows:\n  - id: big\n    path: {}\n    max_line_bytes: 8388608\n    buffer: {{max_age_ms: 200, max_bytes: 10485760}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: kinesis, stream: s, region: us-east-1, endpoint: '{endpoint}', max_record_bytes: 10485760, max_request_bytes: 10485760}}\n",
+            d.path().join("checkpoints.db").display(),
+            path.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_accepted(&seen, 3);
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    let g = seen.lock().unwrap();
+    assert_eq!(g.accepted.len(), 3);
+    assert!(g.accepted.contains(&big), "the 3 MB line arrived whole, not truncated at 1 MiB");
+}
