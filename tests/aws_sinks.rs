@@ -151,14 +151,7 @@ fn a_missing_delivery_stream_is_reported_with_the_fix_and_nothing_is_lost() {
     w.write(50);
     let err = d.path().join("agent.err");
     let mut agent = start(&cfg, &err);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = std::fs::read_to_string(&err).unwrap_or_default();
-        if log.contains("ResourceNotFoundException") || Instant::now() > deadline {
-            break log;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let log = wait_for_log(&err, "ResourceNotFoundException", Duration::from_secs(30));
     assert!(log.contains("no-such-stream") && log.contains("the stream does not exist in this account and region"), "{log}");
     assert!(!log.contains("sEcReT-never-logged"), "credentials never appear in the log");
     // the stream appears: the waiting records go out, none was dropped
@@ -451,14 +444,7 @@ fn a_missing_kinesis_stream_is_reported_with_the_fix_and_the_records_arrive_once
     w.write(40);
     let err = d.path().join("agent.err");
     let mut agent = start(&cfg, &err);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = std::fs::read_to_string(&err).unwrap_or_default();
-        if log.contains("ResourceNotFoundException") || Instant::now() > deadline {
-            break log;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let log = wait_for_log(&err, "ResourceNotFoundException", Duration::from_secs(30));
     assert!(log.contains("stream=late-stream") && log.contains("the stream does not exist in this account and region"), "{log}");
     aws(&[&k.endpoint, "kinesis-create", "late-stream", "1"]);
     let got = arrived(&[&k.endpoint, "kinesis-read", "late-stream"], w.written.len());

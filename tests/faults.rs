@@ -339,14 +339,7 @@ fn without_any_credentials_the_agent_starts_at_once_says_what_to_set_and_keeps_t
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = std::fs::read_to_string(&err).unwrap();
-        if log.contains("NoCredentials") || Instant::now() > deadline {
-            break log;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let log = wait_for_log(&err, "NoCredentials", Duration::from_secs(30));
     assert!(log.contains("no credentials found") && log.contains("AWS_ACCESS_KEY_ID"), "says what to set: {log}");
     assert_eq!(log.lines().filter(|l| l.contains("ERROR")).count(), 1, "one error, one line: {log}");
     unsafe_kill(agent.id(), "TERM");

@@ -211,6 +211,18 @@ pub fn assert_exactly_once(expected: &[String], got: &[String]) {
     assert_eq!(got.len(), expected.len());
 }
 
+/// The text of a log file once it contains `needle`, or after `timeout`.
+pub fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) || Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Appends numbered lines to a file.
 pub struct Writer {
     pub path: PathBuf,
