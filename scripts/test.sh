@@ -15,12 +15,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# moto's server (AWS emulator), boto3 and the KPL's de-aggregation library for the AWS sink
-# tests, in a git-ignored virtualenv
-if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c 'import aws_kinesis_agg' 2>/dev/null; then
-  echo "installing moto[server] and aws-kinesis-agg into .venv for the tests"
+# moto's server (AWS emulator), boto3, the KPL's de-aggregation library and the Prometheus text
+# parser for the tests, in a git-ignored virtualenv
+if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/python -c 'import aws_kinesis_agg, prometheus_client' 2>/dev/null; then
+  echo "installing moto[server], aws-kinesis-agg and prometheus-client into .venv for the tests"
   python3 -m venv .venv
-  .venv/bin/pip install -q 'moto[server]' 'aws-kinesis-agg'
+  .venv/bin/pip install -q 'moto[server]' 'aws-kinesis-agg' 'prometheus-client'
 fi
 
 # kinesalite (Kinesis emulator) from npm, in a git-ignored folder

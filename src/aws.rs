@@ -4,6 +4,7 @@
 
 use crate::config::{AwsSettings, AwsTarget, Compression, ConfigFormat};
 pub use crate::deadletter::Rejected;
+use crate::metrics::{Call, FlowMetrics};
 use crate::sink::{Batch, Delivered};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -193,11 +194,15 @@ pub fn is_invalid_record(code: &str) -> bool {
 /// the target's maximum. A record the service calls invalid is rejected; a whole request called
 /// invalid is halved until the invalid records are alone. Anything else never gives up: the
 /// records wait, as the log files do.
+/// Every attempt is recorded in `metrics`, with `sizes` (of the records, by index) for the bytes.
+#[allow(clippy::too_many_arguments)]
 pub fn send_until_accepted(
     target: &SinkTarget,
     flow_id: &str,
     call: &str,
     errors: &mut ErrorLog,
+    metrics: &FlowMetrics,
+    sizes: &[usize],
     pending: Vec<usize>,
     mut send: impl FnMut(&[usize]) -> Attempt,
 ) -> Vec<Rejected> {
@@ -210,22 +215,33 @@ pub fn send_until_accepted(
             match send(&pending) {
                 Attempt::Answered(results) => {
                     let mut still = Vec::new();
-                    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+                    let mut codes: BTreeMap<String, (usize, String)> = BTreeMap::new();
                     let mut results = results.into_iter();
+                    let mut outcome = Call { attempted: pending.len() as u64, ..Call::default() };
                     for &i in &pending {
                         match results.next() {
-                            Some(None) => {}
+                            Some(None) => {
+                                outcome.sent += 1;
+                                outcome.bytes_sent += sizes.get(i).copied().unwrap_or(0) as u64;
+                            }
                             Some(Some((code, message))) if is_invalid_record(&code) => {
                                 errors.error(flow_id, &target.stream, call, &code, &message);
+                                metrics.record_error(&code, &message, 1);
                                 rejected.push(Rejected { record: i, code, message });
                             }
-                            Some(Some((code, _))) => {
+                            Some(Some((code, message))) => {
                                 still.push(i);
-                                *codes.entry(code).or_default() += 1;
+                                outcome.throttled += u64::from(crate::metrics::is_throttling(&code));
+                                codes.entry(code).or_insert((0, message)).0 += 1;
                             }
                             // an answer shorter than the request: the rest were not accepted
                             None => still.push(i),
                         }
+                    }
+                    outcome.failed = outcome.attempted - outcome.sent;
+                    metrics.record_call(outcome);
+                    for (code, (n, message)) in &codes {
+                        metrics.record_error(code, message, *n as u64);
                     }
                     pending = still;
                     if pending.is_empty() {
@@ -234,6 +250,13 @@ pub fn send_until_accepted(
                     tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
                 }
                 Attempt::Failed { code, message } if is_invalid_record(&code) => {
+                    metrics.record_call(Call {
+                        attempted: pending.len() as u64,
+                        failed: pending.len() as u64,
+                        service_error: true,
+                        ..Call::default()
+                    });
+                    metrics.record_error(&code, &message, 1);
                     errors.error(flow_id, &target.stream, call, &code, &message);
                     if pending.len() == 1 {
                         rejected.push(Rejected { record: pending[0], code, message });
@@ -244,7 +267,18 @@ pub fn send_until_accepted(
                     }
                     break;
                 }
-                Attempt::Failed { code, message } => errors.error(flow_id, &target.stream, call, &code, &message),
+                Attempt::Failed { code, message } => {
+                    let throttled = if crate::metrics::is_throttling(&code) { pending.len() as u64 } else { 0 };
+                    metrics.record_call(Call {
+                        attempted: pending.len() as u64,
+                        failed: pending.len() as u64,
+                        throttled,
+                        service_error: true,
+                        ..Call::default()
+                    });
+                    metrics.record_error(&code, &message, 1);
+                    errors.error(flow_id, &target.stream, call, &code, &message)
+                }
             }
             std::thread::sleep(jitter(backoff));
             backoff = (backoff * 2).min(target.max_backoff);
@@ -411,6 +445,10 @@ mod tests {
         SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (1, 2))
     }
 
+    fn metrics() -> crate::metrics::Metrics {
+        crate::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())])
+    }
+
     fn code(c: &str) -> Option<(String, String)> {
         Some((c.into(), "m".into()))
     }
@@ -425,10 +463,11 @@ mod tests {
             Attempt::Answered(vec![None, None]),
         ]
         .into_iter();
-        let rejected = send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), vec![0, 1, 2, 3], |p| {
-            sent.push(p.to_vec());
-            answers.next().expect("no more attempts than answers")
-        });
+        let rejected =
+            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows[0], &[1; 8], vec![0, 1, 2, 3], |p| {
+                sent.push(p.to_vec());
+                answers.next().expect("no more attempts than answers")
+            });
         assert_eq!(sent, vec![vec![0, 1, 2, 3], vec![1, 3], vec![1, 3], vec![1, 3]]);
         assert!(rejected.is_empty());
     }
@@ -438,22 +477,24 @@ mod tests {
         // records 2 and 5 are invalid; the service rejects a whole request that holds one
         let invalid = [2usize, 5];
         let mut sent: Vec<Vec<usize>> = Vec::new();
-        let rejected = send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), (0..8).collect(), |p| {
-            sent.push(p.to_vec());
-            if p.iter().any(|i| invalid.contains(i)) {
-                Attempt::Failed { code: "ValidationException".into(), message: "record too large".into() }
-            } else {
-                Attempt::Answered(vec![None; p.len()])
-            }
-        });
+        let rejected =
+            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows[0], &[1; 8], (0..8).collect(), |p| {
+                sent.push(p.to_vec());
+                if p.iter().any(|i| invalid.contains(i)) {
+                    Attempt::Failed { code: "ValidationException".into(), message: "record too large".into() }
+                } else {
+                    Attempt::Answered(vec![None; p.len()])
+                }
+            });
         assert_eq!(rejected.iter().map(|r| r.record).collect::<Vec<_>>(), vec![2, 5]);
         assert_eq!(rejected[0].message, "record too large");
         let accepted: Vec<usize> = sent.iter().filter(|p| !p.iter().any(|i| invalid.contains(i))).flatten().copied().collect::<Vec<_>>();
         assert_eq!(accepted, vec![0, 1, 3, 4, 6, 7], "every valid record accepted once, in order");
         // a per-record rejection needs no halving
-        let rejected = send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), vec![0, 1], |p| {
-            Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect())
-        });
+        let rejected =
+            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows[0], &[1; 8], vec![0, 1], |p| {
+                Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect())
+            });
         assert_eq!(rejected, vec![Rejected { record: 1, code: "InvalidArgumentException".into(), message: "m".into() }]);
     }
 

@@ -28,6 +28,7 @@ use crate::convert::{Chain, ChainContext, Outcome};
 use crate::discover::{Discovery, Found};
 use crate::framing::{truncate_record_from, LineFramer, Piece, RecordAssembler};
 use crate::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
+use crate::metrics::Metrics;
 use crate::sink::{self, AckRef, Batch, Delivered};
 use notify::Watcher;
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,7 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 const READ_CHUNK: usize = 256 << 10;
@@ -144,6 +146,10 @@ struct FlowState {
     initial_scan_done: bool,
     out: Outbox,
     sink_threads: Vec<std::thread::JoinHandle<()>>,
+    /// What the metrics were last given (counters get the difference).
+    published: FlowStats,
+    /// When a checkpoint of the flow last moved.
+    last_advance: Instant,
     next_scan: Instant,
     rescan_requested: bool,
     /// New files that start like a tailed file, waiting to see whether they are its copy.
@@ -153,7 +159,7 @@ struct FlowState {
     stats: FlowStats,
 }
 
-#[derive(Default, Debug, Clone, Copy)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowStats {
     pub records: u64,
     pub dropped: u64,
@@ -163,6 +169,8 @@ pub struct FlowStats {
     /// Records a service rejected for good, written to the dead-letter file.
     pub dead_lettered: u64,
     pub processing_errors: u64,
+    /// Records in a row that failed conversion, up to the last one.
+    pub consecutive_processing_errors: u64,
     pub runaway_lines: u64,
     pub bytes_read: u64,
 }
@@ -185,7 +193,15 @@ pub struct Engine {
     commit_retry_at: Instant,
     commit_failing_since: Option<Instant>,
     commit_error_logged: Option<Instant>,
+    metrics: Arc<Metrics>,
+    last_publish: Instant,
+    last_status: Instant,
 }
+
+/// How often the metrics get the engine's figures.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// The longest the run loop sleeps: its heartbeat tells /health it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 fn now_secs() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -232,6 +248,8 @@ impl Engine {
                 None
             }
         };
+        let metrics = Arc::new(Metrics::new(&cfg.flows.iter().map(|f| (f.id.clone(), f.destination.describe())).collect::<Vec<_>>()));
+        metrics.in_flight_budget_bytes.set(cfg.max_bytes_in_flight as i64);
         let mut flows = Vec::new();
         for (index, flow) in cfg.flows.iter().enumerate() {
             let discovery = Discovery::new(&flow.sources, flow.path_rules).map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?;
@@ -243,7 +261,6 @@ impl Engine {
             let first_start = !started && saved.is_empty() && imported.is_empty();
             let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
             let ev = events_tx.clone();
-            let flow_id = flow.id.clone();
             let on_delivered = move |d| {
                 let _ = ev.send(Event::Delivered(d));
             };
@@ -264,9 +281,10 @@ impl Engine {
                     target.max_request_records = flow.buffer.max_records as usize;
                     tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
                     let aggregate_bytes = *aggregate_bytes;
+                    let m = metrics.clone();
                     spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
-                        let (t, id, d) = (target.clone(), flow_id.clone(), on_delivered.clone());
-                        move || crate::firehose::run(t, aggregate_bytes, index, id, batches, d)
+                        let (t, m, d) = (target.clone(), m.clone(), on_delivered.clone());
+                        move || crate::firehose::run(t, aggregate_bytes, index, m, batches, d)
                     })?
                 }
                 Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
@@ -289,9 +307,10 @@ impl Engine {
                         kpl_aggregate_bytes: *kpl_aggregate_bytes,
                         limits: *limits,
                     };
+                    let m = metrics.clone();
                     spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
-                        let (t, o, id, d) = (target.clone(), options.clone(), flow_id.clone(), on_delivered.clone());
-                        move || crate::kinesis::run(t, o, index, id, batches, d)
+                        let (t, o, m, d) = (target.clone(), options.clone(), m.clone(), on_delivered.clone());
+                        move || crate::kinesis::run(t, o, index, m, batches, d)
                     })?
                 }
                 other => {
@@ -299,9 +318,10 @@ impl Engine {
                         Destination::File { path } => sink::LocalSink::File(path.clone()),
                         _ => sink::LocalSink::Stdout,
                     };
-                    vec![std::thread::Builder::new()
-                        .name(format!("sink-{index}"))
-                        .spawn(move || sink::run_local(local, index, flow_id, sink_rx, on_delivered))?]
+                    vec![std::thread::Builder::new().name(format!("sink-{index}")).spawn({
+                        let m = metrics.clone();
+                        move || sink::run_local(local, index, m, sink_rx, on_delivered)
+                    })?]
                 }
             };
             flows.push(FlowState {
@@ -329,6 +349,8 @@ impl Engine {
                 maybe_copies: HashMap::new(),
                 unreadable: HashSet::new(),
                 stats: FlowStats::default(),
+                published: FlowStats::default(),
+                last_advance: Instant::now(),
             });
         }
         if cfg.kinesis_agent_checkpoints.is_some() {
@@ -351,7 +373,15 @@ impl Engine {
             commit_retry_at: Instant::now(),
             commit_failing_since: None,
             commit_error_logged: None,
+            metrics,
+            last_publish: Instant::now(),
+            last_status: Instant::now(),
         })
+    }
+
+    /// The figures of this engine and its sinks, for the HTTP endpoint and CloudWatch.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// A sender that stops the engine (signal handlers use it).
@@ -400,8 +430,11 @@ impl Engine {
 
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
-        let mut d = now + Duration::from_secs(60);
+        let mut d = now + HEARTBEAT_EVERY;
         for f in &self.flows {
+            if f.stats != f.published {
+                d = d.min(self.last_publish + PUBLISH_EVERY);
+            }
             d = d.min(if f.rescan_requested { now + RESCAN_DEBOUNCE } else { f.next_scan });
             if let Some(s) = f.out.started {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
@@ -479,6 +512,9 @@ impl Engine {
                 }
             }
         }
+        if !moved.is_empty() {
+            flow.last_advance = Instant::now();
+        }
         for id in moved {
             stage_row(&mut self.store, &flow.flow.id, &flow.tails[&id]);
         }
@@ -501,6 +537,67 @@ impl Engine {
         self.close_idle();
         if self.store.has_staged() && now >= self.last_commit + COMMIT_EVERY && now >= self.commit_retry_at {
             self.commit();
+        }
+        self.metrics.heartbeat();
+        if self.flows.iter().all(|f| f.initial_scan_done) {
+            self.metrics.set_ready();
+        }
+        if now >= self.last_publish + PUBLISH_EVERY {
+            self.last_publish = now;
+            self.publish_metrics();
+        }
+        if now >= self.last_status + Duration::from_secs(self.cfg.status_period_secs) {
+            self.last_status = now;
+            self.log_progress();
+        }
+    }
+
+    /// Gives the metrics what changed in the engine's figures, and how far each flow lags.
+    fn publish_metrics(&mut self) {
+        let m = &self.metrics;
+        m.open_files.set(self.open_files as i64);
+        m.in_flight_bytes.set(self.in_flight as i64);
+        for (f, fm) in self.flows.iter_mut().zip(&m.flows) {
+            let (s, p) = (f.stats, f.published);
+            fm.records_parsed.inc_by(s.records - p.records);
+            fm.bytes_read.inc_by(s.bytes_read - p.bytes_read);
+            fm.records_dropped.inc_by(s.dropped - p.dropped);
+            fm.records_truncated.inc_by(s.truncated - p.truncated);
+            fm.records_split.inc_by(s.split - p.split);
+            fm.processing_errors.inc_by(s.processing_errors - p.processing_errors);
+            fm.records_dead_lettered.inc_by(s.dead_lettered - p.dead_lettered);
+            fm.consecutive_processing_errors.set(s.consecutive_processing_errors as i64);
+            f.published = s;
+            let mut files = Vec::new();
+            let mut total = 0;
+            for t in f.tails.values().filter(|t| !t.sealed) {
+                let behind = t.size.saturating_sub(t.acks.committed());
+                total += behind;
+                files.push((t.path.display().to_string(), behind));
+            }
+            fm.bytes_behind.set(total as i64);
+            fm.files_behind.set(files.iter().filter(|(_, b)| *b > 0).count() as i64);
+            fm.checkpoint_age_seconds.set(if total > 0 { f.last_advance.elapsed().as_secs() as i64 } else { 0 });
+            fm.set_files_behind(&files);
+        }
+    }
+
+    /// One line per flow, as the Kinesis Agent's "Tailer Progress" lines.
+    fn log_progress(&mut self) {
+        self.publish_metrics();
+        for fm in &self.metrics.flows {
+            tracing::info!(
+                flow = %fm.id,
+                "progress: {} records parsed ({} bytes), {} sent to {}, {} send errors, {} dead-lettered; {} bytes behind in {} files",
+                fm.records_parsed.get(),
+                fm.bytes_read.get(),
+                fm.records_sent.get(),
+                fm.destination,
+                fm.record_send_errors.get(),
+                fm.records_dead_lettered.get(),
+                fm.bytes_behind.get(),
+                fm.files_behind.get()
+            );
         }
     }
 
@@ -994,8 +1091,11 @@ fn emit(
             acks.push(r.end, true);
             return;
         }
-        Outcome::FellBack => stats.processing_errors += 1,
-        Outcome::Emitted => {}
+        Outcome::FellBack => {
+            stats.processing_errors += 1;
+            stats.consecutive_processing_errors += 1;
+        }
+        Outcome::Emitted => stats.consecutive_processing_errors = 0,
     }
     stats.records += 1;
     let len = out.batch.data.len() - start;

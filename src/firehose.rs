@@ -22,9 +22,11 @@
 use crate::aws::{
     encode_record, failed_call, finish_batch, pack_whole, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget,
 };
+use crate::metrics::Metrics;
 use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
+use std::sync::Arc;
 
 /// PutRecordBatch's limit on one request.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
@@ -35,10 +37,11 @@ pub fn run(
     target: SinkTarget,
     aggregate_bytes: Option<usize>,
     flow: usize,
-    flow_id: String,
+    metrics: Arc<Metrics>,
     batches: impl Iterator<Item = Batch>,
     delivered: impl Fn(Delivered),
 ) {
+    let flow_id = metrics.flows[flow].id.clone();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -65,7 +68,8 @@ pub fn run(
         let sizes: Vec<usize> = units.iter().map(|u| u.len()).collect();
         let mut rejected = Vec::new();
         for request in requests(&sizes, MAX_REQUEST_BYTES, target.max_request_records.min(500)) {
-            let failed = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, request, |pending| {
+            let m = &metrics.flows[flow];
+            let failed = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, m, &sizes, request, |pending| {
                 let request: Vec<Record> =
                     pending.iter().filter_map(|&i| Record::builder().data(Blob::new(units[i].as_ref())).build().ok()).collect();
                 match rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send()) {

@@ -22,12 +22,14 @@
 use crate::aws::{encode_record, failed_call, finish_batch, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
 use crate::config::{KinesisLimits, PartitionKey};
 use crate::kpl::{self, Keys};
+use crate::metrics::Metrics;
 use crate::sink::{Batch, Delivered};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
 use std::fmt::Write;
+use std::sync::Arc;
 
 pub const MAX_REQUEST_RECORDS: usize = 500;
 
@@ -79,10 +81,11 @@ pub fn run(
     target: SinkTarget,
     options: KinesisOptions,
     flow: usize,
-    flow_id: String,
+    metrics: Arc<Metrics>,
     batches: impl Iterator<Item = Batch>,
     delivered: impl Fn(Delivered),
 ) {
+    let flow_id = metrics.flows[flow].id.clone();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -137,7 +140,8 @@ pub fn run(
         let sizes: Vec<usize> = units.iter().map(|u| u.data.len() + u.key.len()).collect();
         let mut rejected = Vec::new();
         for request in requests(&sizes, options.limits.request_bytes, target.max_request_records.min(MAX_REQUEST_RECORDS)) {
-            let failed = send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, request, |pending| {
+            let m = &metrics.flows[flow];
+            let failed = send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, m, &sizes, request, |pending| {
                 let entries: Vec<PutRecordsRequestEntry> = pending
                     .iter()
                     .filter_map(|&i| {

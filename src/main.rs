@@ -29,6 +29,9 @@ enum Command {
         /// agent.json (Kinesis Agent format) or a native .yaml/.yml file.
         #[arg(short, long, default_value = "/etc/logferry/logferry.yaml")]
         config: PathBuf,
+        /// Serve /metrics, /health, /ready and /status on this address (overrides `http.listen`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<String>,
     },
     /// Validate a configuration and print the flows it resolves to (exit 0 when valid, 1 if not).
     Check {
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, listen } => run(&config, listen),
         Command::Check { config } => check(&config),
         Command::Preview { config, flow, files } => preview(&config, flow.as_deref(), &files),
         Command::Migrate { path } => migrate(&path),
@@ -119,14 +122,23 @@ fn load(path: &Path) -> Result<Option<Config>> {
     }
 }
 
-fn run(path: &Path) -> Result<ExitCode> {
-    let Some(cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
+fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
+    let Some(mut cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
+    if listen.is_some() {
+        cfg.http.listen = listen;
+    }
     for n in cfg.start_notices() {
         tracing::info!("{n}");
     }
     let ctx = chain_context(&cfg, true);
     let flows = cfg.flows.len();
+    let http = cfg.http.clone();
     let engine = Engine::new(cfg, ctx)?;
+    if let Some(addr) = &http.listen {
+        let bound = logferry::endpoint::spawn(addr, engine.metrics(), http.unhealthy_after_secs * 1000)
+            .with_context(|| format!("cannot listen on {addr} for /metrics and /health"))?;
+        tracing::info!("serving /metrics, /health, /ready and /status on http://{bound}");
+    }
     let stop = engine.stopper();
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;

@@ -8,9 +8,11 @@
 //! waiting are written together under one `fsync`. Each record is written
 //! as its bytes, plus a `\n` when it does not end with one, so the output stays line-oriented.
 
+use crate::metrics::{Call, Metrics};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which tailed file and which piece of it a record came from.
@@ -122,7 +124,9 @@ const GROUP_BYTES: usize = 16 << 20;
 
 /// Runs a local sink until its channel closes. Batches that are already waiting are written
 /// together and made durable with one `fsync` (group commit); each is acknowledged after it.
-pub fn run_local(sink: LocalSink, flow: usize, flow_id: String, batches: Receiver<Batch>, delivered: impl Fn(Delivered)) {
+pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<Metrics>, batches: Receiver<Batch>, delivered: impl Fn(Delivered)) {
+    let fm = &metrics.flows[flow];
+    let flow_id = fm.id.clone();
     let mut file: Option<std::fs::File> = None;
     while let Ok(first) = batches.recv() {
         let mut group = vec![first];
@@ -164,6 +168,7 @@ pub fn run_local(sink: LocalSink, flow: usize, flow_id: String, batches: Receive
                 Err(e) => {
                     // a partial write may be repeated on retry: at-least-once, never lost
                     file = None;
+                    fm.record_error("WriteFailed", &e.to_string(), 1);
                     if failures == 0 || failures.is_power_of_two() {
                         let target = match &sink {
                             LocalSink::File(p) => p.display().to_string(),
@@ -177,6 +182,9 @@ pub fn run_local(sink: LocalSink, flow: usize, flow_id: String, batches: Receive
                 }
             }
         }
+        let records = group.iter().map(|b| b.len() as u64).sum();
+        let bytes = group.iter().map(|b| b.data.len() as u64).sum();
+        fm.record_call(Call { attempted: records, sent: records, bytes_sent: bytes, ..Call::default() });
         for b in group {
             delivered(Delivered { flow, acks: b.acks, budget_bytes: b.budget_bytes, dead_lettered: 0 });
         }

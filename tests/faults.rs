@@ -135,14 +135,7 @@ fn start_with(service: Service, endpoint: &str, dir: &std::path::Path, flow_extr
         ),
     )
     .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_logferry"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.err")).unwrap())
-        .spawn()
-        .unwrap()
+    run_agent(&cfg, &dir.join("agent.err"))
 }
 
 /// Waits until `n` lines were accepted, or 120 s.
@@ -282,14 +275,7 @@ fn bad_credentials_are_reported_once_with_the_fix_and_the_records_wait() {
     let mut w = Writer::new(&d.path().join("app.log"), "c");
     w.write(10);
     let err = d.path().join("agent.err");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = run_agent(&cfg, &err);
     std::thread::sleep(Duration::from_secs(4));
     unsafe_kill(agent.id(), "TERM");
     let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
@@ -394,13 +380,7 @@ fn a_stream_with_raised_limits_takes_a_3_mb_record_whole() {
         ),
     )
     .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = run_agent(&cfg, &d.path().join("agent.err"));
     wait_accepted(&seen, 3);
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");

@@ -142,6 +142,7 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             buffer_time_ms: top.int(ctx, "cloudwatch.metricsBufferTimeMillis", 30_000, 1, I) as u64,
             queue_size: top.int(ctx, "cloudwatch.metricsQueueSize", 10_000, 1, I) as u64,
         },
+        http: HttpSettings::default(),
         aws: AwsSettings {
             access_key_id,
             secret_access_key,

@@ -56,6 +56,7 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     pub status_period_secs: u64,
     pub cloudwatch: CloudWatch,
+    pub http: HttpSettings,
     pub aws: AwsSettings,
     pub flows: Vec<Flow>,
     /// Bytes read but not yet acknowledged, across all flows; readers stop at this budget.
@@ -81,6 +82,21 @@ pub struct CloudWatch {
     pub tag_instance: bool,
     pub buffer_time_ms: u64,
     pub queue_size: u64,
+}
+
+/// The local HTTP endpoint (`/metrics`, `/health`, `/ready`, `/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Address to listen on; off when unset (agent.json: only with `logferry run --listen`).
+    pub listen: Option<String>,
+    /// `/health` fails when a sink has failed (throttling aside) for longer than this.
+    pub unhealthy_after_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings { listen: None, unhealthy_after_secs: 300 }
+    }
 }
 
 /// A secret that never prints.

@@ -50,6 +50,22 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     if let Some(c) = cw {
         c.finish(&mut ctx);
     }
+    let http_obj = top.object(&mut ctx, "http");
+    let http = match &http_obj {
+        Some(h) => HttpSettings {
+            listen: h.str(&mut ctx, "listen"),
+            unhealthy_after_secs: h.int(&mut ctx, "unhealthy_after_secs", 300, 1, I) as u64,
+        },
+        None => HttpSettings::default(),
+    };
+    if let Some(h) = http_obj {
+        if let Some(l) = &http.listen {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                ctx.error(&h.key_path("listen"), format!("{l:?} is not an address and port such as 127.0.0.1:9464"));
+            }
+        }
+        h.finish(&mut ctx);
+    }
     let aws_obj = top.object(&mut ctx, "aws");
     let aws = match &aws_obj {
         Some(a) => AwsSettings {
@@ -81,6 +97,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, I) as u64,
         status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, I) as u64,
         cloudwatch,
+        http,
         aws,
         flows: Vec::new(),
         max_bytes_in_flight: top.int(&mut ctx, "max_bytes_in_flight", DEFAULT_MAX_BYTES_IN_FLIGHT as i64, 64 << 10, 1 << 40) as u64,

@@ -80,3 +80,18 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     reader.read_exact(&mut body).ok()?;
     Some(Request { method, path, headers, body })
 }
+
+/// A GET on `http://HOST:PORT/path`: the status code and the body (HTTP/1.1, the connection
+/// closed after it; chunked bodies are not decoded, so the server must send a length).
+pub fn get(base: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, body.to_string())
+}

@@ -211,6 +211,19 @@ pub fn assert_exactly_once(expected: &[String], got: &[String]) {
     assert_eq!(got.len(), expected.len());
 }
 
+/// Starts `logferry run --config cfg` with no instance metadata, logging at info to `stderr`
+/// (appended).
+pub fn run_agent(cfg: &Path, stderr: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// The text of a log file once it contains `needle`, or after `timeout`.
 pub fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;

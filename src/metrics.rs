@@ -1,0 +1,383 @@
+//! The agent's counters and gauges, shared by the engine, the sink threads, the HTTP endpoint and
+//! the CloudWatch publisher.
+//!
+//! Guarantees: counters only grow; every flow has its series from the start (zero until
+//! something happens), labelled with the flow id and, for sending, the destination as the Kinesis
+//! Agent names it (`DeliveryStream:<name>`, `KinesisStream:<name>`); the Prometheus text is
+//! produced by `prometheus-client`. Per send call, the figures CloudWatch receives are also kept
+//! as statistic sets (count, sum, minimum, maximum) for the current publishing window. Health is
+//! judged from the engine's heartbeat and each sink's last success. Not kept: history (Prometheus
+//! and CloudWatch keep it).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    pub flow: String,
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub flow: String,
+    pub destination: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    pub flow: String,
+    pub file: String,
+}
+
+/// Count, sum, minimum and maximum of the values seen in a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatSet {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl StatSet {
+    pub fn add(&mut self, v: f64) {
+        if self.count == 0 {
+            (self.min, self.max) = (v, v);
+        } else {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+        self.count += 1;
+        self.sum += v;
+    }
+}
+
+/// One send call's figures, as the Kinesis Agent reports them to CloudWatch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallWindow {
+    pub record_send_attempts: StatSet,
+    pub records_sent: StatSet,
+    pub record_send_errors: StatSet,
+    pub bytes_sent: StatSet,
+    pub service_errors: StatSet,
+    pub throttled_records: StatSet,
+}
+
+/// How one send call went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Call {
+    pub attempted: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub bytes_sent: u64,
+    pub throttled: u64,
+    /// The whole call failed (no per-record answer).
+    pub service_error: bool,
+}
+
+/// Figures of one flow. Cloning a counter shares it: the fields are handles into the registry.
+pub struct FlowMetrics {
+    pub id: String,
+    pub destination: String,
+    pub records_parsed: Counter,
+    pub bytes_read: Counter,
+    pub records_dropped: Counter,
+    pub records_truncated: Counter,
+    pub records_split: Counter,
+    pub processing_errors: Counter,
+    pub consecutive_processing_errors: Gauge,
+    pub record_send_attempts: Counter,
+    pub records_sent: Counter,
+    pub record_send_errors: Counter,
+    pub bytes_sent: Counter,
+    pub service_errors: Counter,
+    pub throttled_records: Counter,
+    pub records_dead_lettered: Counter,
+    pub bytes_behind: Gauge,
+    pub files_behind: Gauge,
+    pub checkpoint_age_seconds: Gauge,
+    pub last_success_seconds: Gauge,
+    errors_by_code: Family<CodeLabels, Counter>,
+    file_bytes_behind: Family<FileLabels, Gauge>,
+    /// Unix ms of the first failure since the last success; 0 while succeeding.
+    failing_since_ms: AtomicU64,
+    last_error: Mutex<Option<(u64, String, String)>>,
+    window: Mutex<CallWindow>,
+    /// Files with a per-file series and their bytes behind (series of files that went are removed).
+    files: Mutex<Vec<(String, u64)>>,
+}
+
+/// Every figure of the agent.
+pub struct Metrics {
+    registry: Registry,
+    pub flows: Vec<FlowMetrics>,
+    pub open_files: Gauge,
+    pub in_flight_bytes: Gauge,
+    pub in_flight_budget_bytes: Gauge,
+    /// Unix ms of the engine's last pass.
+    heartbeat_ms: AtomicU64,
+    ready: AtomicBool,
+    started_ms: u64,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Error codes that mean the service is slowing the agent down on purpose.
+pub fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "ServiceUnavailableException"
+            | "SlowDown"
+            | "LimitExceededException"
+    )
+}
+
+impl Metrics {
+    /// Series for the flows `(id, destination)`, all zero.
+    pub fn new(flows: &[(String, String)]) -> Metrics {
+        let mut registry = Registry::with_prefix("logferry");
+        macro_rules! family {
+            ($name:expr, $help:expr, $kind:ty) => {{
+                let f = Family::<FlowLabels, $kind>::default();
+                registry.register($name, $help, f.clone());
+                f
+            }};
+        }
+        let parsed = family!("records_parsed", "Records made from the files and handed to the sink", Counter);
+        let bytes_read = family!("bytes_read", "Bytes read from the files", Counter);
+        let dropped = family!("records_dropped", "Records a processor dropped (filters, parse failures with on_mismatch: drop)", Counter);
+        let truncated = family!("records_truncated", "Records cut to the largest size the destination takes", Counter);
+        let split = family!("records_split", "Records sent in pieces (oversized_records: split)", Counter);
+        let processing = family!("processing_errors", "Records a processor could not convert (sent as they were or dropped)", Counter);
+        let consecutive = family!("consecutive_processing_errors", "Records in a row that failed conversion", Gauge);
+        let attempts = family!("record_send_attempts", "Records put in a request, retries included", Counter);
+        let sent = family!("records_sent", "Records the destination accepted", Counter);
+        let send_errors = family!("record_send_errors", "Records the destination did not accept in an attempt", Counter);
+        let bytes_sent = family!("bytes_sent", "Bytes of the records the destination accepted", Counter);
+        let service = family!("service_errors", "Requests that failed as a whole (service, network, credentials)", Counter);
+        let throttled = family!("throttled_records", "Records refused because of throttling", Counter);
+        let dead =
+            family!("records_dead_lettered", "Records the destination rejected as invalid, written to the dead-letter file", Counter);
+        let behind = family!("bytes_behind", "Bytes of the flow's files not yet acknowledged", Gauge);
+        let files_behind = family!("files_behind", "Files of the flow with bytes not yet acknowledged", Gauge);
+        let age = family!("checkpoint_age_seconds", "Seconds since a checkpoint of the flow last moved while bytes are behind", Gauge);
+        let success = family!("last_success_timestamp_seconds", "When the sink last had a request accepted (Unix time)", Gauge);
+        let by_code = Family::<CodeLabels, Counter>::default();
+        registry.register("send_errors_by_code", "Records or requests refused, by error code", by_code.clone());
+        let per_file = Family::<FileLabels, Gauge>::default();
+        registry.register("file_bytes_behind", "Bytes of a file not yet acknowledged", per_file.clone());
+        let open_files = Gauge::default();
+        registry.register("open_files", "Tailed files held open", open_files.clone());
+        let in_flight = Gauge::default();
+        registry.register("in_flight_bytes", "Bytes read and not yet acknowledged, against the budget", in_flight.clone());
+        let budget = Gauge::default();
+        registry.register("in_flight_budget_bytes", "The in-flight budget (max_bytes_in_flight)", budget.clone());
+        let flows = flows
+            .iter()
+            .map(|(id, destination)| {
+                let l = FlowLabels { flow: id.clone(), destination: destination.clone() };
+                let c = |f: &Family<FlowLabels, Counter>| f.get_or_create(&l).clone();
+                let g = |f: &Family<FlowLabels, Gauge>| f.get_or_create(&l).clone();
+                FlowMetrics {
+                    id: id.clone(),
+                    destination: destination.clone(),
+                    records_parsed: c(&parsed),
+                    bytes_read: c(&bytes_read),
+                    records_dropped: c(&dropped),
+                    records_truncated: c(&truncated),
+                    records_split: c(&split),
+                    processing_errors: c(&processing),
+                    consecutive_processing_errors: g(&consecutive),
+                    record_send_attempts: c(&attempts),
+                    records_sent: c(&sent),
+                    record_send_errors: c(&send_errors),
+                    bytes_sent: c(&bytes_sent),
+                    service_errors: c(&service),
+                    throttled_records: c(&throttled),
+                    records_dead_lettered: c(&dead),
+                    bytes_behind: g(&behind),
+                    files_behind: g(&files_behind),
+                    checkpoint_age_seconds: g(&age),
+                    last_success_seconds: g(&success),
+                    errors_by_code: by_code.clone(),
+                    file_bytes_behind: per_file.clone(),
+                    failing_since_ms: AtomicU64::new(0),
+                    last_error: Mutex::new(None),
+                    window: Mutex::new(CallWindow::default()),
+                    files: Mutex::new(Vec::new()),
+                }
+            })
+            .collect();
+        Metrics {
+            registry,
+            flows,
+            open_files,
+            in_flight_bytes: in_flight,
+            in_flight_budget_bytes: budget,
+            heartbeat_ms: AtomicU64::new(now_ms()),
+            ready: AtomicBool::new(false),
+            started_ms: now_ms(),
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn prometheus_text(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.started_ms)
+    }
+
+    /// What is wrong, if anything: the engine has not made a pass for `wedged_after_ms`, or a
+    /// sink has failed (other than by throttling) for `failing_after_ms` without a success.
+    pub fn health_problems(&self, wedged_after_ms: u64, failing_after_ms: u64) -> Vec<String> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        let beat = self.heartbeat_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(beat) > wedged_after_ms {
+            out.push(format!("the tailing engine has not made progress for {} s", (now - beat) / 1000));
+        }
+        for f in &self.flows {
+            let since = f.failing_since_ms.load(Ordering::Relaxed);
+            if since > 0 && now.saturating_sub(since) >= failing_after_ms {
+                let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
+                out.push(format!("flow {}: sending to {} has failed for {} s{last}", f.id, f.destination, (now - since) / 1000));
+            }
+        }
+        out
+    }
+}
+
+impl FlowMetrics {
+    /// Records one send call: counters, the CloudWatch window and the health state.
+    pub fn record_call(&self, call: Call) {
+        self.record_send_attempts.inc_by(call.attempted);
+        self.records_sent.inc_by(call.sent);
+        self.record_send_errors.inc_by(call.failed);
+        self.bytes_sent.inc_by(call.bytes_sent);
+        self.throttled_records.inc_by(call.throttled);
+        if call.service_error {
+            self.service_errors.inc();
+        }
+        if let Ok(mut w) = self.window.lock() {
+            w.record_send_attempts.add(call.attempted as f64);
+            w.service_errors.add(if call.service_error { 1.0 } else { 0.0 });
+            if !call.service_error {
+                w.records_sent.add(call.sent as f64);
+                w.record_send_errors.add(call.failed as f64);
+                w.bytes_sent.add(call.bytes_sent as f64);
+                w.throttled_records.add(call.throttled as f64);
+            }
+        }
+        if call.sent > 0 {
+            self.failing_since_ms.store(0, Ordering::Relaxed);
+            self.last_success_seconds.set((now_ms() / 1000) as i64);
+        }
+    }
+
+    /// Records a refusal: `n` records (or one request) with this code.
+    pub fn record_error(&self, code: &str, message: &str, n: u64) {
+        let l = CodeLabels { flow: self.id.clone(), destination: self.destination.clone(), code: code.to_string() };
+        self.errors_by_code.get_or_create(&l).inc_by(n);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some((now_ms(), code.to_string(), message.chars().take(300).collect()));
+        }
+        if !is_throttling(code) {
+            let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The last error: when (Unix ms), its code and message.
+    pub fn last_error(&self) -> Option<(u64, String, String)> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Takes the statistic sets gathered since the last call.
+    pub fn take_window(&self) -> CallWindow {
+        self.window.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
+    }
+
+    /// Sets the per-file bytes behind; files not listed lose their series.
+    pub fn set_files_behind(&self, files: &[(String, u64)]) {
+        let Ok(mut known) = self.files.lock() else { return };
+        for (old, _) in known.iter() {
+            if !files.iter().any(|(p, _)| p == old) {
+                self.file_bytes_behind.remove(&FileLabels { flow: self.id.clone(), file: old.clone() });
+            }
+        }
+        for (p, n) in files {
+            self.file_bytes_behind.get_or_create(&FileLabels { flow: self.id.clone(), file: p.clone() }).set(*n as i64);
+        }
+        *known = files.to_vec();
+    }
+
+    /// The files of the flow and their bytes behind, as last set.
+    pub fn files_behind_list(&self) -> Vec<(String, u64)> {
+        self.files.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_feed_counters_windows_and_health() {
+        let m = Metrics::new(&[("web".into(), "DeliveryStream:logs".into())]);
+        let f = &m.flows[0];
+        f.record_call(Call { attempted: 10, sent: 8, failed: 2, bytes_sent: 800, throttled: 2, service_error: false });
+        f.record_error("ProvisionedThroughputExceededException", "slow down", 2);
+        f.record_call(Call { attempted: 2, service_error: true, ..Call::default() });
+        f.record_error("AccessDeniedException", "no", 1);
+        let text = m.prometheus_text();
+        assert!(text.contains(r#"logferry_records_sent_total{flow="web",destination="DeliveryStream:logs"} 8"#), "{text}");
+        assert!(text.contains(r#"logferry_record_send_attempts_total{flow="web",destination="DeliveryStream:logs"} 12"#), "{text}");
+        assert!(text.contains(r#"code="AccessDeniedException"} 1"#), "{text}");
+        let w = f.take_window();
+        assert_eq!(w.record_send_attempts, StatSet { count: 2, sum: 12.0, min: 2.0, max: 10.0 });
+        assert_eq!(w.service_errors.sum, 1.0);
+        assert_eq!(w.records_sent.count, 1, "only calls that returned report what was sent");
+        assert_eq!(f.take_window(), CallWindow::default());
+        // failing since the access error (throttling does not count); healthy again after a success
+        assert!(m.health_problems(60_000, 60_000).is_empty());
+        assert_eq!(m.health_problems(60_000, 0).len(), 1);
+        f.record_call(Call { attempted: 1, sent: 1, ..Call::default() });
+        assert!(m.health_problems(60_000, 0).is_empty());
+    }
+
+    #[test]
+    fn files_that_went_lose_their_series() {
+        let m = Metrics::new(&[("f".into(), "Stdout".into())]);
+        m.flows[0].set_files_behind(&[("/a".into(), 5), ("/b".into(), 7)]);
+        assert!(m.prometheus_text().contains(r#"file="/b"} 7"#));
+        m.flows[0].set_files_behind(&[("/a".into(), 0)]);
+        let text = m.prometheus_text();
+        assert!(!text.contains(r#"file="/b""#) && text.contains(r#"file="/a"} 0"#), "{text}");
+    }
+}

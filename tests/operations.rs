@@ -1,0 +1,153 @@
+//! Operating the agent: `/metrics` read with the Prometheus client library's own parser and
+//! checked against what was shipped, `/health` and `/ready`, progress lines.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// The agent's endpoint address, from its start-up line.
+fn endpoint_of(a: &Agent) -> String {
+    endpoint_in(&a.stderr_log)
+}
+
+/// The endpoint address from the start-up line in the log file `log`.
+fn endpoint_in(log: &std::path::Path) -> String {
+    let log = wait_for_log(log, "serving /metrics", Duration::from_secs(20));
+    let url = log.split("on http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("{log}"));
+    format!("http://{url}")
+}
+
+/// `/metrics` parsed by `prometheus_client`'s OpenMetrics parser: sample → value.
+fn scrape(base: &str) -> HashMap<String, f64> {
+    let (status, text) = http::get(base, "/metrics");
+    assert_eq!(status, 200);
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(venv.exists(), "scripts/test.sh installs prometheus-client into .venv");
+    let mut child = Command::new(venv)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/prom.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser rejects the exposition: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn metrics_read_by_a_prometheus_parser_add_up_to_what_was_shipped() {
+    let mut a = Agent::new(
+        "app.log",
+        "    processors: [{type: filter, exclude: ['DROPME']}]",
+        "http: {listen: '127.0.0.1:0'}\nstatus_period_secs: 1",
+    );
+    let path = a.logs().join("app.log");
+    let mut w = Writer::new(&path, "m");
+    w.write(700);
+    std::fs::write(a.logs().join("extra"), "").unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    for i in 0..30 {
+        std::io::Write::write_all(&mut f, format!("DROPME {i}\n").as_bytes()).unwrap();
+    }
+    w.write(300);
+    let bytes: u64 = std::fs::metadata(&path).unwrap().len();
+    a.start();
+    let base = endpoint_of(&a);
+    a.wait_for(&w.written, Duration::from_secs(30));
+    // the figures settle within a publishing period
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let labels = "destination=File:".to_string() + a.out.to_str().unwrap() + ",flow=test";
+    let m = loop {
+        let m = scrape(&base);
+        let settled = ["logferry_records_sent_total", "logferry_records_parsed_total"]
+            .iter()
+            .all(|n| m.get(&format!("{n}{{{labels}}}")) == Some(&1000.0));
+        if settled || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let get = |name: &str| m.get(&format!("{name}{{{labels}}}")).copied().unwrap_or_else(|| panic!("no {name}: {m:?}"));
+    assert_eq!(get("logferry_records_parsed_total"), 1000.0);
+    assert_eq!(get("logferry_records_sent_total"), 1000.0);
+    assert_eq!(get("logferry_record_send_attempts_total"), 1000.0);
+    assert_eq!(get("logferry_records_dropped_total"), 30.0);
+    assert_eq!(get("logferry_bytes_read_total"), bytes as f64);
+    let shipped: usize = w.written.iter().map(|l| l.len() + 1).sum();
+    assert_eq!(get("logferry_bytes_sent_total"), shipped as f64);
+    assert_eq!(get("logferry_bytes_behind"), 0.0);
+    assert_eq!(get("logferry_files_behind"), 0.0);
+    assert_eq!(m[&format!("logferry_file_bytes_behind{{file={},flow=test}}", path.display())], 0.0);
+    assert!(m.contains_key("logferry_in_flight_budget_bytes{}"), "{m:?}");
+    let (status, body) = http::get(&base, "/health");
+    assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
+    assert_eq!(http::get(&base, "/ready").0, 200);
+    let (_, status_json) = http::get(&base, "/status");
+    let v: serde_json::Value = serde_json::from_str(&status_json).unwrap();
+    assert_eq!(v["flows"][0]["records_sent"], 1000);
+    // the progress line, as the Kinesis Agent's
+    let log = wait_for_log(&a.stderr_log, "1000 sent", Duration::from_secs(5));
+    assert!(log.contains("progress: 1000 records parsed") && log.contains("0 bytes behind in 0 files"), "{log}");
+    assert_eq!(a.stop(), 0);
+}
+
+#[test]
+fn health_turns_unhealthy_when_a_sink_fails_longer_than_the_threshold_and_recovers() {
+    // an endpoint that refuses everything until told otherwise
+    let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = refusing.clone();
+    let endpoint = http::serve(move |req| {
+        let json = [("Content-Type", "application/x-amz-json-1.1")];
+        if r.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some(http::response("400 Bad Request", &json, br#"{"__type":"AccessDeniedException","message":"not allowed"}"#));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let n = body["Records"].as_array().unwrap().len();
+        let responses: Vec<_> = (0..n).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
+        let out = serde_json::json!({"FailedPutCount": 0, "RequestResponses": responses}).to_string();
+        Some(http::response("200 OK", &json, out.as_bytes()))
+    });
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\nhttp: {{listen: '127.0.0.1:0', unhealthy_after_secs: 2}}\naws: {{access_key_id: t, secret_access_key: t}}\nflows:\n  - id: h\n    path: {}\n    buffer: {{max_age_ms: 100}}\n    retry: {{initial_backoff_ms: 50, max_backoff_ms: 200}}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: '{endpoint}'}}\n",
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log").display()
+        ),
+    )
+    .unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "h");
+    w.write(10);
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    let base = endpoint_in(&err);
+    assert_eq!(http::get(&base, "/health").0, 200, "healthy before the threshold");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let (status, body) = http::get(&base, "/health");
+        if status == 503 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("flow h") && body.contains("AccessDeniedException"), "{body}");
+    assert_eq!(http::get(&base, "/ready").0, 200, "ready all along: the agent runs, the sink fails");
+    // the permission is granted: the records go and the agent is healthy again
+    refusing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http::get(&base, "/health").0 != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http::get(&base, "/health").0, 200);
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+}
