@@ -145,6 +145,27 @@ impl SinkTarget {
     }
 }
 
+impl SinkTarget {
+    /// A runtime for this thread and a client built from the shared SDK configuration with the
+    /// target's endpoint; `None` (logged, naming `what`) when the runtime cannot start.
+    pub fn client<C>(
+        &self,
+        what: &str,
+        build: impl FnOnce(&aws_config::SdkConfig, Option<&str>) -> C,
+    ) -> Option<(tokio::runtime::Runtime, C)> {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("cannot start {what}: {e}");
+                return None;
+            }
+        };
+        let shared = rt.block_on(self.sdk_config());
+        let client = build(&shared, self.endpoint.as_deref());
+        Some((rt, client))
+    }
+}
+
 /// The batches of one flow, shared by its sink workers: each takes the next batch waiting.
 #[derive(Clone)]
 pub struct SharedBatches(pub std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<crate::sink::Batch>>>);

@@ -42,21 +42,13 @@ pub fn run(
     delivered: impl Fn(Delivered),
 ) {
     let flow_id = metrics.flows[flow].id.clone();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(flow = %flow_id, "cannot start the Firehose sink: {e}");
-            return;
-        }
-    };
-    let client = rt.block_on(async {
-        let shared = target.sdk_config().await;
-        let mut b = aws_sdk_firehose::config::Builder::from(&shared);
-        if let Some(e) = &target.endpoint {
-            b = b.endpoint_url(e);
-        }
+    let Some((rt, client)) = target.client(&format!("the Firehose sink of flow {flow_id}"), |shared, endpoint| {
+        let mut b = aws_sdk_firehose::config::Builder::from(shared);
+        b.set_endpoint_url(endpoint.map(str::to_string));
         aws_sdk_firehose::Client::from_conf(b.build())
-    });
+    }) else {
+        return;
+    };
     let destination = format!("DeliveryStream:{}", target.stream);
     let mut errors = ErrorLog::default();
     for batch in batches {

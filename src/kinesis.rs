@@ -86,21 +86,13 @@ pub fn run(
     delivered: impl Fn(Delivered),
 ) {
     let flow_id = metrics.flows[flow].id.clone();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(flow = %flow_id, "cannot start the Kinesis sink: {e}");
-            return;
-        }
-    };
-    let client = rt.block_on(async {
-        let shared = target.sdk_config().await;
-        let mut b = aws_sdk_kinesis::config::Builder::from(&shared);
-        if let Some(e) = &target.endpoint {
-            b = b.endpoint_url(e);
-        }
+    let Some((rt, client)) = target.client(&format!("the Kinesis sink of flow {flow_id}"), |shared, endpoint| {
+        let mut b = aws_sdk_kinesis::config::Builder::from(shared);
+        b.set_endpoint_url(endpoint.map(str::to_string));
         aws_sdk_kinesis::Client::from_conf(b.build())
-    });
+    }) else {
+        return;
+    };
     let destination = format!("KinesisStream:{}", target.stream);
     let mut errors = ErrorLog::default();
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;

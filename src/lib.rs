@@ -9,6 +9,7 @@
 pub mod acks;
 pub mod aws;
 pub mod checkpoint;
+pub mod cloudwatch;
 pub mod config;
 pub mod convert;
 pub mod deadletter;

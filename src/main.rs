@@ -133,12 +133,14 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     let ctx = chain_context(&cfg, true);
     let flows = cfg.flows.len();
     let http = cfg.http.clone();
+    let cloudwatch_cfg = cfg.clone();
     let engine = Engine::new(cfg, ctx)?;
     if let Some(addr) = &http.listen {
         let bound = logferry::endpoint::spawn(addr, engine.metrics(), http.unhealthy_after_secs * 1000)
             .with_context(|| format!("cannot listen on {addr} for /metrics and /health"))?;
         tracing::info!("serving /metrics, /health, /ready and /status on http://{bound}");
     }
+    logferry::cloudwatch::spawn(&cloudwatch_cfg, engine.metrics()).context("cannot start the CloudWatch publisher")?;
     let stop = engine.stopper();
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;

@@ -396,7 +396,8 @@ fn gzip_records_reach_s3_and_decompress_to_every_line() {
     };
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
-    assert_eq!(got, w.written, "every line, in file order");
+    // S3's LastModified has a resolution of one second: objects of one second have no order
+    assert_exactly_once(&w.written, &got);
 }
 
 /// Runs the agent on `cfg` while lines are written to `app.log` beside it, which is rotated once;

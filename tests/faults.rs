@@ -291,14 +291,7 @@ fn bad_credentials_are_reported_once_with_the_fix_and_the_records_wait() {
 fn without_any_credentials_the_agent_starts_at_once_says_what_to_set_and_keeps_the_records() {
     // an instance metadata endpoint that accepts connections and never answers: the worst case
     // of a host outside EC2 whose network swallows 169.254.169.254
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let imds = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for c in listener.incoming() {
-            held.push(c);
-        }
-    });
+    let imds = http::silent();
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("logferry.yaml");
     std::fs::write(

@@ -151,3 +151,137 @@ fn health_turns_unhealthy_when_a_sink_fails_longer_than_the_threshold_and_recove
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
 }
+
+/// One datum as the CloudWatch endpoint decoded it from CBOR.
+#[derive(Debug, Clone)]
+struct Datum {
+    namespace: String,
+    name: String,
+    dimensions: Vec<(String, String)>,
+    timestamp: f64,
+    count: f64,
+    sum: f64,
+}
+
+fn cbor_get<'a>(m: &'a ciborium::Value, key: &str) -> Option<&'a ciborium::Value> {
+    m.as_map()?.iter().find(|(k, _)| k.as_text() == Some(key)).map(|(_, v)| v)
+}
+
+fn cbor_f64(v: &ciborium::Value) -> f64 {
+    match v {
+        ciborium::Value::Float(f) => *f,
+        ciborium::Value::Integer(i) => i128::from(*i) as f64,
+        ciborium::Value::Tag(_, inner) => cbor_f64(inner),
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+/// A CloudWatch endpoint speaking the real protocol of the current SDK (Smithy RPC v2 CBOR,
+/// gzip-compressed bodies when large): decodes every PutMetricData and keeps its datums.
+fn cloudwatch_endpoint() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Datum>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let endpoint = http::serve(move |req| {
+        assert!(req.path.ends_with("/operation/PutMetricData"), "{}", req.path);
+        assert_eq!(req.header("smithy-protocol"), Some("rpc-v2-cbor"));
+        let body = if req.header("content-encoding") == Some("gzip") {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&req.body[..]), &mut out).unwrap();
+            out
+        } else {
+            req.body.clone()
+        };
+        let v: ciborium::Value = ciborium::from_reader(&body[..]).expect("a CBOR request");
+        let namespace = cbor_get(&v, "Namespace").and_then(|n| n.as_text()).unwrap().to_string();
+        for d in cbor_get(&v, "MetricData").and_then(|m| m.as_array()).unwrap() {
+            let stats = cbor_get(d, "StatisticValues").expect("statistic sets");
+            let dimensions = cbor_get(d, "Dimensions")
+                .and_then(|x| x.as_array())
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            let t = |k| cbor_get(x, k).and_then(|v| v.as_text()).unwrap().to_string();
+                            (t("Name"), t("Value"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            s.lock().unwrap().push(Datum {
+                namespace: namespace.clone(),
+                name: cbor_get(d, "MetricName").and_then(|n| n.as_text()).unwrap().to_string(),
+                dimensions,
+                timestamp: cbor_f64(cbor_get(d, "Timestamp").expect("explicit timestamps")),
+                count: cbor_f64(cbor_get(stats, "SampleCount").unwrap()),
+                sum: cbor_f64(cbor_get(stats, "Sum").unwrap()),
+            });
+        }
+        let headers = [("Content-Type", "application/cbor"), ("smithy-protocol", "rpc-v2-cbor")];
+        Some(http::response("200 OK", &headers, &[0xa0]))
+    });
+    (endpoint, seen)
+}
+
+#[test]
+fn cloudwatch_gets_the_kinesis_agent_metrics_with_the_right_sums() {
+    let (endpoint, seen) = cloudwatch_endpoint();
+    let mut a = Agent::new(
+        "app.log",
+        "",
+        &format!("aws: {{access_key_id: t, secret_access_key: t}}\ncloudwatch: {{emit_metrics: true, endpoint: '{endpoint}', region: us-east-1, namespace: TestNS, buffer_time_ms: 1000, tag_instance: true}}"),
+    );
+    let mut w = Writer::new(&a.logs().join("app.log"), "cw");
+    w.write(600);
+    a.start();
+    a.wait_for(&w.written, Duration::from_secs(30));
+    let destination = format!("File:{}", a.out.display());
+    let sum = |name: &str| -> f64 {
+        let g = seen.lock().unwrap();
+        g.iter()
+            .filter(|d| d.name == name && d.dimensions.iter().any(|(k, v)| k == "Destination" && *v == destination))
+            .map(|d| d.sum)
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sum("RecordsSent") < 600.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(a.stop(), 0);
+    assert_eq!(sum("RecordsSent"), 600.0);
+    assert_eq!(sum("RecordSendAttempts"), 600.0);
+    assert_eq!(sum("RecordSendErrors"), 0.0);
+    assert_eq!(sum("ServiceErrors"), 0.0);
+    let bytes: usize = w.written.iter().map(|l| l.len() + 1).sum();
+    assert_eq!(sum("BytesSent"), bytes as f64);
+    let g = seen.lock().unwrap();
+    assert!(g.iter().all(|d| d.namespace == "TestNS"));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    assert!(g.iter().all(|d| d.dimensions.iter().any(|(k, v)| k == "Instance" && *v == host)), "tagInstance: the host name without EC2");
+    for name in ["BytesBehind", "FilesBehind", "CheckpointAgeSeconds", "RecordsDropped", "ThrottledRecords", "ConsecutiveProcessingErrors"]
+    {
+        assert!(g.iter().any(|d| d.name == name), "{name} is published");
+    }
+    // windows aligned on whole seconds, each with its data point: quiet windows send zeros
+    assert!(g.iter().all(|d| d.timestamp.fract() == 0.0 && d.count >= 1.0));
+    let mut stamps: Vec<i64> = g.iter().filter(|d| d.name == "RecordsSent").map(|d| d.timestamp as i64).collect();
+    stamps.sort();
+    stamps.dedup();
+    assert!(stamps.windows(2).all(|p| p[1] - p[0] == 1), "no gaps between windows: {stamps:?}");
+}
+
+#[test]
+fn a_cloudwatch_that_never_answers_does_not_hold_up_shipping_or_stopping() {
+    let endpoint = http::silent();
+    let mut a = Agent::new(
+        "app.log",
+        "",
+        &format!("aws: {{access_key_id: t, secret_access_key: t}}\ncloudwatch: {{emit_metrics: true, endpoint: '{endpoint}', region: us-east-1, buffer_time_ms: 1000}}"),
+    );
+    let mut w = Writer::new(&a.logs().join("app.log"), "out");
+    w.write(500);
+    a.start();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(500));
+        w.write(300);
+    }
+    a.finish_exactly_once(&w.written);
+}

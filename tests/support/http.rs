@@ -95,3 +95,16 @@ pub fn get(base: &str, path: &str) -> (u16, String) {
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     (status, body.to_string())
 }
+
+/// An endpoint that accepts connections and never answers: `http://127.0.0.1:PORT`.
+pub fn silent() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    endpoint
+}

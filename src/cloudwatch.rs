@@ -1,0 +1,229 @@
+//! Publishes the agent's metrics to CloudWatch with PutMetricData (aws-sdk-cloudwatch).
+//!
+//! Guarantees:
+//! - the Kinesis Agent's metrics, so that its dashboards and alarms keep working:
+//!   `RecordSendAttempts`, `RecordsSent`, `RecordSendErrors`, `BytesSent`, `ServiceErrors` per send
+//!   call as statistic sets, with dimension `Destination` (`DeliveryStream:<name>` /
+//!   `KinesisStream:<name>`), and `ConsecutiveProcessingErrors` with the bare stream name as its
+//!   `Destination`, as the Kinesis Agent sends it; plus `Instance` (instance id, else host name)
+//!   with `cloudwatch.tagInstance`;
+//! - beyond it, per flow (dimension `Flow`): `BytesBehind`, `FilesBehind`,
+//!   `CheckpointAgeSeconds`, `RecordsTruncated`, `RecordsDropped`, `RecordsDeadLettered`,
+//!   `ThrottledRecords`;
+//! - windows of `cloudwatch.metricsBufferTimeMillis` aligned on the clock, each datum timestamped
+//!   with its window's start, and zeros sent for quiet windows: every minute has its data points,
+//!   so "no records sent" alarms see zeros, not gaps; each process publishes at its own offset
+//!   into the window (chosen at random at start), so a fleet does not call at the same second;
+//! - datums go in groups of at most 1,000 (the API's limit); a failed call is logged (at most
+//!   once a minute) and its datums kept for the next window, up to `cloudwatch.metricsQueueSize`
+//!   datums (the oldest are dropped beyond, and counted in the log);
+//! - it runs on its own thread: a slow or failing CloudWatch never delays shipping.
+
+use crate::aws::{endpoint_url, ErrorLog, SinkTarget};
+use crate::config::{AwsTarget, Config, ConfigFormat, Destination};
+use crate::metrics::{now_ms, FlowMetrics, Metrics, StatSet};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most datums in one PutMetricData call.
+pub const MAX_DATUMS_PER_CALL: usize = 1000;
+
+/// What one flow contributes to a window, besides its send calls.
+struct FlowTotals {
+    truncated: u64,
+    dropped: u64,
+    dead_lettered: u64,
+}
+
+fn totals(f: &FlowMetrics) -> FlowTotals {
+    FlowTotals { truncated: f.records_truncated.get(), dropped: f.records_dropped.get(), dead_lettered: f.records_dead_lettered.get() }
+}
+
+fn dims(pairs: &[(&str, &str)], instance: Option<&str>) -> Vec<Dimension> {
+    let mut out: Vec<Dimension> = pairs.iter().map(|(n, v)| Dimension::builder().name(*n).value(*v).build()).collect();
+    if let Some(i) = instance {
+        out.push(Dimension::builder().name("Instance").value(i).build());
+    }
+    out
+}
+
+fn datum(name: &str, dimensions: Vec<Dimension>, s: StatSet, unit: StandardUnit, at_secs: i64) -> MetricDatum {
+    // a quiet window is one sample of zero, not a gap
+    let s = if s.count == 0 { StatSet { count: 1, ..StatSet::default() } } else { s };
+    MetricDatum::builder()
+        .metric_name(name)
+        .set_dimensions(Some(dimensions))
+        .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(at_secs))
+        .statistic_values(StatisticSet::builder().sample_count(s.count as f64).sum(s.sum).minimum(s.min).maximum(s.max).build())
+        .unit(unit)
+        .build()
+}
+
+fn one(v: f64) -> StatSet {
+    let mut s = StatSet::default();
+    s.add(v);
+    s
+}
+
+/// The datums of one window for every flow.
+fn window_datums(
+    metrics: &Metrics,
+    before: &mut [FlowTotals],
+    flows: &[(String, String)],
+    instance: Option<&str>,
+    at_secs: i64,
+) -> Vec<MetricDatum> {
+    let mut out = Vec::new();
+    for ((f, prev), (destination, bare)) in metrics.flows.iter().zip(before.iter_mut()).zip(flows) {
+        let w = f.take_window();
+        let d = || dims(&[("Destination", destination)], instance);
+        out.push(datum("RecordSendAttempts", d(), w.record_send_attempts, StandardUnit::Count, at_secs));
+        out.push(datum("RecordsSent", d(), w.records_sent, StandardUnit::Count, at_secs));
+        out.push(datum("RecordSendErrors", d(), w.record_send_errors, StandardUnit::Count, at_secs));
+        out.push(datum("BytesSent", d(), w.bytes_sent, StandardUnit::Bytes, at_secs));
+        out.push(datum("ServiceErrors", d(), w.service_errors, StandardUnit::Count, at_secs));
+        let consecutive = one(f.consecutive_processing_errors.get() as f64);
+        out.push(datum("ConsecutiveProcessingErrors", dims(&[("Destination", bare)], instance), consecutive, StandardUnit::Count, at_secs));
+        let now = totals(f);
+        let flow = || dims(&[("Flow", &f.id)], instance);
+        out.push(datum("ThrottledRecords", flow(), w.throttled_records, StandardUnit::Count, at_secs));
+        out.push(datum("RecordsTruncated", flow(), one((now.truncated - prev.truncated) as f64), StandardUnit::Count, at_secs));
+        out.push(datum("RecordsDropped", flow(), one((now.dropped - prev.dropped) as f64), StandardUnit::Count, at_secs));
+        out.push(datum("RecordsDeadLettered", flow(), one((now.dead_lettered - prev.dead_lettered) as f64), StandardUnit::Count, at_secs));
+        out.push(datum("BytesBehind", flow(), one(f.bytes_behind.get() as f64), StandardUnit::Bytes, at_secs));
+        out.push(datum("FilesBehind", flow(), one(f.files_behind.get() as f64), StandardUnit::Count, at_secs));
+        out.push(datum("CheckpointAgeSeconds", flow(), one(f.checkpoint_age_seconds.get() as f64), StandardUnit::Seconds, at_secs));
+        *prev = now;
+    }
+    out
+}
+
+/// The instance id from the instance metadata, else the host name.
+async fn instance_name() -> String {
+    match crate::convert::ec2::fetch(false).await {
+        Ok(m) => {
+            if let Some(id) = m.fields.get("instanceId").and_then(|v| v.as_str()) {
+                return id.to_string();
+            }
+        }
+        Err(e) => tracing::debug!("CloudWatch Instance dimension: {e}; using the host name"),
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Starts the publisher thread when the configuration asks for metrics.
+pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let cw = cfg.cloudwatch.clone();
+    if !cw.emit_metrics {
+        return Ok(());
+    }
+    let target_settings =
+        AwsTarget { region: cw.region.clone(), endpoint: cw.endpoint.as_deref().map(endpoint_url), ..AwsTarget::default() };
+    let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
+    let target = SinkTarget::resolve(cfg.format, &cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000));
+    let flows: Vec<(String, String)> = cfg
+        .flows
+        .iter()
+        .map(|f| {
+            let bare = match &f.destination {
+                Destination::Firehose { stream, .. } | Destination::Kinesis { stream, .. } => stream.clone(),
+                other => other.describe(),
+            };
+            (f.destination.describe(), bare)
+        })
+        .collect();
+    let window_ms = cw.buffer_time_ms.max(1000);
+    let offset_ms = crate::aws::jitter(Duration::from_millis(window_ms)).as_millis() as u64 % window_ms;
+    tracing::info!(
+        "CloudWatch metrics: namespace {}, region {}{}, every {} ms",
+        cw.namespace,
+        target.region,
+        target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default(),
+        window_ms
+    );
+    std::thread::Builder::new().name("cloudwatch".into()).spawn(move || {
+        let Some((rt, client)) = target.client("CloudWatch metrics", |shared, endpoint| {
+            let mut b = aws_sdk_cloudwatch::config::Builder::from(shared);
+            b.set_endpoint_url(endpoint.map(str::to_string));
+            aws_sdk_cloudwatch::Client::from_conf(b.build())
+        }) else {
+            return;
+        };
+        let instance = cw.tag_instance.then(|| rt.block_on(instance_name()));
+        let mut before: Vec<FlowTotals> = metrics.flows.iter().map(totals).collect();
+        let mut queue: VecDeque<MetricDatum> = VecDeque::new();
+        let mut errors = ErrorLog::default();
+        let mut dropped = 0u64;
+        // windows aligned on the clock: [k·w, (k+1)·w)
+        let mut window_start = now_ms() / window_ms * window_ms;
+        loop {
+            let publish_at = window_start + window_ms + offset_ms;
+            std::thread::sleep(Duration::from_millis(publish_at.saturating_sub(now_ms())));
+            let at_secs = (window_start / 1000) as i64;
+            queue.extend(window_datums(&metrics, &mut before, &flows, instance.as_deref(), at_secs));
+            window_start += window_ms;
+            while queue.len() as u64 > cw.queue_size {
+                queue.pop_front();
+                dropped += 1;
+            }
+            while !queue.is_empty() {
+                let n = queue.len().min(MAX_DATUMS_PER_CALL);
+                let data: Vec<MetricDatum> = queue.iter().take(n).cloned().collect();
+                let sent = rt.block_on(client.put_metric_data().namespace(&cw.namespace).set_metric_data(Some(data)).send());
+                match sent {
+                    Ok(_) => {
+                        queue.drain(..n);
+                    }
+                    Err(e) => {
+                        use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+                        let code = e.code().unwrap_or("network or timeout").to_string();
+                        if let Some(missed) = errors.due(&code) {
+                            let message = e.message().map(str::to_string).unwrap_or_else(|| {
+                                aws_sdk_cloudwatch::error::DisplayErrorContext(&e).to_string().lines().next().unwrap_or_default().to_string()
+                            });
+                            let dropped_note = if dropped > 0 { format!("; {dropped} datums dropped so far (queue full)") } else { String::new() };
+                            let again = if missed > 0 { format!(" ({missed} more since the last report)") } else { String::new() };
+                            tracing::warn!("CloudWatch PutMetricData failed: {code}: {message} — {}; the datums are kept for the next window, shipping is not affected{dropped_note}{again}", crate::aws::advice(&code));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Call;
+
+    #[test]
+    fn a_window_has_every_metric_with_sums_and_zeros_for_quiet_ones() {
+        let m = Metrics::new(&[("web".into(), "DeliveryStream:logs".into())]);
+        m.flows[0].record_call(Call { attempted: 10, sent: 10, bytes_sent: 1000, ..Call::default() });
+        m.flows[0].record_call(Call { attempted: 5, sent: 4, failed: 1, bytes_sent: 400, ..Call::default() });
+        m.flows[0].records_dropped.inc_by(3);
+        let mut before = vec![FlowTotals { truncated: 0, dropped: 0, dead_lettered: 0 }];
+        let flows = vec![("DeliveryStream:logs".to_string(), "logs".to_string())];
+        let d = window_datums(&m, &mut before, &flows, Some("i-1"), 1_800_000_000);
+        let get = |name: &str| d.iter().find(|x| x.metric_name() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+        let sent = get("RecordsSent");
+        let s = sent.statistic_values().unwrap();
+        assert_eq!((s.sample_count(), s.sum(), s.minimum(), s.maximum()), (Some(2.0), Some(14.0), Some(4.0), Some(10.0)));
+        assert_eq!(sent.dimensions()[0].value(), Some("DeliveryStream:logs"));
+        assert_eq!(sent.dimensions()[1].value(), Some("i-1"));
+        assert_eq!(sent.timestamp().unwrap().secs(), 1_800_000_000);
+        assert_eq!(get("ConsecutiveProcessingErrors").dimensions()[0].value(), Some("logs"), "bare name, as the Kinesis Agent");
+        assert_eq!(get("RecordsDropped").statistic_values().unwrap().sum(), Some(3.0));
+        assert_eq!(get("ServiceErrors").statistic_values().unwrap().sum(), Some(0.0));
+        // the next window is quiet: zeros, not gaps
+        let d = window_datums(&m, &mut before, &flows, None, 1_800_000_030);
+        let s = d.iter().find(|x| x.metric_name() == Some("RecordsSent")).unwrap().statistic_values().unwrap().clone();
+        assert_eq!((s.sample_count(), s.sum()), (Some(1.0), Some(0.0)));
+        assert_eq!(d.iter().find(|x| x.metric_name() == Some("RecordsDropped")).unwrap().statistic_values().unwrap().sum(), Some(0.0));
+    }
+}
