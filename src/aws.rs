@@ -485,7 +485,7 @@ mod tests {
         ]
         .into_iter();
         let rejected =
-            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows[0], &[1; 8], vec![0, 1, 2, 3], |p| {
+            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], vec![0, 1, 2, 3], |p| {
                 sent.push(p.to_vec());
                 answers.next().expect("no more attempts than answers")
             });
@@ -499,7 +499,7 @@ mod tests {
         let invalid = [2usize, 5];
         let mut sent: Vec<Vec<usize>> = Vec::new();
         let rejected =
-            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows[0], &[1; 8], (0..8).collect(), |p| {
+            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], (0..8).collect(), |p| {
                 sent.push(p.to_vec());
                 if p.iter().any(|i| invalid.contains(i)) {
                     Attempt::Failed { code: "ValidationException".into(), message: "record too large".into() }
@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(accepted, vec![0, 1, 3, 4, 6, 7], "every valid record accepted once, in order");
         // a per-record rejection needs no halving
         let rejected =
-            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows[0], &[1; 8], vec![0, 1], |p| {
+            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], vec![0, 1], |p| {
                 Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect())
             });
         assert_eq!(rejected, vec![Rejected { record: 1, code: "InvalidArgumentException".into(), message: "m".into() }]);

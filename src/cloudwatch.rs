@@ -20,10 +20,10 @@
 //! - it runs on its own thread: a slow or failing CloudWatch never delays shipping.
 
 use crate::aws::{endpoint_url, ErrorLog, SinkTarget};
-use crate::config::{AwsTarget, Config, ConfigFormat, Destination};
+use crate::config::{AwsTarget, Config, ConfigFormat};
 use crate::metrics::{now_ms, FlowMetrics, Metrics, StatSet};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,15 +68,11 @@ fn one(v: f64) -> StatSet {
 }
 
 /// The datums of one window for every flow.
-fn window_datums(
-    metrics: &Metrics,
-    before: &mut [FlowTotals],
-    flows: &[(String, String)],
-    instance: Option<&str>,
-    at_secs: i64,
-) -> Vec<MetricDatum> {
+fn window_datums(metrics: &Metrics, before: &mut HashMap<String, FlowTotals>, instance: Option<&str>, at_secs: i64) -> Vec<MetricDatum> {
     let mut out = Vec::new();
-    for ((f, prev), (destination, bare)) in metrics.flows.iter().zip(before.iter_mut()).zip(flows) {
+    for f in metrics.flows() {
+        let (destination, bare) = (&f.destination, &f.stream);
+        let prev = before.entry(f.id.clone()).or_insert_with(|| totals(&f));
         let w = f.take_window();
         let d = || dims(&[("Destination", destination)], instance);
         out.push(datum("RecordSendAttempts", d(), w.record_send_attempts, StandardUnit::Count, at_secs));
@@ -86,7 +82,7 @@ fn window_datums(
         out.push(datum("ServiceErrors", d(), w.service_errors, StandardUnit::Count, at_secs));
         let consecutive = one(f.consecutive_processing_errors.get() as f64);
         out.push(datum("ConsecutiveProcessingErrors", dims(&[("Destination", bare)], instance), consecutive, StandardUnit::Count, at_secs));
-        let now = totals(f);
+        let now = totals(&f);
         let flow = || dims(&[("Flow", &f.id)], instance);
         out.push(datum("ThrottledRecords", flow(), w.throttled_records, StandardUnit::Count, at_secs));
         out.push(datum("RecordsTruncated", flow(), one((now.truncated - prev.truncated) as f64), StandardUnit::Count, at_secs));
@@ -123,17 +119,6 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
         AwsTarget { region: cw.region.clone(), endpoint: cw.endpoint.as_deref().map(endpoint_url), ..AwsTarget::default() };
     let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
     let target = SinkTarget::resolve(cfg.format, &cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000));
-    let flows: Vec<(String, String)> = cfg
-        .flows
-        .iter()
-        .map(|f| {
-            let bare = match &f.destination {
-                Destination::Firehose { stream, .. } | Destination::Kinesis { stream, .. } => stream.clone(),
-                other => other.describe(),
-            };
-            (f.destination.describe(), bare)
-        })
-        .collect();
     let window_ms = cw.buffer_time_ms.max(1000);
     let offset_ms = crate::aws::jitter(Duration::from_millis(window_ms)).as_millis() as u64 % window_ms;
     tracing::info!(
@@ -152,7 +137,7 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
             return;
         };
         let instance = cw.tag_instance.then(|| rt.block_on(instance_name()));
-        let mut before: Vec<FlowTotals> = metrics.flows.iter().map(totals).collect();
+        let mut before: HashMap<String, FlowTotals> = metrics.flows().iter().map(|f| (f.id.clone(), totals(f))).collect();
         let mut queue: VecDeque<MetricDatum> = VecDeque::new();
         let mut errors = ErrorLog::default();
         let mut dropped = 0u64;
@@ -162,7 +147,7 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
             let publish_at = window_start + window_ms + offset_ms;
             std::thread::sleep(Duration::from_millis(publish_at.saturating_sub(now_ms())));
             let at_secs = (window_start / 1000) as i64;
-            queue.extend(window_datums(&metrics, &mut before, &flows, instance.as_deref(), at_secs));
+            queue.extend(window_datums(&metrics, &mut before, instance.as_deref(), at_secs));
             window_start += window_ms;
             while queue.len() as u64 > cw.queue_size {
                 queue.pop_front();
@@ -204,12 +189,12 @@ mod tests {
     #[test]
     fn a_window_has_every_metric_with_sums_and_zeros_for_quiet_ones() {
         let m = Metrics::new(&[("web".into(), "DeliveryStream:logs".into())]);
-        m.flows[0].record_call(Call { attempted: 10, sent: 10, bytes_sent: 1000, ..Call::default() });
-        m.flows[0].record_call(Call { attempted: 5, sent: 4, failed: 1, bytes_sent: 400, ..Call::default() });
-        m.flows[0].records_dropped.inc_by(3);
-        let mut before = vec![FlowTotals { truncated: 0, dropped: 0, dead_lettered: 0 }];
-        let flows = vec![("DeliveryStream:logs".to_string(), "logs".to_string())];
-        let d = window_datums(&m, &mut before, &flows, Some("i-1"), 1_800_000_000);
+        let f = &m.flows()[0];
+        f.record_call(Call { attempted: 10, sent: 10, bytes_sent: 1000, ..Call::default() });
+        f.record_call(Call { attempted: 5, sent: 4, failed: 1, bytes_sent: 400, ..Call::default() });
+        f.records_dropped.inc_by(3);
+        let mut before = HashMap::from([("web".to_string(), FlowTotals { truncated: 0, dropped: 0, dead_lettered: 0 })]);
+        let d = window_datums(&m, &mut before, Some("i-1"), 1_800_000_000);
         let get = |name: &str| d.iter().find(|x| x.metric_name() == Some(name)).unwrap_or_else(|| panic!("{name}"));
         let sent = get("RecordsSent");
         let s = sent.statistic_values().unwrap();
@@ -221,7 +206,7 @@ mod tests {
         assert_eq!(get("RecordsDropped").statistic_values().unwrap().sum(), Some(3.0));
         assert_eq!(get("ServiceErrors").statistic_values().unwrap().sum(), Some(0.0));
         // the next window is quiet: zeros, not gaps
-        let d = window_datums(&m, &mut before, &flows, None, 1_800_000_030);
+        let d = window_datums(&m, &mut before, None, 1_800_000_030);
         let s = d.iter().find(|x| x.metric_name() == Some("RecordsSent")).unwrap().statistic_values().unwrap().clone();
         assert_eq!((s.sample_count(), s.sum()), (Some(1.0), Some(0.0)));
         assert_eq!(d.iter().find(|x| x.metric_name() == Some("RecordsDropped")).unwrap().statistic_values().unwrap().sum(), Some(0.0));

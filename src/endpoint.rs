@@ -80,7 +80,7 @@ fn answer<B>(req: &Request<B>, metrics: &Metrics, failing_after_ms: u64) -> Resp
 /// Everything `logferry top` shows, as JSON.
 pub fn status(metrics: &Metrics) -> serde_json::Value {
     let flows: Vec<serde_json::Value> = metrics
-        .flows
+        .flows()
         .iter()
         .map(|f| {
             let last_error = f.last_error().map(|(at, code, message)| {

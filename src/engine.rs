@@ -28,7 +28,7 @@ use crate::convert::{Chain, ChainContext, Outcome};
 use crate::discover::{Discovery, Found};
 use crate::framing::{truncate_record_from, LineFramer, Piece, RecordAssembler};
 use crate::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
-use crate::metrics::Metrics;
+use crate::metrics::{FlowMetrics, Metrics};
 use crate::sink::{self, AckRef, Batch, Delivered};
 use notify::Watcher;
 use std::collections::{HashMap, HashSet};
@@ -56,6 +56,8 @@ pub enum Event {
     Fs(notify::Result<notify::Event>),
     Delivered(Delivered),
     Stop(&'static str),
+    /// Load the configuration file again (SIGHUP).
+    Reload,
 }
 
 impl Tail {
@@ -146,6 +148,9 @@ struct FlowState {
     initial_scan_done: bool,
     out: Outbox,
     sink_threads: Vec<std::thread::JoinHandle<()>>,
+    metrics: Arc<FlowMetrics>,
+    /// Removed or changed by a reload: reads no more, and goes once everything read is acknowledged.
+    retiring: bool,
     /// What the metrics were last given (counters get the difference).
     published: FlowStats,
     /// When a checkpoint of the flow last moved.
@@ -193,6 +198,11 @@ pub struct Engine {
     commit_retry_at: Instant,
     commit_failing_since: Option<Instant>,
     commit_error_logged: Option<Instant>,
+    ctx: ChainContext,
+    /// Changed flows of a reload, started once their previous version has retired.
+    waiting_to_start: Vec<Flow>,
+    /// Flows (by index) retired for good: nothing left of them but their place.
+    retired: HashSet<usize>,
     metrics: Arc<Metrics>,
     last_publish: Instant,
     last_status: Instant,
@@ -248,110 +258,11 @@ impl Engine {
                 None
             }
         };
-        let metrics = Arc::new(Metrics::new(&cfg.flows.iter().map(|f| (f.id.clone(), f.destination.describe())).collect::<Vec<_>>()));
+        let metrics = Arc::new(Metrics::new(&[]));
         metrics.in_flight_budget_bytes.set(cfg.max_bytes_in_flight as i64);
         let mut flows = Vec::new();
-        for (index, flow) in cfg.flows.iter().enumerate() {
-            let discovery = Discovery::new(&flow.sources, flow.path_rules).map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?;
-            let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
-            let imported: HashMap<FileKey, u64> =
-                imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
-            // an emptied table (deleted files, pruning) is not a first start: a flag says it
-            let started = store.meta(&started_key(&flow.id))?.is_some();
-            let first_start = !started && saved.is_empty() && imported.is_empty();
-            let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
-            let ev = events_tx.clone();
-            let on_delivered = move |d| {
-                let _ = ev.send(Event::Delivered(d));
-            };
-            let sink_threads = match &flow.destination {
-                Destination::Firehose { stream, aws, aggregate_bytes } => {
-                    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-                    let mut target = crate::aws::SinkTarget::resolve(
-                        cfg.format,
-                        &cfg.aws,
-                        aws,
-                        cfg.aws.firehose_endpoint.as_ref(),
-                        None,
-                        Some("us-east-1"),
-                        stream,
-                        backoff,
-                    );
-                    target.dead_letter = dead_letter_path(&cfg, flow, aws);
-                    target.max_request_records = flow.buffer.max_records as usize;
-                    tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
-                    let aggregate_bytes = *aggregate_bytes;
-                    let m = metrics.clone();
-                    spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
-                        let (t, m, d) = (target.clone(), m.clone(), on_delivered.clone());
-                        move || crate::firehose::run(t, aggregate_bytes, index, m, batches, d)
-                    })?
-                }
-                Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
-                    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-                    let mut target = crate::aws::SinkTarget::resolve(
-                        cfg.format,
-                        &cfg.aws,
-                        aws,
-                        cfg.aws.kinesis_endpoint.as_ref(),
-                        cfg.aws.kinesis_region.as_ref(),
-                        None,
-                        stream,
-                        backoff,
-                    );
-                    target.dead_letter = dead_letter_path(&cfg, flow, aws);
-                    target.max_request_records = flow.buffer.max_records as usize;
-                    tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
-                    let options = crate::kinesis::KinesisOptions {
-                        partition_key: partition_key.clone(),
-                        kpl_aggregate_bytes: *kpl_aggregate_bytes,
-                        limits: *limits,
-                    };
-                    let m = metrics.clone();
-                    spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
-                        let (t, o, m, d) = (target.clone(), options.clone(), m.clone(), on_delivered.clone());
-                        move || crate::kinesis::run(t, o, index, m, batches, d)
-                    })?
-                }
-                other => {
-                    let local = match other {
-                        Destination::File { path } => sink::LocalSink::File(path.clone()),
-                        _ => sink::LocalSink::Stdout,
-                    };
-                    vec![std::thread::Builder::new().name(format!("sink-{index}")).spawn({
-                        let m = metrics.clone();
-                        move || sink::run_local(local, index, m, sink_rx, on_delivered)
-                    })?]
-                }
-            };
-            flows.push(FlowState {
-                flow: flow.clone(),
-                discovery,
-                chain: Chain::new(&flow.processors, ctx.clone()),
-                tails: HashMap::new(),
-                by_key: HashMap::new(),
-                saved,
-                imported,
-                first_start,
-                initial_scan_done: false,
-                out: Outbox {
-                    batch: Batch::default(),
-                    started: None,
-                    sink: Some(sink_tx),
-                    waiting: 0,
-                    // AWS sinks: one batch per request in flight and one ready; reading further
-                    // ahead only holds memory. Local sinks write what waits under one fsync.
-                    max_waiting: flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1),
-                },
-                sink_threads,
-                next_scan: Instant::now(),
-                rescan_requested: true,
-                maybe_copies: HashMap::new(),
-                unreadable: HashSet::new(),
-                stats: FlowStats::default(),
-                published: FlowStats::default(),
-                last_advance: Instant::now(),
-            });
+        for flow in &cfg.flows {
+            flows.push(start_flow(&cfg, flow, flows.len(), &mut store, &imported_positions, &events_tx, &metrics, &ctx)?);
         }
         if cfg.kinesis_agent_checkpoints.is_some() {
             store.set_meta("kinesis_agent_import", "done")?;
@@ -373,6 +284,9 @@ impl Engine {
             commit_retry_at: Instant::now(),
             commit_failing_since: None,
             commit_error_logged: None,
+            ctx,
+            waiting_to_start: Vec::new(),
+            retired: HashSet::new(),
             metrics,
             last_publish: Instant::now(),
             last_status: Instant::now(),
@@ -431,7 +345,7 @@ impl Engine {
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
         let mut d = now + HEARTBEAT_EVERY;
-        for f in &self.flows {
+        for f in self.flows.iter().filter(|f| !f.retiring) {
             if f.stats != f.published {
                 d = d.min(self.last_publish + PUBLISH_EVERY);
             }
@@ -464,6 +378,7 @@ impl Engine {
     fn handle(&mut self, ev: Event) -> Option<&'static str> {
         match ev {
             Event::Stop(why) => return Some(why),
+            Event::Reload => self.reload(),
             Event::Delivered(d) => self.delivered(d),
             Event::Fs(Ok(e)) => {
                 use notify::EventKind;
@@ -526,11 +441,15 @@ impl Engine {
         let now = Instant::now();
         for i in 0..self.flows.len() {
             let due = self.flows[i].rescan_requested || now >= self.flows[i].next_scan;
-            if due {
+            if due && !self.flows[i].retiring {
                 self.scan(i);
             }
         }
         for i in 0..self.flows.len() {
+            if self.flows[i].retiring {
+                self.retire_step(i);
+                continue;
+            }
             self.read_flow(i);
             self.timers(i);
         }
@@ -539,7 +458,7 @@ impl Engine {
             self.commit();
         }
         self.metrics.heartbeat();
-        if self.flows.iter().all(|f| f.initial_scan_done) {
+        if self.flows.iter().all(|f| f.initial_scan_done || f.retiring) {
             self.metrics.set_ready();
         }
         if now >= self.last_publish + PUBLISH_EVERY {
@@ -552,12 +471,157 @@ impl Engine {
         }
     }
 
+    /// SIGHUP: loads the configuration again. Unchanged flows go on untouched; removed flows send
+    /// what they read and go once it is acknowledged; changed flows do the same and then start
+    /// again from their positions; new flows start. A configuration that does not load is
+    /// refused and the running one kept. Settings that only apply at start are reported.
+    fn reload(&mut self) {
+        let new = match crate::config::load(&self.cfg.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "SIGHUP: the configuration {} is refused; the running configuration is kept.\n{e}",
+                    self.cfg.path.display()
+                );
+                return;
+            }
+        };
+        for w in &new.warnings {
+            tracing::warn!("{w}");
+        }
+        let old = &self.cfg;
+        let mut at_restart = Vec::new();
+        if new.checkpoint_file != old.checkpoint_file {
+            at_restart.push("the checkpoint file");
+        }
+        if format!("{:?}", new.aws) != format!("{:?}", old.aws) {
+            at_restart.push("the AWS settings");
+        }
+        if format!("{:?}", new.cloudwatch) != format!("{:?}", old.cloudwatch) {
+            at_restart.push("CloudWatch");
+        }
+        if new.http != old.http {
+            at_restart.push("the HTTP endpoint");
+        }
+        if !at_restart.is_empty() {
+            tracing::warn!("SIGHUP: changes to {} apply at the next restart", at_restart.join(", "));
+        }
+        let (mut kept, mut started, mut changed, mut removed) = (0, 0, 0, 0);
+        for fi in 0..self.flows.len() {
+            let f = &self.flows[fi];
+            if f.retiring {
+                continue;
+            }
+            match new.flows.iter().find(|n| n.id == f.flow.id) {
+                Some(n) if format!("{n:?}") == format!("{:?}", f.flow) => kept += 1,
+                Some(n) => {
+                    changed += 1;
+                    self.waiting_to_start.push(n.clone());
+                    self.retire(fi);
+                }
+                None => {
+                    removed += 1;
+                    self.retire(fi);
+                }
+            }
+        }
+        for n in &new.flows {
+            let running = self.flows.iter().any(|f| !f.retiring && f.flow.id == n.id);
+            let waiting = self.waiting_to_start.iter().any(|w| w.id == n.id);
+            if !running && !waiting {
+                started += 1;
+                self.waiting_to_start.push(n.clone());
+            }
+        }
+        self.cfg.max_bytes_in_flight = new.max_bytes_in_flight;
+        self.cfg.max_open_files = new.max_open_files;
+        self.cfg.idle_close_ms = new.idle_close_ms;
+        self.cfg.status_period_secs = new.status_period_secs;
+        self.cfg.shutdown_timeout_ms = new.shutdown_timeout_ms;
+        self.cfg.flows = new.flows;
+        self.metrics.in_flight_budget_bytes.set(self.cfg.max_bytes_in_flight as i64);
+        tracing::info!("SIGHUP: configuration reloaded: {kept} flows unchanged, {started} started, {changed} changed (they restart once what they read is acknowledged), {removed} removed");
+        self.start_waiting_flows();
+    }
+
+    /// Stops reading a flow: its partial records and batch are sent, its sink finishes.
+    fn retire(&mut self, fi: usize) {
+        let Engine { flows, in_flight, .. } = self;
+        let f = &mut flows[fi];
+        f.retiring = true;
+        let FlowState { flow, chain, out, stats, tails, .. } = f;
+        for t in tails.values_mut() {
+            let id = t.id;
+            let Tail { assembler, acks, path, .. } = &mut *t;
+            assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
+        }
+        out.send();
+        out.sink = None;
+        tracing::info!(flow = %flow.id, "stopping this flow (reload): sending what it read");
+    }
+
+    /// A retiring flow goes once everything it sent is acknowledged.
+    fn retire_step(&mut self, fi: usize) {
+        if self.retired.contains(&fi) {
+            return;
+        }
+        let f = &self.flows[fi];
+        if f.out.waiting > 0 || f.tails.values().any(|t| t.acks.outstanding() > 0) {
+            return;
+        }
+        let f = &mut self.flows[fi];
+        for t in f.tails.values() {
+            stage_row(&mut self.store, &f.flow.id, t);
+            if t.file.is_some() {
+                self.open_files -= 1;
+            }
+        }
+        f.tails.clear();
+        f.by_key.clear();
+        for h in f.sink_threads.drain(..) {
+            let _ = h.join();
+        }
+        self.path_index.retain(|_, v| v.0 != fi);
+        let id = f.flow.id.clone();
+        if !self.cfg.flows.iter().any(|n| n.id == id) {
+            self.metrics.remove_flow(&id);
+        }
+        self.retired.insert(fi);
+        self.commit();
+        tracing::info!(flow = %id, "flow stopped; its positions are saved");
+        self.start_waiting_flows();
+    }
+
+    /// Starts the flows of a reload whose previous version (same id) has retired.
+    fn start_waiting_flows(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting_to_start);
+        for flow in waiting {
+            let busy = self.flows.iter().enumerate().any(|(i, f)| f.flow.id == flow.id && !self.retired.contains(&i));
+            if busy {
+                self.waiting_to_start.push(flow);
+                continue;
+            }
+            let index = self.flows.len();
+            match start_flow(&self.cfg, &flow, index, &mut self.store, &[], &self.events_tx, &self.metrics, &self.ctx) {
+                Ok(state) => {
+                    tracing::info!(flow = %flow.id, "flow started (reload)");
+                    self.flows.push(state);
+                }
+                Err(e) => tracing::error!(flow = %flow.id, "cannot start this flow: {e:#}"),
+            }
+        }
+    }
+
     /// Gives the metrics what changed in the engine's figures, and how far each flow lags.
     fn publish_metrics(&mut self) {
         let m = &self.metrics;
         m.open_files.set(self.open_files as i64);
         m.in_flight_bytes.set(self.in_flight as i64);
-        for (f, fm) in self.flows.iter_mut().zip(&m.flows) {
+        for (fi, f) in self.flows.iter_mut().enumerate() {
+            if self.retired.contains(&fi) {
+                continue;
+            }
+            let fm = f.metrics.clone();
             let (s, p) = (f.stats, f.published);
             fm.records_parsed.inc_by(s.records - p.records);
             fm.bytes_read.inc_by(s.bytes_read - p.bytes_read);
@@ -585,7 +649,7 @@ impl Engine {
     /// One line per flow, as the Kinesis Agent's "Tailer Progress" lines.
     fn log_progress(&mut self) {
         self.publish_metrics();
-        for fm in &self.metrics.flows {
+        for fm in self.metrics.flows() {
             tracing::info!(
                 flow = %fm.id,
                 "progress: {} records parsed ({} bytes), {} sent to {}, {} send errors, {} dead-lettered; {} bytes behind in {} files",
@@ -1254,6 +1318,123 @@ fn spawn_workers<W: FnOnce() + Send + 'static>(
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let shared = crate::aws::SharedBatches(std::sync::Arc::new(std::sync::Mutex::new(batches)));
     (0..n.max(1)).map(|w| std::thread::Builder::new().name(format!("sink-{index}-{w}")).spawn(make(shared.clone()))).collect()
+}
+
+/// Starts one flow: its discovery, its saved positions, its sink threads. `index` is its place
+/// in the engine's flows, which sinks report deliveries with.
+#[allow(clippy::too_many_arguments)]
+fn start_flow(
+    cfg: &Config,
+    flow: &Flow,
+    index: usize,
+    store: &mut Store,
+    imported_positions: &[crate::checkpoint::KinesisAgentPosition],
+    events_tx: &Sender<Event>,
+    metrics: &Metrics,
+    ctx: &ChainContext,
+) -> anyhow::Result<FlowState> {
+    let flow_metrics = metrics.add_flow(&flow.id, &flow.destination.describe());
+    let discovery = Discovery::new(&flow.sources, flow.path_rules).map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?;
+    let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
+    let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
+    // an emptied table (deleted files, pruning) is not a first start: a flag says it
+    let started = store.meta(&started_key(&flow.id))?.is_some();
+    let first_start = !started && saved.is_empty() && imported.is_empty();
+    let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
+    let ev = events_tx.clone();
+    let on_delivered = move |d| {
+        let _ = ev.send(Event::Delivered(d));
+    };
+    let sink_threads = match &flow.destination {
+        Destination::Firehose { stream, aws, aggregate_bytes } => {
+            let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
+            let mut target = crate::aws::SinkTarget::resolve(
+                cfg.format,
+                &cfg.aws,
+                aws,
+                cfg.aws.firehose_endpoint.as_ref(),
+                None,
+                Some("us-east-1"),
+                stream,
+                backoff,
+            );
+            target.dead_letter = dead_letter_path(cfg, flow, aws);
+            target.max_request_records = flow.buffer.max_records as usize;
+            tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+            let aggregate_bytes = *aggregate_bytes;
+            let m = flow_metrics.clone();
+            spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
+                let (t, m, d) = (target.clone(), m.clone(), on_delivered.clone());
+                move || crate::firehose::run(t, aggregate_bytes, index, m, batches, d)
+            })?
+        }
+        Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
+            let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
+            let mut target = crate::aws::SinkTarget::resolve(
+                cfg.format,
+                &cfg.aws,
+                aws,
+                cfg.aws.kinesis_endpoint.as_ref(),
+                cfg.aws.kinesis_region.as_ref(),
+                None,
+                stream,
+                backoff,
+            );
+            target.dead_letter = dead_letter_path(cfg, flow, aws);
+            target.max_request_records = flow.buffer.max_records as usize;
+            tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+            let options = crate::kinesis::KinesisOptions {
+                partition_key: partition_key.clone(),
+                kpl_aggregate_bytes: *kpl_aggregate_bytes,
+                limits: *limits,
+            };
+            let m = flow_metrics.clone();
+            spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
+                let (t, o, m, d) = (target.clone(), options.clone(), m.clone(), on_delivered.clone());
+                move || crate::kinesis::run(t, o, index, m, batches, d)
+            })?
+        }
+        other => {
+            let local = match other {
+                Destination::File { path } => sink::LocalSink::File(path.clone()),
+                _ => sink::LocalSink::Stdout,
+            };
+            vec![std::thread::Builder::new().name(format!("sink-{index}")).spawn({
+                let m = flow_metrics.clone();
+                move || sink::run_local(local, index, m, sink_rx, on_delivered)
+            })?]
+        }
+    };
+    Ok(FlowState {
+        flow: flow.clone(),
+        discovery,
+        chain: Chain::new(&flow.processors, ctx.clone()),
+        tails: HashMap::new(),
+        by_key: HashMap::new(),
+        saved,
+        imported,
+        first_start,
+        initial_scan_done: false,
+        out: Outbox {
+            batch: Batch::default(),
+            started: None,
+            sink: Some(sink_tx),
+            waiting: 0,
+            // AWS sinks: one batch per request in flight and one ready; reading further
+            // ahead only holds memory. Local sinks write what waits under one fsync.
+            max_waiting: flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1),
+        },
+        sink_threads,
+        next_scan: Instant::now(),
+        rescan_requested: true,
+        maybe_copies: HashMap::new(),
+        unreadable: HashSet::new(),
+        stats: FlowStats::default(),
+        published: FlowStats::default(),
+        last_advance: Instant::now(),
+        metrics: flow_metrics,
+        retiring: false,
+    })
 }
 
 fn dead_letter_path(cfg: &Config, flow: &Flow, aws: &crate::config::AwsTarget) -> PathBuf {

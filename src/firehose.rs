@@ -22,7 +22,7 @@
 use crate::aws::{
     encode_record, failed_call, finish_batch, pack_whole, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget,
 };
-use crate::metrics::Metrics;
+use crate::metrics::FlowMetrics;
 use crate::sink::{Batch, Delivered};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
@@ -37,11 +37,11 @@ pub fn run(
     target: SinkTarget,
     aggregate_bytes: Option<usize>,
     flow: usize,
-    metrics: Arc<Metrics>,
+    metrics: Arc<FlowMetrics>,
     batches: impl Iterator<Item = Batch>,
     delivered: impl Fn(Delivered),
 ) {
-    let flow_id = metrics.flows[flow].id.clone();
+    let flow_id = metrics.id.clone();
     let Some((rt, client)) = target.client(&format!("the Firehose sink of flow {flow_id}"), |shared, endpoint| {
         let mut b = aws_sdk_firehose::config::Builder::from(shared);
         b.set_endpoint_url(endpoint.map(str::to_string));
@@ -60,7 +60,7 @@ pub fn run(
         let sizes: Vec<usize> = units.iter().map(|u| u.len()).collect();
         let mut rejected = Vec::new();
         for request in requests(&sizes, MAX_REQUEST_BYTES, target.max_request_records.min(500)) {
-            let m = &metrics.flows[flow];
+            let m = &*metrics;
             let failed = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, m, &sizes, request, |pending| {
                 let request: Vec<Record> =
                     pending.iter().filter_map(|&i| Record::builder().data(Blob::new(units[i].as_ref())).build().ok()).collect();

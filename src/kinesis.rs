@@ -22,7 +22,7 @@
 use crate::aws::{encode_record, failed_call, finish_batch, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
 use crate::config::{KinesisLimits, PartitionKey};
 use crate::kpl::{self, Keys};
-use crate::metrics::Metrics;
+use crate::metrics::FlowMetrics;
 use crate::sink::{Batch, Delivered};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -81,11 +81,11 @@ pub fn run(
     target: SinkTarget,
     options: KinesisOptions,
     flow: usize,
-    metrics: Arc<Metrics>,
+    metrics: Arc<FlowMetrics>,
     batches: impl Iterator<Item = Batch>,
     delivered: impl Fn(Delivered),
 ) {
-    let flow_id = metrics.flows[flow].id.clone();
+    let flow_id = metrics.id.clone();
     let Some((rt, client)) = target.client(&format!("the Kinesis sink of flow {flow_id}"), |shared, endpoint| {
         let mut b = aws_sdk_kinesis::config::Builder::from(shared);
         b.set_endpoint_url(endpoint.map(str::to_string));
@@ -132,7 +132,7 @@ pub fn run(
         let sizes: Vec<usize> = units.iter().map(|u| u.data.len() + u.key.len()).collect();
         let mut rejected = Vec::new();
         for request in requests(&sizes, options.limits.request_bytes, target.max_request_records.min(MAX_REQUEST_RECORDS)) {
-            let m = &metrics.flows[flow];
+            let m = &*metrics;
             let failed = send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, m, &sizes, request, |pending| {
                 let entries: Vec<PutRecordsRequestEntry> = pending
                     .iter()

@@ -147,8 +147,8 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         for sig in signals.forever() {
             if sig == SIGHUP {
-                // without a handler SIGHUP would end the agent without sending what it read
-                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; the running configuration is kept");
+                tracing::info!("SIGHUP: loading the configuration again");
+                let _ = stop.send(Event::Reload);
                 continue;
             }
             let _ = stop.send(Event::Stop(if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }));

@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +86,8 @@ pub struct Call {
 pub struct FlowMetrics {
     pub id: String,
     pub destination: String,
+    /// The stream's bare name (the destination itself for local sinks).
+    pub stream: String,
     pub records_parsed: Counter,
     pub bytes_read: Counter,
     pub records_dropped: Counter,
@@ -114,10 +116,35 @@ pub struct FlowMetrics {
     files: Mutex<Vec<(String, u64)>>,
 }
 
+/// The per-flow series, by family.
+struct Families {
+    parsed: Family<FlowLabels, Counter>,
+    bytes_read: Family<FlowLabels, Counter>,
+    dropped: Family<FlowLabels, Counter>,
+    truncated: Family<FlowLabels, Counter>,
+    split: Family<FlowLabels, Counter>,
+    processing: Family<FlowLabels, Counter>,
+    consecutive: Family<FlowLabels, Gauge>,
+    attempts: Family<FlowLabels, Counter>,
+    sent: Family<FlowLabels, Counter>,
+    send_errors: Family<FlowLabels, Counter>,
+    bytes_sent: Family<FlowLabels, Counter>,
+    service: Family<FlowLabels, Counter>,
+    throttled: Family<FlowLabels, Counter>,
+    dead: Family<FlowLabels, Counter>,
+    behind: Family<FlowLabels, Gauge>,
+    files_behind: Family<FlowLabels, Gauge>,
+    age: Family<FlowLabels, Gauge>,
+    success: Family<FlowLabels, Gauge>,
+    by_code: Family<CodeLabels, Counter>,
+    per_file: Family<FileLabels, Gauge>,
+}
+
 /// Every figure of the agent.
 pub struct Metrics {
     registry: Registry,
-    pub flows: Vec<FlowMetrics>,
+    families: Families,
+    flows: RwLock<Vec<Arc<FlowMetrics>>>,
     pub open_files: Gauge,
     pub in_flight_bytes: Gauge,
     pub in_flight_budget_bytes: Gauge,
@@ -148,86 +175,136 @@ impl Metrics {
     pub fn new(flows: &[(String, String)]) -> Metrics {
         let mut registry = Registry::with_prefix("logferry");
         macro_rules! family {
-            ($name:expr, $help:expr, $kind:ty) => {{
-                let f = Family::<FlowLabels, $kind>::default();
+            ($name:expr, $help:expr) => {{
+                let f = Family::default();
                 registry.register($name, $help, f.clone());
                 f
             }};
         }
-        let parsed = family!("records_parsed", "Records made from the files and handed to the sink", Counter);
-        let bytes_read = family!("bytes_read", "Bytes read from the files", Counter);
-        let dropped = family!("records_dropped", "Records a processor dropped (filters, parse failures with on_mismatch: drop)", Counter);
-        let truncated = family!("records_truncated", "Records cut to the largest size the destination takes", Counter);
-        let split = family!("records_split", "Records sent in pieces (oversized_records: split)", Counter);
-        let processing = family!("processing_errors", "Records a processor could not convert (sent as they were or dropped)", Counter);
-        let consecutive = family!("consecutive_processing_errors", "Records in a row that failed conversion", Gauge);
-        let attempts = family!("record_send_attempts", "Records put in a request, retries included", Counter);
-        let sent = family!("records_sent", "Records the destination accepted", Counter);
-        let send_errors = family!("record_send_errors", "Records the destination did not accept in an attempt", Counter);
-        let bytes_sent = family!("bytes_sent", "Bytes of the records the destination accepted", Counter);
-        let service = family!("service_errors", "Requests that failed as a whole (service, network, credentials)", Counter);
-        let throttled = family!("throttled_records", "Records refused because of throttling", Counter);
-        let dead =
-            family!("records_dead_lettered", "Records the destination rejected as invalid, written to the dead-letter file", Counter);
-        let behind = family!("bytes_behind", "Bytes of the flow's files not yet acknowledged", Gauge);
-        let files_behind = family!("files_behind", "Files of the flow with bytes not yet acknowledged", Gauge);
-        let age = family!("checkpoint_age_seconds", "Seconds since a checkpoint of the flow last moved while bytes are behind", Gauge);
-        let success = family!("last_success_timestamp_seconds", "When the sink last had a request accepted (Unix time)", Gauge);
-        let by_code = Family::<CodeLabels, Counter>::default();
-        registry.register("send_errors_by_code", "Records or requests refused, by error code", by_code.clone());
-        let per_file = Family::<FileLabels, Gauge>::default();
-        registry.register("file_bytes_behind", "Bytes of a file not yet acknowledged", per_file.clone());
+        let families = Families {
+            parsed: family!("records_parsed", "Records made from the files and handed to the sink"),
+            bytes_read: family!("bytes_read", "Bytes read from the files"),
+            dropped: family!("records_dropped", "Records a processor dropped (filters, parse failures with on_mismatch: drop)"),
+            truncated: family!("records_truncated", "Records cut to the largest size the destination takes"),
+            split: family!("records_split", "Records sent in pieces (oversized_records: split)"),
+            processing: family!("processing_errors", "Records a processor could not convert (sent as they were or dropped)"),
+            consecutive: family!("consecutive_processing_errors", "Records in a row that failed conversion"),
+            attempts: family!("record_send_attempts", "Records put in a request, retries included"),
+            sent: family!("records_sent", "Records the destination accepted"),
+            send_errors: family!("record_send_errors", "Records the destination did not accept in an attempt"),
+            bytes_sent: family!("bytes_sent", "Bytes of the records the destination accepted"),
+            service: family!("service_errors", "Requests that failed as a whole (service, network, credentials)"),
+            throttled: family!("throttled_records", "Records refused because of throttling"),
+            dead: family!("records_dead_lettered", "Records the destination rejected as invalid, written to the dead-letter file"),
+            behind: family!("bytes_behind", "Bytes of the flow's files not yet acknowledged"),
+            files_behind: family!("files_behind", "Files of the flow with bytes not yet acknowledged"),
+            age: family!("checkpoint_age_seconds", "Seconds since a checkpoint of the flow last moved while bytes are behind"),
+            success: family!("last_success_timestamp_seconds", "When the sink last had a request accepted (Unix time)"),
+            by_code: family!("send_errors_by_code", "Records or requests refused, by error code"),
+            per_file: family!("file_bytes_behind", "Bytes of a file not yet acknowledged"),
+        };
         let open_files = Gauge::default();
         registry.register("open_files", "Tailed files held open", open_files.clone());
         let in_flight = Gauge::default();
         registry.register("in_flight_bytes", "Bytes read and not yet acknowledged, against the budget", in_flight.clone());
         let budget = Gauge::default();
         registry.register("in_flight_budget_bytes", "The in-flight budget (max_bytes_in_flight)", budget.clone());
-        let flows = flows
-            .iter()
-            .map(|(id, destination)| {
-                let l = FlowLabels { flow: id.clone(), destination: destination.clone() };
-                let c = |f: &Family<FlowLabels, Counter>| f.get_or_create(&l).clone();
-                let g = |f: &Family<FlowLabels, Gauge>| f.get_or_create(&l).clone();
-                FlowMetrics {
-                    id: id.clone(),
-                    destination: destination.clone(),
-                    records_parsed: c(&parsed),
-                    bytes_read: c(&bytes_read),
-                    records_dropped: c(&dropped),
-                    records_truncated: c(&truncated),
-                    records_split: c(&split),
-                    processing_errors: c(&processing),
-                    consecutive_processing_errors: g(&consecutive),
-                    record_send_attempts: c(&attempts),
-                    records_sent: c(&sent),
-                    record_send_errors: c(&send_errors),
-                    bytes_sent: c(&bytes_sent),
-                    service_errors: c(&service),
-                    throttled_records: c(&throttled),
-                    records_dead_lettered: c(&dead),
-                    bytes_behind: g(&behind),
-                    files_behind: g(&files_behind),
-                    checkpoint_age_seconds: g(&age),
-                    last_success_seconds: g(&success),
-                    errors_by_code: by_code.clone(),
-                    file_bytes_behind: per_file.clone(),
-                    failing_since_ms: AtomicU64::new(0),
-                    last_error: Mutex::new(None),
-                    window: Mutex::new(CallWindow::default()),
-                    files: Mutex::new(Vec::new()),
-                }
-            })
-            .collect();
-        Metrics {
+        let m = Metrics {
             registry,
-            flows,
+            families,
+            flows: RwLock::new(Vec::new()),
             open_files,
             in_flight_bytes: in_flight,
             in_flight_budget_bytes: budget,
             heartbeat_ms: AtomicU64::new(now_ms()),
             ready: AtomicBool::new(false),
             started_ms: now_ms(),
+        };
+        for (id, destination) in flows {
+            m.add_flow(id, destination);
+        }
+        m
+    }
+
+    /// The flows' figures, in the order they were added.
+    pub fn flows(&self) -> Vec<Arc<FlowMetrics>> {
+        self.flows.read().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Adds a flow's series (zero), or takes over those of a flow with the same id and
+    /// destination (its counters go on: a reloaded flow does not reset them).
+    pub fn add_flow(&self, id: &str, destination: &str) -> Arc<FlowMetrics> {
+        let l = FlowLabels { flow: id.to_string(), destination: destination.to_string() };
+        let f = &self.families;
+        let c = |f: &Family<FlowLabels, Counter>| f.get_or_create(&l).clone();
+        let g = |f: &Family<FlowLabels, Gauge>| f.get_or_create(&l).clone();
+        let stream = match destination.split_once(':') {
+            Some(("DeliveryStream" | "KinesisStream", name)) => name,
+            _ => destination,
+        };
+        let flow = Arc::new(FlowMetrics {
+            id: id.to_string(),
+            destination: destination.to_string(),
+            stream: stream.to_string(),
+            records_parsed: c(&f.parsed),
+            bytes_read: c(&f.bytes_read),
+            records_dropped: c(&f.dropped),
+            records_truncated: c(&f.truncated),
+            records_split: c(&f.split),
+            processing_errors: c(&f.processing),
+            consecutive_processing_errors: g(&f.consecutive),
+            record_send_attempts: c(&f.attempts),
+            records_sent: c(&f.sent),
+            record_send_errors: c(&f.send_errors),
+            bytes_sent: c(&f.bytes_sent),
+            service_errors: c(&f.service),
+            throttled_records: c(&f.throttled),
+            records_dead_lettered: c(&f.dead),
+            bytes_behind: g(&f.behind),
+            files_behind: g(&f.files_behind),
+            checkpoint_age_seconds: g(&f.age),
+            last_success_seconds: g(&f.success),
+            errors_by_code: f.by_code.clone(),
+            file_bytes_behind: f.per_file.clone(),
+            failing_since_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            window: Mutex::new(CallWindow::default()),
+            files: Mutex::new(Vec::new()),
+        });
+        if let Ok(mut flows) = self.flows.write() {
+            flows.retain(|x| x.id != id);
+            flows.push(flow.clone());
+        }
+        flow
+    }
+
+    /// Removes a flow and its series.
+    pub fn remove_flow(&self, id: &str) {
+        let Ok(mut flows) = self.flows.write() else { return };
+        let Some(i) = flows.iter().position(|x| x.id == id) else { return };
+        let flow = flows.remove(i);
+        flow.set_files_behind(&[]);
+        let l = FlowLabels { flow: flow.id.clone(), destination: flow.destination.clone() };
+        let f = &self.families;
+        for c in [
+            &f.parsed,
+            &f.bytes_read,
+            &f.dropped,
+            &f.truncated,
+            &f.split,
+            &f.processing,
+            &f.attempts,
+            &f.sent,
+            &f.send_errors,
+            &f.bytes_sent,
+            &f.service,
+            &f.throttled,
+            &f.dead,
+        ] {
+            c.remove(&l);
+        }
+        for g in [&f.consecutive, &f.behind, &f.files_behind, &f.age, &f.success] {
+            g.remove(&l);
         }
     }
 
@@ -263,7 +340,7 @@ impl Metrics {
         if now.saturating_sub(beat) > wedged_after_ms {
             out.push(format!("the tailing engine has not made progress for {} s", (now - beat) / 1000));
         }
-        for f in &self.flows {
+        for f in self.flows() {
             let since = f.failing_since_ms.load(Ordering::Relaxed);
             if since > 0 && now.saturating_sub(since) >= failing_after_ms {
                 let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
@@ -350,7 +427,7 @@ mod tests {
     #[test]
     fn calls_feed_counters_windows_and_health() {
         let m = Metrics::new(&[("web".into(), "DeliveryStream:logs".into())]);
-        let f = &m.flows[0];
+        let f = &m.flows()[0];
         f.record_call(Call { attempted: 10, sent: 8, failed: 2, bytes_sent: 800, throttled: 2, service_error: false });
         f.record_error("ProvisionedThroughputExceededException", "slow down", 2);
         f.record_call(Call { attempted: 2, service_error: true, ..Call::default() });
@@ -374,9 +451,9 @@ mod tests {
     #[test]
     fn files_that_went_lose_their_series() {
         let m = Metrics::new(&[("f".into(), "Stdout".into())]);
-        m.flows[0].set_files_behind(&[("/a".into(), 5), ("/b".into(), 7)]);
+        m.flows()[0].set_files_behind(&[("/a".into(), 5), ("/b".into(), 7)]);
         assert!(m.prometheus_text().contains(r#"file="/b"} 7"#));
-        m.flows[0].set_files_behind(&[("/a".into(), 0)]);
+        m.flows()[0].set_files_behind(&[("/a".into(), 0)]);
         let text = m.prometheus_text();
         assert!(!text.contains(r#"file="/b""#) && text.contains(r#"file="/a"} 0"#), "{text}");
     }

@@ -8,7 +8,7 @@
 //! waiting are written together under one `fsync`. Each record is written
 //! as its bytes, plus a `\n` when it does not end with one, so the output stays line-oriented.
 
-use crate::metrics::{Call, Metrics};
+use crate::metrics::{Call, FlowMetrics};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
@@ -124,8 +124,8 @@ const GROUP_BYTES: usize = 16 << 20;
 
 /// Runs a local sink until its channel closes. Batches that are already waiting are written
 /// together and made durable with one `fsync` (group commit); each is acknowledged after it.
-pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<Metrics>, batches: Receiver<Batch>, delivered: impl Fn(Delivered)) {
-    let fm = &metrics.flows[flow];
+pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<FlowMetrics>, batches: Receiver<Batch>, delivered: impl Fn(Delivered)) {
+    let fm = &*metrics;
     let flow_id = fm.id.clone();
     let mut file: Option<std::fs::File> = None;
     while let Ok(first) = batches.recv() {

@@ -285,3 +285,84 @@ fn a_cloudwatch_that_never_answers_does_not_hold_up_shipping_or_stopping() {
     }
     a.finish_exactly_once(&w.written);
 }
+
+/// Lines read back from a file sink's output.
+fn delivered(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(String::from).collect()).unwrap_or_default()
+}
+
+#[test]
+fn ten_reloads_under_load_lose_and_repeat_nothing_and_a_bad_configuration_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let logs = d.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    let out = |name: &str| d.path().join(format!("out/{name}.out"));
+    // `steady` never changes; `changing` changes on every reload; `extra` comes and goes
+    let config = |round: usize| {
+        let mut y = format!(
+            "checkpoint_file: {}\nshutdown_timeout_ms: 5000\nflows:\n  - id: steady\n    path: {}\n    sink: {{type: file, path: {}}}\n  - id: changing\n    path: {}\n    buffer: {{max_age_ms: {}}}\n    sink: {{type: file, path: {}}}\n",
+            d.path().join("checkpoints.db").display(),
+            logs.join("a.log").display(),
+            out("a").display(),
+            logs.join("b.log").display(),
+            100 + round,
+            out("b").display()
+        );
+        if round.is_multiple_of(2) {
+            y += &format!(
+                "  - id: extra\n    path: {}\n    sink: {{type: file, path: {}}}\n",
+                logs.join("c.log").display(),
+                out("c").display()
+            );
+        }
+        y
+    };
+    std::fs::write(&cfg, config(0)).unwrap();
+    let writers = std::sync::Arc::new(std::sync::Mutex::new(["a", "b", "c"].map(|n| Writer::new(&logs.join(format!("{n}.log")), n))));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w2, s2) = (writers.clone(), stop.clone());
+    let load = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            for w in w2.lock().unwrap().iter_mut() {
+                w.write(5);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    for round in 1..=10 {
+        std::thread::sleep(Duration::from_millis(400));
+        std::fs::write(&cfg, config(round)).unwrap();
+        unsafe_kill(agent.id(), "HUP");
+    }
+    // a configuration that does not load is refused; the running one goes on
+    std::thread::sleep(Duration::from_millis(400));
+    std::fs::write(&cfg, "flows:\n  - id: steady\n    path: [not, a, path]\n").unwrap();
+    unsafe_kill(agent.id(), "HUP");
+    let log = wait_for_log(&err, "is refused; the running configuration is kept", Duration::from_secs(10));
+    assert!(log.contains("`flows[0].path`"), "the refusal says why: {log}");
+    std::thread::sleep(Duration::from_millis(400));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    // the last good configuration (round 10) has `extra`
+    let w = writers.lock().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ["a", "b", "c"].iter().zip(w.iter()).any(|(n, w)| delivered(&out(n)).len() < w.written.len()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0));
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("SIGHUP: configuration reloaded").count(), 10, "{log}");
+    assert_eq!(
+        log.matches("1 flows unchanged, 0 started, 1 changed (they restart once what they read is acknowledged), 1 removed").count(),
+        5
+    );
+    assert_eq!(log.matches("1 flows unchanged, 1 started, 1 changed").count(), 5);
+    for (n, w) in ["a", "b", "c"].iter().zip(w.iter()) {
+        assert_exactly_once(&w.written, &delivered(&out(n)));
+    }
+}
