@@ -199,6 +199,8 @@ pub struct Engine {
     commit_failing_since: Option<Instant>,
     commit_error_logged: Option<Instant>,
     ctx: ChainContext,
+    /// Acknowledgements came since the metrics were last given the lag.
+    acked_since_publish: bool,
     /// Changed flows of a reload, started once their previous version has retired.
     waiting_to_start: Vec<Flow>,
     /// Flows (by index) retired for good: nothing left of them but their place.
@@ -285,6 +287,7 @@ impl Engine {
             commit_failing_since: None,
             commit_error_logged: None,
             ctx,
+            acked_since_publish: false,
             waiting_to_start: Vec::new(),
             retired: HashSet::new(),
             metrics,
@@ -345,6 +348,9 @@ impl Engine {
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
         let mut d = now + HEARTBEAT_EVERY;
+        if self.acked_since_publish {
+            d = d.min(self.last_publish + PUBLISH_EVERY);
+        }
         for f in self.flows.iter().filter(|f| !f.retiring) {
             if f.stats != f.published {
                 d = d.min(self.last_publish + PUBLISH_EVERY);
@@ -415,6 +421,7 @@ impl Engine {
     }
 
     fn delivered(&mut self, d: Delivered) {
+        self.acked_since_publish = true;
         self.in_flight = self.in_flight.saturating_sub(d.budget_bytes);
         let flow = &mut self.flows[d.flow];
         flow.stats.dead_lettered += d.dead_lettered;
@@ -614,6 +621,7 @@ impl Engine {
 
     /// Gives the metrics what changed in the engine's figures, and how far each flow lags.
     fn publish_metrics(&mut self) {
+        self.acked_since_publish = false;
         let m = &self.metrics;
         m.open_files.set(self.open_files as i64);
         m.in_flight_bytes.set(self.in_flight as i64);

@@ -26,3 +26,4 @@ pub mod loggen;
 pub mod metrics;
 pub mod preview;
 pub mod sink;
+pub mod top;

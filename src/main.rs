@@ -48,6 +48,19 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// A live view of a running agent (per flow: lines per second, bytes behind, retries, last
+    /// error), read from its HTTP endpoint (`http.listen` or `run --listen`).
+    Top {
+        /// The agent's endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// Print one table (rates over one interval) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between readings.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
     /// Print the native YAML equivalent of a Kinesis Agent agent.json.
     Migrate { path: PathBuf },
     /// List saved positions (flow, path, identity, offset, bytes behind, last update), or forget
@@ -84,6 +97,14 @@ fn main() -> ExitCode {
     init_logging(cli.log_json);
     let result = match cli.command {
         Command::Run { config, listen } => run(&config, listen),
+        Command::Top { url, once, interval } => match logferry::top::run(&url, std::time::Duration::from_secs_f64(interval.max(0.1)), once)
+        {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("logferry top: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Check { config } => check(&config),
         Command::Preview { config, flow, files } => preview(&config, flow.as_deref(), &files),
         Command::Migrate { path } => migrate(&path),

@@ -366,3 +366,51 @@ fn ten_reloads_under_load_lose_and_repeat_nothing_and_a_bad_configuration_is_ref
         assert_exactly_once(&w.written, &delivered(&out(n)));
     }
 }
+
+#[test]
+fn top_shows_each_flow_live_under_tmux_and_once_for_scripts() {
+    let mut a = Agent::new("*.log", "", "http: {listen: '127.0.0.1:0'}");
+    let mut w = Writer::new(&a.logs().join("top.log"), "t");
+    w.write(200);
+    a.start();
+    let base = endpoint_of(&a);
+    a.wait_for(&w.written, Duration::from_secs(30));
+    // one table for scripts
+    let once = Command::new(env!("CARGO_BIN_EXE_logferry")).args(["top", "--once", "--interval", "0.3", "--url", &base]).output().unwrap();
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    let table = String::from_utf8(once.stdout).unwrap();
+    assert!(table.contains("FLOW") && table.contains("LINES/S") && table.contains("BEHIND"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("test ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("File:"), "{row}");
+    assert!(table.contains(&a.logs().join("top.log").display().to_string()), "per-file lines: {table}");
+    // the live view in a terminal
+    let session = format!("logferry-top-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux is installed by scripts/test.sh");
+    let top = format!("{} top --interval 0.3 --url {base}", env!("CARGO_BIN_EXE_logferry"));
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "200", "-y", "40", &top]).status.success());
+    w.write(300);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut screen = String::new();
+    while Instant::now() < deadline {
+        screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+        if screen.contains("LINES/S") && screen.contains("Ctrl-C to quit") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux(&["send-keys", "-t", &session, "C-c"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let still_running = tmux(&["has-session", "-t", &session]).status.success();
+    tmux(&["kill-session", "-t", &session]);
+    assert!(screen.contains("LINES/S") && screen.lines().any(|l| l.starts_with("test ")), "{screen}");
+    assert!(!still_running, "Ctrl-C ends the live view");
+    assert_eq!(a.stop(), 0);
+    // without an agent: a clear error
+    let none = Command::new(env!("CARGO_BIN_EXE_logferry")).args(["top", "--once", "--url", "http://127.0.0.1:9"]).output().unwrap();
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("cannot connect to http://127.0.0.1:9"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+}
