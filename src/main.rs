@@ -80,8 +80,10 @@ enum Command {
     },
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The agent's own log on stderr: `RUST_LOG` if set, else `level` (the configuration's), else info.
+fn init_logging(json: bool, level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
     // colours only on a terminal: journald and log files get plain text
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
@@ -94,7 +96,15 @@ fn init_logging(json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    match &cli.command {
+        // the configuration says how the agent logs; loading it again below reports its problems
+        Command::Run { config, .. } => {
+            let cfg = config::load(config).ok();
+            let json = cli.log_json || cfg.as_ref().is_some_and(|c| c.log_json);
+            init_logging(json, cfg.as_ref().and_then(|c| c.log_level.as_deref()));
+        }
+        _ => init_logging(cli.log_json, None),
+    }
     let result = match cli.command {
         Command::Run { config, listen } => run(&config, listen),
         Command::Top { url, once, interval } => match logferry::top::run(&url, std::time::Duration::from_secs_f64(interval.max(0.1)), once)

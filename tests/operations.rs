@@ -414,3 +414,39 @@ fn top_shows_each_flow_live_under_tmux_and_once_for_scripts() {
         String::from_utf8_lossy(&none.stderr)
     );
 }
+
+#[test]
+fn the_configuration_sets_the_log_level_and_json_lines_and_rust_log_wins() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("app.log"), "x\n").unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    let yaml = |level: &str| {
+        format!(
+            "checkpoint_file: {}\nlog_format: json\nlog_level: {level}\nflows:\n  - id: j\n    path: {}\n    sink: {{type: file, path: {}}}\n",
+            d.path().join("cp.db").display(),
+            d.path().join("app.log").display(),
+            d.path().join("out.log").display()
+        )
+    };
+    let run = |rust_log: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_logferry"));
+        c.args(["run", "--config", cfg.to_str().unwrap()]).env_remove("RUST_LOG").stdout(Stdio::null()).stderr(Stdio::piped());
+        if let Some(l) = rust_log {
+            c.env("RUST_LOG", l);
+        }
+        let child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        unsafe_kill(child.id(), "TERM");
+        String::from_utf8(child.wait_with_output().unwrap().stderr).unwrap()
+    };
+    std::fs::write(&cfg, yaml("info")).unwrap();
+    let log = run(None);
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO" && l["fields"]["message"].as_str().is_some_and(|m| m.contains("running 1 flow"))),
+        "{log}"
+    );
+    std::fs::write(&cfg, yaml("warn")).unwrap();
+    assert!(!run(None).contains("\"INFO\""), "warn hides info");
+    assert!(run(Some("info")).contains("\"INFO\""), "RUST_LOG wins over the configuration");
+}

@@ -27,7 +27,7 @@ const GLOBAL_KEYS_IGNORED: [&str; 10] = [
     "log.emitMetrics",
     "log.emitInternalMetrics",
 ];
-const LEGACY_LOG_KEYS: [&str; 4] = ["log.level", "log.file", "log.maxBackupIndex", "log.maxFileSize"];
+const LEGACY_LOG_KEYS: [&str; 3] = ["log.file", "log.maxBackupIndex", "log.maxFileSize"];
 
 /// Parses JSON with `//` and `/* */` comments.
 pub fn parse_json_with_comments(text: &str) -> Result<Value, String> {
@@ -143,6 +143,19 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             queue_size: top.int(ctx, "cloudwatch.metricsQueueSize", 10_000, 1, I) as u64,
         },
         http: HttpSettings::default(),
+        log_level: top.enumeration(
+            ctx,
+            "log.level",
+            &[
+                ("TRACE", Some("trace".into())),
+                ("DEBUG", Some("debug".into())),
+                ("INFO", Some("info".into())),
+                ("WARN", Some("warn".into())),
+                ("ERROR", Some("error".into())),
+            ],
+            None,
+        ),
+        log_json: false,
         aws: AwsSettings {
             access_key_id,
             secret_access_key,

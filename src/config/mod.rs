@@ -57,6 +57,9 @@ pub struct Config {
     pub status_period_secs: u64,
     pub cloudwatch: CloudWatch,
     pub http: HttpSettings,
+    /// The agent's own log: level (`RUST_LOG` wins) and JSON lines instead of text.
+    pub log_level: Option<String>,
+    pub log_json: bool,
     pub aws: AwsSettings,
     pub flows: Vec<Flow>,
     /// Bytes read but not yet acknowledged, across all flows; readers stop at this budget.
