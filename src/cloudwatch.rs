@@ -27,6 +27,23 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Every metric name the publisher sends.
+pub const METRIC_NAMES: [&str; 13] = [
+    "RecordSendAttempts",
+    "RecordsSent",
+    "RecordSendErrors",
+    "BytesSent",
+    "ServiceErrors",
+    "ConsecutiveProcessingErrors",
+    "ThrottledRecords",
+    "RecordsTruncated",
+    "RecordsDropped",
+    "RecordsDeadLettered",
+    "BytesBehind",
+    "FilesBehind",
+    "CheckpointAgeSeconds",
+];
+
 /// Most datums in one PutMetricData call.
 pub const MAX_DATUMS_PER_CALL: usize = 1000;
 
@@ -205,6 +222,11 @@ mod tests {
         assert_eq!(get("ConsecutiveProcessingErrors").dimensions()[0].value(), Some("logs"), "bare name, as the Kinesis Agent");
         assert_eq!(get("RecordsDropped").statistic_values().unwrap().sum(), Some(3.0));
         assert_eq!(get("ServiceErrors").statistic_values().unwrap().sum(), Some(0.0));
+        let mut names: Vec<&str> = d.iter().filter_map(|x| x.metric_name()).collect();
+        names.sort();
+        let mut all = METRIC_NAMES.to_vec();
+        all.sort();
+        assert_eq!(names, all, "METRIC_NAMES lists what is sent");
         // the next window is quiet: zeros, not gaps
         let d = window_datums(&m, &mut before, None, 1_800_000_030);
         let s = d.iter().find(|x| x.metric_name() == Some("RecordsSent")).unwrap().statistic_values().unwrap().clone();

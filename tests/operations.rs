@@ -450,3 +450,30 @@ fn the_configuration_sets_the_log_level_and_json_lines_and_rust_log_wins() {
     assert!(!run(None).contains("\"INFO\""), "warn hides info");
     assert!(run(Some("info")).contains("\"INFO\""), "RUST_LOG wins over the configuration");
 }
+
+#[test]
+fn the_dashboards_use_only_metrics_the_agent_publishes() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/dashboards");
+    let cw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("cloudwatch-dashboard.json")).unwrap()).unwrap();
+    let text = cw.to_string();
+    let names: Vec<&str> = text.split("MetricName=\\\"").skip(1).map(|s| s.split('\\').next().unwrap()).collect();
+    assert!(names.len() >= 10, "{names:?}");
+    for n in &names {
+        assert!(logferry::cloudwatch::METRIC_NAMES.contains(n), "the CloudWatch dashboard uses {n}, which is not published");
+    }
+    let grafana: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let m = logferry::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())]);
+    m.flows()[0].record_error("ThrottlingException", "x", 1);
+    let exposition = m.prometheus_text();
+    let mut used = 0;
+    for panel in grafana["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("logferry_")) {
+                used += 1;
+                assert!(exposition.contains(&format!("\n{word}")), "the Grafana dashboard uses {word}, which /metrics does not have");
+            }
+        }
+    }
+    assert!(used >= 10);
+}
