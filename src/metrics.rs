@@ -446,6 +446,13 @@ mod tests {
         assert_eq!(m.health_problems(60_000, 0).len(), 1);
         f.record_call(Call { attempted: 1, sent: 1, ..Call::default() });
         assert!(m.health_problems(60_000, 0).is_empty());
+        // an engine that stops making passes is wedged
+        m.heartbeat();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let problems = m.health_problems(1, u64::MAX);
+        assert!(problems.len() == 1 && problems[0].contains("tailing engine has not made progress"), "{problems:?}");
+        m.heartbeat();
+        assert!(m.health_problems(60_000, u64::MAX).is_empty());
     }
 
     #[test]
