@@ -123,7 +123,11 @@ async fn instance_name() -> String {
         }
         Err(e) => tracing::debug!("CloudWatch Instance dimension: {e}; using the host name"),
     }
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    // /proc/sys is hidden in the systemd sandbox (ProcSubset=pid): /etc/hostname then
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Starts the publisher thread when the configuration asks for metrics.

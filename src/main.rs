@@ -172,6 +172,7 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
         tracing::info!("serving /metrics, /health, /ready and /status on http://{bound}");
     }
     logferry::cloudwatch::spawn(&cloudwatch_cfg, engine.metrics()).context("cannot start the CloudWatch publisher")?;
+    notify_systemd(engine.metrics());
     let stop = engine.stopper();
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -182,6 +183,7 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
                 let _ = stop.send(Event::Reload);
                 continue;
             }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
             let _ = stop.send(Event::Stop(if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }));
             break;
         }
@@ -189,6 +191,33 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     tracing::info!("logferry {} running {flows} flow{}", env!("CARGO_PKG_VERSION"), if flows == 1 { "" } else { "s" });
     engine.run()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Under systemd (`Type=notify`): READY=1 once every flow has made its first scan, and, with
+/// `WatchdogSec=`, WATCHDOG=1 while the engine makes passes: a wedged engine stops the pings and
+/// systemd restarts the service. Nothing happens without `NOTIFY_SOCKET`.
+fn notify_systemd(metrics: std::sync::Arc<logferry::metrics::Metrics>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let every = watchdog.map_or(std::time::Duration::from_millis(200), |w| (w / 3).min(std::time::Duration::from_secs(5)));
+    let _ = std::thread::Builder::new().name("systemd".into()).spawn(move || {
+        let mut ready = false;
+        loop {
+            if !ready && metrics.is_ready() {
+                ready = true;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("shipping")]);
+                if watchdog.is_none() {
+                    return;
+                }
+            }
+            if ready && metrics.heartbeat_age_ms() < logferry::endpoint::WEDGED_AFTER_MS {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            std::thread::sleep(if ready { every } else { std::time::Duration::from_millis(200) });
+        }
+    });
 }
 
 /// The converters' context: EC2 metadata when a flow asks for it, refreshed on its TTL.

@@ -315,6 +315,11 @@ impl Metrics {
         out
     }
 
+    /// Milliseconds since the engine's last pass.
+    pub fn heartbeat_age_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed))
+    }
+
     pub fn heartbeat(&self) {
         self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
     }
