@@ -66,6 +66,7 @@ impl Tail {
     fn new(id: u64, key: FileKey, path: PathBuf, target: Option<PathBuf>, file: File, size: u64, start: u64, flow: &Flow) -> Tail {
         let now = Instant::now();
         let skip = if start == 0 { flow.skip_header_lines } else { 0 };
+        let pod = crate::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
         Tail {
             id,
             key,
@@ -75,7 +76,7 @@ impl Tail {
             head: head_of(&file, size),
             file: Some(file),
             framer: LineFramer::new(start, flow.max_line_bytes),
-            assembler: RecordAssembler::new(flow.assembly.clone(), skip).with_limit(flow.max_line_bytes),
+            assembler: RecordAssembler::new(flow.assembly.clone(), skip).with_limit(flow.max_line_bytes).with_pod(&pod),
             acks: AckTracker::new(start),
             size,
             last_change: now,
@@ -1092,7 +1093,18 @@ impl Engine {
     }
 
     fn shutdown(mut self) -> anyhow::Result<Vec<FlowStats>> {
-        for f in &mut self.flows {
+        let Engine { flows, in_flight, .. } = &mut self;
+        for f in flows.iter_mut() {
+            // files rotated away get no more lines: what waits in them (a multi-line record, a
+            // partial container line) goes now; the glob may not find them after a restart
+            let FlowState { flow, chain, out, stats, tails, .. } = f;
+            for t in tails.values_mut().filter(|t| t.orphan && !t.finished) {
+                let id = t.id;
+                let Tail { assembler, acks, framer, path, .. } = &mut *t;
+                framer
+                    .finish(|line| assembler.push_line(line, |p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p)));
+                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
+            }
             f.out.send();
         }
         let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
@@ -1171,7 +1183,8 @@ fn emit(
     }
     stats.records += 1;
     let len = out.batch.data.len() - start;
-    let cost = (r.end - r.start).max(len as u64);
+    // a container record may report an end before its start (held back for a partial line)
+    let cost = r.end.saturating_sub(r.start).max(len as u64);
     let add = |out: &mut Outbox, acks: &mut AckTracker, in_flight: &mut u64, start: usize, end: u64, cost: u64| {
         let seq = acks.push(end, false);
         out.add(flow, start, AckRef { tail: source.0, seq }, source.1, r.start, cost);
@@ -1189,7 +1202,7 @@ fn emit(
             let last = k + 1 == pieces;
             let share = if last { cost - (cost / pieces as u64) * (pieces as u64 - 1) } else { cost / pieces as u64 };
             // only the last piece moves the checkpoint past the record
-            add(out, acks, in_flight, start, if last { r.end } else { r.start }, share);
+            add(out, acks, in_flight, start, if last { r.end } else { r.start.min(r.end) }, share);
         }
         return;
     }

@@ -19,6 +19,7 @@
 //!
 //! Not done here: conversion (see `convert`), and deciding when a timeout has passed.
 
+use crate::container::{ContainerAssembler, ContainerFormat, PodInfo};
 use crate::javaregex::JavaRegex;
 
 /// One line as the framer saw it. `start..end` is the file range consumed, which is longer than
@@ -126,6 +127,9 @@ pub enum Assembly {
     MultiLine { start: JavaRegex },
     /// `aggregatedRecordSizeBytes`.
     Aggregate { max_bytes: usize },
+    /// Container runtime logs ([`crate::container`]): partial lines merged, one JSON record per
+    /// log line with the pod's identity; files of namespaces not wanted are read and skipped.
+    Container { format: ContainerFormat, include_namespaces: Vec<String>, exclude_namespaces: Vec<String> },
 }
 
 /// What the assembler hands on: a record, or a range consumed with nothing to send (header lines).
@@ -156,6 +160,10 @@ pub struct RecordAssembler {
     has_buf: bool,
     /// A multi-line record is sent when it would grow past this many bytes.
     limit: usize,
+    /// Container logs: the merging state, or `None` when the file's namespace is not wanted.
+    container: Option<ContainerAssembler>,
+    /// End of the last line taken.
+    last_end: u64,
 }
 
 impl RecordAssembler {
@@ -170,7 +178,21 @@ impl RecordAssembler {
             buf_runaway: false,
             has_buf: false,
             limit: usize::MAX,
+            container: None,
+            last_end: 0,
         }
+    }
+
+    /// Container logs: the identity of the file's pod (from its paths). Files of namespaces the
+    /// flow does not want are skipped.
+    pub fn with_pod(mut self, pod: &PodInfo) -> Self {
+        if let Assembly::Container { format, include_namespaces, exclude_namespaces } = &self.mode {
+            let ns = pod.namespace.as_deref().unwrap_or_default();
+            let wanted = (include_namespaces.is_empty() || include_namespaces.iter().any(|n| n == ns))
+                && !exclude_namespaces.iter().any(|n| n == ns);
+            self.container = wanted.then(|| ContainerAssembler::new(*format, pod, self.limit));
+        }
+        self
     }
 
     /// Bounds a multi-line record: a line that would take it past `limit` bytes starts the next
@@ -182,7 +204,7 @@ impl RecordAssembler {
 
     /// True while a multi-line or aggregated record is waiting for more lines.
     pub fn has_pending(&self) -> bool {
-        self.has_buf
+        self.has_buf || self.container.as_ref().is_some_and(ContainerAssembler::has_pending)
     }
 
     pub fn push_line(&mut self, line: Line<'_>, mut emit: impl FnMut(Piece<'_>)) {
@@ -191,7 +213,14 @@ impl RecordAssembler {
             emit(Piece::Skipped { start: line.start, end: line.end });
             return;
         }
+        self.last_end = line.end;
         match &self.mode {
+            Assembly::Container { .. } => match &mut self.container {
+                Some(c) => c.push_line(line.start, line.end, line.bytes, |f| {
+                    emit(Piece::Record(Record { start: f.start, end: f.end, bytes: &f.json, runaway: f.cut || line.runaway }))
+                }),
+                None => emit(Piece::Skipped { start: line.start, end: line.end }),
+            },
             Assembly::Lines => emit(Piece::Record(Record { start: line.start, end: line.end, bytes: line.bytes, runaway: line.runaway })),
             Assembly::MultiLine { start } => {
                 if self.has_buf
@@ -247,6 +276,9 @@ impl RecordAssembler {
     /// finished file.
     pub fn flush(&mut self, mut emit: impl FnMut(Piece<'_>)) {
         self.emit_buf(&mut emit);
+        if let Some(c) = &mut self.container {
+            c.flush(self.last_end, |f| emit(Piece::Record(Record { start: f.start, end: f.end, bytes: &f.json, runaway: f.cut })));
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod checkpoint;
 pub mod cloudwatch;
 pub mod config;
+pub mod container;
 pub mod convert;
 pub mod deadletter;
 pub mod discover;

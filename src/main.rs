@@ -369,6 +369,16 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         Assembly::Aggregate { max_bytes } => {
             format!("whole lines packed into records of up to {max_bytes} bytes")
         }
+        Assembly::Container { format, include_namespaces, exclude_namespaces } => {
+            let mut s = format!("container logs ({format:?}): partial lines merged, one JSON record per line with the pod's identity");
+            if !include_namespaces.is_empty() {
+                s += &format!("; namespaces {}", include_namespaces.join(", "));
+            }
+            if !exclude_namespaces.is_empty() {
+                s += &format!("; not namespaces {}", exclude_namespaces.join(", "));
+            }
+            s
+        }
     };
     let oversized = match f.oversized {
         Oversized::Truncate => format!("truncated with {:?}", String::from_utf8_lossy(&f.truncated_record_terminator)),
@@ -426,7 +436,8 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
     let mut total = logferry::preview::Summary::default();
     for file in files {
         let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        let s = logferry::preview::preview(flow, ctx.clone(), f, &mut out).with_context(|| format!("reading {}", file.display()))?;
+        let s = logferry::preview::preview_file(flow, ctx.clone(), Some(file), f, &mut out)
+            .with_context(|| format!("reading {}", file.display()))?;
         total.records += s.records;
         total.dropped += s.dropped;
         total.truncated += s.truncated;

@@ -23,10 +23,22 @@ pub struct Summary {
 }
 
 /// Runs `input` through `flow` and writes one JSON string per record to `out`.
-pub fn preview(flow: &Flow, ctx: ChainContext, mut input: impl Read, out: &mut impl Write) -> io::Result<Summary> {
+pub fn preview(flow: &Flow, ctx: ChainContext, input: impl Read, out: &mut impl Write) -> io::Result<Summary> {
+    preview_file(flow, ctx, None, input, out)
+}
+
+/// [`preview`] of the file at `path` (container logs take the pod's identity from it).
+pub fn preview_file(
+    flow: &Flow,
+    ctx: ChainContext,
+    path: Option<&std::path::Path>,
+    mut input: impl Read,
+    out: &mut impl Write,
+) -> io::Result<Summary> {
     let mut chain = Chain::new(&flow.processors, ctx);
     let mut framer = LineFramer::new(0, flow.max_line_bytes);
-    let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes);
+    let pod = crate::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
+    let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes).with_pod(&pod);
     let mut summary = Summary::default();
     let mut converted = Vec::with_capacity(4096);
     let mut line = Vec::with_capacity(4096);

@@ -162,6 +162,16 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
         Assembly::Aggregate { max_bytes } => {
             m.insert("aggregate_record_bytes".into(), (*max_bytes).into());
         }
+        Assembly::Container { format, include_namespaces, exclude_namespaces } => {
+            let format = match format {
+                crate::container::ContainerFormat::Cri => "cri",
+                crate::container::ContainerFormat::Docker => "docker",
+            };
+            m.insert(
+                "container_logs".into(),
+                json!({"format": format, "include_namespaces": include_namespaces, "exclude_namespaces": exclude_namespaces}),
+            );
+        }
     }
     m.insert("max_line_bytes".into(), f.max_line_bytes.into());
     if let Some(p) = &f.file_footer_pattern {

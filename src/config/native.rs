@@ -8,6 +8,7 @@
 
 use super::reader::{kind, Ctx, Obj, Scalars};
 use super::*;
+use crate::container::ContainerFormat;
 use crate::convert::{MismatchPolicy, NativeFormat, ProcessorSpec};
 use serde_json::Value;
 
@@ -209,10 +210,28 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     if let Some(m) = multi {
         m.finish(ctx);
     }
-    let assembly = match start {
-        Some(start) => Assembly::MultiLine { start },
-        None => Assembly::Lines,
+    let container = o.object(ctx, "container_logs");
+    let assembly = match (start, &container) {
+        (Some(_), Some(_)) => {
+            ctx.error(&o.key_path("container_logs"), "cannot be combined with `multiline`");
+            Assembly::Lines
+        }
+        (Some(start), None) => Assembly::MultiLine { start },
+        (None, Some(c)) => Assembly::Container {
+            format: c.enumeration(
+                ctx,
+                "format",
+                &[("cri", ContainerFormat::Cri), ("docker", ContainerFormat::Docker)],
+                ContainerFormat::Cri,
+            ),
+            include_namespaces: c.str_list(ctx, "include_namespaces").unwrap_or_default(),
+            exclude_namespaces: c.str_list(ctx, "exclude_namespaces").unwrap_or_default(),
+        },
+        (None, None) => Assembly::Lines,
     };
+    if let Some(c) = container {
+        c.finish(ctx);
+    }
     // packing converted records is the Firehose sink's job
     let mut destination = destination;
     let aggregate = o.int(ctx, "aggregate_record_bytes", 0, 0, max_record_bytes as i64) as usize;
