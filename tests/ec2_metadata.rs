@@ -77,3 +77,67 @@ fn add_ec2_metadata_passes_records_through_off_ec2() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "\"not json\\n\"\n");
 }
+
+#[test]
+fn instance_tags_are_fetched_again_when_their_ttl_passes() {
+    // the Team tag changes after the first fetch of the identity document
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let f = fetches.clone();
+    let endpoint = http::serve(move |req| {
+        let team = if f.load(Ordering::SeqCst) <= 1 { "Payments" } else { "Billing" };
+        let (status, body) = match (req.method.as_str(), req.path.as_str()) {
+            ("PUT", "/latest/api/token") => ("200 OK", "T".to_string()),
+            ("GET", "/latest/dynamic/instance-identity/document") => {
+                f.fetch_add(1, Ordering::SeqCst);
+                ("200 OK", r#"{"instanceId":"i-1","region":"eu-west-1"}"#.to_string())
+            }
+            ("GET", "/latest/meta-data/tags/instance") => ("200 OK", "Team".to_string()),
+            ("GET", "/latest/meta-data/tags/instance/Team") => ("200 OK", team.to_string()),
+            _ => ("404 Not Found", String::new()),
+        };
+        Some(http::response(status, &[("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")], body.as_bytes()))
+    });
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let out = d.path().join("out.log");
+    std::fs::write(&log, "{\"n\":1}\n").unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\nflows:\n  - id: t\n    path: {}\n    processors: [{{type: add_ec2_metadata, tags: true, ttl_secs: 1}}]\n    sink: {{type: file, path: {}}}\n",
+            d.path().join("cp.db").display(),
+            log.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint)
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !read().contains("Payments") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // after the TTL the tags are read again
+    while fetches.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::OpenOptions::new().append(true).open(&log).and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"n\":2}\n")).unwrap();
+    while !read().contains("Billing") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    support::unsafe_kill(agent.id(), "TERM");
+    let _ = agent.wait();
+    let text = read();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("\"n\":1") && lines[0].contains("\"team\":\"Payments\""), "{text}");
+    assert!(lines[1].contains("\"n\":2") && lines[1].contains("\"team\":\"Billing\""), "refreshed on its TTL: {text}");
+}
