@@ -132,7 +132,9 @@ pub fn parse_rfc5424(s: &[u8]) -> Option<Rfc5424> {
     }
     let mut i = close + 1;
     let token = |i: &mut usize| -> Option<Span> {
-        let e = memchr::memchr(b' ', &s[*i..]).map_or(s.len(), |p| p + *i);
+        // past the end after the last token: nothing more
+        let rest = s.get(*i..)?;
+        let e = memchr::memchr(b' ', rest).map_or(s.len(), |p| p + *i);
         let span = (*i, e);
         *i = (e + 1).min(s.len() + 1);
         (e > span.0).then_some(span)
@@ -241,6 +243,13 @@ pub fn for_each_sd_param<'a>(sd: &'a [u8], mut visit: impl FnMut(SdEvent<'a>)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc5424_ending_after_the_version_is_no_match_not_a_panic() {
+        // found by `converters_never_panic_on_arbitrary_bytes`
+        assert!(parse_rfc5424(b"<13>99").is_none());
+        assert!(parse_rfc5424(b"<13>1 ").is_none());
+    }
 
     fn texts(s: &str, f: Option<BsdFields>) -> Option<Vec<Option<&str>>> {
         f.map(|f| f.iter().map(|x| x.map(|(a, b)| &s[a..b])).collect())
