@@ -409,3 +409,40 @@ fn container_logs_merge_partial_lines_carry_the_pod_and_survive_containerd_rotat
     }
     assert!(!records.iter().any(|r| r["log"] == "dns noise"), "kube-system is excluded");
 }
+
+#[test]
+fn docker_json_file_logs_merge_partial_lines_and_carry_the_pod() {
+    let mut a = Agent::new("containers/*.log", "    container_logs: {format: docker}", "");
+    let logs = a.logs();
+    let id = "d".repeat(64);
+    let docker_dir = logs.join(format!("docker/{id}"));
+    std::fs::create_dir_all(&docker_dir).unwrap();
+    std::fs::create_dir_all(logs.join("containers")).unwrap();
+    let file = docker_dir.join(format!("{id}-json.log"));
+    let lines = [
+        r#"{"log":"GET / 200\n","stream":"stdout","time":"2024-05-01T10:00:00.1Z"}"#,
+        r#"{"log":"a long line, ","stream":"stdout","time":"2024-05-01T10:00:00.2Z"}"#,
+        r#"{"log":"Traceback\n","stream":"stderr","time":"2024-05-01T10:00:00.3Z"}"#,
+        r#"{"log":"continued \"quoted\"\n","stream":"stdout","time":"2024-05-01T10:00:00.4Z"}"#,
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    std::os::unix::fs::symlink(&file, logs.join(format!("containers/api-5_prod_app-{id}.log"))).unwrap();
+    a.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        let records: Vec<serde_json::Value> = a.delivered().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if records.len() >= 3 || std::time::Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(a.stop(), 0);
+    let got: Vec<(&str, &str)> = records.iter().map(|r| (r["stream"].as_str().unwrap(), r["log"].as_str().unwrap())).collect();
+    assert_eq!(got, [("stdout", "GET / 200"), ("stderr", "Traceback"), ("stdout", "a long line, continued \"quoted\"")]);
+    assert_eq!(records[2]["time"], "2024-05-01T10:00:00.2Z", "the time of the first part");
+    for r in &records {
+        let k = &r["kubernetes"];
+        assert_eq!((k["namespace"].as_str(), k["pod"].as_str(), k["container"].as_str()), (Some("prod"), Some("api-5"), Some("app")));
+        assert_eq!(k["container_id"], id.as_str());
+    }
+}
