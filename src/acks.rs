@@ -50,7 +50,10 @@ impl AckTracker {
 
     fn advance(&mut self) {
         while let Some(e) = self.entries.front().filter(|e| e.acked) {
-            self.committed = e.end;
+            // pieces are registered in file order, their ends never go back; if one did, the
+            // checkpoint would still not
+            debug_assert!(e.end >= self.committed, "a piece ends at {} before the committed {}", e.end, self.committed);
+            self.committed = self.committed.max(e.end);
             self.entries.pop_front();
             self.first_seq += 1;
         }

@@ -102,9 +102,15 @@ fn window_datums(metrics: &Metrics, before: &mut HashMap<String, FlowTotals>, in
         let now = totals(&f);
         let flow = || dims(&[("Flow", &f.id)], instance);
         out.push(datum("ThrottledRecords", flow(), w.throttled_records, StandardUnit::Count, at_secs));
-        out.push(datum("RecordsTruncated", flow(), one((now.truncated - prev.truncated) as f64), StandardUnit::Count, at_secs));
-        out.push(datum("RecordsDropped", flow(), one((now.dropped - prev.dropped) as f64), StandardUnit::Count, at_secs));
-        out.push(datum("RecordsDeadLettered", flow(), one((now.dead_lettered - prev.dead_lettered) as f64), StandardUnit::Count, at_secs));
+        out.push(datum("RecordsTruncated", flow(), one(now.truncated.saturating_sub(prev.truncated) as f64), StandardUnit::Count, at_secs));
+        out.push(datum("RecordsDropped", flow(), one(now.dropped.saturating_sub(prev.dropped) as f64), StandardUnit::Count, at_secs));
+        out.push(datum(
+            "RecordsDeadLettered",
+            flow(),
+            one(now.dead_lettered.saturating_sub(prev.dead_lettered) as f64),
+            StandardUnit::Count,
+            at_secs,
+        ));
         out.push(datum("BytesBehind", flow(), one(f.bytes_behind.get() as f64), StandardUnit::Bytes, at_secs));
         out.push(datum("FilesBehind", flow(), one(f.files_behind.get() as f64), StandardUnit::Count, at_secs));
         out.push(datum("CheckpointAgeSeconds", flow(), one(f.checkpoint_age_seconds.get() as f64), StandardUnit::Seconds, at_secs));

@@ -1097,6 +1097,9 @@ impl Engine {
         for f in flows.iter_mut() {
             // files rotated away get no more lines: what waits in them (a multi-line record, a
             // partial container line) goes now; the glob may not find them after a restart
+            if f.retiring {
+                continue; // already flushed when it retired, its sink closed
+            }
             let FlowState { flow, chain, out, stats, tails, .. } = f;
             for t in tails.values_mut().filter(|t| t.orphan && !t.finished) {
                 let id = t.id;

@@ -223,11 +223,12 @@ fn notify_systemd(metrics: std::sync::Arc<logferry::metrics::Metrics>) {
 /// The converters' context: EC2 metadata when a flow asks for it, refreshed on its TTL.
 fn chain_context(cfg: &Config, keep_fresh: bool) -> ChainContext {
     let mut ctx = ChainContext::default();
-    let wanted = cfg.flows.iter().flat_map(|f| &f.processors).find_map(|p| match p {
+    // one fetch serves every flow: tags when any flow wants them, refreshed at the shortest TTL
+    let wanted = cfg.flows.iter().flat_map(|f| &f.processors).filter_map(|p| match p {
         logferry::convert::ProcessorSpec::AddEc2Metadata { ttl_secs, tags, .. } => Some((*ttl_secs, *tags)),
         _ => None,
     });
-    let Some((ttl, tags)) = wanted else { return ctx };
+    let Some((ttl, tags)) = wanted.reduce(|(t1, g1), (t2, g2)| (t1.min(t2), g1 || g2)) else { return ctx };
     let handle = Ec2MetadataHandle::default();
     let fetch_once = move |handle: &Ec2MetadataHandle| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();

@@ -390,7 +390,8 @@ impl FlowMetrics {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some((now_ms(), code.to_string(), message.chars().take(300).collect()));
         }
-        if !is_throttling(code) {
+        // throttling is backing off on purpose; an invalid record goes to the dead-letter file
+        if !is_throttling(code) && !crate::aws::is_invalid_record(code) {
             let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
     }
@@ -451,6 +452,10 @@ mod tests {
         assert_eq!(m.health_problems(60_000, 0).len(), 1);
         f.record_call(Call { attempted: 1, sent: 1, ..Call::default() });
         assert!(m.health_problems(60_000, 0).is_empty());
+        // a record rejected as invalid goes to the dead-letter file: the sink is not failing
+        let m2 = Metrics::new(&[("d".into(), "KinesisStream:s".into())]);
+        m2.flows()[0].record_error("InvalidArgumentException", "bad record", 1);
+        assert!(m2.health_problems(60_000, 0).is_empty());
         // an engine that stops making passes is wedged
         m.heartbeat();
         std::thread::sleep(std::time::Duration::from_millis(5));
