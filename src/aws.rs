@@ -185,22 +185,41 @@ pub enum Attempt {
     Failed { code: String, message: String },
 }
 
-/// A failed call as an [`Attempt`]: the service's error code and message when it answered; when
-/// it did not (no credentials, network, timeout), a code naming the kind and the first line of
-/// the SDK's explanation.
-pub fn failed_call(code: Option<&str>, message: Option<&str>, context: impl FnOnce() -> String) -> Attempt {
-    if let Some(code) = code {
-        return Attempt::Failed { code: code.to_string(), message: message.map_or_else(context, str::to_string) };
+/// A failed SDK call (any AWS service) as a code and a message: the service's when it answered;
+/// when it did not (no credentials, network, timeout), a code naming the kind and the first line
+/// of the SDK's explanation.
+pub fn describe_failure<E>(e: &E) -> (String, String)
+where
+    E: aws_sdk_firehose::error::ProvideErrorMetadata + std::error::Error,
+{
+    let context = || aws_sdk_firehose::error::DisplayErrorContext(e).to_string();
+    if let Some(code) = e.code() {
+        return (code.to_string(), e.message().map_or_else(context, str::to_string));
     }
     let context = context();
     if context.contains("no credentials found in chain") || context.contains("CredentialsNotLoaded") {
-        return Attempt::Failed {
-            code: "NoCredentials".into(),
-            message: "no credentials found (tried environment, profile, web identity, container and instance metadata)".into(),
-        };
+        let message = "no credentials found (tried environment, profile, web identity, container and instance metadata)";
+        return ("NoCredentials".into(), message.into());
     }
     let first_line: String = context.lines().next().unwrap_or_default().chars().take(300).collect();
-    Attempt::Failed { code: "network or timeout".into(), message: first_line }
+    ("network or timeout".into(), first_line)
+}
+
+/// A failed SDK call as an [`Attempt`] ([`describe_failure`]).
+pub fn failed_call<E>(e: &E) -> Attempt
+where
+    E: aws_sdk_firehose::error::ProvideErrorMetadata + std::error::Error,
+{
+    let (code, message) = describe_failure(e);
+    Attempt::Failed { code, message }
+}
+
+/// The batch records behind rejected units (packed or aggregated records): a rejected unit
+/// rejects every record it carries.
+pub fn rejected_members(failed: Vec<Rejected>, members: impl Fn(usize) -> std::ops::Range<usize>) -> impl Iterator<Item = Rejected> {
+    failed
+        .into_iter()
+        .flat_map(move |r| members(r.record).map(move |m| Rejected { record: m, code: r.code.clone(), message: r.message.clone() }))
 }
 
 /// Whether a service's error code says the record (or request) is invalid: sending it again
@@ -395,6 +414,12 @@ pub fn finish_batch(
 
 /// What to tell an operator about an error code.
 pub fn advice(code: &str) -> &'static str {
+    if is_invalid_record(code) {
+        return "the service rejects the record as invalid; it goes to the dead-letter file and the flow moves on";
+    }
+    if crate::metrics::is_throttling(code) {
+        return "the service is throttling: backing off";
+    }
     match code {
         "ResourceNotFoundException" => "the stream does not exist in this account and region: check its name and the endpoint or region",
         "AccessDeniedException" | "AccessDenied" => "the credentials may not write to this stream: grant it in the IAM policy",
@@ -403,12 +428,6 @@ pub fn advice(code: &str) -> &'static str {
         }
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId" => {
             "the credentials are not valid: check the credential chain (environment, profile, role)"
-        }
-        "InvalidArgumentException" | "ValidationException" => {
-            "the service rejects the record as invalid; it goes to the dead-letter file and the flow moves on"
-        }
-        "ServiceUnavailableException" | "ThrottlingException" | "LimitExceededException" | "ProvisionedThroughputExceededException" => {
-            "the service is throttling: backing off"
         }
         _ => "retrying with backoff",
     }

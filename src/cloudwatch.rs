@@ -19,7 +19,7 @@
 //!   datums (the oldest are dropped beyond, and counted in the log);
 //! - it runs on its own thread: a slow or failing CloudWatch never delays shipping.
 
-use crate::aws::{endpoint_url, ErrorLog, SinkTarget};
+use crate::aws::{describe_failure, endpoint_url, ErrorLog, SinkTarget};
 use crate::config::{AwsTarget, Config, ConfigFormat};
 use crate::metrics::{now_ms, FlowMetrics, Metrics, StatSet};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
@@ -189,12 +189,8 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
                         queue.drain(..n);
                     }
                     Err(e) => {
-                        use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
-                        let code = e.code().unwrap_or("network or timeout").to_string();
+                        let (code, message) = describe_failure(&e);
                         if let Some(missed) = errors.due(&code) {
-                            let message = e.message().map(str::to_string).unwrap_or_else(|| {
-                                aws_sdk_cloudwatch::error::DisplayErrorContext(&e).to_string().lines().next().unwrap_or_default().to_string()
-                            });
                             let dropped_note = if dropped > 0 { format!("; {dropped} datums dropped so far (queue full)") } else { String::new() };
                             let again = if missed > 0 { format!(" ({missed} more since the last report)") } else { String::new() };
                             tracing::warn!("CloudWatch PutMetricData failed: {code}: {message} — {}; the datums are kept for the next window, shipping is not affected{dropped_note}{again}", crate::aws::advice(&code));

@@ -29,6 +29,11 @@ pub fn default_path(checkpoint_file: &Path, flow_id: &str) -> PathBuf {
     checkpoint_file.parent().unwrap_or(Path::new(".")).join("dead-letter").join(format!("{name}.jsonl"))
 }
 
+/// The dead-letter file of a flow: its sink's `dead_letter_file`, else the default.
+pub fn for_flow(checkpoint_file: &Path, flow_id: &str, aws: &crate::config::AwsTarget) -> PathBuf {
+    aws.dead_letter_file.clone().unwrap_or_else(|| default_path(checkpoint_file, flow_id))
+}
+
 /// Appends the rejected records of `batch` to `path` and makes them durable.
 pub fn write(path: &Path, flow_id: &str, destination: &str, batch: &Batch, rejected: &[Rejected]) -> std::io::Result<()> {
     let records: Vec<&[u8]> = batch.records().collect();

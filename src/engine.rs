@@ -1382,7 +1382,7 @@ fn start_flow(
                 stream,
                 backoff,
             );
-            target.dead_letter = dead_letter_path(cfg, flow, aws);
+            target.dead_letter = crate::deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
             target.max_request_records = flow.buffer.max_records as usize;
             tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
             let aggregate_bytes = *aggregate_bytes;
@@ -1404,7 +1404,7 @@ fn start_flow(
                 stream,
                 backoff,
             );
-            target.dead_letter = dead_letter_path(cfg, flow, aws);
+            target.dead_letter = crate::deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
             target.max_request_records = flow.buffer.max_records as usize;
             tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
             let options = crate::kinesis::KinesisOptions {
@@ -1459,10 +1459,6 @@ fn start_flow(
         metrics: flow_metrics,
         retiring: false,
     })
-}
-
-fn dead_letter_path(cfg: &Config, flow: &Flow, aws: &crate::config::AwsTarget) -> PathBuf {
-    aws.dead_letter_file.clone().unwrap_or_else(|| crate::deadletter::default_path(&cfg.checkpoint_file, &flow.id))
 }
 
 fn started_key(flow: &str) -> String {

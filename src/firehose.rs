@@ -20,7 +20,7 @@
 //! - with `compression`, each record is sent gzip- or zstd-compressed.
 
 use crate::aws::{
-    encode_record, failed_call, finish_batch, pack_whole, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget,
+    encode_record, failed_call, finish_batch, pack_whole, rejected_members, requests, send_until_accepted, Attempt, ErrorLog, SinkTarget,
 };
 use crate::metrics::FlowMetrics;
 use crate::sink::{Batch, Delivered};
@@ -49,7 +49,7 @@ pub fn run(
     }) else {
         return;
     };
-    let destination = format!("DeliveryStream:{}", target.stream);
+    let destination = metrics.destination.clone();
     let mut errors = ErrorLog::default();
     for batch in batches {
         let groups = match aggregate_bytes {
@@ -71,16 +71,10 @@ pub fn run(
                             .map(|r| r.error_code().map(|c| (c.to_string(), r.error_message().unwrap_or_default().to_string())))
                             .collect(),
                     ),
-                    Err(e) => {
-                        use aws_sdk_firehose::error::ProvideErrorMetadata;
-                        failed_call(e.code(), e.message(), || aws_sdk_firehose::error::DisplayErrorContext(&e).to_string())
-                    }
+                    Err(e) => failed_call(&e),
                 }
             });
-            // a rejected packed record rejects every record it carries
-            for r in failed {
-                rejected.extend(groups[r.record].clone().map(|m| Rejected { record: m, code: r.code.clone(), message: r.message.clone() }));
-            }
+            rejected.extend(rejected_members(failed, |u| groups[u].clone()));
         }
         drop(units);
         finish_batch(&target, flow, &flow_id, &destination, &mut errors, batch, &rejected, &delivered);

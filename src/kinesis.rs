@@ -19,7 +19,9 @@
 //! - with `compression`, each record is compressed (before aggregation: consumers de-aggregate,
 //!   then decompress each record).
 
-use crate::aws::{encode_record, failed_call, finish_batch, requests, send_until_accepted, Attempt, ErrorLog, Rejected, SinkTarget};
+use crate::aws::{
+    encode_record, failed_call, finish_batch, rejected_members, requests, send_until_accepted, Attempt, ErrorLog, SinkTarget,
+};
 use crate::config::{KinesisLimits, PartitionKey};
 use crate::kpl::{self, Keys};
 use crate::metrics::FlowMetrics;
@@ -93,7 +95,7 @@ pub fn run(
     }) else {
         return;
     };
-    let destination = format!("KinesisStream:{}", target.stream);
+    let destination = metrics.destination.clone();
     let mut errors = ErrorLog::default();
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     let mut random = move || {
@@ -147,20 +149,10 @@ pub fn run(
                             .map(|r| r.error_code().map(|c| (c.to_string(), r.error_message().unwrap_or_default().to_string())))
                             .collect(),
                     ),
-                    Err(e) => {
-                        use aws_sdk_kinesis::error::ProvideErrorMetadata;
-                        failed_call(e.code(), e.message(), || aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string())
-                    }
+                    Err(e) => failed_call(&e),
                 }
             });
-            // a rejected aggregate rejects every record it carries
-            for r in failed {
-                rejected.extend(units[r.record].members.clone().map(|m| Rejected {
-                    record: m,
-                    code: r.code.clone(),
-                    message: r.message.clone(),
-                }));
-            }
+            rejected.extend(rejected_members(failed, |u| units[u].members.clone()));
         }
         drop(units);
         drop(encoded);

@@ -408,7 +408,7 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
             Compression::Gzip => notes.push("each record gzip-compressed".into()),
             Compression::Zstd => notes.push("each record zstd-compressed".into()),
         }
-        let dead_letter = aws.dead_letter_file.clone().unwrap_or_else(|| logferry::deadletter::default_path(&cfg.checkpoint_file, &f.id));
+        let dead_letter = logferry::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
         notes.push(format!("records rejected as invalid go to {}", dead_letter.display()));
         writeln!(out, "  sending: {}", notes.join("; "))?;
     }
