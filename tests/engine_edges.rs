@@ -202,5 +202,5 @@ fn oversized_records_split_into_pieces_that_concatenate_to_the_line_and_are_coun
     assert_eq!((got[0].as_str(), got[4].as_str()), ("before", "after"));
     assert!(got[1..4].iter().all(|p| p.len() <= 1_024_000), "each piece fits a Firehose record");
     assert_eq!(got[1..4].concat(), long, "the pieces concatenate to the line");
-    assert!(a.stderr().contains("split 1"), "counted: {}", a.stderr());
+    assert!(a.stderr().contains("split 1,"), "counted: {}", a.stderr());
 }

@@ -241,7 +241,9 @@ fn records_the_service_rejects_go_to_the_dead_letter_file_with_their_origin_and_
         let mut agent = start(service, &endpoint, d.path());
         std::thread::sleep(Duration::from_secs(3));
         unsafe_kill(agent.id(), "TERM");
-        wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+        let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+        let log = std::fs::read_to_string(d.path().join("agent.err")).unwrap();
+        assert!(status.success() && log.matches("running 1 flow").count() == 2, "the second agent ran: {log}");
         assert_eq!(seen.lock().unwrap().requests, before, "{service:?}: records were sent again after a restart");
         assert_eq!(std::fs::read_to_string(&dead_letter).unwrap().lines().count(), 3);
     }

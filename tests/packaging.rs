@@ -160,7 +160,11 @@ fn the_rpm_holds_the_agent_the_units_and_a_noreplace_config() {
         .expect("rpm is installed by scripts/test.sh");
     let files = String::from_utf8_lossy(&files.stdout);
     assert!(
-        files.lines().any(|l| l.ends_with("/etc/logferry/logferry.yaml") && l.contains('c') && l.contains('n')),
+        files.lines().any(|l| {
+            // the flags come first: c (config) and n (noreplace)
+            let (flags, path) = l.split_once(' ').unwrap_or_default();
+            path == "/etc/logferry/logferry.yaml" && flags.contains('c') && flags.contains('n')
+        }),
         "config(noreplace): {files}"
     );
     assert!(files.contains("/usr/lib/systemd/system/logferry.service") && files.contains("/usr/bin/logferry"), "{files}");

@@ -376,16 +376,18 @@ fn container_logs_merge_partial_lines_carry_the_pod_and_survive_containerd_rotat
     std::fs::rename(&log, pod_dir.join("0.log.20240501-100000")).unwrap();
     cri(&log, &[("stdout", "F", "across"), ("stdout", "F", "after rotation")]);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let records = loop {
+    loop {
         let records: Vec<serde_json::Value> =
             a.delivered().iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
         let got = |m: &str| records.iter().any(|r| r["log"] == m);
         if (got("after rotation") && got("split ")) || std::time::Instant::now() > deadline {
-            break records;
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
-    };
+    }
     assert_eq!(a.stop(), 0);
+    // what arrived up to the end, duplicates included
+    let records: Vec<serde_json::Value> = a.delivered().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     let logs_of = |stream: &str| -> Vec<String> {
         records.iter().filter(|r| r["stream"] == stream).map(|r| r["log"].as_str().unwrap().to_string()).collect()
     };
@@ -437,6 +439,7 @@ fn docker_json_file_logs_merge_partial_lines_and_carry_the_pod() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(a.stop(), 0);
+    assert_eq!(records.len(), a.delivered().len(), "nothing more arrived at the end");
     let got: Vec<(&str, &str)> = records.iter().map(|r| (r["stream"].as_str().unwrap(), r["log"].as_str().unwrap())).collect();
     assert_eq!(got, [("stdout", "GET / 200"), ("stderr", "Traceback"), ("stdout", "a long line, continued \"quoted\"")]);
     assert_eq!(records[2]["time"], "2024-05-01T10:00:00.2Z", "the time of the first part");
