@@ -116,7 +116,12 @@ pub fn run(
                     kpl::aggregate(&refs, Keys::PerAggregate(&mut next), max)
                 } else {
                     let keys: Vec<String> = records.iter().map(|r| partition_key(&options.partition_key, r, &mut random)).collect();
-                    kpl::aggregate(&refs, Keys::PerRecord(&keys), max)
+                    // a field key promises one shard and order per value; a content hash does not
+                    let keys = match options.partition_key {
+                        PartitionKey::Field(_) => Keys::Grouped(&keys),
+                        _ => Keys::PerRecord(&keys),
+                    };
+                    kpl::aggregate(&refs, keys, max)
                 };
                 packed.into_iter().map(|p| Unit { key: p.partition_key, data: Cow::Owned(p.data), members: p.members }).collect()
             }

@@ -53,6 +53,9 @@ pub enum Keys<'a> {
     PerRecord(&'a [String]),
     /// Any key will do (random keys): one fresh key per aggregate keeps the key table small.
     PerAggregate(&'a mut dyn FnMut() -> String),
+    /// Each record has its own key and records of one key must stay on one shard, in order
+    /// (field keys): an aggregate holds consecutive records of one key only.
+    Grouped(&'a [String]),
 }
 
 fn field_len(len: usize) -> usize {
@@ -69,14 +72,17 @@ pub fn aggregate(records: &[&[u8]], mut keys: Keys<'_>, max_bytes: usize) -> Vec
         let mut size = OVERHEAD_BYTES;
         let aggregate_key = match &mut keys {
             Keys::PerAggregate(next) => Some(next()),
-            Keys::PerRecord(_) => None,
+            Keys::PerRecord(_) | Keys::Grouped(_) => None,
         };
         while i < records.len() {
             let key = match (&keys, &aggregate_key) {
-                (Keys::PerRecord(k), _) => k[i].as_str(),
+                (Keys::PerRecord(k) | Keys::Grouped(k), _) => k[i].as_str(),
                 (_, Some(k)) => k.as_str(),
                 _ => unreachable!("a per-aggregate key was drawn"),
             };
+            if matches!(keys, Keys::Grouped(_)) && table.first().is_some_and(|first| first != key) {
+                break; // the aggregate goes to its first key's shard: only that key's records
+            }
             let (index, key_cost) = match table.iter().position(|k| k == key) {
                 Some(p) => (p, 0),
                 None => (table.len(), field_len(key.len())),
@@ -97,7 +103,7 @@ pub fn aggregate(records: &[&[u8]], mut keys: Keys<'_>, max_bytes: usize) -> Vec
         match members.len() {
             0 => {
                 let key = aggregate_key.unwrap_or_else(|| match &keys {
-                    Keys::PerRecord(k) => k[i].clone(),
+                    Keys::PerRecord(k) | Keys::Grouped(k) => k[i].clone(),
                     Keys::PerAggregate(_) => unreachable!(),
                 });
                 out.push(Packed { partition_key: key, data: records[i].to_vec(), members: i..i + 1 });
@@ -131,7 +137,8 @@ pub fn aggregate(records: &[&[u8]], mut keys: Keys<'_>, max_bytes: usize) -> Vec
 }
 
 /// Unpacks a Kinesis record into (partition key, data) pairs: an aggregate gives its user
-/// records, anything else is itself. Used by `logferry` tests and tools that read streams back.
+/// records, anything else is itself. The unit tests' reader.
+#[cfg(test)]
 pub fn deaggregate(partition_key: &str, data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let plain = || Ok(vec![(partition_key.to_string(), data.to_vec())]);
     if data.len() < OVERHEAD_BYTES || data[..4] != MAGIC {
@@ -187,6 +194,18 @@ mod tests {
         assert_eq!(out[0].data, b"a", "alone in its aggregate: plain");
         assert_eq!(out[1].data, big);
         assert_eq!(out[2].data[..4], MAGIC);
+    }
+
+    #[test]
+    fn grouped_keys_keep_each_aggregate_to_one_key() {
+        let records: Vec<&[u8]> = vec![b"a1", b"a2", b"b1", b"a3"];
+        let keys: Vec<String> = ["a", "a", "b", "a"].map(String::from).to_vec();
+        let out = aggregate(&records, Keys::Grouped(&keys), 1000);
+        let got: Vec<(&str, std::ops::Range<usize>)> = out.iter().map(|p| (p.partition_key.as_str(), p.members.clone())).collect();
+        assert_eq!(got, vec![("a", 0..2), ("b", 2..3), ("a", 3..4)]);
+        for p in &out {
+            assert!(deaggregate(&p.partition_key, &p.data).unwrap().iter().all(|(k, _)| *k == p.partition_key));
+        }
     }
 
     proptest! {
