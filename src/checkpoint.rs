@@ -137,10 +137,6 @@ impl Store {
         Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new() })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// How long a write waits for a lock held by another process before it fails.
     pub fn set_lock_wait(&self, wait: std::time::Duration) -> Result<(), CheckpointError> {
         self.conn.busy_timeout(wait).map_err(self.error("configuring"))
