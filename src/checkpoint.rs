@@ -235,11 +235,16 @@ impl Store {
     }
 
     /// Removes rows not updated for `days` days; returns how many.
-    pub fn prune(&mut self, days: u32, now: i64) -> Result<usize, CheckpointError> {
+    /// Forgets the rows not updated for `days`, except those whose file is `still_there` (a file
+    /// that was simply not written to keeps its position: forgetting it would send it again).
+    pub fn prune(&mut self, days: u32, now: i64, still_there: impl Fn(&Row) -> bool) -> Result<usize, CheckpointError> {
         let cutoff = now - i64::from(days) * 86_400;
-        self.conn
-            .execute("DELETE FROM logferry_checkpoints WHERE updated_at < ?1", params![cutoff])
-            .map_err(self.error("removing old checkpoints"))
+        let old: Vec<Row> = self.rows(None)?.into_iter().filter(|r| r.updated_at < cutoff && !still_there(r)).collect();
+        for r in &old {
+            self.stage_delete(&r.flow, r.key);
+        }
+        self.commit()?;
+        Ok(old.len())
     }
 
     /// Forgets a flow's rows, or one file's.
@@ -358,7 +363,10 @@ mod tests {
         s.stage(fresh);
         s.stage(row("g", 3, 10));
         s.commit().unwrap();
-        assert_eq!(s.prune(7, 1_000_000).unwrap(), 2);
+        // an old row whose file is still there stays
+        assert_eq!(s.prune(7, 1_000_000, |r| r.flow == "g").unwrap(), 1);
+        assert_eq!(s.rows(None).unwrap().len(), 2);
+        assert_eq!(s.prune(7, 1_000_000, |_| false).unwrap(), 1);
         assert_eq!(s.rows(None).unwrap().len(), 1);
         assert_eq!(s.reset("f", Some("/var/log/2.log")).unwrap(), 1);
     }

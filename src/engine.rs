@@ -226,7 +226,7 @@ impl Engine {
         let mut store = Store::open(&cfg.checkpoint_file)?;
         // while running, a locked database must not stall shipping: fail fast and retry later
         store.set_lock_wait(Duration::from_millis(200))?;
-        match store.prune(cfg.checkpoint_ttl_days, now_secs()) {
+        match store.prune(cfg.checkpoint_ttl_days, now_secs(), |r| current_size(Path::new(&r.path), r.key).is_some()) {
             Ok(n) if n > 0 => tracing::info!("removed {n} checkpoints not updated for {} days", cfg.checkpoint_ttl_days),
             Ok(_) => {}
             Err(e) => tracing::warn!("{e}"),
