@@ -142,6 +142,7 @@ pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<FlowMetrics>, batche
         }
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
+        let mut group_start: Option<u64> = None;
         loop {
             let result = match &sink {
                 LocalSink::Stdout => {
@@ -157,6 +158,8 @@ pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<FlowMetrics>, batche
                     }
                     // each batch is one contiguous buffer: written as it is, no copy
                     let f = file.as_mut().expect("opened above");
+                    // where the group starts, so that a failed attempt can be undone
+                    group_start.get_or_insert(f.metadata()?.len());
                     for b in &group {
                         write_records(f, b)?;
                     }
@@ -166,8 +169,12 @@ pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<FlowMetrics>, batche
             match result {
                 Ok(()) => break,
                 Err(e) => {
-                    // a partial write may be repeated on retry: at-least-once, never lost
+                    // what this attempt wrote is cut off, so the retry does not write it twice;
+                    // if even that fails, a partial write may repeat: at-least-once, never lost
                     file = None;
+                    if let (LocalSink::File(path), Some(len)) = (&sink, group_start) {
+                        let _ = std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(len));
+                    }
                     fm.record_error("WriteFailed", &e.to_string(), 1);
                     if failures == 0 || failures.is_power_of_two() {
                         let target = match &sink {
