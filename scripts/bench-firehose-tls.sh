@@ -52,7 +52,7 @@ YAML
   local start end agent got
   start=$(date +%s.%N)
   SSL_CERT_FILE=$work/ca.pem AWS_EC2_METADATA_DISABLED=true \
-    /usr/bin/time -f "%U %S %M" -o "$work/time.txt" "$bin" run --config "$work/flow.yaml" 2>"$work/agent.log" &
+    /usr/bin/time -f "%U %S %M %R %c %w" -o "$work/time.txt" "$bin" run --config "$work/flow.yaml" 2>"$work/agent.log" &
   local timer=$!
   sleep 0.2
   agent=$(pgrep -n -f "^$bin run --config $work/flow.yaml")
@@ -67,9 +67,9 @@ YAML
   wait "$timer" || true
   kill "$server"
   local user sys maxrss cpu
-  read -r user sys maxrss < "$work/time.txt"
+  read -r user sys maxrss faults cs ws < "$work/time.txt"
   cpu=$(echo "$user + $sys" | bc)
-  echo "$label: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB"
+  echo "$label: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB, minor faults $faults, context switches $cs involuntary, $ws voluntary"
   echo "  CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
   echo "  $(cat "$work/counts.json")"
 }

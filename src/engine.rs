@@ -427,11 +427,16 @@ impl Engine {
         let flow = &mut self.flows[d.flow];
         flow.stats.dead_lettered += d.dead_lettered;
         flow.out.waiting = flow.out.waiting.saturating_sub(1);
-        let mut moved = HashSet::new();
-        for a in d.acks {
-            if let Some(t) = flow.tails.get_mut(&a.tail) {
-                if t.acks.ack(a.seq).is_some() {
-                    moved.insert(a.tail);
+        let mut moved: Vec<u64> = Vec::new();
+        // a batch holds long runs of one file's records: one lookup per run
+        for run in d.acks.chunk_by(|a, b| a.tail == b.tail) {
+            if let Some(t) = flow.tails.get_mut(&run[0].tail) {
+                let mut advanced = false;
+                for a in run {
+                    advanced |= t.acks.ack(a.seq).is_some();
+                }
+                if advanced && !moved.contains(&run[0].tail) {
+                    moved.push(run[0].tail);
                 }
             }
         }

@@ -20,12 +20,11 @@
 //! - with `compression`, each record is sent gzip- or zstd-compressed.
 
 use crate::aws::{
-    encode_record, failed_call, finish_batch, pack_whole, rejected_members, requests, send_until_accepted, Attempt, ErrorLog, SinkTarget,
+    encode_record, failed_call, finish_batch, pack_whole, rejected_members, request_body, requests, send_until_accepted, with_body,
+    Attempt, ErrorLog, SinkTarget,
 };
 use crate::metrics::FlowMetrics;
 use crate::sink::{Batch, Delivered};
-use aws_sdk_firehose::primitives::Blob;
-use aws_sdk_firehose::types::Record;
 use std::sync::Arc;
 
 /// PutRecordBatch's limit on one request.
@@ -62,9 +61,9 @@ pub fn run(
         for request in requests(&sizes, MAX_REQUEST_BYTES, target.max_request_records.min(500)) {
             let m = &*metrics;
             let failed = send_until_accepted(&target, &flow_id, "PutRecordBatch", &mut errors, m, &sizes, request, |pending| {
-                let request: Vec<Record> =
-                    pending.iter().filter_map(|&i| Record::builder().data(Blob::new(units[i].as_ref())).build().ok()).collect();
-                match rt.block_on(client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(request)).send()) {
+                let body = request_body("DeliveryStreamName", &target.stream, pending.iter().map(|&i| (units[i].as_ref(), None)));
+                let call = client.put_record_batch().delivery_stream_name(&target.stream).set_records(Some(Vec::new()));
+                match rt.block_on(call.customize().mutate_request(with_body(body)).send()) {
                     Ok(out) => Attempt::Answered(
                         out.request_responses()
                             .iter()

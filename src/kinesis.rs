@@ -20,14 +20,13 @@
 //!   then decompress each record).
 
 use crate::aws::{
-    encode_record, failed_call, finish_batch, rejected_members, requests, send_until_accepted, Attempt, ErrorLog, SinkTarget,
+    encode_record, failed_call, finish_batch, rejected_members, request_body, requests, send_until_accepted, with_body, Attempt, ErrorLog,
+    SinkTarget,
 };
 use crate::config::{KinesisLimits, PartitionKey};
 use crate::kpl::{self, Keys};
 use crate::metrics::FlowMetrics;
 use crate::sink::{Batch, Delivered};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -141,13 +140,13 @@ pub fn run(
         for request in requests(&sizes, options.limits.request_bytes, target.max_request_records.min(MAX_REQUEST_RECORDS)) {
             let m = &*metrics;
             let failed = send_until_accepted(&target, &flow_id, "PutRecords", &mut errors, m, &sizes, request, |pending| {
-                let entries: Vec<PutRecordsRequestEntry> = pending
-                    .iter()
-                    .filter_map(|&i| {
-                        PutRecordsRequestEntry::builder().data(Blob::new(units[i].data.as_ref())).partition_key(&units[i].key).build().ok()
-                    })
-                    .collect();
-                match rt.block_on(client.put_records().stream_name(&target.stream).set_records(Some(entries)).send()) {
+                let body = request_body(
+                    "StreamName",
+                    &target.stream,
+                    pending.iter().map(|&i| (units[i].data.as_ref(), Some(units[i].key.as_str()))),
+                );
+                let call = client.put_records().stream_name(&target.stream).set_records(Some(Vec::new()));
+                match rt.block_on(call.customize().mutate_request(with_body(body)).send()) {
                     Ok(out) => Attempt::Answered(
                         out.records()
                             .iter()
