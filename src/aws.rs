@@ -210,9 +210,13 @@ where
 /// record's bytes, followed by its `PartitionKey` when it has one. The SDK would build one
 /// `Record` with a shared buffer per record, base64 each into a string of its own and copy it
 /// again; this is the same body without the per-record work (see [`with_body`]).
-pub fn request_body<'a>(name_member: &str, name: &str, records: impl Iterator<Item = (&'a [u8], Option<&'a str>)>) -> Vec<u8> {
-    let (low, _) = records.size_hint();
-    let mut out = Vec::with_capacity(64 + name.len() + low * 64);
+pub fn request_body<'a>(name_member: &str, name: &str, records: impl Iterator<Item = (&'a [u8], Option<&'a str>)> + Clone) -> Vec<u8> {
+    // the exact size up to escapes in names and keys: the body is never copied to grow
+    // (`{"Data":""}` and a comma per record, `,"PartitionKey":""` per key)
+    let (count, size) = records
+        .clone()
+        .fold((0, 0), |(n, size), (data, key)| (n + 1, size + 12 + data.len().div_ceil(3) * 4 + key.map_or(0, |k| k.len() + 18)));
+    let mut out = Vec::with_capacity(20 + name_member.len() + name.len() + size - usize::from(count > 0));
     let json_str = |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s).expect("writing a string to a Vec cannot fail");
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(name_member.as_bytes());
@@ -606,6 +610,10 @@ mod tests {
         }
         let firehose = request_body("DeliveryStreamName", "s", [(&b"x"[..], None)].into_iter());
         assert_eq!(firehose, br#"{"DeliveryStreamName":"s","Records":[{"Data":"eA=="}]}"#);
+        assert_eq!(firehose.capacity(), firehose.len(), "sized exactly, never grown");
+        let kinesis = request_body("StreamName", "s", [(&b"abcd"[..], Some("k"))].into_iter());
+        assert_eq!(kinesis, br#"{"StreamName":"s","Records":[{"Data":"YWJjZA==","PartitionKey":"k"}]}"#);
+        assert_eq!(kinesis.capacity(), kinesis.len(), "sized exactly, never grown");
         assert_eq!(request_body("DeliveryStreamName", "s", std::iter::empty()), br#"{"DeliveryStreamName":"s","Records":[]}"#);
     }
 

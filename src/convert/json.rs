@@ -53,7 +53,15 @@ fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
         }
         i += 8;
     }
-    escape_bytes(out, s, &mut start, i, s.len());
+    // the last bytes, fewer than eight, as one word padded with spaces (which need no escape)
+    let tail = &s[i..];
+    let padded = tail.iter().enumerate().fold(u64::MAX / 255 * b' ' as u64, |w, (k, &b)| {
+        let shift = 8 * k;
+        (w & !(0xFF << shift)) | (u64::from(b) << shift)
+    });
+    if word_needs_escape(padded) {
+        escape_bytes(out, s, &mut start, i, s.len());
+    }
     out.extend_from_slice(&s[start..]);
 }
 
@@ -234,6 +242,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value, layout: JsonLayout, depth: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn s(bytes: &[u8]) -> String {
         let mut out = Vec::new();
@@ -274,6 +283,20 @@ mod tests {
             }
         }
         assert_eq!(s("é\"ü ab cd ef gh ij\u{1}".as_bytes()), "\"é\\\"ü ab cd ef gh ij\\u0001\"");
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_reads_back_as_itself(chars in prop::collection::vec(prop_oneof![
+            any::<char>(),
+            (0u8..0x20).prop_map(char::from),
+            Just('"'),
+            Just('\\'),
+        ], 0..40)) {
+            let text: String = chars.into_iter().collect();
+            let back: String = serde_json::from_str(&s(text.as_bytes())).unwrap();
+            prop_assert_eq!(back, text);
+        }
     }
 
     #[test]
