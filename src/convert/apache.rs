@@ -42,7 +42,25 @@ fn is_ipv6(s: &[u8]) -> bool {
 /// Position of the first `b` in `s` at or after `from`.
 #[inline]
 fn find(s: &[u8], from: usize, b: u8) -> Option<usize> {
-    memchr::memchr(b, s.get(from..)?).map(|p| p + from)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let rest = s.get(from..)?;
+    // most fields are short: eight bytes at a time first (the lowest flagged byte is always a
+    // true match), a vectorised search for what is still far after 32 bytes
+    let pattern = ONES * u64::from(b);
+    let mut i = 0;
+    while let Some(word) = rest.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ pattern;
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
+        if found != 0 {
+            return Some(from + i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+        if i == 32 {
+            return memchr::memchr(b, &rest[i..]).map(|p| from + i + p);
+        }
+    }
+    rest[i..].iter().position(|&x| x == b).map(|p| from + i + p)
 }
 
 /// End of a quoted field that starts at `from` (just after the opening quote).
@@ -231,6 +249,15 @@ pub fn parse_error(s: &[u8], d: Dialect) -> Option<Fields> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_agrees_with_a_plain_scan(s in prop::collection::vec(prop_oneof![Just(b' '), Just(b'"'), any::<u8>()], 0..90), from in 0usize..95, b in prop_oneof![Just(b' '), Just(b'"'), any::<u8>()]) {
+            let expected = s.get(from..).and_then(|r| r.iter().position(|&x| x == b)).map(|p| p + from);
+            prop_assert_eq!(find(&s, from, b), expected);
+        }
+    }
 
     fn texts(s: &str, f: Option<Fields>, n: usize) -> Option<Vec<Option<&str>>> {
         f.map(|f| f[..n].iter().map(|x| x.map(|(a, b)| &s[a..b])).collect())

@@ -42,6 +42,33 @@ fn word_needs_escape(w: u64) -> bool {
     (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
 }
 
+/// True when `s` holds a byte a JSON string must escape: a control character or `\`, and `"`
+/// when `quotes` is set. Eight bytes at a time.
+pub fn needs_escape(s: &[u8], quotes: bool) -> bool {
+    let quote_word = if quotes { ONES * b'"' as u64 } else { ONES * b'\\' as u64 };
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+        if (below_space | has_zero(w ^ quote_word) | has_zero(w ^ (ONES * b'\\' as u64))) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b < 0x20 || b == b'\\' || (quotes && b == b'"'))
+}
+
+/// What is known of a string value's bytes before it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    /// Valid UTF-8 with nothing to escape: copied as is.
+    Verbatim,
+    /// Valid UTF-8: escaped where needed.
+    Utf8,
+    /// Any bytes: invalid UTF-8 replaced, then escaped.
+    Bytes,
+}
+
 /// Escapes valid UTF-8, skipping eight bytes at a time where nothing needs escaping.
 fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
@@ -133,18 +160,23 @@ impl<'a> ObjectWriter<'a> {
         self.colon()
     }
 
-    /// A string field whose key is pre-encoded and whose value is known to be valid UTF-8.
+    /// A string field whose key is pre-encoded, with what is known of the value's bytes.
     #[inline]
-    pub fn str_field_fast(&mut self, encoded_key: &[u8], value: Option<&[u8]>, value_is_utf8: bool) {
+    pub fn str_field_fast(&mut self, encoded_key: &[u8], value: Option<&[u8]>, text: Text) {
         let out = self.encoded_key(encoded_key);
-        match value {
-            Some(v) if value_is_utf8 => {
+        match (value, text) {
+            (Some(v), Text::Verbatim) => {
+                out.push(b'"');
+                out.extend_from_slice(v);
+                out.push(b'"');
+            }
+            (Some(v), Text::Utf8) => {
                 out.push(b'"');
                 escape_valid(out, v);
                 out.push(b'"');
             }
-            Some(v) => write_str(out, v),
-            None => out.extend_from_slice(b"null"),
+            (Some(v), Text::Bytes) => write_str(out, v),
+            (None, _) => out.extend_from_slice(b"null"),
         }
     }
 
@@ -296,6 +328,22 @@ mod tests {
             let text: String = chars.into_iter().collect();
             let back: String = serde_json::from_str(&s(text.as_bytes())).unwrap();
             prop_assert_eq!(back, text);
+        }
+    }
+
+    #[test]
+    fn needs_escape_finds_controls_backslashes_and_optionally_quotes_anywhere() {
+        for len in 1..20 {
+            for pos in 0..len {
+                for (special, with_quotes, without) in [(0u8, true, true), (0x1f, true, true), (b'\\', true, true), (b'"', true, false)] {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = special;
+                    assert_eq!(needs_escape(&v, true), with_quotes, "{special:#x} at {pos} of {len}");
+                    assert_eq!(needs_escape(&v, false), without, "{special:#x} at {pos} of {len}");
+                }
+                assert!(!needs_escape(&vec![b' '; len], true));
+                assert!(!needs_escape("é/\x7f~".as_bytes(), true));
+            }
         }
     }
 

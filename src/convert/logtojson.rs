@@ -6,7 +6,7 @@
 //! hand-written parsers; a `matchPattern` runs through the Java-dialect regex.
 
 use super::apache::{self, Dialect};
-use super::json::{JsonLayout, ObjectWriter};
+use super::json::{self, JsonLayout, ObjectWriter, Text};
 use super::scan::Span;
 use super::syslog::{self, BsdTimestamp};
 use super::{strip_newline, LogFormat, Step};
@@ -48,11 +48,19 @@ pub(crate) fn convert(
             let Some((spans, n)) = builtin_spans(line, format) else {
                 return Step::Drop;
             };
-            // one validation for the whole line instead of one per value
-            let utf8 = std::str::from_utf8(line).is_ok();
+            // one look at the whole line instead of one per value: in the access-log formats a
+            // value never holds a `"` (it ends a quoted field), so a line without control
+            // characters and `\` has nothing to escape in any value
+            let text = if std::str::from_utf8(line).is_err() {
+                Text::Bytes
+            } else if json::needs_escape(line, !format.quotes_delimit_values()) {
+                Text::Utf8
+            } else {
+                Text::Verbatim
+            };
             let mut w = ObjectWriter::begin(out, layout);
             for (key, span) in keys.iter().zip(&spans[..n]) {
-                w.str_field_fast(key, span.and_then(|(a, b)| value(dash_null, &line[a..b])), utf8);
+                w.str_field_fast(key, span.and_then(|(a, b)| value(dash_null, &line[a..b])), text);
             }
             w.end();
         }
@@ -66,7 +74,7 @@ pub(crate) fn convert(
             }
             let mut w = ObjectWriter::begin(out, layout);
             for (i, key) in keys.iter().enumerate() {
-                w.str_field_fast(key, caps.get(i + 1).and_then(|m| value(dash_null, m.as_str().as_bytes())), true);
+                w.str_field_fast(key, caps.get(i + 1).and_then(|m| value(dash_null, m.as_str().as_bytes())), Text::Utf8);
             }
             w.end();
         }
@@ -97,6 +105,21 @@ mod tests {
         assert_eq!(
             run(l, LogFormat::CombinedApacheLog, None, &[]).unwrap(),
             "{\"host\":\"127.0.0.1\",\"ident\":null,\"authuser\":\"frank\",\"datetime\":\"10/Oct/2000:13:55:36 -0700\",\"request\":\"GET /a.gif HTTP/1.0\",\"response\":\"200\",\"bytes\":\"2326\",\"referer\":null,\"agent\":\"Mozilla/4.08 [en] (Win98; I ;Nav)\"}\n"
+        );
+    }
+
+    #[test]
+    fn access_log_values_are_escaped_when_the_line_holds_a_backslash_or_a_control_character() {
+        let l = "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /a\\b HTTP/1.0\" 200 1 \"-\" \"tab\there\"\n";
+        let out = run(l, LogFormat::CombinedApacheLog, None, &[]).unwrap();
+        assert!(out.contains(r#""request":"GET /a\\b HTTP/1.0""#), "{out}");
+        assert!(out.contains(r#""agent":"tab\there""#), "{out}");
+        let l = "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /\x01 HTTP/1.0\" 200 1\n";
+        assert!(run(l, LogFormat::CommonApacheLog, None, &[]).unwrap().contains(r#""request":"GET /\u0001 HTTP/1.0""#));
+        let l = "Mar  7 04:22:00 host cron: say \"hi\"\n";
+        assert!(
+            run(l, LogFormat::Syslog, None, &[]).unwrap().contains(r#""message":"say \"hi\"""#),
+            "quotes in syslog messages are escaped"
         );
     }
 

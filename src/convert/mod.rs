@@ -76,6 +76,12 @@ impl LogFormat {
         }
     }
 
+    /// In the access-log formats a `"` only delimits a value (the Kinesis Agent's patterns end
+    /// a quoted field at the first `"`), so no value holds one.
+    pub fn quotes_delimit_values(self) -> bool {
+        matches!(self, LogFormat::CommonApacheLog | LogFormat::CombinedApacheLog)
+    }
+
     /// Apache formats turn a value that is exactly `-` into null; syslog formats keep it.
     pub fn dash_is_null(self) -> bool {
         matches!(self, LogFormat::CommonApacheLog | LogFormat::CombinedApacheLog | LogFormat::ApacheErrorLog)
