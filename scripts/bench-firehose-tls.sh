@@ -6,6 +6,8 @@
 #
 #   scripts/bench-firehose-tls.sh [LINES] [WORKDIR]     (defaults 1000000, /tmp/logferry-bench-tls)
 #   BENCH_PLAIN_ONLY=1 scripts/bench-firehose-tls.sh     only the run without aggregation
+#   BENCH_RUNS=5       each configuration five times, then the lowest and the median CPU
+#   BENCH_BIN=PATH     another logferry binary (an older build, to compare on the same machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
@@ -13,7 +15,8 @@ work=${2:-/tmp/logferry-bench-tls}
 rm -rf "$work"
 mkdir -p "$work"
 cargo build --release -j2 --bin logferry --example loggen --example bench_endpoint >/dev/null
-bin=$PWD/target/release/logferry
+bin=${BENCH_BIN:-$PWD/target/release/logferry}
+runs=${BENCH_RUNS:-1}
 
 # a throw-away certificate authority, trusted by the agent through SSL_CERT_FILE, and the
 # endpoint's certificate signed by it
@@ -28,8 +31,21 @@ mkdir -p "$work/logs"   # only the log in the tailed directory: no unrelated fil
 target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/logs/access.log"
 sync
 
+# runs one configuration BENCH_RUNS times; the machine's speed drifts from run to run, so with
+# several runs the lowest and the median CPU are printed
 run() {
-  local label=$1 extra=$2
+  local label=$1 extra=$2 buffer=${3:-"max_age_ms: 1000"} i
+  : > "$work/cpus.txt"
+  for i in $(seq "$runs"); do
+    run_once "$label" "$extra" "$buffer"
+  done
+  if [ "$runs" -gt 1 ]; then
+    sort -n "$work/cpus.txt" | awk -v label="$label" '{v[NR]=$1} END {printf "%s: %d runs, CPU-seconds per million lines lowest %.3f, median %.3f, highest %.3f\n", label, NR, v[1], v[int((NR+1)/2)], v[NR]}'
+  fi
+}
+
+run_once() {
+  local label=$1 extra=$2 buffer=$3
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   rm -f "$work/counts.json" "$work/checkpoints.db"*
@@ -46,7 +62,7 @@ flows:
 $extra
     processors:
       - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
-    buffer: { max_age_ms: 1000 }
+    buffer: { $buffer }
     sink: { type: firehose, stream: bench, region: us-east-1, endpoint: "https://127.0.0.1:$port" }
 YAML
   local start end agent got
@@ -71,9 +87,11 @@ YAML
   cpu=$(echo "$user + $sys" | bc)
   echo "$label: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB, minor faults $faults, context switches $cs involuntary, $ws voluntary"
   echo "  CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
+  echo "scale=3; $cpu * 1000000 / $lines" | bc >> "$work/cpus.txt"
   echo "  $(cat "$work/counts.json")"
 }
 run "one record per line" ""
 [ -n "${BENCH_PLAIN_ONLY:-}" ] && exit 0
 run "aggregated, 4,096-byte records" "    aggregate_record_bytes: 4096"
 run "aggregated, 1,000 KiB records" "    aggregate_record_bytes: 1024000"
+run "aggregated, 4,096-byte records, 1 MiB batches" "    aggregate_record_bytes: 4096" "max_age_ms: 1000, max_bytes: 1048576"
