@@ -201,7 +201,13 @@ where
         let message = "no credentials found (tried environment, profile, web identity, container and instance metadata)";
         return ("NoCredentials".into(), message.into());
     }
-    let first_line: String = context.lines().next().unwrap_or_default().chars().take(300).collect();
+    if let Some(reason) = context.split_once("TLS handshake failed: ").map(|(_, r)| r) {
+        // rustls's reason, without the SDK's debug dump of the error chain after it
+        let reason = reason.split(" (DispatchFailure(").next().unwrap_or(reason).lines().next().unwrap_or_default();
+        return ("TLS".into(), format!("handshake failed: {}", reason.chars().take(200).collect::<String>()));
+    }
+    let first_line = context.lines().next().unwrap_or_default();
+    let first_line: String = first_line.split(" (DispatchFailure(").next().unwrap_or(first_line).chars().take(300).collect();
     ("network or timeout".into(), first_line)
 }
 
@@ -472,6 +478,9 @@ pub fn advice(code: &str) -> &'static str {
         "AccessDeniedException" | "AccessDenied" => "the credentials may not write to this stream: grant it in the IAM policy",
         "NoCredentials" => {
             "give the agent credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE), IRSA or EKS Pod Identity, or an instance profile"
+        }
+        "TLS" => {
+            "the endpoint's certificate is not trusted or not valid: add its certificate authority to the system's store (or point SSL_CERT_FILE at it), and check the endpoint's host name"
         }
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId" => {
             "the credentials are not valid: check the credential chain (environment, profile, role)"

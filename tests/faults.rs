@@ -41,9 +41,13 @@ const POISON: &str = "POISON";
 /// purpose: faults by request number, throttling by record, and poison records rejected.
 fn faulty(service: Service) -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let s = seen.clone();
+    (http::serve(faulty_handler(service, seen.clone())), seen)
+}
+
+/// The answers of [`faulty`], recorded in `s`.
+fn faulty_handler(service: Service, s: Arc<Mutex<Seen>>) -> impl Fn(&http::Request) -> Option<Vec<u8>> + Send + Sync + 'static {
     let json = [("Content-Type", "application/x-amz-json-1.1")];
-    let endpoint = http::serve(move |req| {
+    move |req| {
         let n = {
             let mut g = s.lock().unwrap();
             g.requests += 1;
@@ -109,8 +113,7 @@ fn faulty(service: Service) -> (String, Arc<Mutex<Seen>>) {
             Service::Kinesis => serde_json::json!({"FailedRecordCount": failed, "Records": responses}),
         };
         Some(http::response("200 OK", &json, out.to_string().as_bytes()))
-    });
-    (endpoint, seen)
+    }
 }
 
 /// Runs the agent on a native configuration with one flow from `dir/app.log*` to `service` at
@@ -382,4 +385,38 @@ fn a_stream_with_raised_limits_takes_a_3_mb_record_whole() {
     let g = seen.lock().unwrap();
     assert_eq!(g.accepted.len(), 3);
     assert!(g.accepted.contains(&big), "the 3 MB line arrived whole, not truncated at 1 MiB");
+}
+
+#[test]
+fn over_tls_an_unknown_authority_is_refused_with_the_reason_and_a_trusted_one_gets_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = http::test_certificates(dir.path());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let endpoint = http::serve_tls(&cert, &key, faulty_handler(Service::Firehose, seen.clone()));
+    let mut w = Writer::new(&dir.path().join("app.log"), "tls");
+    w.write(400);
+    let expected = w.written.clone();
+
+    // the system's authorities only: the endpoint's certificate is not trusted
+    std::env::remove_var("SSL_CERT_FILE");
+    std::env::remove_var("SSL_CERT_DIR");
+    let mut agent = start(Service::Firehose, &endpoint, dir.path());
+    let log = wait_for_log(&dir.path().join("agent.err"), "SSL_CERT_FILE", Duration::from_secs(30));
+    let line = log.lines().find(|l| l.contains("SSL_CERT_FILE")).unwrap();
+    assert!(line.contains("PutRecordBatch") && line.contains("TLS: handshake failed: invalid peer certificate: UnknownIssuer"), "{line}");
+    assert!(!line.contains("DispatchFailure("), "no debug dump: {line}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(seen.lock().unwrap().accepted.is_empty(), "nothing is sent over an untrusted connection");
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(30)).expect("the agent stops");
+
+    // the authority trusted: everything arrives once, throttled records re-sent over TLS
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let mut agent = start(Service::Firehose, &endpoint, dir.path());
+    wait_accepted(&seen, expected.len());
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(30)).expect("the agent stops");
+    let g = seen.lock().unwrap();
+    assert!(g.throttled_records > 0, "the endpoint throttled records");
+    assert_exactly_once(&expected, &g.accepted);
 }

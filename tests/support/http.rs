@@ -44,6 +44,66 @@ pub fn serve(handler: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'stat
     endpoint
 }
 
+/// As [`serve`], over TLS with the certificate chain `cert` and its `key` (PEM files).
+/// Returns `https://127.0.0.1:PORT`.
+pub fn serve_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    handler: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = std::sync::Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("https://{}", listener.local_addr().unwrap());
+    let handler = std::sync::Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (handler, config) = (handler.clone(), config.clone());
+            std::thread::spawn(move || {
+                if let Ok(conn) = rustls::ServerConnection::new(config) {
+                    serve_connection(rustls::StreamOwned::new(conn, stream), &*handler);
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+/// A throw-away certificate authority and a certificate it signed for `127.0.0.1`, made with
+/// the `openssl` command in `dir`: the paths of the authority's certificate, the server's
+/// certificate and the server's key.
+pub fn test_certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(&[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=logferry-test-ca", "-keyout", "ca-key.pem", "-out", "ca.pem"]].concat());
+    run(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "req.pem"]].concat());
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+}
+
 /// Answers the requests of one connection (plain or TLS) until it closes or the handler says so.
 pub fn serve_connection<S: Read + Write>(stream: S, handler: &dyn Fn(&Request) -> Option<Vec<u8>>) {
     let mut reader = BufReader::new(stream);
