@@ -480,7 +480,7 @@ pub fn advice(code: &str) -> &'static str {
             "give the agent credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE), IRSA or EKS Pod Identity, or an instance profile"
         }
         "TLS" => {
-            "the endpoint's certificate is not trusted or not valid: add its certificate authority to the system's store (or point SSL_CERT_FILE at it), and check the endpoint's host name"
+            "the TLS handshake with the endpoint failed: if its certificate is not trusted, add its certificate authority to the system's store (or point SSL_CERT_FILE at it); check that the endpoint speaks HTTPS under that host name"
         }
         "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException" | "InvalidClientTokenId" => {
             "the credentials are not valid: check the credential chain (environment, profile, role)"

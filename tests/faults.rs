@@ -124,6 +124,11 @@ fn start(service: Service, endpoint: &str, dir: &std::path::Path) -> std::proces
 
 /// As [`start`], with `flow_extra` (YAML lines) added to the flow.
 fn start_with(service: Service, endpoint: &str, dir: &std::path::Path, flow_extra: &str) -> std::process::Child {
+    run_agent(&write_config(service, endpoint, dir, flow_extra), &dir.join("agent.err"))
+}
+
+/// Writes the configuration [`start_with`] runs and returns its path.
+fn write_config(service: Service, endpoint: &str, dir: &std::path::Path, flow_extra: &str) -> std::path::PathBuf {
     let cfg = dir.join("logferry.yaml");
     let sink = match service {
         Service::Firehose => "firehose",
@@ -138,7 +143,7 @@ fn start_with(service: Service, endpoint: &str, dir: &std::path::Path, flow_extr
         ),
     )
     .unwrap();
-    run_agent(&cfg, &dir.join("agent.err"))
+    cfg
 }
 
 /// Waits until `n` lines were accepted, or 120 s.
@@ -390,19 +395,25 @@ fn a_stream_with_raised_limits_takes_a_3_mb_record_whole() {
 #[test]
 fn over_tls_an_unknown_authority_is_refused_with_the_reason_and_a_trusted_one_gets_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = http::test_certificates(dir.path());
+    let (ca, cert, key) = http::test_certificates(dir.path(), "logferry test authority");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (other_ca, _, _) = http::test_certificates(&other, "another authority");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let endpoint = http::serve_tls(&cert, &key, faulty_handler(Service::Firehose, seen.clone()));
     let mut w = Writer::new(&dir.path().join("app.log"), "tls");
     w.write(400);
     let expected = w.written.clone();
+    let cfg = write_config(Service::Firehose, &endpoint, dir.path(), "");
+    let log = dir.path().join("agent.err");
+    // the agent trusts exactly the authorities in `trusted`
+    let start_trusting =
+        |trusted: &std::path::Path| agent_command(&cfg, &log).env("SSL_CERT_FILE", trusted).env_remove("SSL_CERT_DIR").spawn().unwrap();
 
-    // the system's authorities only: the endpoint's certificate is not trusted
-    std::env::remove_var("SSL_CERT_FILE");
-    std::env::remove_var("SSL_CERT_DIR");
-    let mut agent = start(Service::Firehose, &endpoint, dir.path());
-    let log = wait_for_log(&dir.path().join("agent.err"), "SSL_CERT_FILE", Duration::from_secs(30));
-    let line = log.lines().find(|l| l.contains("SSL_CERT_FILE")).unwrap();
+    // another authority only: the endpoint's certificate is not trusted
+    let mut agent = start_trusting(&other_ca);
+    let text = wait_for_log(&log, "SSL_CERT_FILE", Duration::from_secs(30));
+    let line = text.lines().find(|l| l.contains("SSL_CERT_FILE")).unwrap_or_else(|| panic!("no TLS error in the log:\n{text}"));
     assert!(line.contains("PutRecordBatch") && line.contains("TLS: handshake failed: invalid peer certificate: UnknownIssuer"), "{line}");
     assert!(!line.contains("DispatchFailure("), "no debug dump: {line}");
     std::thread::sleep(Duration::from_secs(1));
@@ -410,9 +421,8 @@ fn over_tls_an_unknown_authority_is_refused_with_the_reason_and_a_trusted_one_ge
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(30)).expect("the agent stops");
 
-    // the authority trusted: everything arrives once, throttled records re-sent over TLS
-    std::env::set_var("SSL_CERT_FILE", &ca);
-    let mut agent = start(Service::Firehose, &endpoint, dir.path());
+    // the endpoint's authority trusted: everything arrives once, throttled records re-sent
+    let mut agent = start_trusting(&ca);
     wait_accepted(&seen, expected.len());
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(30)).expect("the agent stops");

@@ -72,16 +72,17 @@ pub fn serve_tls(
     endpoint
 }
 
-/// A throw-away certificate authority and a certificate it signed for `127.0.0.1`, made with
-/// the `openssl` command in `dir`: the paths of the authority's certificate, the server's
-/// certificate and the server's key.
-pub fn test_certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+/// A throw-away certificate authority named `authority` and a certificate it signed for
+/// `127.0.0.1`, made with the `openssl` command in `dir`: the paths of the authority's
+/// certificate, the server's certificate and the server's key.
+pub fn test_certificates(dir: &std::path::Path, authority: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(&[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=logferry-test-ca", "-keyout", "ca-key.pem", "-out", "ca.pem"]].concat());
+    run(&[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", &format!("/CN={authority}"), "-keyout", "ca-key.pem", "-out", "ca.pem"]]
+        .concat());
     run(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "req.pem"]].concat());
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
     run(&[

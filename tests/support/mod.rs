@@ -214,14 +214,18 @@ pub fn assert_exactly_once(expected: &[String], got: &[String]) {
 /// Starts `logferry run --config cfg` with no instance metadata, logging at info to `stderr`
 /// (appended).
 pub fn run_agent(cfg: &Path, stderr: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_logferry"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
+    agent_command(cfg, stderr).spawn().unwrap()
+}
+
+/// The command [`run_agent`] spawns, for a test to add to (its environment, say) first.
+pub fn agent_command(cfg: &Path, stderr: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_logferry"));
+    c.args(["run", "--config", cfg.to_str().unwrap()])
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(stderr).unwrap())
-        .spawn()
-        .unwrap()
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(stderr).unwrap());
+    c
 }
 
 /// The text of a log file once it contains `needle`, or after `timeout`.
