@@ -201,14 +201,13 @@ where
         let message = "no credentials found (tried environment, profile, web identity, container and instance metadata)";
         return ("NoCredentials".into(), message.into());
     }
-    if let Some(reason) = context.split_once("TLS handshake failed: ").map(|(_, r)| r) {
-        // rustls's reason, without the SDK's debug dump of the error chain after it
-        let reason = reason.split(" (DispatchFailure(").next().unwrap_or(reason).lines().next().unwrap_or_default();
-        return ("TLS".into(), format!("handshake failed: {}", reason.chars().take(200).collect::<String>()));
-    }
+    // the SDK's explanation, without its debug dump of the error chain after it
     let first_line = context.lines().next().unwrap_or_default();
-    let first_line: String = first_line.split(" (DispatchFailure(").next().unwrap_or(first_line).chars().take(300).collect();
-    ("network or timeout".into(), first_line)
+    let first_line: String = first_line.split(" (DispatchFailure(").next().unwrap_or_default().chars().take(300).collect();
+    match first_line.split_once("TLS handshake failed: ") {
+        Some((_, reason)) => ("TLS".into(), format!("handshake failed: {reason}")),
+        None => ("network or timeout".into(), first_line),
+    }
 }
 
 /// The JSON body of a PutRecordBatch (`name_member` `DeliveryStreamName`) or PutRecords
