@@ -1338,6 +1338,27 @@ fn row_of(flow: &str, t: &Tail) -> Option<Row> {
     })
 }
 
+/// The resolved AWS target of a flow's sink: its region and endpoint (`globals` are agent.json's
+/// endpoint, region and default region for this service), its dead-letter file and the most
+/// records a request takes; logged once as where the flow sends.
+fn aws_sink_target(
+    cfg: &Config,
+    flow: &Flow,
+    aws: &crate::config::AwsTarget,
+    stream: &str,
+    globals: (Option<&String>, Option<&String>, Option<&str>),
+    service: &str,
+) -> crate::aws::SinkTarget {
+    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
+    let (endpoint, region, default_region) = globals;
+    let mut target = crate::aws::SinkTarget::resolve(cfg.format, &cfg.aws, aws, endpoint, region, default_region, stream, backoff);
+    target.dead_letter = crate::deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
+    target.max_request_records = flow.buffer.max_records as usize;
+    let through = target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default();
+    tracing::info!(flow = %flow.id, "sending to {service} {} in {}{through}", target.stream, target.region);
+    target
+}
+
 /// Starts `n` sink workers that share one flow's batches; `make` builds each worker's body.
 fn spawn_workers<W: FnOnce() + Send + 'static>(
     index: usize,
@@ -1376,20 +1397,8 @@ fn start_flow(
     };
     let sink_threads = match &flow.destination {
         Destination::Firehose { stream, aws, aggregate_bytes } => {
-            let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-            let mut target = crate::aws::SinkTarget::resolve(
-                cfg.format,
-                &cfg.aws,
-                aws,
-                cfg.aws.firehose_endpoint.as_ref(),
-                None,
-                Some("us-east-1"),
-                stream,
-                backoff,
-            );
-            target.dead_letter = crate::deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
-            target.max_request_records = flow.buffer.max_records as usize;
-            tracing::info!(flow = %flow.id, "sending to Firehose delivery stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+            let globals = (cfg.aws.firehose_endpoint.as_ref(), None, Some("us-east-1"));
+            let target = aws_sink_target(cfg, flow, aws, stream, globals, "Firehose delivery stream");
             let aggregate_bytes = *aggregate_bytes;
             let m = flow_metrics.clone();
             spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
@@ -1398,20 +1407,8 @@ fn start_flow(
             })?
         }
         Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
-            let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-            let mut target = crate::aws::SinkTarget::resolve(
-                cfg.format,
-                &cfg.aws,
-                aws,
-                cfg.aws.kinesis_endpoint.as_ref(),
-                cfg.aws.kinesis_region.as_ref(),
-                None,
-                stream,
-                backoff,
-            );
-            target.dead_letter = crate::deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
-            target.max_request_records = flow.buffer.max_records as usize;
-            tracing::info!(flow = %flow.id, "sending to Kinesis data stream {} in {}{}", target.stream, target.region, target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default());
+            let globals = (cfg.aws.kinesis_endpoint.as_ref(), cfg.aws.kinesis_region.as_ref(), None);
+            let target = aws_sink_target(cfg, flow, aws, stream, globals, "Kinesis data stream");
             let options = crate::kinesis::KinesisOptions {
                 partition_key: partition_key.clone(),
                 kpl_aggregate_bytes: *kpl_aggregate_bytes,
