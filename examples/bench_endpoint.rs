@@ -9,9 +9,7 @@
 mod http;
 
 use base64::Engine as _;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 #[derive(Default, serde::Serialize)]
 struct Counts {
@@ -26,39 +24,30 @@ fn main() -> anyhow::Result<()> {
     let [cert, key, port, counts_file] = args.as_slice() else {
         anyhow::bail!("usage: bench_endpoint CERT.pem KEY.pem PORT COUNTS.json");
     };
-    let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(key)?;
-    let config = Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?);
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>()?))?;
-    let counts = Arc::new(Mutex::new(Counts::default()));
+    let counts = Mutex::new(Counts::default());
     let counts_file = counts_file.clone();
-    for tcp in listener.incoming().flatten() {
-        let (config, counts, counts_file) = (config.clone(), counts.clone(), counts_file.clone());
-        std::thread::spawn(move || {
-            let Ok(conn) = rustls::ServerConnection::new(config) else { return };
-            let handler = move |req: &http::Request| {
-                let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
-                let records = body["Records"].as_array()?;
-                let lines: u64 = records
-                    .iter()
-                    .filter_map(|r| base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str()?).ok())
-                    .map(|d| d.iter().filter(|&&b| b == b'\n').count() as u64)
-                    .sum();
-                {
-                    let mut c = counts.lock().ok()?;
-                    c.requests += 1;
-                    c.records += records.len() as u64;
-                    c.lines += lines;
-                    c.bytes += req.body.len() as u64;
-                    std::fs::write(&counts_file, serde_json::to_vec(&*c).ok()?).ok()?;
-                }
-                let responses: Vec<serde_json::Value> =
-                    (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
-                let out = serde_json::json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}).to_string();
-                Some(http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], out.as_bytes()))
-            };
-            http::serve_connection(rustls::StreamOwned::new(conn, tcp), &handler);
-        });
+    let handler = move |req: &http::Request| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+        let records = body["Records"].as_array()?;
+        let lines: u64 = records
+            .iter()
+            .filter_map(|r| base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str()?).ok())
+            .map(|d| d.iter().filter(|&&b| b == b'\n').count() as u64)
+            .sum();
+        {
+            let mut c = counts.lock().ok()?;
+            c.requests += 1;
+            c.records += records.len() as u64;
+            c.lines += lines;
+            c.bytes += req.body.len() as u64;
+            std::fs::write(&counts_file, serde_json::to_vec(&*c).ok()?).ok()?;
+        }
+        let responses: Vec<serde_json::Value> = (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
+        let out = serde_json::json!({"FailedPutCount": 0, "Encrypted": false, "RequestResponses": responses}).to_string();
+        Some(http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], out.as_bytes()))
+    };
+    http::serve_tls_at(&format!("127.0.0.1:{port}"), cert.as_ref(), key.as_ref(), handler);
+    loop {
+        std::thread::park();
     }
-    Ok(())
 }

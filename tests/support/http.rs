@@ -51,12 +51,22 @@ pub fn serve_tls(
     key: &std::path::Path,
     handler: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'static,
 ) -> String {
+    serve_tls_at("127.0.0.1:0", cert, key, handler)
+}
+
+/// As [`serve_tls`], on the address `addr`.
+pub fn serve_tls_at(
+    addr: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    handler: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
     let config = std::sync::Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind(addr).unwrap();
     let endpoint = format!("https://{}", listener.local_addr().unwrap());
     let handler = std::sync::Arc::new(handler);
     std::thread::spawn(move || {
