@@ -42,13 +42,16 @@ fn is_ipv6(s: &[u8]) -> bool {
 /// Position of the first `b` in `s` at or after `from`.
 #[inline]
 fn find(s: &[u8], from: usize, b: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let rest = s.get(from..)?;
     // most fields are short: eight bytes at a time first (the lowest flagged byte is always a
     // true match), a vectorised search for what is still far after 32 bytes
     let pattern = ONES * u64::from(b);
     let mut i = 0;
-    while let Some(w) = rest.get(i..i + 8) {
-        let found = zero_bytes(u64::from_le_bytes(w.try_into().expect("eight bytes")) ^ pattern);
+    while let Some(word) = rest.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ pattern;
+        let found = x.wrapping_sub(ONES) & !x & HIGHS;
         if found != 0 {
             return Some(from + i + (found.trailing_zeros() / 8) as usize);
         }

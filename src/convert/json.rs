@@ -11,7 +11,6 @@
 //!
 //! It does not allocate: everything is appended to the caller's buffer.
 
-use super::scan::{bytes_below, padded_word, zero_bytes, ONES};
 use serde_json::Value;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -32,21 +31,31 @@ pub fn write_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// True when one of the 8 bytes of `w` is below 0x20 or `\`, or `"` when `quotes` is set
-/// (bytes of 0x80 and above never are).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// True when one of the 8 bytes is below 0x20, `"` or `\` (bytes of 0x80 and above never are).
 #[inline]
-fn word_needs_escape(w: u64, quotes: bool) -> bool {
-    let quote = if quotes { zero_bytes(w ^ (ONES * b'"' as u64)) } else { 0 };
-    (bytes_below(w, 0x20) | zero_bytes(w ^ (ONES * b'\\' as u64)) | quote) != 0
+fn word_needs_escape(w: u64) -> bool {
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
 }
 
 /// True when `s` holds a byte a JSON string must escape: a control character or `\`, and `"`
 /// when `quotes` is set. Eight bytes at a time.
 pub fn needs_escape(s: &[u8], quotes: bool) -> bool {
+    let quote_word = if quotes { ONES * b'"' as u64 } else { ONES * b'\\' as u64 };
     let mut words = s.chunks_exact(8);
-    let found = words.any(|w| word_needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes")), quotes));
-    // the last bytes padded with spaces, which need no escape
-    found || word_needs_escape(padded_word(words.remainder(), b' '), quotes)
+    for word in &mut words {
+        let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+        if (below_space | has_zero(w ^ quote_word) | has_zero(w ^ (ONES * b'\\' as u64))) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b < 0x20 || b == b'\\' || (quotes && b == b'"'))
 }
 
 /// What is known of a string value's bytes before it is written.
@@ -64,14 +73,20 @@ pub enum Text {
 fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
     let mut i = 0;
-    while let Some(w) = s.get(i..i + 8) {
-        if word_needs_escape(u64::from_le_bytes(w.try_into().expect("eight bytes")), true) {
+    while let Some(word) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+        if word_needs_escape(w) {
             escape_bytes(out, s, &mut start, i, i + 8);
         }
         i += 8;
     }
     // the last bytes, fewer than eight, as one word padded with spaces (which need no escape)
-    if word_needs_escape(padded_word(&s[i..], b' '), true) {
+    let tail = &s[i..];
+    let padded = tail.iter().enumerate().fold(u64::MAX / 255 * b' ' as u64, |w, (k, &b)| {
+        let shift = 8 * k;
+        (w & !(0xFF << shift)) | (u64::from(b) << shift)
+    });
+    if word_needs_escape(padded) {
         escape_bytes(out, s, &mut start, i, s.len());
     }
     out.extend_from_slice(&s[start..]);

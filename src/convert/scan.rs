@@ -6,30 +6,6 @@
 //! functions allocates. It also holds the eight-bytes-at-a-time helpers (`zero_bytes`,
 //! `bytes_below`, `padded_word`) that the field search and the JSON escape checks share.
 
-/// Eight bytes at a time: `ONES * b` repeats the byte `b` in a word.
-pub const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of every zero byte of `v`. The lowest flag is always a true zero byte (a flag
-/// above it may not be): enough to test for one, and to find the first.
-#[inline]
-pub fn zero_bytes(v: u64) -> u64 {
-    v.wrapping_sub(ONES) & !v & HIGHS
-}
-
-/// The high bit of every byte of `v` below `n` (which is at most 0x80): the same caveat.
-#[inline]
-pub fn bytes_below(v: u64, n: u8) -> u64 {
-    v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS
-}
-
-/// The bytes of `s` (fewer than eight) as a little-endian word, padded with `pad`.
-#[inline]
-pub fn padded_word(s: &[u8], pad: u8) -> u64 {
-    debug_assert!(s.len() < 8);
-    s.iter().enumerate().fold(ONES * u64::from(pad), |w, (k, &b)| (w & !(0xFF << (8 * k))) | (u64::from(b) << (8 * k)))
-}
-
 /// A byte range `start..end` inside the parsed line.
 pub type Span = (usize, usize);
 
