@@ -3,8 +3,7 @@
 //! Each function answers whether a whole byte slice belongs to one sub-pattern of
 //! `PatternConstants` (with Java's ASCII `\w \d \s`), so the parsers can delimit a token by its
 //! terminator and then test it, instead of running a regex. The languages are exact; none of these
-//! functions allocates. It also holds the eight-bytes-at-a-time helpers (`zero_bytes`,
-//! `bytes_below`, `padded_word`) that the field search and the JSON escape checks share.
+//! functions allocates.
 
 /// A byte range `start..end` inside the parsed line.
 pub type Span = (usize, usize);
