@@ -31,6 +31,8 @@ pub struct SinkTarget {
     pub compression: Compression,
     /// Where records rejected for good are written (set by the engine for each flow).
     pub dead_letter: PathBuf,
+    /// The dead-letter file's cap (it is rotated once past it).
+    pub dead_letter_max_bytes: u64,
     /// Most records in one request (the flow's `maxBufferSizeRecords`, at most 500).
     pub max_request_records: usize,
 }
@@ -107,6 +109,7 @@ impl SinkTarget {
             max_backoff: Duration::from_millis(backoff_ms.1),
             compression: target.compression,
             dead_letter: target.dead_letter_file.clone().unwrap_or_default(),
+            dead_letter_max_bytes: target.dead_letter_max_bytes,
             max_request_records: 500,
         }
     }
@@ -445,8 +448,11 @@ pub fn finish_batch(
 ) {
     let mut backoff = target.initial_backoff;
     while !rejected.is_empty() {
-        match crate::deadletter::write(&target.dead_letter, flow_id, destination, &batch, rejected) {
-            Ok(()) => {
+        match crate::deadletter::write(&target.dead_letter, target.dead_letter_max_bytes, flow_id, destination, &batch, rejected) {
+            Ok(written) => {
+                if written.rotated {
+                    tracing::error!(flow = %flow_id, "the dead-letter file {} reached its cap of {} bytes: it is now {} and a new one starts (the letters in an older {} are gone)", target.dead_letter.display(), target.dead_letter_max_bytes, crate::deadletter::rotated_path(&target.dead_letter).display(), crate::deadletter::rotated_path(&target.dead_letter).display());
+                }
                 if errors.due("dead-letter").is_some() {
                     tracing::error!(flow = %flow_id, stream = %target.stream, "{} records rejected as invalid were written to the dead-letter file {} (further ones are written without this message for a minute)", rejected.len(), target.dead_letter.display());
                 }

@@ -9,14 +9,16 @@
 //! - the schema version lives in `user_version`; [`Store::open`] migrates older versions and
 //!   refuses newer ones;
 //! - every error names the database, what was being done and the likely cause (damaged, locked,
-//!   read-only, disk full).
+//!   read-only, disk full);
+//! - an agent holds an exclusive lock on `<database>.lock` (with its pid inside) for as long as the
+//!   store is open: a second agent on the same database is refused and told who holds it; a
+//!   database that cannot be written is refused at open, not discovered at the first commit.
 //!
 //! It does not decide offsets: callers stage what the acknowledgement order allows.
 
 use crate::identity::{FileKey, Fingerprint};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -36,39 +38,63 @@ pub struct Row {
 }
 
 /// A database operation that failed, with what to do about it.
-#[derive(Debug)]
-pub struct CheckpointError {
-    pub path: PathBuf,
-    pub action: String,
-    pub source: rusqlite::Error,
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint database {}: {action} failed: {source}{}", path.display(), hint(source))]
+    Sqlite {
+        path: PathBuf,
+        action: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("checkpoint database {}: {action} failed: {source}{}", path.display(), io_hint(source))]
+    Io {
+        path: PathBuf,
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint database {}: its schema version {found} is newer than this logferry's {supported}: run the newer logferry (or move the file aside to start again without positions)", path.display())]
+    NewerSchema { path: PathBuf, found: i64, supported: i64 },
+    #[error("checkpoint database {}: another logferry ({holder}) is using it; two agents on one database would ship every line twice. Stop the other one, or give this one its own checkpoint_file", path.display())]
+    InUse { path: PathBuf, holder: String },
+    #[error("checkpoint database {}: it can only be read, not written, so no position would ever be saved: check the file's and its directory's ownership and permissions and that the file system is writable", path.display())]
+    ReadOnly { path: PathBuf },
 }
 
-impl fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hint = match self.source.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-                "; the file is damaged: move it aside and start again (files without a position then start at initialPosition)"
-            }
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                "; another process holds it: is another logferry running on the same database?"
-            }
-            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
-                "; the agent cannot write it: check the directory's ownership and permissions and that the file system is writable"
-            }
-            Some(ErrorCode::DiskFull) => "; the disk is full",
-            _ => "",
-        };
-        write!(f, "checkpoint database {}: {} failed: {}{hint}", self.path.display(), self.action, self.source)
+fn hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            "; the file is damaged: move it aside and start again (files without a position then start at initialPosition)"
+        }
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "; another process holds it: is another logferry running on the same database?"
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            "; the agent cannot write it: check the directory's ownership and permissions and that the file system is writable"
+        }
+        Some(ErrorCode::DiskFull) => "; the disk is full",
+        _ => "",
     }
 }
 
-impl std::error::Error for CheckpointError {}
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "; the agent cannot write there: check the directory's ownership and permissions and that the file system is writable"
+        }
+        std::io::ErrorKind::StorageFull => "; the disk is full",
+        _ => "",
+    }
+}
 
 pub struct Store {
     conn: Connection,
     path: PathBuf,
     staged: HashMap<(String, FileKey), Row>,
     deleted: Vec<(String, FileKey)>,
+    /// The exclusive lock on `<database>.lock`, held while the store is open for the agent.
+    _lock: Option<std::fs::File>,
 }
 
 fn i(v: u64) -> i64 {
@@ -79,41 +105,99 @@ fn u(v: i64) -> u64 {
     v as u64
 }
 
+/// The lock file beside a checkpoint database.
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Every file SQLite and the lock keep for the database `db`: the database, its WAL, its shared
+/// memory index, its rollback journal and the lock file.
+pub fn database_files(db: &Path) -> Vec<PathBuf> {
+    let mut out = vec![db.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal", ".lock"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        out.push(PathBuf::from(p));
+    }
+    out
+}
+
+/// Takes the exclusive lock of the database `db`, writing this process's id into the lock file;
+/// when another process holds it, says which.
+fn lock(db: &Path) -> Result<std::fs::File, CheckpointError> {
+    use std::io::{Read, Seek, Write};
+    let path = lock_path(db);
+    let io = |action: &str| {
+        let path = db.to_path_buf();
+        let action = format!("{action} {}", lock_path(&path).display());
+        move |source| CheckpointError::Io { path, action, source }
+    };
+    let mut f =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io("opening the lock file"))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let holder = match pid.trim() {
+                "" => "a process that did not write its id".to_string(),
+                p => format!("pid {p}"),
+            };
+            return Err(CheckpointError::InUse { path: db.to_path_buf(), holder });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
+    }
+    f.set_len(0).and_then(|()| f.rewind()).and_then(|()| writeln!(f, "{}", std::process::id())).map_err(io("writing the lock file"))?;
+    Ok(f)
+}
+
 impl Store {
-    /// Opens (creating the directory and the database when needed) and migrates the schema.
+    /// Opens the database for the agent: takes its exclusive lock (a second agent on the same
+    /// database is refused with the holder's pid), creates the directory and the database when
+    /// needed, migrates the schema and proves that it can write.
     pub fn open(path: &Path) -> Result<Store, CheckpointError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+                path: path.to_path_buf(),
+                action: format!("creating the directory {}", dir.display()),
+                source,
+            })?;
+        }
+        let lock = lock(path)?;
+        // SQLite says "read-only" in several places (the file, its -shm, its directory): one
+        // error, with what to check
+        let read_only = |e: CheckpointError| match &e {
+            CheckpointError::Sqlite { source, .. } if source.sqlite_error_code() == Some(ErrorCode::ReadOnly) => {
+                CheckpointError::ReadOnly { path: path.to_path_buf() }
+            }
+            _ => e,
+        };
+        let mut store = Store::open_unlocked(path).map_err(read_only)?;
+        store._lock = Some(lock);
+        if store.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(CheckpointError::ReadOnly { path: path.to_path_buf() });
+        }
+        // a database the agent can open but not write would save no position, ever
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        store.set_meta("opened_at", &now.to_string()).map_err(read_only)?;
+        Ok(store)
+    }
+
+    /// Opens the database without taking its lock, to read positions (`logferry checkpoints`)
+    /// while an agent may be running.
+    pub fn open_unlocked(path: &Path) -> Result<Store, CheckpointError> {
         let err = |action: &str| {
             let path = path.to_path_buf();
             let action = action.to_string();
-            move |source| CheckpointError { path, action, source }
+            move |source| CheckpointError::Sqlite { path, action, source }
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                return Err(CheckpointError {
-                    path: path.to_path_buf(),
-                    action: format!("creating the directory {}", dir.display()),
-                    source: rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(if e.kind() == std::io::ErrorKind::PermissionDenied {
-                            rusqlite::ffi::SQLITE_PERM
-                        } else {
-                            rusqlite::ffi::SQLITE_CANTOPEN
-                        }),
-                        Some(e.to_string()),
-                    ),
-                });
-            }
-        }
         let conn = Connection::open(path).map_err(err("opening"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err("configuring"))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err("reading the schema version"))?;
         if version > SCHEMA_VERSION {
-            return Err(CheckpointError {
-                path: path.to_path_buf(),
-                action: format!(
-                    "opening (schema version {version} is newer than this logferry's {SCHEMA_VERSION}; use the newer logferry)"
-                ),
-                source: rusqlite::Error::InvalidQuery,
-            });
+            return Err(CheckpointError::NewerSchema { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
         }
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(err("enabling WAL"))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(err("configuring"))?;
@@ -134,7 +218,7 @@ impl Store {
             .map_err(err("creating the schema"))?;
         }
         conn.query_row("SELECT count(*) FROM logferry_checkpoints", [], |_| Ok(())).map_err(err("reading checkpoints"))?;
-        Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new() })
+        Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new(), _lock: None })
     }
 
     /// How long a write waits for a lock held by another process before it fails.
@@ -144,7 +228,7 @@ impl Store {
 
     fn error(&self, action: &str) -> impl FnOnce(rusqlite::Error) -> CheckpointError + '_ {
         let action = action.to_string();
-        move |source| CheckpointError { path: self.path.clone(), action, source }
+        move |source| CheckpointError::Sqlite { path: self.path.clone(), action, source }
     }
 
     /// Every committed row, optionally of one flow.
@@ -192,7 +276,7 @@ impl Store {
             return Ok(0);
         }
         let n = self.staged.len() + self.deleted.len();
-        let tx = self.conn.transaction().map_err(|source| CheckpointError {
+        let tx = self.conn.transaction().map_err(|source| CheckpointError::Sqlite {
             path: self.path.clone(),
             action: "writing checkpoints".into(),
             source,
@@ -230,7 +314,7 @@ impl Store {
                 self.deleted.clear();
                 Ok(n)
             }
-            Err(source) => Err(CheckpointError { path: self.path.clone(), action: "writing checkpoints".into(), source }),
+            Err(source) => Err(CheckpointError::Sqlite { path: self.path.clone(), action: "writing checkpoints".into(), source }),
         }
     }
 
@@ -286,7 +370,7 @@ pub fn read_kinesis_agent_checkpoints(path: &Path) -> Result<Vec<KinesisAgentPos
     let err = |action: &str| {
         let path = path.to_path_buf();
         let action = action.to_string();
-        move |source| CheckpointError { path, action, source }
+        move |source| CheckpointError::Sqlite { path, action, source }
     };
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(err("opening the Kinesis Agent's checkpoints"))?;
@@ -381,7 +465,7 @@ mod tests {
         let p2 = d.path().join("new.db");
         Connection::open(&p2).unwrap().execute_batch("PRAGMA user_version = 9").unwrap();
         let e = Store::open(&p2).err().unwrap().to_string();
-        assert!(e.contains("schema version 9 is newer"), "{e}");
+        assert!(e.contains("schema version 9 is newer") && !e.contains("read-only"), "{e}");
     }
 
     #[test]

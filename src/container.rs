@@ -177,6 +177,11 @@ impl ContainerAssembler {
         ContainerAssembler { format, pod: pod.to_json(), limit: limit.max(1), pending: Vec::new() }
     }
 
+    /// Bytes of memory held by partial lines waiting for their end.
+    pub fn held_bytes(&self) -> usize {
+        self.pending.iter().map(|p| p.message.capacity()).sum()
+    }
+
     /// Whether a partial line waits for its end.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()

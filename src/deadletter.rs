@@ -4,9 +4,10 @@
 //! Guarantees: one JSON object per line with the time, flow, destination, source file and
 //! offset, the service's error code and message, and the record itself (`record` when it is
 //! UTF-8, `record_base64` otherwise); lines are appended and `fsync`ed before the caller may
-//! acknowledge the records; the file is created with mode 0640 and its directory as needed.
-//! Not done: rotation of the dead-letter file (it only grows when a service rejects records,
-//! which the agent logs at error level).
+//! acknowledge the records; the file is created with mode 0640 and its directory as needed;
+//! it is bounded: once a write would take it past its cap, it is renamed to `<file>.1`
+//! (replacing an older one, whose records are then gone: the caller says so at error level) and
+//! a new file starts, so the dead letters of a flow never take more than twice the cap.
 
 use crate::sink::Batch;
 use base64::Engine as _;
@@ -34,8 +35,30 @@ pub fn for_flow(checkpoint_file: &Path, flow_id: &str, aws: &crate::config::AwsT
     aws.dead_letter_file.clone().unwrap_or_else(|| default_path(checkpoint_file, flow_id))
 }
 
-/// Appends the rejected records of `batch` to `path` and makes them durable.
-pub fn write(path: &Path, flow_id: &str, destination: &str, batch: &Batch, rejected: &[Rejected]) -> std::io::Result<()> {
+/// The name a full dead-letter file is renamed to.
+pub fn rotated_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".1");
+    PathBuf::from(p)
+}
+
+/// What a write did besides appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written {
+    /// The file reached its cap and was renamed to [`rotated_path`] first.
+    pub rotated: bool,
+}
+
+/// Appends the rejected records of `batch` to `path` and makes them durable; first renames the
+/// file to [`rotated_path`] when the records would take it past `max_bytes`.
+pub fn write(
+    path: &Path,
+    max_bytes: u64,
+    flow_id: &str,
+    destination: &str,
+    batch: &Batch,
+    rejected: &[Rejected],
+) -> std::io::Result<Written> {
     let records: Vec<&[u8]> = batch.records().collect();
     let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let mut out = Vec::new();
@@ -59,9 +82,16 @@ pub fn write(path: &Path, flow_id: &str, destination: &str, batch: &Batch, rejec
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    let mut written = Written::default();
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    if len > 0 && len + out.len() as u64 > max_bytes {
+        std::fs::rename(path, rotated_path(path))?;
+        written.rotated = true;
+    }
     let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
     f.write_all(&out)?;
-    f.sync_data()
+    f.sync_data()?;
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -80,7 +110,7 @@ mod tests {
         let path = default_path(&d.path().join("checkpoints.db"), "fh:logs:/var/log/*.log");
         assert!(path.ends_with("dead-letter/fh_logs__var_log__.log.jsonl"), "{}", path.display());
         let rejected = |i: usize| Rejected { record: i, code: "InvalidArgumentException".into(), message: "too big".into() };
-        write(&path, "f", "DeliveryStream:s", &b, &[rejected(1), rejected(2)]).unwrap();
+        write(&path, 1 << 20, "f", "DeliveryStream:s", &b, &[rejected(1), rejected(2)]).unwrap();
         let lines: Vec<serde_json::Value> =
             std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
@@ -90,5 +120,25 @@ mod tests {
         assert_eq!(lines[0]["error_code"], "InvalidArgumentException");
         assert_eq!(lines[1]["record_base64"], "/wo=");
         assert_eq!(lines[1]["offset"], 108);
+    }
+
+    #[test]
+    fn a_full_dead_letter_file_is_rotated_so_the_letters_stay_within_twice_the_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("dl.jsonl");
+        let mut b = Batch::default();
+        b.data.extend_from_slice(&[b'r'; 1000]);
+        b.commit_record(AckRef { tail: 1, seq: 0 }, 1000, Path::new("/a"), 0);
+        let rejected = [Rejected { record: 0, code: "X".into(), message: "m".into() }];
+        let mut rotations = 0;
+        for _ in 0..50 {
+            if write(&path, 10_000, "f", "d", &b, &rejected).unwrap().rotated {
+                rotations += 1;
+            }
+            let total = std::fs::metadata(&path).unwrap().len() + std::fs::metadata(rotated_path(&path)).map_or(0, |m| m.len());
+            assert!(total <= 20_000, "{total} bytes of dead letters for a cap of 10000");
+        }
+        assert!(rotations >= 4, "{rotations}");
+        assert!(std::fs::metadata(&path).unwrap().len() <= 10_000);
     }
 }

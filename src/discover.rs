@@ -6,19 +6,26 @@
 //!   name otherwise;
 //! - Kinesis Agent rules (agent.json): only the last component is a glob, the directory is taken
 //!   literally, and names ending in `.gz`, `.bz2` or `.zip` (any case) never match;
-//! - symlinks are followed (a file is identified by its target's device and inode) and the
-//!   target's directory is reported for watching, so `/var/log/containers` links into
-//!   `/var/log/pods` are followed as the targets change; two paths to one file give one entry;
-//! - every directory listed is reported, so the caller can watch exactly those.
+//! - a symlink met where a glob matched is followed only as the flow's [`SymlinkPolicy`] allows
+//!   (by default: when the link belongs to root or to the owner of its target, so a user who can
+//!   write into a watched directory cannot have the agent ship a file they cannot read); a
+//!   followed link's file is identified by its target's device and inode and the target's
+//!   directory is reported for watching, so `/var/log/containers` links into `/var/log/pods` are
+//!   followed as the targets change; two paths to one file give one entry;
+//! - the agent's own files (its checkpoint database and the files SQLite keeps beside it, its
+//!   lock, dead-letter files, file-sink outputs, and their rotated copies) are never returned,
+//!   whatever the patterns say: they are reported as refused;
+//! - every directory listed is reported, so the caller can watch exactly those, and every
+//!   directory that could not be listed (other than by not existing) is reported with its error.
 //!
 //! A scan lists directories and stats entries; it opens no file.
 
-use crate::config::{PathRules, Source};
+use crate::config::{PathRules, Source, SymlinkPolicy};
 use crate::identity::FileKey;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 enum Part {
@@ -31,12 +38,25 @@ struct Pattern {
     parts: Vec<Part>,
 }
 
+/// A file of the agent's own that no flow may tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnFile {
+    pub path: PathBuf,
+    /// What it is, for messages ("checkpoint database", "dead-letter file of flow x", ...).
+    pub what: String,
+}
+
 /// A flow's compiled sources.
 pub struct Discovery {
     patterns: Vec<Pattern>,
     exclude_paths: GlobSet,
     exclude_names: GlobSet,
     rules: PathRules,
+    symlinks: SymlinkPolicy,
+    own: Vec<OwnFile>,
+    /// Identities the own files had when seen, with their index in `own` (a rotated own file
+    /// keeps its identity).
+    own_keys: std::cell::RefCell<std::collections::HashMap<FileKey, usize>>,
 }
 
 /// A file found by a scan.
@@ -49,12 +69,74 @@ pub struct Found {
     pub target_dir: Option<PathBuf>,
 }
 
+/// What one scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub found: Vec<Found>,
+    /// Every directory listed (to watch).
+    pub dirs: Vec<PathBuf>,
+    /// Directories that could not be listed, and why.
+    pub errors: Vec<(PathBuf, std::io::Error)>,
+    /// Matching paths not returned, and why (a symlink the policy does not follow, an own file).
+    pub refused: Vec<(PathBuf, String)>,
+}
+
 fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
 
 fn glob(s: &str) -> Result<GlobMatcher, String> {
     GlobBuilder::new(s).literal_separator(true).build().map(|g| g.compile_matcher()).map_err(|e| format!("bad glob {s:?}: {e}"))
+}
+
+/// The agent's own files under `cfg`: the checkpoint database family, each AWS flow's
+/// dead-letter file, each file sink's output.
+pub fn own_files(cfg: &crate::config::Config) -> Vec<OwnFile> {
+    let mut out: Vec<OwnFile> = crate::checkpoint::database_files(&cfg.checkpoint_file)
+        .into_iter()
+        .map(|path| OwnFile { path, what: "checkpoint database".into() })
+        .collect();
+    for f in &cfg.flows {
+        match &f.destination {
+            crate::config::Destination::File { path, .. } => {
+                out.push(OwnFile { path: path.clone(), what: format!("output of flow {}", f.id) })
+            }
+            d => {
+                if let Some(aws) = d.aws() {
+                    let path = crate::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
+                    out.push(OwnFile { path, what: format!("dead-letter file of flow {}", f.id) });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One line for each of the agent's own files that a flow's patterns match (they are never
+/// tailed, whatever the patterns say): for `check` and the start of `run`.
+pub fn own_file_overlaps(cfg: &crate::config::Config) -> Vec<String> {
+    let own = own_files(cfg);
+    let mut out = Vec::new();
+    for f in &cfg.flows {
+        let Ok(d) = Discovery::new(&f.sources, f.path_rules) else { continue };
+        for o in &own {
+            if d.matches_name(&o.path) {
+                out.push(format!(
+                    "flow {}: its files include {}, the agent's own {}; it is never tailed (it would feed the agent its own output)",
+                    f.id,
+                    o.path.display(),
+                    o.what
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `path`, or a rotated copy of it (`path.1`, `path-20240101`, `path.1.gz`).
+fn is_or_rotated_from(path: &Path, own: &Path) -> bool {
+    let (p, o) = (path.as_os_str().as_encoded_bytes(), own.as_os_str().as_encoded_bytes());
+    p == o || (p.len() > o.len() + 1 && p.starts_with(o) && matches!(p[o.len()], b'.' | b'-'))
 }
 
 impl Discovery {
@@ -98,7 +180,22 @@ impl Discovery {
             exclude_paths: paths.build().map_err(|e| e.to_string())?,
             exclude_names: names.build().map_err(|e| e.to_string())?,
             rules,
+            symlinks: SymlinkPolicy::default(),
+            own: Vec::new(),
+            own_keys: Default::default(),
         })
+    }
+
+    /// Which symlinks met where a glob matched are followed.
+    pub fn with_symlinks(mut self, policy: SymlinkPolicy) -> Self {
+        self.symlinks = policy;
+        self
+    }
+
+    /// Files never to return, whatever the patterns say.
+    pub fn with_own_files(mut self, own: Vec<OwnFile>) -> Self {
+        self.own = own;
+        self
     }
 
     fn excluded(&self, path: &Path) -> bool {
@@ -109,15 +206,82 @@ impl Discovery {
         self.exclude_paths.is_match(path) || path.file_name().is_some_and(|n| self.exclude_names.is_match(n))
     }
 
-    /// Lists the matching regular files; `dirs` receives every directory that was listed.
-    pub fn scan(&self, found: &mut Vec<Found>, dirs: &mut Vec<PathBuf>) {
-        let mut seen: HashSet<FileKey> = found.iter().map(|f| f.key).collect();
+    /// Whether `path` fits one of the patterns and none of the excludes, by name alone (no file
+    /// system access): for `check`, to name the agent's own files a pattern would take.
+    pub fn matches_name(&self, path: &Path) -> bool {
+        if self.excluded(path) {
+            return false;
+        }
+        self.patterns.iter().any(|p| {
+            let Ok(rest) = path.strip_prefix(&p.base) else { return false };
+            let comps: Vec<&std::ffi::OsStr> = rest.components().map(|c| c.as_os_str()).collect();
+            if p.parts.is_empty() {
+                return comps.is_empty();
+            }
+            comps.len() == p.parts.len()
+                && p.parts.iter().zip(&comps).all(|(part, c)| match part {
+                    Part::Literal(name) => name == c,
+                    Part::Glob(g) => g.is_match(c),
+                })
+        })
+    }
+
+    /// Which of the agent's own files `path` (of identity `key`) is, if it is one.
+    fn own_file(&self, path: &Path, key: FileKey) -> Option<&OwnFile> {
+        self.own.iter().find(|o| is_or_rotated_from(path, &o.path)).or_else(|| {
+            // an own file rotated under another name keeps its identity
+            self.own_keys.borrow().get(&key).map(|&i| &self.own[i])
+        })
+    }
+
+    /// Whether the link at `path` may be followed; the reason when not.
+    fn follow(&self, path: &Path, lmeta: &std::fs::Metadata) -> Result<(), String> {
+        let target = || std::fs::canonicalize(path).map_err(|e| format!("its target cannot be resolved: {e}"));
+        match &self.symlinks {
+            SymlinkPolicy::All => Ok(()),
+            SymlinkPolicy::Never => Err("it is a symlink and the flow follows none (follow_symlinks: false)".into()),
+            SymlinkPolicy::Under(prefixes) => {
+                let t = target()?;
+                if prefixes.iter().any(|p| t.starts_with(p)) {
+                    Ok(())
+                } else {
+                    Err(format!("it is a symlink to {}, outside the flow's follow_symlinks prefixes", t.display()))
+                }
+            }
+            SymlinkPolicy::SameOwner => {
+                let t = target()?;
+                let tmeta = std::fs::metadata(&t).map_err(|e| format!("its target {} cannot be read: {e}", t.display()))?;
+                if lmeta.uid() == 0 || lmeta.uid() == tmeta.uid() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "it is a symlink owned by uid {} to {}, owned by uid {}: a link is followed when it belongs to root or to its target's owner (set follow_symlinks to allow it)",
+                        lmeta.uid(),
+                        t.display(),
+                        tmeta.uid()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Lists the matching regular files.
+    pub fn scan(&self, out: &mut Scan) {
+        let mut seen: HashSet<FileKey> = out.found.iter().map(|f| f.key).collect();
+        {
+            let mut keys = self.own_keys.borrow_mut();
+            for (i, o) in self.own.iter().enumerate() {
+                if let Ok(m) = std::fs::metadata(&o.path) {
+                    keys.insert(FileKey::of(&m), i);
+                }
+            }
+        }
         for p in &self.patterns {
             let mut current = vec![p.base.clone()];
             if p.parts.is_empty() {
                 // a plain path: its directory is what can change
                 if let Some(parent) = p.base.parent() {
-                    dirs.push(parent.to_path_buf());
+                    out.dirs.push(parent.to_path_buf());
                 }
             }
             for (i, part) in p.parts.iter().enumerate() {
@@ -127,17 +291,45 @@ impl Discovery {
                     match part {
                         Part::Literal(name) => {
                             if last {
-                                dirs.push(dir.clone());
+                                out.dirs.push(dir.clone());
                             }
                             next.push(dir.join(name))
                         }
                         Part::Glob(g) => {
-                            let Ok(rd) = std::fs::read_dir(dir) else { continue };
-                            dirs.push(dir.clone());
-                            for e in rd.flatten() {
-                                if g.is_match(e.file_name()) {
-                                    next.push(e.path());
+                            let rd = match std::fs::read_dir(dir) {
+                                Ok(rd) => rd,
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                                Err(e) => {
+                                    out.errors.push((dir.clone(), e));
+                                    continue;
                                 }
+                            };
+                            out.dirs.push(dir.clone());
+                            for e in rd {
+                                let e = match e {
+                                    Ok(e) => e,
+                                    Err(err) => {
+                                        out.errors.push((dir.clone(), err));
+                                        break;
+                                    }
+                                };
+                                if !g.is_match(e.file_name()) {
+                                    continue;
+                                }
+                                let path = e.path();
+                                // a link the glob matched is followed only as the policy says
+                                if e.file_type().is_ok_and(|t| t.is_symlink()) {
+                                    let allowed =
+                                        std::fs::symlink_metadata(&path).map_err(|e| e.to_string()).and_then(|m| self.follow(&path, &m));
+                                    if let Err(why) = allowed {
+                                        // a dangling link is not a refusal: there is nothing to read
+                                        if std::fs::metadata(&path).is_ok() {
+                                            out.refused.push((path, why));
+                                        }
+                                        continue;
+                                    }
+                                }
+                                next.push(path);
                             }
                         }
                     }
@@ -157,19 +349,23 @@ impl Discovery {
                     continue;
                 }
                 let key = FileKey::of(&meta);
+                if let Some(own) = self.own_file(&path, key) {
+                    out.refused.push((path, format!("it is the agent's own {}", own.what)));
+                    continue;
+                }
                 if !seen.insert(key) {
                     continue;
                 }
-                let target_dir = symlink_target_dir(&path, &meta);
-                found.push(Found { path, key, size: meta.len(), target_dir });
+                let target_dir = symlink_target_dir(&path);
+                out.found.push(Found { path, key, size: meta.len(), target_dir });
             }
         }
-        dirs.sort();
-        dirs.dedup();
+        out.dirs.sort();
+        out.dirs.dedup();
     }
 }
 
-fn symlink_target_dir(path: &Path, _meta: &Metadata) -> Option<PathBuf> {
+fn symlink_target_dir(path: &Path) -> Option<PathBuf> {
     let lmeta = std::fs::symlink_metadata(path).ok()?;
     if !lmeta.file_type().is_symlink() {
         return None;
@@ -182,9 +378,9 @@ mod tests {
     use super::*;
 
     fn names(d: &Discovery) -> Vec<String> {
-        let mut f = Vec::new();
-        d.scan(&mut f, &mut Vec::new());
-        let mut v: Vec<String> = f.iter().map(|x| x.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let mut scan = Scan::default();
+        d.scan(&mut scan);
+        let mut v: Vec<String> = scan.found.iter().map(|x| x.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -208,9 +404,9 @@ mod tests {
             std::fs::write(p, "x\n").unwrap();
         }
         let disc = Discovery::new(&src(d.path(), "pods/*/*/*.log", &["*/kube-system_*/*/*"]), PathRules::Native).unwrap();
-        let mut f = Vec::new();
-        let mut dirs = Vec::new();
-        disc.scan(&mut f, &mut dirs);
+        let mut scan = Scan::default();
+        disc.scan(&mut scan);
+        let (f, dirs) = (scan.found, scan.dirs);
         let mut paths: Vec<String> = f.iter().map(|x| x.path.strip_prefix(d.path()).unwrap().display().to_string()).collect();
         paths.sort();
         assert_eq!(paths, ["pods/ns_a_1/web/0.log", "pods/ns_b_2/db/1.log"]);
@@ -246,10 +442,79 @@ mod tests {
             Source { include: d.path().join("pods/*/*/*.log").display().to_string(), exclude: vec![] },
         ];
         let disc = Discovery::new(&sources, PathRules::Native).unwrap();
-        let mut f = Vec::new();
-        disc.scan(&mut f, &mut Vec::new());
+        let mut scan = Scan::default();
+        disc.scan(&mut scan);
+        let f = scan.found;
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].path.ends_with("containers/p_ns_c-1.log"));
         assert_eq!(f[0].target_dir.as_deref(), Some(d.path().join("pods/p/c").canonicalize().unwrap().as_path()));
+    }
+
+    #[test]
+    fn a_symlink_is_followed_only_as_the_policy_allows() {
+        use std::os::unix::fs::{lchown, symlink};
+        let d = tempfile::tempdir().unwrap();
+        let logs = d.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(d.path().join("secret"), "root only\n").unwrap();
+        std::fs::write(logs.join("real.log"), "x\n").unwrap();
+        symlink(d.path().join("secret"), logs.join("evil.log")).unwrap();
+        symlink(logs.join("real.log"), logs.join("alias.log")).unwrap();
+        let me = std::fs::metadata(d.path()).unwrap().uid();
+        // the link to the secret belongs to someone else than the secret's owner
+        let other = if me == 0 { 65534 } else { me };
+        let can_chown = lchown(logs.join("evil.log"), Some(other), None).is_ok() && other != me;
+        let policy = |p: SymlinkPolicy| {
+            let disc = Discovery::new(&src(&logs, "*.log", &[]), PathRules::Native).unwrap().with_symlinks(p);
+            let mut scan = Scan::default();
+            disc.scan(&mut scan);
+            let mut found: Vec<String> = scan.found.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+            found.sort();
+            let refused: Vec<String> = scan.refused.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+            (found, refused)
+        };
+        if can_chown {
+            let (found, refused) = policy(SymlinkPolicy::SameOwner);
+            assert_eq!(found, ["alias.log"], "the same file twice is one entry; the foreign link is not followed");
+            assert_eq!(refused, ["evil.log"]);
+        }
+        let (found, refused) = policy(SymlinkPolicy::Never);
+        assert_eq!((found, refused.len()), (vec!["real.log".to_string()], 2));
+        let (found, _) = policy(SymlinkPolicy::All);
+        assert_eq!(found.len(), 2, "{found:?}");
+        let (found, refused) = policy(SymlinkPolicy::Under(vec![logs.canonicalize().unwrap()]));
+        assert_eq!((found.len(), refused), (1, vec!["evil.log".to_string()]));
+    }
+
+    #[test]
+    fn the_agents_own_files_and_their_rotated_copies_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["app.log", "cp.db", "cp.db-wal", "cp.db.lock", "out.log", "out.log.1", "dl.jsonl"] {
+            std::fs::write(d.path().join(f), "x\n").unwrap();
+        }
+        let own = ["cp.db", "out.log", "dl.jsonl"].iter().map(|n| OwnFile { path: d.path().join(n), what: format!("file {n}") }).collect();
+        let disc = Discovery::new(&src(d.path(), "*", &[]), PathRules::Native).unwrap().with_own_files(own);
+        assert_eq!(names(&disc), ["app.log"]);
+        // a rotated own file keeps its identity whatever its new name
+        std::fs::rename(d.path().join("dl.jsonl"), d.path().join("old-letters")).unwrap();
+        assert_eq!(names(&disc), ["app.log"]);
+        assert!(disc.matches_name(&d.path().join("cp.db")) && !disc.matches_name(&d.path().join("sub/cp.db")));
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_listed_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        // a file where the pattern expects a directory cannot be listed
+        std::fs::write(d.path().join("notadir"), "").unwrap();
+        let disc = Discovery::new(&src(d.path(), "notadir/*.log", &[]), PathRules::Native).unwrap();
+        let mut scan = Scan::default();
+        disc.scan(&mut scan);
+        assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+        assert_eq!(scan.errors[0].0, d.path().join("notadir"));
+        // a directory that does not exist (yet) is not an error
+        let disc = Discovery::new(&src(d.path(), "missing/*.log", &[]), PathRules::Native).unwrap();
+        let mut scan = Scan::default();
+        disc.scan(&mut scan);
+        assert!(scan.errors.is_empty());
     }
 }

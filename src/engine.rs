@@ -56,6 +56,8 @@ pub enum Event {
     Fs(notify::Result<notify::Event>),
     Delivered(Delivered),
     Stop(&'static str),
+    /// Stop without waiting for acknowledgements (a second SIGTERM).
+    StopNow(&'static str),
     /// Load the configuration file again (SIGHUP).
     Reload,
 }
@@ -75,7 +77,7 @@ impl Tail {
             fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
             head: head_of(&file, size),
             file: Some(file),
-            framer: LineFramer::new(start, flow.max_line_bytes),
+            framer: LineFramer::new(start, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split),
             assembler: RecordAssembler::new(flow.assembly.clone(), skip).with_limit(flow.max_line_bytes).with_pod(&pod),
             acks: AckTracker::new(start),
             size,
@@ -88,7 +90,34 @@ impl Tail {
             sealed: false,
             dirty: true,
             read_error_logged: false,
+            held: 0,
+            parked: false,
+            parked_cut_line: None,
         }
+    }
+
+    /// Whether reading it now keeps the bytes held within `budget`, given `used` (in flight
+    /// and held): a tail whose long unterminated line was released waits until that line fits.
+    /// A tail in the middle of a line may always read on to its end (it holds that line
+    /// already, and finishing it turns held bytes into bytes in flight); over the budget it is
+    /// parked afterwards if the line is still unfinished.
+    /// A parked tail is taken up when its line fits in what is left of the budget, or when
+    /// nothing is in flight (what others hold then is their own unfinished lines, themselves
+    /// bounded by parking): a line as long as the whole budget is not starved for ever.
+    fn fits(&self, in_flight: u64, held: u64, budget: u64, max_line: usize) -> bool {
+        let used = in_flight + held;
+        if !self.parked {
+            return used < budget || self.framer.pending_len() > 0;
+        }
+        let line = self.size.saturating_sub(self.framer.offset()).min(max_line as u64);
+        in_flight == 0 || used + line <= budget
+    }
+
+    /// Brings `total` (the bytes every tail's buffers hold) up to date with this tail's.
+    fn update_held(&mut self, total: &mut u64) {
+        let now = (self.framer.held_bytes() + self.assembler.held_bytes()) as u64;
+        *total = (*total + now).saturating_sub(self.held);
+        self.held = now;
     }
 
     /// Has unread bytes that reading can get now.
@@ -133,6 +162,14 @@ struct Tail {
     sealed: bool,
     dirty: bool,
     read_error_logged: bool,
+    /// Bytes its line and record buffers hold (counted in the engine's `held`).
+    held: u64,
+    /// Its long unterminated line was given back to the file to stay within the budget: it is
+    /// read again, from where that line starts, once the line fits.
+    parked: bool,
+    /// A parked tail's line cut at max_line: where it starts and how far it was searched, so
+    /// taking it up again reads its first max_line bytes, not the whole line.
+    parked_cut_line: Option<(u64, u64)>,
 }
 
 struct FlowState {
@@ -162,6 +199,10 @@ struct FlowState {
     maybe_copies: HashMap<FileKey, (Instant, PathBuf, u64)>,
     /// Files that could not be opened (logged once, retried at each scan).
     unreadable: HashSet<FileKey>,
+    /// Directories that could not be listed at the last scan (logged once).
+    unlistable: HashSet<PathBuf>,
+    /// Matching paths refused at the last scan (logged once).
+    refused: HashSet<PathBuf>,
     stats: FlowStats,
 }
 
@@ -175,6 +216,9 @@ pub struct FlowStats {
     /// Records a service rejected for good, written to the dead-letter file.
     pub dead_lettered: u64,
     pub processing_errors: u64,
+    /// Records on which a processor panicked (sent as they were read; counted in
+    /// `processing_errors` too).
+    pub processor_panics: u64,
     /// Records in a row that failed conversion, up to the last one.
     pub consecutive_processing_errors: u64,
     pub runaway_lines: u64,
@@ -191,6 +235,8 @@ pub struct Engine {
     watched: HashSet<PathBuf>,
     path_index: HashMap<PathBuf, (usize, u64)>,
     in_flight: u64,
+    /// Bytes the tails' line and record buffers hold; with `in_flight`, against the budget.
+    held: u64,
     next_tail_id: u64,
     open_files: usize,
     buf: Vec<u8>,
@@ -209,6 +255,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     last_publish: Instant,
     last_status: Instant,
+    /// A second stop signal came: shutdown does not wait for acknowledgements.
+    stop_now: bool,
 }
 
 /// How often the metrics get the engine's figures.
@@ -263,6 +311,7 @@ impl Engine {
         };
         let metrics = Arc::new(Metrics::new(&[]));
         metrics.in_flight_budget_bytes.set(cfg.max_bytes_in_flight as i64);
+        metrics.set_unhealthy_dead_letters(cfg.http.unhealthy_dead_letters);
         let mut flows = Vec::new();
         for flow in &cfg.flows {
             flows.push(start_flow(&cfg, flow, flows.len(), &mut store, &imported_positions, &events_tx, &metrics, &ctx)?);
@@ -280,6 +329,7 @@ impl Engine {
             watched: HashSet::new(),
             path_index: HashMap::new(),
             in_flight: 0,
+            held: 0,
             next_tail_id: 1,
             open_files: 0,
             buf: vec![0; READ_CHUNK],
@@ -294,6 +344,7 @@ impl Engine {
             metrics,
             last_publish: Instant::now(),
             last_status: Instant::now(),
+            stop_now: false,
         })
     }
 
@@ -360,9 +411,9 @@ impl Engine {
             if let Some(s) = f.out.started {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
             }
-            let may_read = self.in_flight < self.cfg.max_bytes_in_flight && !f.out.is_backed_up();
+            let budget = self.cfg.max_bytes_in_flight;
             for t in f.tails.values() {
-                if t.wants_read() && may_read {
+                if t.wants_read() && !f.out.is_backed_up() && t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes) {
                     return now;
                 }
                 if t.assembler.has_pending() {
@@ -385,6 +436,10 @@ impl Engine {
     fn handle(&mut self, ev: Event) -> Option<&'static str> {
         match ev {
             Event::Stop(why) => return Some(why),
+            Event::StopNow(why) => {
+                self.stop_now = true;
+                return Some(why);
+            }
             Event::Reload => self.reload(),
             Event::Delivered(d) => self.delivered(d),
             Event::Fs(Ok(e)) => {
@@ -589,6 +644,7 @@ impl Engine {
                 self.open_files -= 1;
             }
         }
+        self.held = self.held.saturating_sub(f.tails.values().map(|t| t.held).sum());
         f.tails.clear();
         f.by_key.clear();
         for h in f.sink_threads.drain(..) {
@@ -631,6 +687,7 @@ impl Engine {
         let m = &self.metrics;
         m.open_files.set(self.open_files as i64);
         m.in_flight_bytes.set(self.in_flight as i64);
+        m.line_buffer_bytes.set(self.held as i64);
         for (fi, f) in self.flows.iter_mut().enumerate() {
             if self.retired.contains(&fi) {
                 continue;
@@ -643,7 +700,8 @@ impl Engine {
             fm.records_truncated.inc_by(s.truncated - p.truncated);
             fm.records_split.inc_by(s.split - p.split);
             fm.processing_errors.inc_by(s.processing_errors - p.processing_errors);
-            fm.records_dead_lettered.inc_by(s.dead_lettered - p.dead_lettered);
+            fm.processor_panics.inc_by(s.processor_panics - p.processor_panics);
+            fm.note_dead_letters(s.dead_lettered - p.dead_lettered);
             fm.consecutive_processing_errors.set(s.consecutive_processing_errors as i64);
             f.published = s;
             let mut files = Vec::new();
@@ -683,11 +741,13 @@ impl Engine {
         self.last_commit = Instant::now();
         match self.store.commit() {
             Ok(_) => {
+                self.metrics.checkpoint_committed();
                 if let Some(since) = self.commit_failing_since.take() {
                     tracing::info!("checkpoint database writable again after {:?}; positions saved", since.elapsed());
                 }
             }
             Err(e) => {
+                self.metrics.checkpoint_commit_failed(&e.to_string());
                 self.commit_retry_at = Instant::now() + Duration::from_secs(2);
                 self.commit_failing_since.get_or_insert_with(Instant::now);
                 if self.commit_error_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
@@ -714,14 +774,15 @@ impl Engine {
     }
 
     fn scan(&mut self, fi: usize) {
-        let mut found = Vec::new();
-        let mut dirs = Vec::new();
+        let mut scan = crate::discover::Scan::default();
         {
             let f = &mut self.flows[fi];
             f.rescan_requested = false;
             f.next_scan = Instant::now() + Duration::from_millis(f.flow.max_time_between_file_tracker_refresh_ms);
-            f.discovery.scan(&mut found, &mut dirs);
+            f.discovery.scan(&mut scan);
+            report_scan_problems(f, &scan);
         }
+        let crate::discover::Scan { found, mut dirs, errors, .. } = scan;
         dirs.extend(found.iter().filter_map(|f| f.target_dir.clone()));
         self.watch(&dirs);
         let mut seen = HashSet::new();
@@ -746,16 +807,19 @@ impl Engine {
                     }
                     t.orphan = false;
                     t.missed_scans = 0;
-                    if !t.sealed && (item.size != t.size || item.size > t.framer.offset()) {
+                    // a parked tail waits for its file to change, not for the bytes it gave back
+                    if !t.sealed && (item.size != t.size || (item.size > t.framer.offset() && !t.parked)) {
                         t.dirty = true;
                     }
                 }
                 None => new_files.push(item),
             }
         }
-        // files no longer found at a matching path keep being read through their descriptor
+        // files no longer found at a matching path keep being read through their descriptor; a
+        // directory that could not be listed says nothing about the files in it
         for t in self.flows[fi].tails.values_mut() {
-            if !seen.contains(&t.key) && t.awaiting_copy.is_none() {
+            let unlisted = errors.iter().any(|(dir, _)| t.path.starts_with(dir));
+            if !seen.contains(&t.key) && t.awaiting_copy.is_none() && !unlisted {
                 t.missed_scans += 1;
                 if !t.orphan {
                     t.orphan = true;
@@ -899,20 +963,61 @@ impl Engine {
 
     fn read_flow(&mut self, fi: usize) {
         let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.wants_read()).map(|t| t.id).collect();
+        let budget = self.cfg.max_bytes_in_flight;
         for id in ids {
-            if self.in_flight >= self.cfg.max_bytes_in_flight || self.flows[fi].out.is_backed_up() {
+            if self.flows[fi].out.is_backed_up() {
                 return;
             }
+            let f = &self.flows[fi];
+            if !f.tails.get(&id).is_some_and(|t| t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes)) {
+                continue;
+            }
             self.read_tail(fi, id);
+            self.park_if_over_budget(fi, id);
         }
     }
 
+    /// Over the budget, a tail left holding a long unterminated line (waiting for its writer,
+    /// or stopped by the budget) gives it back to the file: the bytes are read again once the
+    /// line fits. So what the buffers hold stays within the budget (plus the one line being
+    /// completed), however many files have long lines in progress.
+    fn park_if_over_budget(&mut self, fi: usize, id: u64) {
+        if self.in_flight + self.held < self.cfg.max_bytes_in_flight {
+            return;
+        }
+        let Some(t) = self.flows[fi].tails.get_mut(&id) else { return };
+        // only a tail at the end of its data waits for its writer; one stopped in the middle
+        // of a line reads on to its end at the next pass
+        if t.held <= crate::framing::KEEP_CAPACITY as u64 || t.dirty {
+            return;
+        }
+        let Some(to) = t.assembler.release_point(t.framer.line_start()) else { return };
+        t.parked_cut_line = t.framer.cut_line().filter(|(start, _)| *start == to);
+        t.framer.release(to);
+        t.assembler.release();
+        // it waits for the file to change (and for the line to fit)
+        t.parked = true;
+        t.update_held(&mut self.held);
+    }
+
     fn read_tail(&mut self, fi: usize, id: u64) {
+        self.read_tail_bytes(fi, id);
+        let Engine { flows, held, .. } = self;
+        let f = &mut flows[fi];
+        if let Some(t) = f.tails.get_mut(&id) {
+            t.update_held(held);
+            f.stats.split += t.framer.take_streamed_lines();
+        }
+    }
+
+    fn read_tail_bytes(&mut self, fi: usize, id: u64) {
         let budget = self.cfg.max_bytes_in_flight;
-        let Engine { flows, store, buf, in_flight, open_files, next_tail_id, path_index, .. } = self;
+        let Engine { flows, store, buf, in_flight, held, open_files, next_tail_id, path_index, .. } = self;
         let f = &mut flows[fi];
         let FlowState { flow, chain, out, stats, tails, rescan_requested, .. } = &mut *f;
         let t = tails.get_mut(&id).expect("tail");
+        t.parked = false;
+        let resume_cut_line = t.parked_cut_line.take();
         if t.file.is_none() {
             // the path may hold another file now; a rotated-away file is looked for by identity
             // in its directory before giving up on it
@@ -932,6 +1037,7 @@ impl Engine {
                 }
             }
         }
+        let t_held = t.held;
         let truncated_now = {
             let Tail {
                 file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, head, ..
@@ -945,9 +1051,20 @@ impl Engine {
                 truncated(f, store, id, next_tail_id, path_index, fi);
                 return;
             }
+            if let Some((start, searched_to)) = resume_cut_line {
+                let mut prefix = vec![0u8; flow.max_line_bytes];
+                match read_full_at(file, &mut prefix, start) {
+                    Ok(n) if n == prefix.len() => framer.resume_cut_line(start, &prefix, searched_to),
+                    // shorter than when it was cut: read as it is now
+                    _ => {}
+                }
+            }
             let mut read_now = 0u64;
             loop {
-                if *in_flight >= budget || read_now >= READ_SLICE || out.is_backed_up() {
+                // what this read adds to the buffers counts as it is read
+                let holding = (*held + framer.held_bytes() as u64 + assembler.held_bytes() as u64).saturating_sub(t_held);
+                let mid_line = framer.pending_len() > 0;
+                if (*in_flight + holding >= budget && !mid_line) || read_now >= READ_SLICE || out.is_backed_up() {
                     return; // stays dirty
                 }
                 let n = match file.read_at(buf, framer.offset()) {
@@ -994,7 +1111,7 @@ impl Engine {
 
     fn timers(&mut self, fi: usize) {
         let now = Instant::now();
-        let Engine { flows, store, in_flight, open_files, path_index, .. } = self;
+        let Engine { flows, store, in_flight, held, open_files, path_index, .. } = self;
         let f = &mut flows[fi];
         let FlowState { flow, chain, out, stats, tails, by_key, saved, .. } = f;
         let mut gone = Vec::new();
@@ -1043,8 +1160,12 @@ impl Engine {
                 gone.push(id);
             }
         }
+        for t in tails.values_mut() {
+            t.update_held(held);
+        }
         for id in gone {
             let t = tails.remove(&id).expect("present");
+            *held = held.saturating_sub(t.held);
             if by_key.get(&t.key) == Some(&id) {
                 by_key.remove(&t.key);
                 let still_exists = t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() > 0);
@@ -1116,21 +1237,35 @@ impl Engine {
             f.out.send();
         }
         let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
-        while self.in_flight > 0 {
+        while self.in_flight > 0 && !self.stop_now {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             match self.events.recv_timeout(left) {
                 Ok(Event::Delivered(d)) => self.delivered(d),
+                Ok(Event::StopNow(why)) => {
+                    tracing::warn!("{why} again: stopping without waiting for the rest of the acknowledgements");
+                    self.stop_now = true;
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }
         }
         if self.in_flight > 0 {
+            let waiting: Vec<String> = self
+                .flows
+                .iter()
+                .filter_map(|f| {
+                    let records: usize = f.tails.values().map(|t| t.acks.outstanding()).sum();
+                    (records > 0).then(|| format!("{} ({records} pieces)", f.flow.id))
+                })
+                .collect();
+            let when = if self.stop_now { "when the agent was stopped at once" } else { "within the shutdown timeout" };
             tracing::warn!(
-                "{} bytes were not acknowledged within the shutdown timeout; they are read again at the next start",
-                self.in_flight
+                "{} bytes were not acknowledged {when}, of flows {}; they are read again at the next start",
+                self.in_flight,
+                waiting.join(", ")
             );
         }
         for f in &mut self.flows {
@@ -1186,6 +1321,14 @@ fn emit(
         Outcome::FellBack => {
             stats.processing_errors += 1;
             stats.consecutive_processing_errors += 1;
+        }
+        Outcome::Panicked => {
+            stats.processing_errors += 1;
+            stats.consecutive_processing_errors += 1;
+            stats.processor_panics += 1;
+            if stats.processor_panics == 1 {
+                tracing::error!(flow = %flow.id, "a processor failed on the record of {} at offset {} (a bug in logferry; please report it with that line): the record is sent as it was read, and later such records are only counted (processor_panics)", source.1.display(), r.start);
+            }
         }
         Outcome::Emitted => stats.consecutive_processing_errors = 0,
     }
@@ -1384,7 +1527,10 @@ fn start_flow(
     ctx: &ChainContext,
 ) -> anyhow::Result<FlowState> {
     let flow_metrics = metrics.add_flow(&flow.id, &flow.destination.describe());
-    let discovery = Discovery::new(&flow.sources, flow.path_rules).map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?;
+    let discovery = Discovery::new(&flow.sources, flow.path_rules)
+        .map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?
+        .with_symlinks(flow.symlinks.clone())
+        .with_own_files(crate::discover::own_files(cfg));
     let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
     let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
     // an emptied table (deleted files, pruning) is not a first start: a flag says it
@@ -1422,7 +1568,7 @@ fn start_flow(
         }
         other => {
             let local = match other {
-                Destination::File { path } => sink::LocalSink::File(path.clone()),
+                Destination::File { path, mode } => sink::LocalSink::File(path.clone(), *mode),
                 _ => sink::LocalSink::Stdout,
             };
             vec![std::thread::Builder::new().name(format!("sink-{index}")).spawn({
@@ -1455,6 +1601,8 @@ fn start_flow(
         rescan_requested: true,
         maybe_copies: HashMap::new(),
         unreadable: HashSet::new(),
+        unlistable: HashSet::new(),
+        refused: HashSet::new(),
         stats: FlowStats::default(),
         published: FlowStats::default(),
         last_advance: Instant::now(),
@@ -1465,6 +1613,25 @@ fn start_flow(
 
 fn started_key(flow: &str) -> String {
     format!("flow_started:{flow}")
+}
+
+/// Logs, once per path and failure, the directories a scan could not list and the paths it
+/// refused, and counts them.
+fn report_scan_problems(f: &mut FlowState, scan: &crate::discover::Scan) {
+    for (dir, e) in &scan.errors {
+        if f.unlistable.insert(dir.clone()) {
+            f.metrics.discovery_errors.inc();
+            tracing::error!(flow = %f.flow.id, "cannot list {}: {e}; files there are not found until it can be listed (retried at each scan)", dir.display());
+        }
+    }
+    f.unlistable.retain(|d| scan.errors.iter().any(|(e, _)| e == d));
+    for (path, why) in &scan.refused {
+        if f.refused.insert(path.clone()) {
+            f.metrics.files_refused.inc();
+            tracing::warn!(flow = %f.flow.id, "not tailing {}: {why}", path.display());
+        }
+    }
+    f.refused.retain(|p| scan.refused.iter().any(|(r, _)| r == p));
 }
 
 /// A file with this identity in the directory of `path` (a sibling it was rotated to).
@@ -1505,4 +1672,16 @@ fn end_of_last_line(file: &File, size: u64) -> u64 {
 pub fn current_size(path: &Path, key: FileKey) -> Option<u64> {
     let m = std::fs::metadata(path).ok()?;
     (FileKey::of(&m) == key).then(|| m.size())
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }

@@ -9,6 +9,14 @@
 //!   tile the file without gaps or overlap (the checkpoint relies on this);
 //! - a line longer than the framer's limit is cut: its first `max_line` bytes are emitted, marked
 //!   `runaway`, and the rest up to its `\n` is consumed without being kept, so memory stays bounded;
+//!   in stream mode ([`LineFramer::streaming`], for `oversized_records: split`) it is emitted
+//!   instead as consecutive pieces of `max_line` bytes (its `\n` joins the last), as soon as each
+//!   is read: a piece's end is a place to resume from, since the pieces after it come out the same;
+//! - a buffer that held a long line is given back once the line is out (at most
+//!   [`KEEP_CAPACITY`] bytes are kept), and what the buffers hold is reported
+//!   ([`LineFramer::held_bytes`], [`RecordAssembler::held_bytes`]) so the caller can count it
+//!   against its memory budget, and can release a waiting line to read it again later
+//!   ([`LineFramer::release`]);
 //! - `skipHeaderLines` counts lines from offset 0 and carries over when the file is shorter;
 //! - multi-line (`multiLineStartPattern`): the first line of a record is never tested; a later line
 //!   whose start matches (Java `lookingAt`) begins a new record; the pending record is emitted when
@@ -32,6 +40,16 @@ pub struct Line<'a> {
     pub runaway: bool,
 }
 
+/// The most a buffer keeps of its room once the long line or record it held is out.
+pub const KEEP_CAPACITY: usize = 64 << 10;
+
+/// Gives back a buffer's room beyond [`KEEP_CAPACITY`] when it is empty.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+        *buf = Vec::new();
+    }
+}
+
 /// Splits a byte stream into lines, copying only lines that straddle two pushes.
 #[derive(Debug)]
 pub struct LineFramer {
@@ -41,12 +59,85 @@ pub struct LineFramer {
     pending: Vec<u8>,
     in_line: bool,
     runaway: bool,
+    /// Long lines go out in pieces instead of being cut.
+    stream: bool,
+    /// Stream mode: a piece of the current line went out and its end has not.
+    mid_stream: bool,
+    /// Lines sent in pieces since the last [`LineFramer::take_streamed_lines`].
+    streamed: u64,
 }
 
 impl LineFramer {
     /// `offset` is the file position of the first byte that will be pushed.
     pub fn new(offset: u64, max_line: usize) -> Self {
-        LineFramer { max_line: max_line.max(1), offset, line_start: offset, pending: Vec::new(), in_line: false, runaway: false }
+        LineFramer {
+            max_line: max_line.max(1),
+            offset,
+            line_start: offset,
+            pending: Vec::new(),
+            in_line: false,
+            runaway: false,
+            stream: false,
+            mid_stream: false,
+            streamed: 0,
+        }
+    }
+
+    /// How many lines went out in pieces (stream mode) since the last call.
+    pub fn take_streamed_lines(&mut self) -> u64 {
+        std::mem::take(&mut self.streamed)
+    }
+
+    /// Lines longer than the limit are emitted in pieces of `max_line` bytes as they are read,
+    /// instead of being cut (`oversized_records: split`).
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.stream = on;
+        self
+    }
+
+    /// Bytes of memory the framer holds for an unterminated line.
+    pub fn held_bytes(&self) -> usize {
+        self.pending.capacity()
+    }
+
+    /// Where the unterminated line being held starts (the offset itself when none is).
+    pub fn line_start(&self) -> u64 {
+        if self.in_line {
+            self.line_start
+        } else {
+            self.offset
+        }
+    }
+
+    /// Forgets the unterminated line being held and goes back to `to` (at most where that line
+    /// starts, at least where the last line emitted ended): the bytes are read again later,
+    /// from the file, which is the buffer.
+    pub fn release(&mut self, to: u64) {
+        debug_assert!(to <= self.line_start());
+        self.offset = to;
+        self.line_start = to;
+        self.pending = Vec::new();
+        self.in_line = false;
+        self.runaway = false;
+    }
+
+    /// For a line cut at `max_line` and still unterminated (not in stream mode): where it
+    /// starts and how far it was searched for its end. With them, [`LineFramer::resume_cut_line`]
+    /// takes the line up again after a [`LineFramer::release`] without searching it again.
+    pub fn cut_line(&self) -> Option<(u64, u64)> {
+        (self.in_line && self.runaway && !self.stream).then_some((self.line_start, self.offset))
+    }
+
+    /// Takes up again a line cut at `max_line` that starts at `line_start`, whose first bytes
+    /// are `prefix` (as read again from the file: `max_line` of them) and which has no `\n`
+    /// before `searched_to`; the next byte pushed is the one at `searched_to`.
+    pub fn resume_cut_line(&mut self, line_start: u64, prefix: &[u8], searched_to: u64) {
+        self.pending.clear();
+        self.pending.extend_from_slice(&prefix[..prefix.len().min(self.max_line)]);
+        self.in_line = true;
+        self.runaway = true;
+        self.line_start = line_start;
+        self.offset = searched_to;
     }
 
     /// Position after the last byte pushed.
@@ -60,6 +151,9 @@ impl LineFramer {
     }
 
     pub fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+        if self.stream {
+            return self.push_streaming(chunk, emit);
+        }
         let mut i = 0;
         while i < chunk.len() {
             match memchr::memchr(b'\n', &chunk[i..]) {
@@ -75,6 +169,7 @@ impl LineFramer {
                         self.append(&chunk[i..end]);
                         emit(Line { start: self.line_start, end: consumed_end, bytes: &self.pending, runaway: self.runaway });
                         self.pending.clear();
+                        shrink(&mut self.pending);
                         self.in_line = false;
                         self.runaway = false;
                     }
@@ -93,15 +188,55 @@ impl LineFramer {
         self.offset += chunk.len() as u64;
     }
 
+    /// Stream mode: a line goes out whole when it ends within `max_line` bytes, else in pieces
+    /// of exactly `max_line` bytes, each as soon as it is complete (a `\n` right after a full
+    /// piece joins it).
+    fn push_streaming(&mut self, chunk: &[u8], mut emit: impl FnMut(Line<'_>)) {
+        let mut i = 0;
+        while i < chunk.len() {
+            let room = self.max_line - self.pending.len();
+            let rest = &chunk[i..];
+            let start = if self.in_line { self.line_start } else { self.offset + i as u64 };
+            let take = match memchr::memchr(b'\n', rest) {
+                Some(p) if p <= room => p + 1,
+                _ if rest.len() <= room => {
+                    // not a whole piece yet: wait for more (a `\n` may still come within room)
+                    if !self.in_line {
+                        self.in_line = true;
+                        self.line_start = start;
+                    }
+                    self.pending.extend_from_slice(rest);
+                    break;
+                }
+                _ => room,
+            };
+            let end = self.offset + (i + take) as u64;
+            // take is 0 when the held bytes are a full piece and the next byte is not its `\n`
+            let ends_line = take > 0 && rest[take - 1] == b'\n';
+            if !ends_line && !self.mid_stream {
+                self.streamed += 1;
+            }
+            self.mid_stream = !ends_line;
+            if self.in_line {
+                self.pending.extend_from_slice(&rest[..take]);
+                emit(Line { start, end, bytes: &self.pending, runaway: false });
+                self.pending.clear();
+                shrink(&mut self.pending);
+                self.in_line = false;
+            } else {
+                emit(Line { start, end, bytes: &rest[..take], runaway: false });
+            }
+            i += take;
+        }
+        self.offset += chunk.len() as u64;
+    }
+
     fn append(&mut self, b: &[u8]) {
         let room = self.max_line.saturating_sub(self.pending.len());
         if b.len() > room {
             self.runaway = true;
         }
         self.pending.extend_from_slice(&b[..b.len().min(room)]);
-        if self.pending.capacity() > self.max_line.max(64 << 10) && self.pending.is_empty() {
-            self.pending.shrink_to(64 << 10);
-        }
     }
 
     /// Emits the unterminated tail as a last line (the file is complete or rotated away).
@@ -112,9 +247,7 @@ impl LineFramer {
             self.in_line = false;
             self.runaway = false;
         }
-        if self.pending.capacity() > 64 << 10 {
-            self.pending = Vec::new();
-        }
+        shrink(&mut self.pending);
     }
 }
 
@@ -202,6 +335,28 @@ impl RecordAssembler {
         self
     }
 
+    /// Bytes of memory the assembler holds for records waiting for more lines.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity() + self.container.as_ref().map_or(0, ContainerAssembler::held_bytes)
+    }
+
+    /// Where reading may start again if the record waiting for more lines is dropped: its start,
+    /// or `line_start` (the framer's) when none waits; `None` while container partial lines
+    /// wait (later lines of other streams were already sent: reading again would send them
+    /// twice).
+    pub fn release_point(&self, line_start: u64) -> Option<u64> {
+        if self.container.as_ref().is_some_and(ContainerAssembler::has_pending) {
+            return None;
+        }
+        Some(if self.has_buf { self.buf_start } else { line_start })
+    }
+
+    /// Drops the record waiting for more lines (see [`RecordAssembler::release_point`]).
+    pub fn release(&mut self) {
+        self.has_buf = false;
+        self.buf = Vec::new();
+    }
+
     /// True while a multi-line or aggregated record is waiting for more lines.
     pub fn has_pending(&self) -> bool {
         self.has_buf || self.container.as_ref().is_some_and(ContainerAssembler::has_pending)
@@ -261,6 +416,7 @@ impl RecordAssembler {
             self.has_buf = false;
             emit(Piece::Record(Record { start: self.buf_start, end: self.buf_end, bytes: &self.buf, runaway: self.buf_runaway }));
             self.buf.clear();
+            shrink(&mut self.buf);
         }
     }
 

@@ -57,14 +57,14 @@ enum Command {
         /// Print one table (rates over one interval) and exit.
         #[arg(long)]
         once: bool,
-        /// Seconds between readings.
-        #[arg(long, default_value_t = 1.0)]
-        interval: f64,
+        /// Seconds between readings (0.1 to 3600).
+        #[arg(long, default_value = "1", value_parser = interval_seconds)]
+        interval: std::time::Duration,
     },
     /// Print the native YAML equivalent of a Kinesis Agent agent.json.
     Migrate { path: PathBuf },
     /// List saved positions (flow, path, identity, offset, bytes behind, last update), or forget
-    /// some with --reset. Stop the agent before resetting: a running agent rewrites its positions.
+    /// some with --reset (refused while an agent runs on the database: it would write them back).
     Checkpoints {
         #[arg(short, long)]
         config: PathBuf,
@@ -78,6 +78,15 @@ enum Command {
         #[arg(long, requires = "reset")]
         yes: bool,
     },
+}
+
+/// `top --interval`: seconds, from 0.1 to an hour.
+fn interval_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&v) {
+        return Err(format!("{s} is not between 0.1 and 3600 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
 }
 
 /// The agent's own log on stderr: `RUST_LOG` if set, else `level` (the configuration's), else info.
@@ -107,8 +116,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { config, listen } => run(&config, listen),
-        Command::Top { url, once, interval } => match logferry::top::run(&url, std::time::Duration::from_secs_f64(interval.max(0.1)), once)
-        {
+        Command::Top { url, once, interval } => match logferry::top::run(&url, interval, once) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("logferry top: {e}");
@@ -161,13 +169,16 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     for n in cfg.start_notices() {
         tracing::info!("{n}");
     }
+    for w in logferry::discover::own_file_overlaps(&cfg) {
+        tracing::warn!("{w}");
+    }
     let ctx = chain_context(&cfg, true);
     let flows = cfg.flows.len();
     let http = cfg.http.clone();
     let cloudwatch_cfg = cfg.clone();
     let engine = Engine::new(cfg, ctx)?;
     if let Some(addr) = &http.listen {
-        let bound = logferry::endpoint::spawn(addr, engine.metrics(), http.unhealthy_after_secs * 1000)
+        let bound = logferry::endpoint::spawn(addr, engine.metrics(), http.unhealthy_after_secs.saturating_mul(1000))
             .with_context(|| format!("cannot listen on {addr} for /metrics and /health"))?;
         tracing::info!("serving /metrics, /health, /ready and /status on http://{bound}");
     }
@@ -176,16 +187,38 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     let stop = engine.stopper();
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    // the first SIGTERM or SIGINT stops gracefully (what was read is sent and acknowledged,
+    // up to shutdown_timeout_ms); a second stops at once, saying what was not acknowledged; if
+    // the engine does not end within a few seconds of that, or at a third, the process exits
     std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut stops = 0;
         for sig in signals.forever() {
             if sig == SIGHUP {
                 tracing::info!("SIGHUP: loading the configuration again");
                 let _ = stop.send(Event::Reload);
                 continue;
             }
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-            let _ = stop.send(Event::Stop(if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }));
-            break;
+            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            stops += 1;
+            match stops {
+                1 => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                    let _ = stop.send(Event::Stop(name));
+                }
+                2 => {
+                    tracing::warn!("{name} again: stopping at once");
+                    let _ = stop.send(Event::StopNow(name));
+                    let _ = std::thread::Builder::new().name("exit-timer".into()).spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        tracing::error!("the engine did not stop within 5 s of the second signal: exiting; what was not acknowledged is read again at the next start");
+                        std::process::exit(130);
+                    });
+                }
+                _ => {
+                    tracing::error!("{name} a third time: exiting now; what was not acknowledged is read again at the next start");
+                    std::process::exit(130);
+                }
+            }
         }
     })?;
     tracing::info!("logferry {} running {flows} flow{}", env!("CARGO_PKG_VERSION"), if flows == 1 { "" } else { "s" });
@@ -252,8 +285,9 @@ fn chain_context(cfg: &Config, keep_fresh: bool) -> ChainContext {
 
 fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) -> Result<ExitCode> {
     let Some(cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
-    let mut store = logferry::checkpoint::Store::open(&cfg.checkpoint_file)?;
     if let Some(flow) = reset {
+        // a running agent would write its positions back: resetting takes the agent's lock
+        let mut store = logferry::checkpoint::Store::open(&cfg.checkpoint_file)?;
         let rows: Vec<_> = store.rows(Some(flow))?.into_iter().filter(|r| file.is_none_or(|p| r.path == p)).collect();
         if rows.is_empty() {
             bail!(
@@ -283,6 +317,7 @@ fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) 
         println!("forgot {n} position{}", if n == 1 { "" } else { "s" });
         return Ok(ExitCode::SUCCESS);
     }
+    let store = logferry::checkpoint::Store::open_unlocked(&cfg.checkpoint_file)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<40} {:<50} {:<28} {:>14} {:>14} UPDATED", "FLOW", "PATH", "FILE ID", "OFFSET", "BEHIND")?;
     for r in store.rows(None)? {
@@ -319,6 +354,9 @@ fn check(path: &Path) -> Result<ExitCode> {
     }
     for n in cfg.start_notices() {
         writeln!(out, "note: {n}")?;
+    }
+    for w in logferry::discover::own_file_overlaps(&cfg) {
+        writeln!(out, "warning: {w}")?;
     }
     for f in &cfg.flows {
         describe_flow(&mut out, &cfg, f)?;

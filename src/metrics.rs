@@ -94,7 +94,10 @@ pub struct FlowMetrics {
     pub records_truncated: Counter,
     pub records_split: Counter,
     pub processing_errors: Counter,
+    pub processor_panics: Counter,
     pub consecutive_processing_errors: Gauge,
+    pub discovery_errors: Counter,
+    pub files_refused: Counter,
     pub record_send_attempts: Counter,
     pub records_sent: Counter,
     pub record_send_errors: Counter,
@@ -112,6 +115,8 @@ pub struct FlowMetrics {
     failing_since_ms: AtomicU64,
     last_error: Mutex<Option<(u64, String, String)>>,
     window: Mutex<CallWindow>,
+    /// Dead-lettered records by when (Unix ms), for the health check; pruned past a day.
+    dead_letters: Mutex<std::collections::VecDeque<(u64, u64)>>,
     /// Files with a per-file series and their bytes behind (series of files that went are removed).
     files: Mutex<Vec<(String, u64)>>,
 }
@@ -124,7 +129,10 @@ struct Families {
     truncated: Family<FlowLabels, Counter>,
     split: Family<FlowLabels, Counter>,
     processing: Family<FlowLabels, Counter>,
+    panics: Family<FlowLabels, Counter>,
     consecutive: Family<FlowLabels, Gauge>,
+    discovery: Family<FlowLabels, Counter>,
+    refused: Family<FlowLabels, Counter>,
     attempts: Family<FlowLabels, Counter>,
     sent: Family<FlowLabels, Counter>,
     send_errors: Family<FlowLabels, Counter>,
@@ -148,6 +156,17 @@ pub struct Metrics {
     pub open_files: Gauge,
     pub in_flight_bytes: Gauge,
     pub in_flight_budget_bytes: Gauge,
+    /// Bytes the tailed files' line and record buffers hold (counted against the budget).
+    pub line_buffer_bytes: Gauge,
+    pub checkpoint_commit_failures: Counter,
+    /// Connections to the HTTP endpoint closed at once because it had its most.
+    pub http_connections_refused: Counter,
+    /// Unix ms of the first failed checkpoint commit since the last one that succeeded; 0 while
+    /// they succeed.
+    checkpoint_failing_since_ms: AtomicU64,
+    checkpoint_last_error: Mutex<String>,
+    /// A flow that dead-letters this many records within the failing time is unhealthy.
+    unhealthy_dead_letters: AtomicU64,
     /// Unix ms of the engine's last pass.
     heartbeat_ms: AtomicU64,
     ready: AtomicBool,
@@ -188,7 +207,13 @@ impl Metrics {
             truncated: family!("records_truncated", "Records cut to the largest size the destination takes"),
             split: family!("records_split", "Records sent in pieces (oversized_records: split)"),
             processing: family!("processing_errors", "Records a processor could not convert (sent as they were or dropped)"),
+            panics: family!("processor_panics", "Records on which a processor failed by a bug (sent as they were read)"),
             consecutive: family!("consecutive_processing_errors", "Records in a row that failed conversion"),
+            discovery: family!(
+                "discovery_errors",
+                "Directories of the flow's patterns that could not be listed (permissions, descriptors)"
+            ),
+            refused: family!("files_refused", "Matching paths not tailed: symlinks the flow does not follow, the agent's own files"),
             attempts: family!("record_send_attempts", "Records put in a request, retries included"),
             sent: family!("records_sent", "Records the destination accepted"),
             send_errors: family!("record_send_errors", "Records the destination did not accept in an attempt"),
@@ -209,6 +234,16 @@ impl Metrics {
         registry.register("in_flight_bytes", "Bytes read and not yet acknowledged, against the budget", in_flight.clone());
         let budget = Gauge::default();
         registry.register("in_flight_budget_bytes", "The in-flight budget (max_bytes_in_flight)", budget.clone());
+        let line_buffers = Gauge::default();
+        registry.register("line_buffer_bytes", "Bytes held by the tailed files' line and record buffers", line_buffers.clone());
+        let commit_failures = Counter::default();
+        registry.register(
+            "checkpoint_commit_failures",
+            "Checkpoint commits that failed (positions kept in memory and retried)",
+            commit_failures.clone(),
+        );
+        let refused = Counter::default();
+        registry.register("http_connections_refused", "Connections to the endpoint closed at once: it had its most", refused.clone());
         let m = Metrics {
             registry,
             families,
@@ -216,6 +251,12 @@ impl Metrics {
             open_files,
             in_flight_bytes: in_flight,
             in_flight_budget_bytes: budget,
+            line_buffer_bytes: line_buffers,
+            checkpoint_commit_failures: commit_failures,
+            http_connections_refused: refused,
+            checkpoint_failing_since_ms: AtomicU64::new(0),
+            checkpoint_last_error: Mutex::new(String::new()),
+            unhealthy_dead_letters: AtomicU64::new(u64::MAX),
             heartbeat_ms: AtomicU64::new(now_ms()),
             ready: AtomicBool::new(false),
             started_ms: now_ms(),
@@ -252,7 +293,10 @@ impl Metrics {
             records_truncated: c(&f.truncated),
             records_split: c(&f.split),
             processing_errors: c(&f.processing),
+            processor_panics: c(&f.panics),
             consecutive_processing_errors: g(&f.consecutive),
+            discovery_errors: c(&f.discovery),
+            files_refused: c(&f.refused),
             record_send_attempts: c(&f.attempts),
             records_sent: c(&f.sent),
             record_send_errors: c(&f.send_errors),
@@ -269,6 +313,7 @@ impl Metrics {
             failing_since_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             window: Mutex::new(CallWindow::default()),
+            dead_letters: Mutex::new(Default::default()),
             files: Mutex::new(Vec::new()),
         });
         if let Ok(mut flows) = self.flows.write() {
@@ -293,6 +338,9 @@ impl Metrics {
             &f.truncated,
             &f.split,
             &f.processing,
+            &f.panics,
+            &f.discovery,
+            &f.refused,
             &f.attempts,
             &f.sent,
             &f.send_errors,
@@ -324,6 +372,25 @@ impl Metrics {
         self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// A flow is unhealthy once it dead-letters `n` records within the failing time.
+    pub fn set_unhealthy_dead_letters(&self, n: u64) {
+        self.unhealthy_dead_letters.store(n, Ordering::Relaxed);
+    }
+
+    /// A checkpoint commit failed with `error`.
+    pub fn checkpoint_commit_failed(&self, error: &str) {
+        self.checkpoint_commit_failures.inc();
+        let _ = self.checkpoint_failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        if let Ok(mut e) = self.checkpoint_last_error.lock() {
+            *e = error.chars().take(300).collect();
+        }
+    }
+
+    /// A checkpoint commit succeeded.
+    pub fn checkpoint_committed(&self) {
+        self.checkpoint_failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }
@@ -336,8 +403,9 @@ impl Metrics {
         now_ms().saturating_sub(self.started_ms)
     }
 
-    /// What is wrong, if anything: the engine has not made a pass for `wedged_after_ms`, or a
-    /// sink has failed (other than by throttling) for `failing_after_ms` without a success.
+    /// What is wrong, if anything: the engine has not made a pass for `wedged_after_ms`; a sink
+    /// has failed (other than by throttling) for `failing_after_ms` without a success; the
+    /// checkpoints have not been saved for `failing_after_ms`.
     pub fn health_problems(&self, wedged_after_ms: u64, failing_after_ms: u64) -> Vec<String> {
         let now = now_ms();
         let mut out = Vec::new();
@@ -345,7 +413,24 @@ impl Metrics {
         if now.saturating_sub(beat) > wedged_after_ms {
             out.push(format!("the tailing engine has not made progress for {} s", (now - beat) / 1000));
         }
+        let since = self.checkpoint_failing_since_ms.load(Ordering::Relaxed);
+        if since > 0 && now.saturating_sub(since) >= failing_after_ms {
+            let e = self.checkpoint_last_error.lock().map(|e| e.clone()).unwrap_or_default();
+            out.push(format!(
+                "checkpoints have not been saved for {} s (a restart would send again what was shipped since): {e}",
+                (now - since) / 1000
+            ));
+        }
+        let dead_letter_limit = self.unhealthy_dead_letters.load(Ordering::Relaxed);
         for f in self.flows() {
+            let recent = f.dead_letters_since(now.saturating_sub(failing_after_ms));
+            if recent >= dead_letter_limit {
+                out.push(format!(
+                    "flow {}: {recent} records were rejected as invalid and dead-lettered in the last {} s (the limit is {dead_letter_limit}): the records or the stream need a look",
+                    f.id,
+                    failing_after_ms / 1000
+                ));
+            }
             let since = f.failing_since_ms.load(Ordering::Relaxed);
             if since > 0 && now.saturating_sub(since) >= failing_after_ms {
                 let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
@@ -394,6 +479,30 @@ impl FlowMetrics {
         if !is_throttling(code) && !crate::aws::is_invalid_record(code) {
             let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
+    }
+
+    /// `n` records were dead-lettered now.
+    pub fn note_dead_letters(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.records_dead_lettered.inc_by(n);
+        let now = now_ms();
+        if let Ok(mut d) = self.dead_letters.lock() {
+            while d.front().is_some_and(|(t, _)| now.saturating_sub(*t) > 86_400_000) {
+                d.pop_front();
+            }
+            match d.back_mut() {
+                // one entry per second is enough to judge a window
+                Some((t, m)) if now.saturating_sub(*t) < 1000 => *m += n,
+                _ => d.push_back((now, n)),
+            }
+        }
+    }
+
+    /// Records dead-lettered since `since_ms` (Unix ms).
+    pub fn dead_letters_since(&self, since_ms: u64) -> u64 {
+        self.dead_letters.lock().map(|d| d.iter().filter(|(t, _)| *t >= since_ms).map(|(_, n)| n).sum()).unwrap_or(0)
     }
 
     /// The last error: when (Unix ms), its code and message.

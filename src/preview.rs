@@ -53,7 +53,7 @@ pub fn preview_file(
                 summary.dropped += 1;
                 return;
             }
-            Outcome::FellBack => summary.processing_errors += 1,
+            Outcome::FellBack | Outcome::Panicked => summary.processing_errors += 1,
             Outcome::Emitted => {}
         }
         if truncate_record(&mut converted, flow.max_record_bytes, &flow.truncated_record_terminator) {

@@ -7,6 +7,10 @@
 //! with backoff and never acknowledged, so the data waits in the log files; batches already
 //! waiting are written together under one `fsync`. Each record is written
 //! as its bytes, plus a `\n` when it does not end with one, so the output stays line-oriented.
+//! The `file` sink follows its path: when the output was renamed or deleted (logrotate), the
+//! next group goes to a new file at the path, created with the sink's mode (0640 by default).
+//! It assumes it is the output's only writer (the configuration gives each file sink its own
+//! file): a failed group is cut off before it is written again.
 
 use crate::metrics::{Call, FlowMetrics};
 use std::io::Write;
@@ -101,8 +105,18 @@ pub struct Delivered {
 }
 
 pub enum LocalSink {
-    File(PathBuf),
+    /// A file, created with this mode.
+    File(PathBuf, u32),
     Stdout,
+}
+
+/// Whether `file` is still what `path` names (not renamed away or deleted by a rotation).
+fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 fn write_records(w: &mut impl Write, batch: &Batch) -> std::io::Result<()> {
@@ -149,12 +163,18 @@ pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<FlowMetrics>, batche
                     let mut out = std::io::stdout().lock();
                     group.iter().try_for_each(|b| write_records(&mut out, b)).and_then(|()| out.flush())
                 }
-                LocalSink::File(path) => (|| {
+                LocalSink::File(path, mode) => (|| {
+                    // rotated away: the records go to the file now at the path
+                    if file.as_ref().is_some_and(|f| !still_at(f, path)) {
+                        file = None;
+                    }
                     if file.is_none() {
+                        use std::os::unix::fs::OpenOptionsExt;
                         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                             std::fs::create_dir_all(dir)?;
                         }
-                        file = Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?);
+                        file = Some(std::fs::OpenOptions::new().create(true).append(true).mode(*mode).open(path)?);
+                        group_start = None;
                     }
                     // each batch is one contiguous buffer: written as it is, no copy
                     let f = file.as_mut().expect("opened above");
@@ -171,14 +191,14 @@ pub fn run_local(sink: LocalSink, flow: usize, metrics: Arc<FlowMetrics>, batche
                 Err(e) => {
                     // what this attempt wrote is cut off, so the retry does not write it twice;
                     // if even that fails, a partial write may repeat: at-least-once, never lost
-                    file = None;
-                    if let (LocalSink::File(path), Some(len)) = (&sink, group_start) {
-                        let _ = std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(len));
+                    // (through the descriptor written to: the path may name another file by now)
+                    if let (Some(f), Some(len)) = (file.take(), group_start) {
+                        let _ = f.set_len(len);
                     }
                     fm.record_error("WriteFailed", &e.to_string(), 1);
                     if failures == 0 || failures.is_power_of_two() {
                         let target = match &sink {
-                            LocalSink::File(p) => p.display().to_string(),
+                            LocalSink::File(p, _) => p.display().to_string(),
                             LocalSink::Stdout => "stdout".into(),
                         };
                         tracing::error!(flow = %flow_id, "cannot write to {target}: {e}; retrying (attempt {}), the records wait in the log files", failures + 1);

@@ -341,6 +341,11 @@ fn migrated_native_yaml_sends_the_same_records() {
         assert_eq!(m.code, 0, "{}", m.stderr);
         assert!(m.stdout.contains("id: fh:s:/var/log/a.log"), "flow ids are kept: {}", m.stdout);
         assert!(m.stdout.contains("region: us-east-1"), "the us-east-1 default is made explicit: {}", m.stdout);
+        assert!(
+            m.stdout.contains("shutdown_timeout_ms: 10000") && !m.stdout.contains("serde_json"),
+            "numbers are YAML numbers: {}",
+            m.stdout
+        );
         let yaml = write(d.path(), &format!("c{i}/native.yaml"), &m.stdout);
         let a = logferry(&["preview", "--config", cfg.to_str().unwrap(), input.to_str().unwrap()]);
         let b = logferry(&["preview", "--config", yaml.to_str().unwrap(), input.to_str().unwrap()]);

@@ -430,3 +430,64 @@ fn over_tls_an_unknown_authority_is_refused_with_the_reason_and_a_trusted_one_ge
     assert!(g.throttled_records > 0, "the endpoint throttled records");
     assert_exactly_once(&expected, &g.accepted);
 }
+
+#[test]
+fn the_dead_letter_file_is_rotated_at_its_cap_and_a_flow_dead_lettering_many_records_is_unhealthy() {
+    let (endpoint, seen) = faulty(Service::Firehose);
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "d");
+    let padding = "p".repeat(600);
+    let mut poisoned = 0;
+    for k in 0..400 {
+        w.write(5);
+        append_line(&path, &format!("{POISON} number {k} {padding}"));
+        poisoned += 1;
+    }
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\nhttp: {{listen: '127.0.0.1:0', unhealthy_after_secs: 60, unhealthy_dead_letters: 50}}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 20, max_age_ms: 200}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: '{endpoint}', max_in_flight_requests: 4, dead_letter_max_bytes: 65536}}\n",
+            d.path().join("checkpoints.db").display(),
+            path.display()
+        ),
+    )
+    .unwrap();
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    let base = endpoint_in(&err);
+    wait_accepted(&seen, w.written.len());
+    let (status, body) = http::get(&base, "/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("flow faults") && body.contains("dead-lettered"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric_sum(&base, "logferry_records_dead_lettered_total") < poisoned as f64 {
+        assert!(Instant::now() < deadline, "{} of {poisoned} dead-lettered", metric_sum(&base, "logferry_records_dead_lettered_total"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    assert_exactly_once(&w.written, &seen.lock().unwrap().accepted);
+    let dead_letter = d.path().join("dead-letter/faults.jsonl");
+    let rotated = d.path().join("dead-letter/faults.jsonl.1");
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("reached its cap of 65536 bytes"), "{log}");
+    // one write holds at most one batch's letters (20 records of about 900 bytes)
+    for f in [&dead_letter, &rotated] {
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(len <= 65536 + 20 * 1024, "{} is {len} bytes", f.display());
+    }
+    // the newest letters are kept, whole lines each
+    let last: Vec<serde_json::Value> =
+        std::fs::read_to_string(&dead_letter).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        last.iter().any(|e| e["record"].as_str().unwrap().starts_with(&format!("{POISON} number 399 "))),
+        "the last letter is in the current file"
+    );
+}
+
+fn append_line(path: &std::path::Path, line: &str) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()).unwrap();
+}

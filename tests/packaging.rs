@@ -44,6 +44,42 @@ fn the_systemd_units_verify_and_expose_at_most_2() {
     }
 }
 
+/// A unit setting in seconds (`5s`, `300`, `5min`), or systemd's default when absent.
+fn unit_seconds(unit: &str, key: &str, default: f64) -> f64 {
+    let Some(v) = unit.lines().rev().find_map(|l| l.trim().strip_prefix(key).and_then(|r| r.strip_prefix('='))) else { return default };
+    let v = v.trim();
+    let (num, scale) = if let Some(n) = v.strip_suffix("min") {
+        (n, 60.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (v, 1.0)
+    };
+    num.trim().parse::<f64>().unwrap_or_else(|_| panic!("{key}={v}")) * scale
+}
+
+#[test]
+fn a_crash_loop_ends_as_a_failed_unit_instead_of_restarting_for_ever() {
+    for name in ["logferry.service", "logferry-kinesis-agent.service"] {
+        let unit = std::fs::read_to_string(root().join("systemd").join(name)).unwrap();
+        assert!(unit.lines().any(|l| l.trim() == "Restart=on-failure"), "{name}");
+        // systemd's defaults: DefaultStartLimitIntervalSec=10s, DefaultStartLimitBurst=5
+        let interval = unit_seconds(&unit, "StartLimitIntervalSec", 10.0);
+        let burst = unit_seconds(&unit, "StartLimitBurst", 5.0);
+        let restart = unit_seconds(&unit, "RestartSec", 0.1);
+        // an agent that fails at once (a bad configuration) is started again every RestartSec:
+        // `burst` starts must fall within the interval for systemd to give up on it
+        let starts_take = (burst - 1.0) * restart;
+        assert!(
+            starts_take < interval,
+            "{name}: {burst} starts take {starts_take} s, more than StartLimitIntervalSec={interval}: a crash loop never becomes a failed unit"
+        );
+        let section =
+            |s: &str| unit.split(&format!("[{s}]")).nth(1).unwrap_or_default().split("\n[").next().unwrap_or_default().to_string();
+        assert!(section("Unit").contains("StartLimitIntervalSec"), "{name}: the start limit belongs in [Unit]");
+    }
+}
+
 #[test]
 fn under_systemd_the_agent_says_ready_then_pings_the_watchdog_and_says_stopping() {
     let d = tempfile::tempdir().unwrap();
@@ -187,9 +223,24 @@ fn the_kubernetes_manifests_validate_strictly_and_their_config_checks() {
     let out = Command::new(venv("kubernetes-validate")).arg("--strict").args(&manifests).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let daemonset = std::fs::read_to_string(dir.join("daemonset.yaml")).unwrap();
-    for needed in ["path: /health", "path: /ready", "priorityClassName", "tolerations", "readOnly: true", "/var/lib/logferry", "limits"] {
+    for needed in ["priorityClassName", "tolerations", "readOnly: true", "/var/lib/logferry", "limits"] {
         assert!(daemonset.contains(needed), "the DaemonSet has {needed}");
     }
+    let ds: serde_yaml_ng::Value = serde_yaml_ng::from_str(&daemonset).unwrap();
+    let c = &ds["spec"]["template"]["spec"]["containers"][0];
+    // an AWS outage must not restart the pod (liveness on the engine only); readiness shows it
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/live"));
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/health"));
+    // the endpoint listens on the pod's IP, and a NetworkPolicy limits who reaches it
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    assert!(args.windows(2).any(|w| w == ["--listen", "$(POD_IP):9464"]), "{args:?}");
+    let pod_ip = c["env"].as_sequence().unwrap().iter().find(|e| e["name"].as_str() == Some("POD_IP")).expect("POD_IP in the env");
+    assert_eq!(pod_ip["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("status.podIP"));
+    let np: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("networkpolicy.yaml")).unwrap()).unwrap();
+    assert_eq!(np["kind"].as_str(), Some("NetworkPolicy"));
+    assert_eq!(np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(), Some("logferry"));
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"].as_u64(), Some(9464));
+    assert!(!std::fs::read_to_string(dir.join("configmap.yaml")).unwrap().contains("0.0.0.0"), "no endpoint on every interface");
     // the configuration in the ConfigMap is valid
     let cm: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("configmap.yaml")).unwrap()).unwrap();
     let d = tempfile::tempdir().unwrap();

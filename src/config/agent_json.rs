@@ -103,14 +103,13 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
 }
 
 fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
-    const I: i64 = i64::MAX;
     if top.has("userDefinedCredentialsProvider.classname") || top.has("userDefinedCredentialsProvider.location") {
         ctx.error(
             "userDefinedCredentialsProvider.classname",
             "a Java credentials provider class cannot be loaded by logferry; remove it and use the default chain (environment, profile, web identity, container, instance profile), awsAccessKeyId/awsSecretAccessKey or assumeRoleARN",
         );
     }
-    let explicit_checkpoint = top.str(ctx, "checkpointFile").filter(|s| !s.is_empty()).map(PathBuf::from);
+    let explicit_checkpoint = top.nonempty_str(ctx, "checkpointFile").map(PathBuf::from);
     let checkpoint_file = explicit_checkpoint.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE));
     let access_key_id = top.str(ctx, "awsAccessKeyId").filter(|s| !s.is_empty());
     let secret = top.str(ctx, "awsSecretAccessKey").filter(|s| !s.is_empty()).map(Secret);
@@ -125,22 +124,22 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             (None, None)
         }
     };
-    top.int(ctx, "maxSendingThreads", 2, 1, I);
+    top.int(ctx, "maxSendingThreads", 2, 1, 1024);
     Config {
         path: path.to_path_buf(),
         format: ConfigFormat::KinesisAgent,
         checkpoint_file,
         checkpoint_ttl_days: top.int(ctx, "checkpointTimeToLiveDays", 7, 1, 36500) as u32,
-        shutdown_timeout_ms: top.int(ctx, "shutdownTimeoutMillis", 10_000, 0, I) as u64,
-        status_period_secs: top.int(ctx, "log.statusReportingPeriodSeconds", 30, 1, I) as u64,
+        shutdown_timeout_ms: top.int(ctx, "shutdownTimeoutMillis", 10_000, 0, HOUR_MS) as u64,
+        status_period_secs: top.int(ctx, "log.statusReportingPeriodSeconds", 30, 1, DAY_SECS) as u64,
         cloudwatch: CloudWatch {
             emit_metrics: top.bool(ctx, "cloudwatch.emitMetrics", true),
             endpoint: top.str(ctx, "cloudwatch.endpoint").filter(|s| !s.is_empty()),
             region: None,
             namespace: top.str(ctx, "cloudwatch.namespace").filter(|s| !s.is_empty()).unwrap_or_else(|| "AWSKinesisAgent".into()),
             tag_instance: top.bool(ctx, "cloudwatch.tagInstance", false),
-            buffer_time_ms: top.int(ctx, "cloudwatch.metricsBufferTimeMillis", 30_000, 1, I) as u64,
-            queue_size: top.int(ctx, "cloudwatch.metricsQueueSize", 10_000, 1, I) as u64,
+            buffer_time_ms: top.int(ctx, "cloudwatch.metricsBufferTimeMillis", 30_000, 1, DAY_MS) as u64,
+            queue_size: top.int(ctx, "cloudwatch.metricsQueueSize", 10_000, 1, 10_000_000) as u64,
         },
         http: HttpSettings::default(),
         log_level: top.enumeration(
@@ -162,12 +161,13 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
             assume_role_arn: top.str(ctx, "assumeRoleARN").filter(|s| !s.is_empty()),
             assume_role_external_id: top.str(ctx, "assumeRoleExternalId").filter(|s| !s.is_empty()),
             sts_endpoint: top.str(ctx, "sts.endpoint").filter(|s| !s.is_empty()),
+            allow_plain_http_sts: top.bool(ctx, "sts.allowPlainHttp", false),
             kinesis_endpoint: top.str(ctx, "kinesis.endpoint").filter(|s| !s.is_empty()),
             kinesis_region: top.str(ctx, "kinesis.region").filter(|s| !s.is_empty()),
             firehose_endpoint: top.str(ctx, "firehose.endpoint").filter(|s| !s.is_empty()),
-            connection_timeout_ms: top.int(ctx, "connectionTimeoutMillis", 10_000, 1, I) as u64,
-            socket_timeout_ms: top.int(ctx, "socketTimeoutMillis", 50_000, 1, I) as u64,
-            max_connections: top.get("maxConnections").map(|_| top.int(ctx, "maxConnections", 50, 1, I) as u64),
+            connection_timeout_ms: top.int(ctx, "connectionTimeoutMillis", 10_000, 1, DAY_MS) as u64,
+            socket_timeout_ms: top.int(ctx, "socketTimeoutMillis", 50_000, 1, DAY_MS) as u64,
+            max_connections: top.get("maxConnections").map(|_| top.int(ctx, "maxConnections", 50, 1, 100_000) as u64),
             user_agent: top.str(ctx, "userAgent"),
             user_agent_override: top.str(ctx, "userAgentOverride"),
         },
@@ -289,6 +289,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         id: format!("{id_prefix}:{}", pattern.clone().unwrap_or_default()),
         sources: pattern.iter().map(|p| Source { include: p.clone(), exclude: Vec::new() }).collect(),
         path_rules: PathRules::KinesisAgent,
+        symlinks: SymlinkPolicy::SameOwner,
         initial_position: o.enumeration(
             ctx,
             "initialPosition",
@@ -308,11 +309,11 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
             max_bytes: o.int(ctx, "maxBufferSizeBytes", default_max_bytes, 1, default_max_bytes) as u64,
             max_records: o.int(ctx, "maxBufferSizeRecords", 500, 1, 500) as u64,
         },
-        retry_initial_backoff_ms: o.int(ctx, "retryInitialBackoffMillis", 100, 1, I) as u64,
-        retry_max_backoff_ms: o.int(ctx, "retryMaxBackoffMillis", 10_000, 1, I) as u64,
-        publish_queue_capacity: o.int(ctx, "publishQueueCapacity", 100, 1, I) as u64,
-        min_time_between_file_polls_ms: o.int(ctx, "minTimeBetweenFilePollsMillis", 100, 1, I) as u64,
-        max_time_between_file_tracker_refresh_ms: o.int(ctx, "maxTimeBetweenFileTrackerRefreshMillis", 10_000, 1, I) as u64,
+        retry_initial_backoff_ms: o.int(ctx, "retryInitialBackoffMillis", 100, 1, DAY_MS) as u64,
+        retry_max_backoff_ms: o.int(ctx, "retryMaxBackoffMillis", 10_000, 1, DAY_MS) as u64,
+        publish_queue_capacity: o.int(ctx, "publishQueueCapacity", 100, 1, 10_000_000) as u64,
+        min_time_between_file_polls_ms: o.int(ctx, "minTimeBetweenFilePollsMillis", 100, 1, DAY_MS) as u64,
+        max_time_between_file_tracker_refresh_ms: o.int(ctx, "maxTimeBetweenFileTrackerRefreshMillis", 10_000, 1, DAY_MS) as u64,
         file_footer_pattern: o
             .str(ctx, "fileFooterPattern")
             .filter(|s| !s.is_empty())
@@ -471,7 +472,7 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
                     ctx.error(&o.key_path("logFormat"), format!("{f:?} is not one of {}", LogFormat::NAMES.join(", ")));
                 }
             }
-            let ttl_secs = o.int(ctx, "metadataTTL", 3600, 1, i64::MAX) as u64;
+            let ttl_secs = o.int(ctx, "metadataTTL", 3600, 1, YEAR_SECS) as u64;
             let tags = o.bool(ctx, "tags", true);
             Some(ProcessorSpec::AddEc2Metadata { ttl_secs, tags, layout: layout(ctx) })
         }

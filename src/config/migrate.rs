@@ -122,6 +122,9 @@ pub fn to_native_yaml(cfg: &Config) -> String {
             aws.insert(k.into(), v.clone().into());
         }
     }
+    if cfg.aws.allow_plain_http_sts {
+        aws.insert("allow_plain_http_sts".into(), true.into());
+    }
     aws.insert("connect_timeout_ms".into(), cfg.aws.connection_timeout_ms.into());
     aws.insert("read_timeout_ms".into(), cfg.aws.socket_timeout_ms.into());
     root.insert("aws".into(), Value::Object(aws));
@@ -131,7 +134,7 @@ pub fn to_native_yaml(cfg: &Config) -> String {
     if cfg.aws.secret_access_key.is_some() {
         out.push_str("# This file holds the static AWS secret key from agent.json: keep it readable by the agent's user only.\n");
     }
-    out.push_str(&serde_yaml_ng::to_string(&Value::Object(root)).unwrap_or_default());
+    out.push_str(&serde_yaml_ng::to_string(&to_yaml(Value::Object(root))).unwrap_or_default());
     out
 }
 
@@ -223,9 +226,12 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
                 sink.insert("max_request_bytes".into(), limits.request_bytes.into());
             }
         }
-        Destination::File { path } => {
+        Destination::File { path, mode } => {
             sink.insert("type".into(), "file".into());
             sink.insert("path".into(), path.display().to_string().into());
+            if *mode != crate::config::DEFAULT_FILE_MODE {
+                sink.insert("mode".into(), format!("{mode:04o}").into());
+            }
         }
         Destination::Stdout => {
             sink.insert("type".into(), "stdout".into());
@@ -243,7 +249,32 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
         if let Some(p) = &aws.dead_letter_file {
             sink.insert("dead_letter_file".into(), p.display().to_string().into());
         }
+        if aws.dead_letter_max_bytes != crate::config::DEFAULT_DEAD_LETTER_MAX_BYTES {
+            sink.insert("dead_letter_max_bytes".into(), aws.dead_letter_max_bytes.into());
+        }
     }
     m.insert("sink".into(), Value::Object(sink));
     Value::Object(m)
+}
+
+/// The YAML form of a JSON value. Numbers are converted here: with serde_json's
+/// `arbitrary_precision` a `Number` serializes as a private map, not as a YAML number.
+fn to_yaml(v: Value) -> serde_yaml_ng::Value {
+    use serde_yaml_ng::Value as Y;
+    match v {
+        Value::Null => Y::Null,
+        Value::Bool(b) => Y::Bool(b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Y::Number(i.into())
+            } else if let Some(u) = n.as_u64() {
+                Y::Number(u.into())
+            } else {
+                Y::Number(n.as_f64().unwrap_or_default().into())
+            }
+        }
+        Value::String(s) => Y::String(s),
+        Value::Array(a) => Y::Sequence(a.into_iter().map(to_yaml).collect()),
+        Value::Object(m) => Y::Mapping(m.into_iter().map(|(k, v)| (Y::String(k), to_yaml(v))).collect()),
+    }
 }

@@ -26,6 +26,16 @@ pub const KINESIS_AGENT_CHECKPOINT_FILE: &str = "/var/run/aws-kinesis-agent/chec
 pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 8 << 20;
 pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 pub const DEFAULT_IDLE_CLOSE_MS: u64 = 60_000;
+/// The default cap of a flow's dead-letter file.
+pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 100 << 20;
+/// Upper bounds of durations in configurations: far past any sensible value, well within what
+/// the clocks and timers hold.
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 86_400_000;
+pub const DAY_SECS: i64 = 86_400;
+pub const YEAR_SECS: i64 = 365 * 86_400;
+/// What a file sink's output is created with: the owner writes, its group reads.
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
 
 /// Firehose's largest record (PutRecordBatch).
 pub const FIREHOSE_MAX_RECORD: usize = 1_024_000;
@@ -92,13 +102,16 @@ pub struct CloudWatch {
 pub struct HttpSettings {
     /// Address to listen on; off when unset (agent.json: only with `logferry run --listen`).
     pub listen: Option<String>,
-    /// `/health` fails when a sink has failed (throttling aside) for longer than this.
+    /// `/health` fails when a sink has failed (throttling aside), or the checkpoints could not
+    /// be saved, for longer than this.
     pub unhealthy_after_secs: u64,
+    /// `/health` fails when a flow dead-letters this many records within `unhealthy_after_secs`.
+    pub unhealthy_dead_letters: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { listen: None, unhealthy_after_secs: 300 }
+        HttpSettings { listen: None, unhealthy_after_secs: 300, unhealthy_dead_letters: 1000 }
     }
 }
 
@@ -120,6 +133,9 @@ pub struct AwsSettings {
     pub assume_role_arn: Option<String>,
     pub assume_role_external_id: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// A plain `http://` STS endpoint off the host is refused (temporary credentials would travel
+    /// in clear) unless this says it is meant.
+    pub allow_plain_http_sts: bool,
     pub kinesis_endpoint: Option<String>,
     pub kinesis_region: Option<String>,
     pub firehose_endpoint: Option<String>,
@@ -143,6 +159,21 @@ pub enum PathRules {
     KinesisAgent,
     /// Globs in any component; excludes apply.
     Native,
+}
+
+/// Which symlinks a flow follows where its globs match one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SymlinkPolicy {
+    /// A link that belongs to root or to the owner of its target (the default): a user who can
+    /// write into a watched directory cannot have the agent read a file of someone else's.
+    #[default]
+    SameOwner,
+    /// Every link (`follow_symlinks: true`).
+    All,
+    /// None (`follow_symlinks: false`).
+    Never,
+    /// Links whose target lies under one of these directories (`follow_symlinks: [dir, ...]`).
+    Under(Vec<PathBuf>),
 }
 
 /// A set of files to tail.
@@ -184,7 +215,7 @@ impl Compression {
 }
 
 /// Per-sink AWS overrides (native format); agent.json sinks inherit the global settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsTarget {
     /// Requests sent at once for this flow (1 keeps the order of each file's records).
     pub in_flight_requests: usize,
@@ -196,6 +227,23 @@ pub struct AwsTarget {
     /// Where records the service rejects for good are written; by default
     /// `dead-letter/<flow>.jsonl` beside the checkpoint database.
     pub dead_letter_file: Option<PathBuf>,
+    /// The dead-letter file is rotated (to `<file>.1`) once it would grow past this.
+    pub dead_letter_max_bytes: u64,
+}
+
+impl Default for AwsTarget {
+    fn default() -> Self {
+        AwsTarget {
+            in_flight_requests: 1,
+            region: None,
+            endpoint: None,
+            role_arn: None,
+            external_id: None,
+            compression: Compression::None,
+            dead_letter_file: None,
+            dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
+        }
+    }
 }
 
 /// PutRecords limits of a stream: 1 MiB records and 5 MiB requests unless the stream's limits
@@ -233,6 +281,8 @@ pub enum Destination {
     },
     File {
         path: PathBuf,
+        /// The permissions the output is created with (0640 unless `mode` says otherwise).
+        mode: u32,
     },
     Stdout,
 }
@@ -252,7 +302,7 @@ impl Destination {
         match self {
             Destination::Firehose { stream, .. } => format!("DeliveryStream:{stream}"),
             Destination::Kinesis { stream, .. } => format!("KinesisStream:{stream}"),
-            Destination::File { path } => format!("File:{}", path.display()),
+            Destination::File { path, .. } => format!("File:{}", path.display()),
             Destination::Stdout => "Stdout".into(),
         }
     }
@@ -309,6 +359,7 @@ pub struct Flow {
     pub id: String,
     pub sources: Vec<Source>,
     pub path_rules: PathRules,
+    pub symlinks: SymlinkPolicy,
     pub destination: Destination,
     pub initial_position: InitialPosition,
     pub skip_header_lines: u64,
@@ -336,11 +387,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let reason = format!("cannot read the configuration: {e}");
         ConfigErrors::new(vec![ConfigError { file: path.to_path_buf(), key: String::new(), reason }], Vec::new())
     })?;
-    if is_yaml_path(path) {
-        native::load(path, &text)
-    } else {
-        agent_json::load(path, &text)
+    let mut cfg = if is_yaml_path(path) { native::load(path, &text) } else { agent_json::load(path, &text) }?;
+    let (warnings, errors) = cfg.plain_http_findings();
+    cfg.warnings.extend(warnings);
+    if !errors.is_empty() {
+        let errors = errors.into_iter().map(|(key, reason)| ConfigError { file: path.to_path_buf(), key, reason }).collect();
+        return Err(ConfigErrors::new(errors, cfg.warnings));
     }
+    Ok(cfg)
+}
+
+/// Whether an endpoint is plain HTTP to another host (traffic leaving the host unencrypted).
+fn plain_http_off_host(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.get(..7).filter(|s| s.eq_ignore_ascii_case("http://")).map(|_| &endpoint[7..]) else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 pub fn is_yaml_path(path: &Path) -> bool {
@@ -348,6 +417,54 @@ pub fn is_yaml_path(path: &Path) -> bool {
 }
 
 impl Config {
+    /// Plain `http://` endpoints to other hosts: warnings (records in clear), and errors for
+    /// STS unless allowed (temporary credentials in clear). Loopback endpoints are quiet: the
+    /// traffic does not leave the host.
+    fn plain_http_findings(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let native = self.format == ConfigFormat::Native;
+        let mut endpoints: Vec<(String, &str)> = Vec::new();
+        // agent.json's global endpoints (the native format has only the sinks' own)
+        for (key, e) in [
+            ("firehose.endpoint", &self.aws.firehose_endpoint),
+            ("kinesis.endpoint", &self.aws.kinesis_endpoint),
+            ("cloudwatch.endpoint", &self.cloudwatch.endpoint),
+        ] {
+            endpoints.extend(e.as_deref().map(|e| (key.to_string(), e)));
+        }
+        for (i, f) in self.flows.iter().enumerate() {
+            if let Some(e) = f.destination.aws().and_then(|a| a.endpoint.as_deref()) {
+                endpoints.push((format!("flows[{i}].sink.endpoint"), e));
+            }
+        }
+        let mut warnings: Vec<String> = endpoints
+            .iter()
+            .filter(|(_, e)| plain_http_off_host(e))
+            .map(|(k, e)| {
+                format!(
+                    "{}: `{k}`: {e} is plain HTTP to another host: records and request signatures travel unencrypted; use https://",
+                    self.path.display()
+                )
+            })
+            .collect();
+        let mut errors = Vec::new();
+        if let Some(e) = self.aws.sts_endpoint.as_deref().filter(|e| plain_http_off_host(e)) {
+            let (key, allow) = if native {
+                ("aws.sts_endpoint", "aws.allow_plain_http_sts: true")
+            } else {
+                ("sts.endpoint", "\"sts.allowPlainHttp\": true")
+            };
+            if self.aws.allow_plain_http_sts {
+                warnings.push(format!(
+                    "{}: `{key}`: {e} is plain HTTP to another host ({allow}): the temporary credentials STS hands out travel in clear",
+                    self.path.display()
+                ));
+            } else {
+                errors.push((key.to_string(), format!("{e} is plain HTTP to another host: the temporary credentials STS hands out would travel in clear; use https://, or set {allow} if that is meant")));
+            }
+        }
+        (warnings, errors)
+    }
+
     /// One-line notes about defaults that surprise, logged at start.
     pub fn start_notices(&self) -> Vec<String> {
         let mut out = Vec::new();

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut ctx = Ctx::new(path, Scalars::Plain);
-    let root = match serde_yaml_ng::from_str::<Value>(text) {
+    let root = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).map(|v| yaml_to_json(&mut ctx, "", v)) {
         Ok(Value::Object(m)) => m,
         Ok(other) => {
             ctx.error("", format!("the top level must be a mapping, found {}", kind(&other)));
@@ -35,8 +35,8 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             region: c.str(&mut ctx, "region"),
             namespace: c.str(&mut ctx, "namespace").unwrap_or_else(|| "logferry".into()),
             tag_instance: c.bool(&mut ctx, "tag_instance", false),
-            buffer_time_ms: c.int(&mut ctx, "buffer_time_ms", 30_000, 1, I) as u64,
-            queue_size: c.int(&mut ctx, "queue_size", 10_000, 1, I) as u64,
+            buffer_time_ms: c.int(&mut ctx, "buffer_time_ms", 30_000, 1, DAY_MS) as u64,
+            queue_size: c.int(&mut ctx, "queue_size", 10_000, 1, 10_000_000) as u64,
         },
         None => CloudWatch {
             emit_metrics: false,
@@ -55,7 +55,8 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let http = match &http_obj {
         Some(h) => HttpSettings {
             listen: h.str(&mut ctx, "listen"),
-            unhealthy_after_secs: h.int(&mut ctx, "unhealthy_after_secs", 300, 1, I) as u64,
+            unhealthy_after_secs: h.int(&mut ctx, "unhealthy_after_secs", 300, 1, 30 * 86_400) as u64,
+            unhealthy_dead_letters: h.int(&mut ctx, "unhealthy_dead_letters", 1000, 1, I) as u64,
         },
         None => HttpSettings::default(),
     };
@@ -75,8 +76,9 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             assume_role_arn: a.str(&mut ctx, "role_arn"),
             assume_role_external_id: a.str(&mut ctx, "external_id"),
             sts_endpoint: a.str(&mut ctx, "sts_endpoint"),
-            connection_timeout_ms: a.int(&mut ctx, "connect_timeout_ms", 3_000, 1, I) as u64,
-            socket_timeout_ms: a.int(&mut ctx, "read_timeout_ms", 30_000, 1, I) as u64,
+            allow_plain_http_sts: a.bool(&mut ctx, "allow_plain_http_sts", false),
+            connection_timeout_ms: a.int(&mut ctx, "connect_timeout_ms", 3_000, 1, DAY_MS) as u64,
+            socket_timeout_ms: a.int(&mut ctx, "read_timeout_ms", 30_000, 1, DAY_MS) as u64,
             ..AwsSettings::default()
         },
         None => AwsSettings { connection_timeout_ms: 3_000, socket_timeout_ms: 30_000, ..AwsSettings::default() },
@@ -91,12 +93,12 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         path: path.to_path_buf(),
         format: ConfigFormat::Native,
         checkpoint_file: top
-            .str(&mut ctx, "checkpoint_file")
+            .nonempty_str(&mut ctx, "checkpoint_file")
             .map(|p| PathBuf::from(resolve(&ctx, &p)))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT_FILE)),
         checkpoint_ttl_days: top.int(&mut ctx, "checkpoint_ttl_days", 7, 1, 36500) as u32,
-        shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, I) as u64,
-        status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, I) as u64,
+        shutdown_timeout_ms: top.int(&mut ctx, "shutdown_timeout_ms", 10_000, 0, HOUR_MS) as u64,
+        status_period_secs: top.int(&mut ctx, "status_period_secs", 30, 1, DAY_SECS) as u64,
         cloudwatch,
         http,
         log_level: top.enumeration(
@@ -116,7 +118,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         flows: Vec::new(),
         max_bytes_in_flight: top.int(&mut ctx, "max_bytes_in_flight", DEFAULT_MAX_BYTES_IN_FLIGHT as i64, 64 << 10, 1 << 40) as u64,
         max_open_files: top.int(&mut ctx, "max_open_files", DEFAULT_MAX_OPEN_FILES as i64, 8, 1 << 20) as usize,
-        idle_close_ms: top.int(&mut ctx, "idle_close_ms", DEFAULT_IDLE_CLOSE_MS as i64, 100, I) as u64,
+        idle_close_ms: top.int(&mut ctx, "idle_close_ms", DEFAULT_IDLE_CLOSE_MS as i64, 100, DAY_MS) as u64,
         kinesis_agent_checkpoints: None,
         warnings: Vec::new(),
     };
@@ -126,7 +128,21 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 let p = format!("flows[{i}]");
                 match item {
                     Value::Object(m) => {
-                        if let Some(f) = flow(&mut ctx, &Obj::new(m, p)) {
+                        if let Some(mut f) = flow(&mut ctx, &Obj::new(m, p.clone())) {
+                            // a line being completed must fit the budget, or reading could stall
+                            let budget = cfg.max_bytes_in_flight as usize;
+                            if f.max_line_bytes > budget {
+                                if m.contains_key("max_line_bytes") {
+                                    ctx.error(
+                                        &format!("{p}.max_line_bytes"),
+                                        format!(
+                                            "{} is more than max_bytes_in_flight ({budget}): a line being read must fit the budget",
+                                            f.max_line_bytes
+                                        ),
+                                    );
+                                }
+                                f.max_line_bytes = budget;
+                            }
                             cfg.flows.push(f)
                         }
                     }
@@ -145,6 +161,18 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         if cfg.flows[..i].iter().any(|g| g.id == f.id) {
             ctx.error(&format!("flows[{i}].id"), format!("duplicate flow id {:?}", f.id));
         }
+        // each file sink owns its output: a failed write is undone by cutting the file back to
+        // where its group started, which would cut another writer's acknowledged records
+        if let Destination::File { path, .. } = &f.destination {
+            if let Some(other) =
+                cfg.flows[..i].iter().find(|g| matches!(&g.destination, Destination::File { path: q, .. } if same_file(q, path)))
+            {
+                ctx.error(
+                    &format!("flows[{i}].sink.path"),
+                    format!("{} is also the output of flow {:?}: each file sink needs a file of its own", path.display(), other.id),
+                );
+            }
+        }
     }
     if !ctx.errors.is_empty() {
         return Err(ConfigErrors::new(ctx.errors, ctx.warnings));
@@ -158,7 +186,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let before = ctx.errors.len();
     let id = o.required_str(ctx, "id");
     let mut sources = Vec::new();
-    if let Some(p) = o.str(ctx, "path") {
+    if let Some(p) = o.nonempty_str(ctx, "path") {
         sources.push(Source { include: resolve(ctx, &p), exclude: o.str_list(ctx, "exclude").unwrap_or_default() });
     }
     match o.get("sources") {
@@ -166,6 +194,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
             for (i, it) in items.iter().enumerate() {
                 let key = format!("{}[{i}]", o.key_path("sources"));
                 match it {
+                    Value::String(s) if s.trim().is_empty() => ctx.error(&key, "must not be empty"),
                     Value::String(s) => sources.push(Source { include: resolve(ctx, s), exclude: Vec::new() }),
                     Value::Object(m) => {
                         let so = Obj::new(m, key);
@@ -184,6 +213,28 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     if sources.is_empty() && ctx.errors.len() == before {
         ctx.error(&o.key_path("sources"), "a flow needs `path` or `sources`");
     }
+    let symlinks = match o.get("follow_symlinks") {
+        None => SymlinkPolicy::SameOwner,
+        Some(Value::Bool(true)) => SymlinkPolicy::All,
+        Some(Value::Bool(false)) => SymlinkPolicy::Never,
+        Some(Value::Array(_)) => {
+            let dirs = o.str_list(ctx, "follow_symlinks").unwrap_or_default();
+            if dirs.is_empty() {
+                ctx.error(&o.key_path("follow_symlinks"), "an empty list follows no link: write `false`");
+            }
+            let mut out = Vec::new();
+            for d in dirs {
+                let p = PathBuf::from(resolve(ctx, &d));
+                // links are compared with their resolved targets
+                out.push(std::fs::canonicalize(&p).unwrap_or(p));
+            }
+            SymlinkPolicy::Under(out)
+        }
+        Some(other) => {
+            ctx.error(&o.key_path("follow_symlinks"), format!("expected true, false or a list of directories, found {}", kind(other)));
+            SymlinkPolicy::SameOwner
+        }
+    };
     let destination = match o.object(ctx, "sink") {
         Some(s) => sink(ctx, &s),
         None => {
@@ -299,7 +350,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     }
     let retry = o.object(ctx, "retry");
     let (ri, rm) = match &retry {
-        Some(r) => (r.int(ctx, "initial_backoff_ms", 100, 1, I) as u64, r.int(ctx, "max_backoff_ms", 10_000, 1, I) as u64),
+        Some(r) => (r.int(ctx, "initial_backoff_ms", 100, 1, DAY_MS) as u64, r.int(ctx, "max_backoff_ms", 10_000, 1, DAY_MS) as u64),
         None => (100, 10_000),
     };
     if let Some(r) = retry {
@@ -309,6 +360,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         id: id.unwrap_or_default(),
         sources,
         path_rules: PathRules::Native,
+        symlinks,
         initial_position: o.enumeration(
             ctx,
             "initial_position",
@@ -364,7 +416,8 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
             &[("none", Compression::None), ("gzip", Compression::Gzip), ("zstd", Compression::Zstd)],
             Compression::None,
         ),
-        dead_letter_file: s.str(ctx, "dead_letter_file").map(|p| PathBuf::from(resolve(ctx, &p))),
+        dead_letter_file: s.nonempty_str(ctx, "dead_letter_file").map(|p| PathBuf::from(resolve(ctx, &p))),
+        dead_letter_max_bytes: s.int(ctx, "dead_letter_max_bytes", DEFAULT_DEAD_LETTER_MAX_BYTES as i64, 64 << 10, 1 << 40) as u64,
     };
     let stream = |ctx: &mut Ctx, max_len: usize| {
         let name = s.required_str(ctx, "stream")?;
@@ -419,7 +472,17 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
         }
         "file" => {
             let p = s.required_str(ctx, "path")?;
-            Some(Destination::File { path: PathBuf::from(resolve(ctx, &p)) })
+            let mode = match s.str(ctx, "mode") {
+                None => DEFAULT_FILE_MODE,
+                Some(m) => match u32::from_str_radix(&m, 8) {
+                    Ok(v) if v <= 0o777 && !m.is_empty() => v,
+                    _ => {
+                        ctx.error(&s.key_path("mode"), format!("{m:?} is not a file mode such as \"0640\" (octal, at most 0777)"));
+                        DEFAULT_FILE_MODE
+                    }
+                },
+            };
+            Some(Destination::File { path: PathBuf::from(resolve(ctx, &p)), mode })
         }
         "stdout" => Some(Destination::Stdout),
         other => {
@@ -429,6 +492,68 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
     };
     s.finish(ctx);
     d
+}
+
+/// The YAML document as the JSON model the readers take. YAML can say what JSON cannot: a
+/// `.nan` or `.inf` is refused (turned into JSON it would silently be null, i.e. absent), a
+/// non-string key is taken by its text, and a tagged value is refused.
+fn yaml_to_json(ctx: &mut Ctx, path: &str, v: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                match serde_json::Number::from_f64(f) {
+                    Some(n) => Value::Number(n),
+                    None => {
+                        ctx.error(path, format!("{n} is not a number a setting can take"));
+                        Value::Null
+                    }
+                }
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => {
+            Value::Array(items.into_iter().enumerate().map(|(i, v)| yaml_to_json(ctx, &format!("{path}[{i}]"), v)).collect())
+        }
+        Y::Mapping(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Number(n) => n.to_string(),
+                    Y::Bool(b) => b.to_string(),
+                    other => {
+                        ctx.error(path, format!("a key must be a string, found {other:?}"));
+                        continue;
+                    }
+                };
+                let sub = super::reader::join(path, &key);
+                let v = yaml_to_json(ctx, &sub, v);
+                out.insert(key, v);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            ctx.error(path, format!("the tag {} is not understood here", t.tag));
+            Value::Null
+        }
+    }
+}
+
+/// Whether two output paths name one file (through symlinks or `..` where they exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canonical = |p: &Path| match (p.parent().and_then(|d| std::fs::canonicalize(d).ok()), p.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(p).unwrap_or_else(|_| dir.join(name)),
+        _ => p.to_path_buf(),
+    };
+    a == b || canonical(a) == canonical(b)
 }
 
 /// Relative paths in a native configuration are relative to the file's own directory.
@@ -499,7 +624,7 @@ fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
             layout: Default::default(),
         }),
         "add_ec2_metadata" => Some(ProcessorSpec::AddEc2Metadata {
-            ttl_secs: o.int(ctx, "ttl_secs", 3600, 1, i64::MAX) as u64,
+            ttl_secs: o.int(ctx, "ttl_secs", 3600, 1, YEAR_SECS) as u64,
             tags: o.bool(ctx, "tags", false),
             layout: Default::default(),
         }),

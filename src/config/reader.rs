@@ -138,6 +138,17 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// An optional string that, when given, must not be empty (a path, say: an empty one would
+    /// silently mean the current directory).
+    pub fn nonempty_str(&self, ctx: &mut Ctx, key: &'static str) -> Option<String> {
+        let s = self.str(ctx, key)?;
+        if s.trim().is_empty() {
+            ctx.error(&self.key_path(key), "must not be empty (leave the key out for the default)");
+            return None;
+        }
+        Some(s)
+    }
+
     /// A non-empty string, or an error naming the key when it is required.
     pub fn required_str(&self, ctx: &mut Ctx, key: &'static str) -> Option<String> {
         let errors_before = ctx.errors.len();

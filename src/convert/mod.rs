@@ -7,7 +7,9 @@
 //!   record: [`Outcome::Dropped`], nothing is written;
 //! - a step that fails (ADDEC2METADATA on input that is not a JSON object) abandons the whole
 //!   chain and the original bytes are sent: [`Outcome::FellBack`];
-//! - an empty chain passes the record through unchanged.
+//! - an empty chain passes the record through unchanged;
+//! - a step that panics (a bug) costs only its record: the original bytes are sent, as for a
+//!   failed step, and the outcome says so ([`Outcome::Panicked`]).
 //!
 //! The chain owns its scratch buffers and reuses them: converting a record allocates nothing in
 //! the steady state except where a step must build a JSON tree (ADDEC2METADATA, native `json`).
@@ -36,6 +38,9 @@ pub enum Outcome {
     Dropped,
     /// A step failed; the original bytes are in the output buffer (counted as a processing error).
     FellBack,
+    /// A step panicked (a bug): as [`Outcome::FellBack`], the original bytes are in the output
+    /// buffer; the caller counts and reports it.
+    Panicked,
 }
 
 /// The Kinesis Agent's LOGTOJSON formats.
@@ -275,11 +280,28 @@ impl Chain {
     /// caller can convert straight into a batch buffer. Steps before the last go through the
     /// chain's own scratch buffers; the first step reads `record` where it lies.
     pub fn convert_append(&mut self, record: &[u8], dst: &mut Vec<u8>) -> Outcome {
-        let n = self.specs.len();
-        if n == 0 {
+        if self.specs.is_empty() {
             dst.extend_from_slice(record);
             return Outcome::Emitted;
         }
+        let start = dst.len();
+        let run = std::panic::AssertUnwindSafe(|| self.run_steps(record, dst));
+        match std::panic::catch_unwind(run) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // the steps' scratch state is not trusted after a panic
+                self.scratch = Vec::with_capacity(4096);
+                self.scratch2 = Vec::with_capacity(4096);
+                self.native = native::NativeScratch::default();
+                dst.truncate(start);
+                dst.extend_from_slice(record);
+                Outcome::Panicked
+            }
+        }
+    }
+
+    fn run_steps(&mut self, record: &[u8], dst: &mut Vec<u8>) -> Outcome {
+        let n = self.specs.len();
         let start = dst.len();
         let mut cur = std::mem::take(&mut self.scratch);
         let mut next = std::mem::take(&mut self.scratch2);

@@ -3,7 +3,8 @@
 //! Guarantees:
 //! - typed parsing writes integers for status, size, pid, tid, priority fields, RFC 3339 UTC
 //!   timestamps (`2000-10-10T20:55:36Z`, fraction kept as written), and null for `-`;
-//! - a timestamp that names no real instant (31 February, second 60) is kept as written;
+//! - a timestamp that names no real instant (31 February, second 60), or whose UTC time leaves
+//!   the calendar's range (year 9999 at `-23:59`), is kept as written;
 //! - lines may end in CRLF (the CR is removed first), Apache hosts and clients may be IPv6, quoted
 //!   fields may hold `\"` and may be empty;
 //! - a line that does not parse is sent raw or dropped as the step's `on_mismatch` says.
@@ -65,7 +66,15 @@ fn write_utc(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
     let Ok(off) = time::UtcOffset::from_whole_seconds(c.offset_minutes * 60) else {
         return false;
     };
-    let utc = time::PrimitiveDateTime::new(date, t).assume_offset(off).to_offset(time::UtcOffset::UTC);
+    // year 9999 at -23:59 is past the last instant the calendar holds in UTC: such a line keeps
+    // its timestamp as written
+    let Some(utc) = time::PrimitiveDateTime::new(date, t).assume_offset(off).checked_to_offset(time::UtcOffset::UTC) else {
+        return false;
+    };
+    // RFC 3339 has four-digit years: year 0 at +23:59 is in year -1 in UTC
+    if !(0..=9999).contains(&utc.year()) {
+        return false;
+    }
     let _ =
         write!(ts, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", utc.year(), utc.month() as u8, utc.day(), utc.hour(), utc.minute(), utc.second());
     if let Some((a, b)) = c.frac {
@@ -404,6 +413,21 @@ mod tests {
             run(l, NativeFormat::ApacheError).unwrap(),
             "{\"timestamp\":\"Sat Feb 31 14:32:52 2024\",\"module\":\"core\",\"severity\":\"error\",\"processid\":1,\"threadid\":2,\"client\":\"::1:5\",\"message\":\"m\"}\n"
         );
+    }
+
+    #[test]
+    fn timestamps_whose_utc_time_leaves_the_calendar_are_kept_as_written() {
+        // these panicked in the conversion to UTC, killing the agent at every restart
+        let l = "9999-12-31T23:59:59-23:59 h p: m\n";
+        assert!(run(l, NativeFormat::Rfc3339Syslog).unwrap().contains("\"timestamp\":\"9999-12-31T23:59:59-23:59\""));
+        let l = "<13>1 9999-12-31T23:59:59.999-23:59 h a - - - m\n";
+        assert!(run(l, NativeFormat::Rfc5424).unwrap().contains("\"timestamp\":\"9999-12-31T23:59:59.999-23:59\""));
+        let l = "<13>1 0000-01-01T00:00:00+23:59 h a - - - m\n";
+        assert!(run(l, NativeFormat::Rfc5424).unwrap().contains("\"timestamp\":\"0000-01-01T00:00:00+23:59\""));
+        for f in [NativeFormat::ApacheCommon, NativeFormat::ApacheCombined] {
+            let l = "1.2.3.4 - - [31/Dec/9999:23:59:59 -2359] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"\n";
+            assert!(run(l, f).unwrap().contains("\"datetime\":\"31/Dec/9999:23:59:59 -2359\""), "{f:?}");
+        }
     }
 
     #[test]

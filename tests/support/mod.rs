@@ -269,3 +269,20 @@ impl Writer {
         }
     }
 }
+
+/// The agent's endpoint address (`http://ip:port`), from the start-up line in the log file `log`.
+pub fn endpoint_in(log: &Path) -> String {
+    let log = wait_for_log(log, "serving /metrics", Duration::from_secs(20));
+    let url = log.split("on http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("{log}"));
+    format!("http://{url}")
+}
+
+/// The sum of a metric's samples (every label set) in the agent's `/metrics` text.
+pub fn metric_sum(base: &str, name: &str) -> f64 {
+    let (status, text) = http::get(base, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
