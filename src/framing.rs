@@ -252,7 +252,7 @@ impl LineFramer {
 }
 
 /// How lines become records.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Assembly {
     /// One line, one record.
     Lines,

@@ -38,6 +38,13 @@ pub struct JavaRegex {
     unanchored: Regex,
 }
 
+/// Two patterns are equal when their Java source is (they compile to the same thing).
+impl PartialEq for JavaRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
 impl JavaRegex {
     pub fn new(java: &str) -> Result<Self, PatternError> {
         let body = translate(java)?;

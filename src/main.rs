@@ -480,13 +480,14 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
         total.records += s.records;
         total.dropped += s.dropped;
         total.truncated += s.truncated;
+        total.split += s.split;
         total.processing_errors += s.processing_errors;
         total.runaway_lines += s.runaway_lines;
     }
     out.flush()?;
     eprintln!(
-        "preview: {} records, {} dropped, {} truncated, {} processing errors (sent raw), {} lines longer than {} bytes",
-        total.records, total.dropped, total.truncated, total.processing_errors, total.runaway_lines, flow.max_line_bytes
+        "preview: {} records, {} dropped, {} truncated, {} split, {} processing errors (sent raw), {} lines longer than {} bytes",
+        total.records, total.dropped, total.truncated, total.split, total.processing_errors, total.runaway_lines, flow.max_line_bytes
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -3,11 +3,12 @@
 //!
 //! Guarantees (a stable contract): each FILE is read from its start as a complete file (a last
 //! line without a newline is a record) through the flow's header skipping, framing, processors and
-//! truncation; one line per record is written, the record's bytes as a JSON string; dropped
-//! records print nothing. The returned [`Summary`] counts records, drops, truncations and
-//! processing errors.
+//! truncation or splitting (`oversized_records`), exactly as `run` frames and cuts them; one line
+//! per record sent is written, the record's bytes as a JSON string (a record split in pieces
+//! prints each piece); dropped records print nothing. The returned [`Summary`] counts records,
+//! drops, truncations, splits and processing errors.
 
-use crate::config::Flow;
+use crate::config::{Flow, Oversized};
 use crate::convert::json::write_str;
 use crate::convert::{Chain, ChainContext, Outcome};
 use crate::framing::{truncate_record, LineFramer, Piece, RecordAssembler};
@@ -18,6 +19,8 @@ pub struct Summary {
     pub records: u64,
     pub dropped: u64,
     pub truncated: u64,
+    /// Records sent in pieces (`oversized_records: split`), and lines streamed in pieces.
+    pub split: u64,
     pub processing_errors: u64,
     pub runaway_lines: u64,
 }
@@ -36,7 +39,8 @@ pub fn preview_file(
     out: &mut impl Write,
 ) -> io::Result<Summary> {
     let mut chain = Chain::new(&flow.processors, ctx);
-    let mut framer = LineFramer::new(0, flow.max_line_bytes);
+    let split = flow.oversized == Oversized::Split;
+    let mut framer = LineFramer::new(0, flow.max_line_bytes).streaming(split);
     let pod = crate::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes).with_pod(&pod);
     let mut summary = Summary::default();
@@ -56,13 +60,21 @@ pub fn preview_file(
             Outcome::FellBack | Outcome::Panicked => summary.processing_errors += 1,
             Outcome::Emitted => {}
         }
-        if truncate_record(&mut converted, flow.max_record_bytes, &flow.truncated_record_terminator) {
-            summary.truncated += 1;
-        }
         summary.records += 1;
         line.clear();
-        write_str(&mut line, &converted);
-        line.push(b'\n');
+        if split && converted.len() > flow.max_record_bytes {
+            summary.split += 1;
+            for piece in converted.chunks(flow.max_record_bytes) {
+                write_str(&mut line, piece);
+                line.push(b'\n');
+            }
+        } else {
+            if truncate_record(&mut converted, flow.max_record_bytes, &flow.truncated_record_terminator) {
+                summary.truncated += 1;
+            }
+            write_str(&mut line, &converted);
+            line.push(b'\n');
+        }
         if failure.borrow().is_none() {
             if let Err(e) = out.write_all(&line) {
                 *failure.borrow_mut() = Some(e);
@@ -84,6 +96,7 @@ pub fn preview_file(
     }
     framer.finish(|l| assembler.push_line(l, &mut on_piece));
     assembler.flush(&mut on_piece);
+    summary.split += framer.take_streamed_lines();
     if let Some(e) = failure.into_inner() {
         return Err(e);
     }

@@ -468,3 +468,39 @@ fn the_built_in_example_runs_without_aws_and_prints_what_it_ships() {
     assert_eq!(stdout.lines().count(), 30);
     assert!(stdout.lines().all(|l| l.starts_with("{\"host\":") && l.contains("\"response\":")), "{stdout}");
 }
+
+#[test]
+fn preview_splits_an_oversized_record_where_run_splits_it() {
+    let d = tempfile::tempdir().unwrap();
+    // 2.5 MB: over the file sink's largest record (1,024,000 bytes); 6 MiB: over max_line_bytes
+    let long: String = (0..2_500_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let longer: String = (0..6 << 20).map(|i| (b'0' + (i % 10) as u8) as char).collect();
+    let log = write(d.path(), "big.log", &format!("{long}\nshort\n{longer}\n"));
+    for (policy, pieces) in [("split", vec![long.clone(), "short".to_string(), longer.clone()]), ("truncate", vec![])] {
+        let cfg = write(
+            d.path(),
+            &format!("{policy}.yaml"),
+            &format!(
+                "checkpoint_file: {}/cp.db\nflows:\n  - id: f\n    path: {}\n    oversized_records: {policy}\n    sink: {{type: file, path: {}/out.log}}\n",
+                d.path().display(),
+                log.display(),
+                d.path().display()
+            ),
+        );
+        let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let records: Vec<String> = r.stdout.lines().map(|l| serde_json::from_str::<String>(l).unwrap()).collect();
+        assert!(records.iter().all(|p| p.len() <= 1_024_000), "{policy}: every record within the sink's limit");
+        if policy == "split" {
+            // the pieces concatenate back to the lines, as `run` ships them
+            let joined: String = records.concat();
+            let lines: String = pieces.iter().map(|l| format!("{l}\n")).collect();
+            assert!(joined == lines, "split: the pieces are the lines, in order ({} bytes for {})", joined.len(), lines.len());
+            assert!(records.len() > 3 + 6, "{} pieces", records.len());
+            assert!(r.stderr.contains("0 truncated") && !r.stderr.contains(" 0 split"), "{}", r.stderr);
+        } else {
+            assert_eq!(records.len(), 3);
+            assert!(r.stderr.contains("2 truncated"), "{}", r.stderr);
+        }
+    }
+}

@@ -491,3 +491,35 @@ fn append_line(path: &std::path::Path, line: &str) {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
     std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()).unwrap();
 }
+
+#[test]
+fn a_secret_key_changed_at_sighup_is_reported_though_it_never_prints() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    let endpoint = rejecting_firehose();
+    let config = |secret: &str| {
+        format!(
+            "checkpoint_file: {}\naws: {{access_key_id: AKIAEXAMPLE, secret_access_key: {secret}}}\nflows:\n  - id: r\n    path: {}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: '{endpoint}'}}\n",
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log").display()
+        )
+    };
+    std::fs::write(&cfg, config("old-secret-never-logged")).unwrap();
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    wait_for_log(&err, "running 1 flow", Duration::from_secs(20));
+    // the same configuration again: nothing to report
+    unsafe_kill(agent.id(), "HUP");
+    wait_for_log(&err, "configuration reloaded", Duration::from_secs(20));
+    std::fs::write(&cfg, config("new-secret-never-logged")).unwrap();
+    unsafe_kill(agent.id(), "HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&err).unwrap().matches("configuration reloaded").count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops").success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("changes to the AWS settings (credentials included) apply at the next restart").count(), 1, "{log}");
+    assert!(!log.contains("secret-never-logged"), "{log}");
+}

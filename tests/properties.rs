@@ -1,7 +1,7 @@
 //! Properties of framing and conversion over arbitrary input.
 
 use logferry::convert::json::JsonLayout;
-use logferry::convert::{Chain, ChainContext, LogFormat, MismatchPolicy, NativeFormat, Outcome, ProcessorSpec};
+use logferry::convert::{Chain, ChainContext, LogFormat, MismatchPolicy, NativeFormat, Outcome, Pattern, ProcessorSpec};
 use logferry::framing::{Assembly, LineFramer, Piece, RecordAssembler};
 use logferry::javaregex::JavaRegex;
 use proptest::prelude::*;
@@ -33,11 +33,11 @@ fn every_processor() -> Vec<ProcessorSpec> {
         },
         ProcessorSpec::AddEc2Metadata { ttl_secs: 1, tags: false, layout: JsonLayout::Compact },
         ProcessorSpec::AddBrackets,
-        ProcessorSpec::Regex { pattern: regex::Regex::new(r"(?<a>\w+)=(?<b>.*)").unwrap(), on_mismatch: MismatchPolicy::Raw },
+        ProcessorSpec::Regex { pattern: Pattern(regex::Regex::new(r"(?<a>\w+)=(?<b>.*)").unwrap()), on_mismatch: MismatchPolicy::Raw },
         ProcessorSpec::Json { on_mismatch: MismatchPolicy::Raw },
         ProcessorSpec::Filter {
-            include: vec![regex::bytes::Regex::new("a").unwrap()],
-            exclude: vec![regex::bytes::Regex::new("b").unwrap()],
+            include: vec![Pattern(regex::bytes::Regex::new("a").unwrap())],
+            exclude: vec![Pattern(regex::bytes::Regex::new("b").unwrap())],
         },
     ];
     for format in

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -447,5 +447,45 @@ fn docker_json_file_logs_merge_partial_lines_and_carry_the_pod() {
         let k = &r["kubernetes"];
         assert_eq!((k["namespace"].as_str(), k["pod"].as_str(), k["container"].as_str()), (Some("prod"), Some("api-5"), Some("app")));
         assert_eq!(k["container_id"], id.as_str());
+    }
+}
+
+#[test]
+fn two_flows_tailing_one_file_both_see_its_appends_without_waiting_for_a_scan() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("app.log");
+    let mut w = Writer::new(&path, "both");
+    w.write(10);
+    let cfg = d.path().join("logferry.yaml");
+    // scans an hour apart: only file notifications can bring the appends
+    let flow = |id: &str| {
+        format!(
+            "  - id: {id}\n    path: {}\n    scan_interval_ms: 3600000\n    sink: {{type: file, path: {}}}\n",
+            path.display(),
+            d.path().join(format!("{id}.out")).display()
+        )
+    };
+    std::fs::write(&cfg, format!("checkpoint_file: {}\nflows:\n{}{}", d.path().join("cp.db").display(), flow("one"), flow("two"))).unwrap();
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    let delivered = |id: &str| -> Vec<String> {
+        std::fs::read_to_string(d.path().join(format!("{id}.out"))).map(|t| t.lines().map(String::from).collect()).unwrap_or_default()
+    };
+    let wait = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (delivered("one").len() < n || delivered("two").len() < n) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait(10);
+    for _ in 0..5 {
+        w.write(20);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait(w.written.len());
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops").success());
+    for id in ["one", "two"] {
+        assert_exactly_once(&w.written, &delivered(id));
     }
 }

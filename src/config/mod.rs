@@ -85,7 +85,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CloudWatch {
     pub emit_metrics: bool,
     pub endpoint: Option<String>,
@@ -126,7 +126,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Process-wide AWS settings (agent.json's global keys).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AwsSettings {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<Secret>,
@@ -353,8 +353,9 @@ pub struct BufferLimits {
     pub max_records: u64,
 }
 
-/// One flow: sources → framing → processors → destination.
-#[derive(Debug, Clone)]
+/// One flow: sources → framing → processors → destination. Equality is what a reload compares
+/// (every setting, secrets included).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
     pub id: String,
     pub sources: Vec<Source>,

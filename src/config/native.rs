@@ -9,7 +9,7 @@
 use super::reader::{kind, Ctx, Obj, Scalars};
 use super::*;
 use crate::container::ContainerFormat;
-use crate::convert::{MismatchPolicy, NativeFormat, ProcessorSpec};
+use crate::convert::{MismatchPolicy, NativeFormat, Pattern, ProcessorSpec};
 use serde_json::Value;
 
 pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -596,16 +596,17 @@ fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
                 }
             }
             let on_mismatch = policy(ctx, o);
-            pattern.map(|pattern| ProcessorSpec::Regex { pattern, on_mismatch })
+            pattern.map(|pattern| ProcessorSpec::Regex { pattern: Pattern(pattern), on_mismatch })
         }
         "json" => Some(ProcessorSpec::Json { on_mismatch: policy(ctx, o) }),
         "filter" => {
-            let mut compile = |key: &'static str| -> Vec<regex::bytes::Regex> {
+            let mut compile = |key: &'static str| -> Vec<Pattern<regex::bytes::Regex>> {
                 o.str_list(ctx, key)
                     .unwrap_or_default()
                     .iter()
                     .filter_map(|p| {
                         regex::bytes::Regex::new(p)
+                            .map(Pattern)
                             .map_err(|e| ctx.error(&o.key_path(key), format!("pattern {p:?} does not compile: {e}")))
                             .ok()
                     })

@@ -135,8 +135,31 @@ pub enum MismatchPolicy {
     Drop,
 }
 
-/// One validated processor of a flow.
+/// A compiled `regex` pattern that compares by its source, so that configurations compare.
 #[derive(Debug, Clone)]
+pub struct Pattern<R>(pub R);
+
+impl<R> std::ops::Deref for Pattern<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.0
+    }
+}
+
+impl PartialEq for Pattern<regex::Regex> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl PartialEq for Pattern<regex::bytes::Regex> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// One validated processor of a flow.
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProcessorSpec {
     SingleLine {
         no_trim: bool,
@@ -173,7 +196,7 @@ pub enum ProcessorSpec {
     },
     /// Native: a regex with named groups; each named group becomes a string field.
     Regex {
-        pattern: regex::Regex,
+        pattern: Pattern<regex::Regex>,
         on_mismatch: MismatchPolicy,
     },
     /// Native: the line must be a JSON document; it is sent compact, with one `\n`.
@@ -182,8 +205,8 @@ pub enum ProcessorSpec {
     },
     /// Native: keep lines matching any `include` (all when empty) and none of `exclude`.
     Filter {
-        include: Vec<regex::bytes::Regex>,
-        exclude: Vec<regex::bytes::Regex>,
+        include: Vec<Pattern<regex::bytes::Regex>>,
+        exclude: Vec<Pattern<regex::bytes::Regex>>,
     },
 }
 

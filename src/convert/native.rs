@@ -364,7 +364,12 @@ pub(crate) fn json_passthrough(input: &[u8], policy: MismatchPolicy, out: &mut V
     }
 }
 
-pub(crate) fn filter(input: &[u8], include: &[regex::bytes::Regex], exclude: &[regex::bytes::Regex], out: &mut Vec<u8>) -> Step {
+pub(crate) fn filter(
+    input: &[u8],
+    include: &[super::Pattern<regex::bytes::Regex>],
+    exclude: &[super::Pattern<regex::bytes::Regex>],
+    out: &mut Vec<u8>,
+) -> Step {
     let line = strip_line_end(input);
     let included = include.is_empty() || include.iter().any(|r| r.is_match(line));
     if !included || exclude.iter().any(|r| r.is_match(line)) {
@@ -452,8 +457,8 @@ mod tests {
         assert!(matches!(json_passthrough(b"{ \"a\" : [1, 2] }\r\n", MismatchPolicy::Drop, &mut out), Step::Ok));
         assert_eq!(out, b"{\"a\":[1,2]}\n");
         assert!(matches!(json_passthrough(b"{nope\n", MismatchPolicy::Drop, &mut Vec::new()), Step::Drop));
-        let inc = [regex::bytes::Regex::new("ERROR").unwrap()];
-        let exc = [regex::bytes::Regex::new("healthcheck").unwrap()];
+        let inc = [super::super::Pattern(regex::bytes::Regex::new("ERROR").unwrap())];
+        let exc = [super::super::Pattern(regex::bytes::Regex::new("healthcheck").unwrap())];
         assert!(matches!(filter(b"ERROR x\n", &inc, &exc, &mut Vec::new()), Step::Ok));
         assert!(matches!(filter(b"ERROR healthcheck\n", &inc, &exc, &mut Vec::new()), Step::Drop));
         assert!(matches!(filter(b"INFO\n", &inc, &exc, &mut Vec::new()), Step::Drop));

@@ -21,6 +21,8 @@
 //!
 //! Not done here: sending (the sinks), metrics.
 
+mod path_index;
+
 use crate::acks::AckTracker;
 use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
 use crate::config::{Config, Destination, Flow, InitialPosition, Oversized};
@@ -31,6 +33,7 @@ use crate::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
 use crate::metrics::{FlowMetrics, Metrics};
 use crate::sink::{self, AckRef, Batch, Delivered};
 use notify::Watcher;
+use path_index::PathIndex;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -233,7 +236,7 @@ pub struct Engine {
     events_tx: Sender<Event>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
-    path_index: HashMap<PathBuf, (usize, u64)>,
+    path_index: PathIndex,
     in_flight: u64,
     /// Bytes the tails' line and record buffers hold; with `in_flight`, against the budget.
     held: u64,
@@ -327,7 +330,7 @@ impl Engine {
             events_tx,
             watcher,
             watched: HashSet::new(),
-            path_index: HashMap::new(),
+            path_index: PathIndex::default(),
             in_flight: 0,
             held: 0,
             next_tail_id: 1,
@@ -447,18 +450,17 @@ impl Engine {
                 match e.kind {
                     EventKind::Modify(notify::event::ModifyKind::Data(_)) | EventKind::Modify(notify::event::ModifyKind::Any) => {
                         for p in &e.paths {
-                            match self.path_index.get(p) {
-                                Some(&(f, id)) => {
-                                    if let Some(t) = self.flows[f].tails.get_mut(&id) {
-                                        t.dirty = true;
-                                    }
+                            let tails = self.path_index.get(p);
+                            for &(f, id) in tails {
+                                if let Some(t) = self.flows[f].tails.get_mut(&id) {
+                                    t.dirty = true;
                                 }
-                                // a write to a file no flow tails yet: only deferred new files matter
-                                None => {
-                                    for f in &mut self.flows {
-                                        if f.maybe_copies.values().any(|(_, path, _)| path == p) {
-                                            f.rescan_requested = true;
-                                        }
+                            }
+                            // a write to a file no flow tails yet: only deferred new files matter
+                            if tails.is_empty() {
+                                for f in &mut self.flows {
+                                    if f.maybe_copies.values().any(|(_, path, _)| path == p) {
+                                        f.rescan_requested = true;
                                     }
                                 }
                             }
@@ -562,10 +564,11 @@ impl Engine {
         if new.checkpoint_file != old.checkpoint_file {
             at_restart.push("the checkpoint file");
         }
-        if format!("{:?}", new.aws) != format!("{:?}", old.aws) {
-            at_restart.push("the AWS settings");
+        // compared by value: a rotated secret key (which never prints) is a change too
+        if new.aws != old.aws {
+            at_restart.push("the AWS settings (credentials included)");
         }
-        if format!("{:?}", new.cloudwatch) != format!("{:?}", old.cloudwatch) {
+        if new.cloudwatch != old.cloudwatch {
             at_restart.push("CloudWatch");
         }
         if new.http != old.http {
@@ -581,7 +584,7 @@ impl Engine {
                 continue;
             }
             match new.flows.iter().find(|n| n.id == f.flow.id) {
-                Some(n) if format!("{n:?}") == format!("{:?}", f.flow) => kept += 1,
+                Some(n) if *n == f.flow => kept += 1,
                 Some(n) => {
                     changed += 1;
                     self.waiting_to_start.push(n.clone());
@@ -650,7 +653,7 @@ impl Engine {
         for h in f.sink_threads.drain(..) {
             let _ = h.join();
         }
-        self.path_index.retain(|_, v| v.0 != fi);
+        self.path_index.remove_flow(fi);
         let id = f.flow.id.clone();
         if !self.cfg.flows.iter().any(|n| n.id == id) {
             self.metrics.remove_flow(&id);
@@ -795,9 +798,7 @@ impl Engine {
                     let t = f.tails.get_mut(&id).expect("indexed tail");
                     if t.path != item.path {
                         tracing::debug!(flow = %f.flow.id, "{} is now {}", t.path.display(), item.path.display());
-                        if self.path_index.get(&t.path) == Some(&(fi, id)) {
-                            self.path_index.remove(&t.path);
-                        }
+                        self.path_index.remove(&t.path, (fi, id));
                         t.path = item.path.clone();
                     }
                     t.target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
@@ -827,9 +828,7 @@ impl Engine {
                     t.dirty = !t.sealed && !t.finished;
                     // its old path may already hold a new file: events there are not its own
                     for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
-                        if self.path_index.get(p) == Some(&(fi, t.id)) {
-                            self.path_index.remove(p);
-                        }
+                        self.path_index.remove(p, (fi, t.id));
                     }
                 }
             }
@@ -1180,7 +1179,7 @@ impl Engine {
             if t.file.is_some() {
                 *open_files -= 1;
             }
-            path_index.retain(|_, v| *v != (fi, id));
+            path_index.remove_tail((fi, id));
             tracing::debug!(flow = %flow.id, "finished {}", t.path.display());
         }
         if out.started.is_some_and(|s| now >= s + Duration::from_millis(flow.buffer.max_age_ms)) {
@@ -1422,14 +1421,7 @@ impl Outbox {
 
 /// A file shrank below what was read: its old state waits for a copytruncate copy, and the file
 /// itself starts over at offset 0.
-fn truncated(
-    f: &mut FlowState,
-    store: &mut Store,
-    id: u64,
-    next_tail_id: &mut u64,
-    path_index: &mut HashMap<PathBuf, (usize, u64)>,
-    fi: usize,
-) {
+fn truncated(f: &mut FlowState, store: &mut Store, id: u64, next_tail_id: &mut u64, path_index: &mut PathIndex, fi: usize) {
     let Some(old) = f.tails.get_mut(&id) else { return };
     tracing::info!(flow = %f.flow.id, "{} was truncated at offset {}; reading it again from the start", old.path.display(), old.framer.offset());
     let key = old.key;
