@@ -113,6 +113,8 @@ pub struct FlowMetrics {
     file_bytes_behind: Family<FileLabels, Gauge>,
     /// Unix ms of the first failure since the last success; 0 while succeeding.
     failing_since_ms: AtomicU64,
+    /// Unix ms since which batches handed to the sink wait with none delivered; 0 when none wait.
+    stalled_since_ms: AtomicU64,
     last_error: Mutex<Option<(u64, String, String)>>,
     window: Mutex<CallWindow>,
     /// Dead-lettered records by when (Unix ms), for the health check; pruned past a day.
@@ -311,6 +313,7 @@ impl Metrics {
             errors_by_code: f.by_code.clone(),
             file_bytes_behind: f.per_file.clone(),
             failing_since_ms: AtomicU64::new(0),
+            stalled_since_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             window: Mutex::new(CallWindow::default()),
             dead_letters: Mutex::new(Default::default()),
@@ -435,6 +438,16 @@ impl Metrics {
             if since > 0 && now.saturating_sub(since) >= failing_after_ms {
                 let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
                 out.push(format!("flow {}: sending to {} has failed for {} s{last}", f.id, f.destination, (now - since) / 1000));
+            } else {
+                let stalled = f.stalled_since_ms.load(Ordering::Relaxed);
+                if stalled > 0 && now.saturating_sub(stalled) >= failing_after_ms {
+                    out.push(format!(
+                        "flow {}: {} has acknowledged nothing for {} s while batches wait (its files are not read meanwhile; other flows go on)",
+                        f.id,
+                        f.destination,
+                        (now - stalled) / 1000
+                    ));
+                }
             }
         }
         out
@@ -442,6 +455,12 @@ impl Metrics {
 }
 
 impl FlowMetrics {
+    /// Since when (Unix ms) batches handed to the sink have waited with none delivered, or
+    /// `None` when none wait.
+    pub fn set_stalled_since(&self, since_ms: Option<u64>) {
+        self.stalled_since_ms.store(since_ms.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Records one send call: counters, the CloudWatch window and the health state.
     pub fn record_call(&self, call: Call) {
         self.record_send_attempts.inc_by(call.attempted);

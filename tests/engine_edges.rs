@@ -204,3 +204,49 @@ fn oversized_records_split_into_pieces_that_concatenate_to_the_line_and_are_coun
     assert_eq!(got[1..4].concat(), long, "the pieces concatenate to the line");
     assert!(a.stderr().contains("split 1,"), "counted: {}", a.stderr());
 }
+
+#[test]
+fn a_flow_whose_sink_stalls_holds_only_its_share_and_the_other_flows_go_on() {
+    let mut a = Agent::new("healthy/*.log", "", "max_bytes_in_flight: 1048576\nhttp: {listen: '127.0.0.1:0', unhealthy_after_secs: 2}");
+    // a second flow whose file sink is a FIFO nobody reads: nothing it sends is ever acknowledged
+    let stuck_out = a.dir.path().join("out/stuck.fifo");
+    std::fs::create_dir_all(stuck_out.parent().unwrap()).unwrap();
+    assert!(Command::new("mkfifo").arg(&stuck_out).status().unwrap().success());
+    let stuck_dir = a.logs().join("stuck");
+    std::fs::create_dir_all(&stuck_dir).unwrap();
+    std::fs::create_dir_all(a.logs().join("healthy")).unwrap();
+    let yaml = std::fs::read_to_string(&a.config).unwrap();
+    std::fs::write(
+        &a.config,
+        format!(
+            "{yaml}  - id: stuck\n    path: {}/*.log\n    scan_interval_ms: 300\n    sink: {{type: file, path: {}}}\n",
+            stuck_dir.display(),
+            stuck_out.display()
+        ),
+    )
+    .unwrap();
+    let mut stuck = Writer::new(&stuck_dir.join("s.log"), "stuck");
+    stuck.write(20_000);
+    let stuck_bytes = std::fs::metadata(stuck_dir.join("s.log")).unwrap().len();
+    a.start();
+    let base = endpoint_in(&a.stderr_log);
+    let mut w = Writer::new(&a.logs().join("healthy/h.log"), "h");
+    for _ in 0..20 {
+        w.write(1000);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.wait_for(&w.written, T);
+    let (status, body) = wait_for_status(&base, "/health", 503, Duration::from_secs(20));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("flow stuck") && !body.contains("flow test"), "the stalled flow is named: {body}");
+    let (_, metrics) = http::get(&base, "/metrics");
+    let behind = metrics
+        .lines()
+        .find(|l| l.starts_with("logferry_bytes_behind{") && l.contains("flow=\"stuck\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(behind > stuck_bytes - 1048576, "bytes behind of the stalled flow: {behind} of {stuck_bytes}");
+    a.kill9();
+    a.assert_exactly_once(&w.written);
+}

@@ -123,14 +123,7 @@ fn health_turns_unhealthy_when_a_sink_fails_longer_than_the_threshold_and_recove
     let mut agent = run_agent(&cfg, &err);
     let base = endpoint_in(&err);
     assert_eq!(http::get(&base, "/health").0, 200, "healthy before the threshold");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (status, body) = loop {
-        let (status, body) = http::get(&base, "/health");
-        if status == 503 || Instant::now() > deadline {
-            break (status, body);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (status, body) = wait_for_status(&base, "/health", 503, Duration::from_secs(20));
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("flow h") && body.contains("AccessDeniedException"), "{body}");
     assert_eq!(http::get(&base, "/ready").0, 200, "ready all along: the agent runs, the sink fails");

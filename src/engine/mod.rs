@@ -44,6 +44,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 const READ_CHUNK: usize = 256 << 10;
 /// Bytes read from one file before the loop turns to the others.
+/// The smallest read when the share or the budget limits a read.
+const MIN_READ: usize = 64 << 10;
 const READ_SLICE: u64 = 4 << 20;
 /// How long a rotated-away or deleted file must stay unchanged at its end before it is let go.
 const ROTATE_WAIT: Duration = Duration::from_secs(3);
@@ -96,6 +98,7 @@ impl Tail {
             held: 0,
             parked: false,
             parked_cut_line: None,
+            finishing_line: None,
         }
     }
 
@@ -110,10 +113,16 @@ impl Tail {
     fn fits(&self, in_flight: u64, held: u64, budget: u64, max_line: usize) -> bool {
         let used = in_flight + held;
         if !self.parked {
-            return used < budget || self.framer.pending_len() > 0;
+            return used < budget || self.may_finish_line();
         }
         let line = self.size.saturating_sub(self.framer.offset()).min(max_line as u64);
         in_flight == 0 || used + line <= budget
+    }
+
+    /// Over the budget, a tail holding an unfinished line may read on to its end: the line it
+    /// held when the budget filled, not the ones after it.
+    fn may_finish_line(&self) -> bool {
+        self.framer.pending_len() > 0 && self.finishing_line.is_none_or(|s| s == self.framer.line_start())
     }
 
     /// Brings `total` (the bytes every tail's buffers hold) up to date with this tail's.
@@ -173,6 +182,9 @@ struct Tail {
     /// A parked tail's line cut at max_line: where it starts and how far it was searched, so
     /// taking it up again reads its first max_line bytes, not the whole line.
     parked_cut_line: Option<(u64, u64)>,
+    /// Where the line starts that this tail was holding unfinished when the budget (or its
+    /// flow's share) filled: over the budget it may read on only to finish that line.
+    finishing_line: Option<u64>,
 }
 
 struct FlowState {
@@ -415,8 +427,13 @@ impl Engine {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
             }
             let budget = self.cfg.max_bytes_in_flight;
+            let share = self.flow_share();
             for t in f.tails.values() {
-                if t.wants_read() && !f.out.is_backed_up() && t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes) {
+                if t.wants_read()
+                    && !f.out.is_backed_up()
+                    && t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes)
+                    && f.out.admits(t, share)
+                {
                     return now;
                 }
                 if t.assembler.has_pending() {
@@ -484,6 +501,8 @@ impl Engine {
         let flow = &mut self.flows[d.flow];
         flow.stats.dead_lettered += d.dead_lettered;
         flow.out.waiting = flow.out.waiting.saturating_sub(1);
+        flow.out.in_flight = flow.out.in_flight.saturating_sub(d.budget_bytes);
+        flow.out.waiting_since = (flow.out.waiting > 0).then(Instant::now);
         let mut moved: Vec<u64> = Vec::new();
         // a batch holds long runs of one file's records: one lookup per run
         for run in d.acks.chunk_by(|a, b| a.tail == b.tail) {
@@ -718,6 +737,7 @@ impl Engine {
             fm.files_behind.set(files.iter().filter(|(_, b)| *b > 0).count() as i64);
             fm.checkpoint_age_seconds.set(if total > 0 { f.last_advance.elapsed().as_secs() as i64 } else { 0 });
             fm.set_files_behind(&files);
+            fm.set_stalled_since(f.out.waiting_since.map(|t| crate::metrics::now_ms().saturating_sub(t.elapsed().as_millis() as u64)));
         }
     }
 
@@ -811,6 +831,10 @@ impl Engine {
                     // a parked tail waits for its file to change, not for the bytes it gave back
                     if !t.sealed && (item.size != t.size || (item.size > t.framer.offset() && !t.parked)) {
                         t.dirty = true;
+                    }
+                    // bytes behind stay true while the tail is not read (a stalled sink)
+                    if !t.sealed && item.size > t.size {
+                        t.size = item.size;
                     }
                 }
                 None => new_files.push(item),
@@ -963,17 +987,32 @@ impl Engine {
     fn read_flow(&mut self, fi: usize) {
         let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.wants_read()).map(|t| t.id).collect();
         let budget = self.cfg.max_bytes_in_flight;
+        let share = self.flow_share();
         for id in ids {
             if self.flows[fi].out.is_backed_up() {
-                return;
+                break;
             }
             let f = &self.flows[fi];
-            if !f.tails.get(&id).is_some_and(|t| t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes)) {
+            if !f.tails.get(&id).is_some_and(|t| t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes) && f.out.admits(t, share))
+            {
                 continue;
             }
             self.read_tail(fi, id);
             self.park_if_over_budget(fi, id);
         }
+        // held back by its share or the budget with nothing at the sink: what the batch holds
+        // goes now, instead of at its age (a share can be smaller than a full batch)
+        let f = &mut self.flows[fi];
+        if (f.out.in_flight >= share || self.in_flight + self.held >= budget) && f.out.waiting == 0 {
+            f.out.send();
+        }
+    }
+
+    /// Each running flow's share of the in-flight budget: a flow whose sink stalls holds at most
+    /// its share, and the others go on with theirs.
+    fn flow_share(&self) -> u64 {
+        let running = self.flows.iter().filter(|f| !f.retiring).count().max(1) as u64;
+        (self.cfg.max_bytes_in_flight / running).max(1)
     }
 
     /// Over the budget, a tail left holding a long unterminated line (waiting for its writer,
@@ -1011,6 +1050,7 @@ impl Engine {
 
     fn read_tail_bytes(&mut self, fi: usize, id: u64) {
         let budget = self.cfg.max_bytes_in_flight;
+        let share = self.flow_share();
         let Engine { flows, store, buf, in_flight, held, open_files, next_tail_id, path_index, .. } = self;
         let f = &mut flows[fi];
         let FlowState { flow, chain, out, stats, tails, rescan_requested, .. } = &mut *f;
@@ -1039,7 +1079,20 @@ impl Engine {
         let t_held = t.held;
         let truncated_now = {
             let Tail {
-                file, framer, assembler, acks, dirty, last_change, last_line, read_error_logged, path, size, fingerprint, head, ..
+                file,
+                framer,
+                assembler,
+                acks,
+                dirty,
+                last_change,
+                last_line,
+                read_error_logged,
+                path,
+                size,
+                fingerprint,
+                head,
+                finishing_line,
+                ..
             } = &mut *t;
             let file = file.as_ref().expect("opened");
             // a file truncated and written again faster than a scan still starts differently
@@ -1062,11 +1115,25 @@ impl Engine {
             loop {
                 // what this read adds to the buffers counts as it is read
                 let holding = (*held + framer.held_bytes() as u64 + assembler.held_bytes() as u64).saturating_sub(t_held);
-                let mid_line = framer.pending_len() > 0;
-                if (*in_flight + holding >= budget && !mid_line) || read_now >= READ_SLICE || out.is_backed_up() {
+                let over = *in_flight + holding >= budget || out.in_flight >= share;
+                if over {
+                    // only to finish the line held when the budget filled
+                    let same_line = finishing_line.is_none_or(|s| s == framer.line_start());
+                    if framer.pending_len() == 0 || !same_line {
+                        return; // stays dirty
+                    }
+                    finishing_line.get_or_insert(framer.line_start());
+                } else {
+                    *finishing_line = None;
+                }
+                if read_now >= READ_SLICE || out.is_backed_up() {
                     return; // stays dirty
                 }
-                let n = match file.read_at(buf, framer.offset()) {
+                // a read takes no more than what is left of the flow's share and of the budget
+                // (at least 64 KiB, so reads stay large)
+                let room = share.saturating_sub(out.in_flight).min(budget.saturating_sub(*in_flight + holding));
+                let want = (room as usize).clamp(MIN_READ, buf.len());
+                let n = match file.read_at(&mut buf[..want], framer.offset()) {
                     Ok(n) => n,
                     Err(e) => {
                         if !*read_error_logged {
@@ -1086,7 +1153,7 @@ impl Engine {
                 *last_line = *last_change;
                 let mut on_piece = |p: Piece<'_>| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p);
                 framer.push(&buf[..n], |line| assembler.push_line(line, &mut on_piece));
-                if n < buf.len() {
+                if n < want {
                     break;
                 }
             }
@@ -1372,11 +1439,21 @@ struct Outbox {
     waiting: usize,
     /// Beyond this many waiting batches, the flow's files are not read (they stay dirty).
     max_waiting: usize,
+    /// Bytes of this flow read and not yet acknowledged (its share of the budget in use).
+    in_flight: u64,
+    /// Since when batches have waited at the sink with none delivered.
+    waiting_since: Option<Instant>,
 }
 
 impl Outbox {
     fn is_backed_up(&self) -> bool {
         self.waiting >= self.max_waiting
+    }
+
+    /// Whether the flow's share leaves `t` room to read: below its share, or in the middle of a
+    /// line (which it may always finish).
+    fn admits(&self, t: &Tail, share: u64) -> bool {
+        self.in_flight < share || t.may_finish_line()
     }
 
     /// Ends the record whose bytes start at `start` in the batch buffer: sends the batch first
@@ -1396,6 +1473,7 @@ impl Outbox {
             self.batch.data.extend_from_slice(&record);
         }
         self.batch.commit_record(ack, cost, path, offset);
+        self.in_flight += cost;
         self.started.get_or_insert_with(Instant::now);
         if full(&self.batch, false) {
             self.send();
@@ -1414,6 +1492,7 @@ impl Outbox {
         if let Some(s) = &self.sink {
             if s.send(b).is_ok() {
                 self.waiting += 1;
+                self.waiting_since.get_or_insert_with(Instant::now);
             }
         }
     }
@@ -1587,6 +1666,8 @@ fn start_flow(
             // AWS sinks: one batch per request in flight and one ready; reading further
             // ahead only holds memory. Local sinks write what waits under one fsync.
             max_waiting: flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1),
+            in_flight: 0,
+            waiting_since: None,
         },
         sink_threads,
         next_scan: Instant::now(),

@@ -286,3 +286,15 @@ pub fn metric_sum(base: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
 }
+
+/// Polls `path` on the agent's endpoint until it answers `status`, or `timeout`; the last answer.
+pub fn wait_for_status(base: &str, path: &str, status: u16, timeout: Duration) -> (u16, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (got, body) = http::get(base, path);
+        if got == status || Instant::now() > deadline {
+            return (got, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
