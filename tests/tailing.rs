@@ -489,3 +489,37 @@ fn two_flows_tailing_one_file_both_see_its_appends_without_waiting_for_a_scan() 
         assert_exactly_once(&w.written, &delivered(id));
     }
 }
+
+#[test]
+fn a_growing_file_that_only_shares_a_banner_with_a_tailed_file_ships_as_it_grows_without_spinning() {
+    let mut a = Agent::new("*.log", "", "");
+    // the same banner at the top of both files (their first 256 bytes, the fingerprint, are
+    // the same), as an application writes at start
+    let banner = |name: &str| format!("# {} {name} #\n", "=".repeat(290));
+    let first = a.logs().join("first.log");
+    std::fs::write(&first, banner("first")).unwrap();
+    let mut w1 = Writer::new(&first, "first");
+    w1.write(200);
+    a.start();
+    let mut expected = vec![banner("first").trim_end().to_string()];
+    expected.extend(w1.written.clone());
+    a.wait_for(&expected, T);
+    let cpu_before = cpu_seconds(a.pid());
+    let second = a.logs().join("second.log");
+    std::fs::write(&second, banner("second")).unwrap();
+    let mut w2 = Writer::new(&second, "second");
+    let started = Instant::now();
+    // it keeps growing: its lines arrive meanwhile, not only once it stops
+    let mut arrived_while_growing = false;
+    while started.elapsed() < Duration::from_secs(4) {
+        w2.write(10);
+        std::thread::sleep(Duration::from_millis(100));
+        arrived_while_growing |= a.delivered().iter().any(|l| l.starts_with("second line"));
+    }
+    let cpu = cpu_seconds(a.pid()) - cpu_before;
+    assert!(arrived_while_growing, "the second file's lines arrive while it grows\n{}", a.stderr());
+    assert!(cpu < 2.0, "the agent spins while the second file grows: {cpu:.2} CPU seconds in 4 s");
+    expected.push(banner("second").trim_end().to_string());
+    expected.extend(w2.written.clone());
+    a.finish_exactly_once(&expected);
+}

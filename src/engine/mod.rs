@@ -483,7 +483,10 @@ impl Engine {
                             }
                         }
                     }
-                    EventKind::Access(_) => {}
+                    // opening and reading a file, the agent's own included, and attribute changes
+                    // (its reads update atime): nothing to scan for; the periodic scan sees a
+                    // permission change
+                    EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => {}
                     _ => self.flows.iter_mut().for_each(|f| f.rescan_requested = true),
                 }
             }
@@ -921,11 +924,12 @@ impl Engine {
         }
         // An empty file, or one that so far starts like a tailed file, may be a copy being written
         // (about to be followed by a truncation): decide when it says more.
+        // (a copy holds the original's bytes: sharing a banner is not enough)
         let looks_like_copy = copy_in_progress
             || f.tails.values().any(|t| {
                 !t.orphan && t.awaiting_copy.is_none() && t.framer.offset() > 0 && !t.head.is_empty() && {
                     let n = new_head.len().min(t.head.len());
-                    new_head[..n] == t.head[..n]
+                    new_head[..n] == t.head[..n] && may_be_copy_of(&file, size, t)
                 }
             });
         if size == 0 {
@@ -933,13 +937,13 @@ impl Engine {
             return;
         }
         if looks_like_copy {
+            // one fixed deadline per candidate: looked at again then (or when a tailed file is
+            // truncated), not at every event
             let entry = f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone(), size));
-            if entry.2 != size {
-                // still being written: the wait starts again
-                *entry = (Instant::now(), item.path.clone(), size);
-            }
-            if entry.0.elapsed() < COPY_WAIT {
-                f.rescan_requested = true;
+            entry.2 = size;
+            let deadline = entry.0 + COPY_WAIT;
+            if Instant::now() < deadline {
+                f.next_scan = f.next_scan.min(deadline);
                 return;
             }
             tracing::warn!(flow = %f.flow.id, "{} starts like another tailed file but no truncation followed; tailing it as a file of its own", item.path.display());
@@ -1745,6 +1749,26 @@ fn end_of_last_line(file: &File, size: u64) -> u64 {
 pub fn current_size(path: &Path, key: FileKey) -> Option<u64> {
     let m = std::fs::metadata(path).ok()?;
     (FileKey::of(&m) == key).then(|| m.size())
+}
+
+/// Whether the file `copy` (`len` bytes) may be a copy of the tailed file `original`. It is not
+/// when the original is still the file that was read (not shorter than what was read, same
+/// first bytes) and holds other bytes than the copy just before `len` (up to 4 KiB): a file
+/// that only shares a banner. A truncated or rewritten original may have been copied.
+fn may_be_copy_of(copy: &File, len: u64, original: &Tail) -> bool {
+    let Some(file) = original.file.as_ref() else { return true };
+    let unchanged = file.metadata().is_ok_and(|m| m.len() >= original.framer.offset().max(len))
+        && identity::starts_with(file, original.fingerprint).unwrap_or(false);
+    if !unchanged {
+        return true;
+    }
+    let n = len.min(4096) as usize;
+    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+    let at = len - n as u64;
+    match (read_full_at(copy, &mut a, at), read_full_at(file, &mut b, at)) {
+        (Ok(x), Ok(y)) if x == n && y == n => a == b,
+        _ => true,
+    }
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.

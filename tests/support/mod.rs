@@ -298,3 +298,12 @@ pub fn wait_for_status(base: &str, path: &str, status: u16, timeout: Duration) -
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// CPU seconds the process has used (user and system), from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
