@@ -287,3 +287,33 @@ fn random_rotation_sequences_match_the_model() {
         }
     }
 }
+
+#[test]
+fn a_slow_writer_still_appending_to_a_rotated_file_loses_nothing_and_its_last_line_arrives_whole() {
+    // the grace period is set above the writer's pauses (4 s), which the 3 s it used to be was not
+    let mut a = Agent::new("app.log", "    rotated_file_grace_ms: 7000", "");
+    let path = a.logs().join("app.log");
+    let mut w = Writer::new(&path, "slow");
+    w.write(10);
+    a.start();
+    a.wait_for(&w.written, T);
+    // rotated to a name the pattern does not match; the writer keeps its descriptor
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::fs::rename(&path, a.logs().join("app.old")).unwrap();
+    let mut expected = w.written.clone();
+    for k in 0..2 {
+        std::thread::sleep(Duration::from_secs(4));
+        let line = format!("slow after rotation {k}");
+        f.write_all(format!("{line}\n").as_bytes()).unwrap();
+        expected.push(line);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    f.write_all(b"the last line, written in two ").unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    f.write_all(b"parts").unwrap();
+    expected.push("the last line, written in two parts".into());
+    drop(f);
+    a.wait_for(&expected, T);
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&expected);
+}

@@ -49,7 +49,8 @@ fn rename_and_create_rotation_while_writing_loses_nothing_and_repeats_nothing() 
 
 #[test]
 fn rotated_file_outside_the_glob_is_read_to_its_end_and_its_unterminated_last_line_sent() {
-    let mut a = Agent::new("app.log", "", "");
+    // once it has not grown for the grace period (60 s by default)
+    let mut a = Agent::new("app.log", "    rotated_file_grace_ms: 2000", "");
     let path = a.logs().join("app.log");
     let mut w = Writer::new(&path, "o");
     w.write(100);

@@ -314,6 +314,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         publish_queue_capacity: o.int(ctx, "publishQueueCapacity", 100, 1, 10_000_000) as u64,
         min_time_between_file_polls_ms: o.int(ctx, "minTimeBetweenFilePollsMillis", 100, 1, DAY_MS) as u64,
         max_time_between_file_tracker_refresh_ms: o.int(ctx, "maxTimeBetweenFileTrackerRefreshMillis", 10_000, 1, DAY_MS) as u64,
+        rotated_grace_ms: DEFAULT_ROTATED_GRACE_MS,
         file_footer_pattern: o
             .str(ctx, "fileFooterPattern")
             .filter(|s| !s.is_empty())

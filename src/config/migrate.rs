@@ -157,6 +157,12 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
         (if f.initial_position == InitialPosition::StartOfFile { "start_of_file" } else { "end_of_file" }).into(),
     );
     m.insert("skip_header_lines".into(), f.skip_header_lines.into());
+    if f.max_time_between_file_tracker_refresh_ms != 10_000 {
+        m.insert("scan_interval_ms".into(), f.max_time_between_file_tracker_refresh_ms.clamp(50, 3_600_000).into());
+    }
+    if f.rotated_grace_ms != crate::config::DEFAULT_ROTATED_GRACE_MS {
+        m.insert("rotated_file_grace_ms".into(), f.rotated_grace_ms.into());
+    }
     match &f.assembly {
         Assembly::Lines => {}
         Assembly::MultiLine { start } => {

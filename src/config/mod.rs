@@ -32,6 +32,8 @@ pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 100 << 20;
 /// the clocks and timers hold.
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
+/// How long a rotated-away file is still followed after its last growth, by default.
+pub const DEFAULT_ROTATED_GRACE_MS: u64 = 60_000;
 pub const DAY_SECS: i64 = 86_400;
 pub const YEAR_SECS: i64 = 365 * 86_400;
 /// What a file sink's output is created with: the owner writes, its group reads.
@@ -379,6 +381,10 @@ pub struct Flow {
     pub publish_queue_capacity: u64,
     pub min_time_between_file_polls_ms: u64,
     pub max_time_between_file_tracker_refresh_ms: u64,
+    /// How long a file rotated away or deleted is still read through its descriptor after its
+    /// last growth (a slow writer may still append), before its unterminated last line is sent
+    /// and it is let go.
+    pub rotated_grace_ms: u64,
     pub file_footer_pattern: Option<JavaRegex>,
 }
 

@@ -386,6 +386,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         publish_queue_capacity: 100,
         min_time_between_file_polls_ms: 100,
         max_time_between_file_tracker_refresh_ms: o.int(ctx, "scan_interval_ms", 10_000, 50, 3_600_000) as u64,
+        rotated_grace_ms: o.int(ctx, "rotated_file_grace_ms", DEFAULT_ROTATED_GRACE_MS as i64, 100, DAY_MS) as u64,
         file_footer_pattern: o.str(ctx, "file_footer_pattern").and_then(|p| match JavaRegex::new(&p) {
             Ok(r) => Some(r),
             Err(e) => {

@@ -48,7 +48,6 @@ const READ_CHUNK: usize = 256 << 10;
 const MIN_READ: usize = 64 << 10;
 const READ_SLICE: u64 = 4 << 20;
 /// How long a rotated-away or deleted file must stay unchanged at its end before it is let go.
-const ROTATE_WAIT: Duration = Duration::from_secs(3);
 /// How long a truncated file's old state waits for its copytruncate copy to appear.
 const COPY_WAIT: Duration = Duration::from_secs(5);
 /// Checkpoints are committed this soon after an acknowledgement moves them (one transaction for
@@ -443,7 +442,7 @@ impl Engine {
                     d = d.min(w);
                 }
                 if t.may_finish() {
-                    d = d.min(t.last_change + ROTATE_WAIT);
+                    d = d.min(t.last_change + Duration::from_millis(f.flow.rotated_grace_ms));
                 }
             }
         }
@@ -843,6 +842,13 @@ impl Engine {
                 None => new_files.push(item),
             }
         }
+        // a file rotated away under a name no pattern matches is still written to by a slow
+        // writer for a while: its growth is looked for at each scan, through its descriptor
+        for t in self.flows[fi].tails.values_mut().filter(|t| t.orphan && !t.finished && !t.sealed && !t.dirty) {
+            if t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.len() > t.framer.offset()) {
+                t.dirty = true;
+            }
+        }
         // files no longer found at a matching path keep being read through their descriptor; a
         // directory that could not be listed says nothing about the files in it
         for t in self.flows[fi].tails.values_mut() {
@@ -1211,7 +1217,7 @@ impl Engine {
             {
                 t.missed_scans = 2; // deleted: no scan will find it again
             }
-            if t.may_finish() && now >= t.last_change + ROTATE_WAIT {
+            if t.may_finish() && now >= t.last_change + Duration::from_millis(flow.rotated_grace_ms) {
                 // written to since the last read? read that first, and wait again
                 if let Some(len) = t.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()) {
                     if len > t.framer.offset() && !t.sealed {
