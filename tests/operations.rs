@@ -473,3 +473,29 @@ fn the_dashboards_use_only_metrics_the_agent_publishes() {
     }
     assert!(used >= 10);
 }
+
+#[test]
+fn a_reload_that_replaces_a_stalled_sink_does_not_wait_for_ever() {
+    let mut a = Agent::new("*.log", "", "");
+    // the sink is a FIFO nobody reads: nothing it is sent is ever acknowledged
+    std::fs::create_dir_all(a.out.parent().unwrap()).unwrap();
+    assert!(Command::new("mkfifo").arg(&a.out).status().unwrap().success());
+    let yaml = std::fs::read_to_string(&a.config).unwrap().replace("shutdown_timeout_ms: 5000", "shutdown_timeout_ms: 2000");
+    std::fs::write(&a.config, &yaml).unwrap();
+    let mut w = Writer::new(&a.logs().join("a.log"), "r");
+    w.write(500);
+    a.start();
+    wait_for_log(&a.stderr_log, "running 1 flow", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    // the operator points the flow at a file that works
+    let fixed = a.dir.path().join("out/fixed.log");
+    std::fs::write(&a.config, yaml.replace(&a.out.display().to_string(), &fixed.display().to_string())).unwrap();
+    unsafe_kill(a.pid(), "HUP");
+    w.write(500);
+    a.out = fixed;
+    a.wait_for(&w.written, Duration::from_secs(30));
+    let log = a.stderr();
+    assert!(log.contains("were not acknowledged within the shutdown timeout") && log.contains("flow started (reload)"), "{log}");
+    assert_eq!(a.stop(), 0);
+    a.assert_exactly_once(&w.written);
+}

@@ -203,6 +203,9 @@ struct FlowState {
     metrics: Arc<FlowMetrics>,
     /// Removed or changed by a reload: reads no more, and goes once everything read is acknowledged.
     retiring: bool,
+    /// A retiring flow whose records are not all acknowledged by then is let go anyway (its
+    /// sink may be stalled for good): the unacknowledged records are read again by its successor.
+    retire_deadline: Option<Instant>,
     /// What the metrics were last given (counters get the difference).
     published: FlowStats,
     /// When a checkpoint of the flow last moved.
@@ -417,6 +420,11 @@ impl Engine {
         if self.acked_since_publish {
             d = d.min(self.last_publish + PUBLISH_EVERY);
         }
+        for (fi, f) in self.flows.iter().enumerate().filter(|(_, f)| f.retiring) {
+            if let Some(at) = f.retire_deadline.filter(|_| !self.retired.contains(&fi)) {
+                d = d.min(at);
+            }
+        }
         for f in self.flows.iter().filter(|f| !f.retiring) {
             if f.stats != f.published {
                 d = d.min(self.last_publish + PUBLISH_EVERY);
@@ -498,6 +506,10 @@ impl Engine {
     }
 
     fn delivered(&mut self, d: Delivered) {
+        // a late answer for a flow let go with records unacknowledged: they are read again
+        if self.retired.contains(&d.flow) {
+            return;
+        }
         self.acked_since_publish = true;
         self.in_flight = self.in_flight.saturating_sub(d.budget_bytes);
         let flow = &mut self.flows[d.flow];
@@ -641,6 +653,7 @@ impl Engine {
         let Engine { flows, in_flight, .. } = self;
         let f = &mut flows[fi];
         f.retiring = true;
+        f.retire_deadline = Some(Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms));
         let FlowState { flow, chain, out, stats, tails, .. } = f;
         for t in tails.values_mut() {
             let id = t.id;
@@ -658,10 +671,23 @@ impl Engine {
             return;
         }
         let f = &self.flows[fi];
-        if f.out.waiting > 0 || f.tails.values().any(|t| t.acks.outstanding() > 0) {
+        let unacknowledged = f.out.waiting > 0 || f.tails.values().any(|t| t.acks.outstanding() > 0);
+        if unacknowledged && f.retire_deadline.is_none_or(|at| Instant::now() < at) {
             return;
         }
         let f = &mut self.flows[fi];
+        if unacknowledged {
+            tracing::warn!(
+                flow = %f.flow.id,
+                "{} bytes this flow sent were not acknowledged within the shutdown timeout ({} ms): it is stopped anyway, and what was not acknowledged is read again by the flow that replaces it (or at the next start)",
+                f.out.in_flight,
+                self.cfg.shutdown_timeout_ms
+            );
+            self.in_flight = self.in_flight.saturating_sub(f.out.in_flight);
+            f.out.in_flight = 0;
+            // a sink stalled for good may never return: its threads are left to end on their own
+            f.sink_threads.clear();
+        }
         for t in f.tails.values() {
             stage_row(&mut self.store, &f.flow.id, t);
             if t.file.is_some() {
@@ -1691,6 +1717,7 @@ fn start_flow(
         last_advance: Instant::now(),
         metrics: flow_metrics,
         retiring: false,
+        retire_deadline: None,
     })
 }
 
