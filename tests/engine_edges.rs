@@ -250,3 +250,45 @@ fn a_flow_whose_sink_stalls_holds_only_its_share_and_the_other_flows_go_on() {
     a.kill9();
     a.assert_exactly_once(&w.written);
 }
+
+#[test]
+fn a_flow_whose_sink_worker_died_is_started_again_from_its_positions_and_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("app.log");
+    let out = d.path().join("out.log");
+    let yaml = d.path().join("logferry.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "checkpoint_file: {}\nflows:\n  - id: w\n    path: {}\n    scan_interval_ms: 200\n    sink: {{type: file, path: {}}}\n",
+            d.path().join("cp.db").display(),
+            log.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut w = Writer::new(&log, "w");
+    w.write(300);
+    let engine = Engine::new(logferry::config::load(&yaml).unwrap(), Default::default()).unwrap();
+    let (events, metrics) = (engine.stopper(), engine.metrics());
+    let h = std::thread::spawn(move || engine.run().unwrap());
+    let delivered = || std::fs::read_to_string(&out).map(|s| s.lines().map(String::from).collect::<Vec<_>>()).unwrap_or_default();
+    let wait = |n: usize| {
+        let deadline = Instant::now() + T;
+        while delivered().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait(300);
+    // what a sink thread's supervisor sends when the worker panics
+    let died = logferry::engine::supervise::WorkerDied { flow: 0, reason: "the sink worker panicked: test".into() };
+    events.send(Event::SinkDied(died)).unwrap();
+    w.write(300);
+    wait(600);
+    events.send(Event::Stop("test")).unwrap();
+    h.join().unwrap();
+    assert_exactly_once(&w.written, &delivered());
+    let text = metrics.prometheus_text();
+    assert!(text.contains("logferry_sink_restarts_total{flow=\"w\""), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("logferry_sink_restarts_total{flow=\"w\"") && l.ends_with(" 1")), "{text}");
+}

@@ -22,6 +22,7 @@
 //! Not done here: sending (the sinks), metrics.
 
 mod path_index;
+pub mod supervise;
 
 use crate::acks::AckTracker;
 use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
@@ -64,6 +65,8 @@ pub enum Event {
     StopNow(&'static str),
     /// Load the configuration file again (SIGHUP).
     Reload,
+    /// A sink worker panicked or stopped while its flow still sends it batches.
+    SinkDied(supervise::WorkerDied),
 }
 
 impl Tail {
@@ -267,6 +270,10 @@ pub struct Engine {
     acked_since_publish: bool,
     /// Changed flows of a reload, started once their previous version has retired.
     waiting_to_start: Vec<Flow>,
+    /// Flows restarted after their sink died wait until then.
+    restart_not_before: HashMap<String, Instant>,
+    /// When each flow's sink died, over the last ten minutes.
+    sink_deaths: HashMap<String, Vec<Instant>>,
     /// Flows (by index) retired for good: nothing left of them but their place.
     retired: HashSet<usize>,
     metrics: Arc<Metrics>,
@@ -357,6 +364,8 @@ impl Engine {
             ctx,
             acked_since_publish: false,
             waiting_to_start: Vec::new(),
+            restart_not_before: HashMap::new(),
+            sink_deaths: HashMap::new(),
             retired: HashSet::new(),
             metrics,
             last_publish: Instant::now(),
@@ -417,6 +426,11 @@ impl Engine {
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
         let mut d = now + HEARTBEAT_EVERY;
+        for flow in &self.waiting_to_start {
+            if let Some(t) = self.restart_not_before.get(&flow.id) {
+                d = d.min(*t);
+            }
+        }
         if self.acked_since_publish {
             d = d.min(self.last_publish + PUBLISH_EVERY);
         }
@@ -469,6 +483,7 @@ impl Engine {
             }
             Event::Reload => self.reload(),
             Event::Delivered(d) => self.delivered(d),
+            Event::SinkDied(d) => self.sink_died(d),
             Event::Fs(Ok(e)) => {
                 use notify::EventKind;
                 match e.kind {
@@ -557,6 +572,9 @@ impl Engine {
             self.timers(i);
         }
         self.close_idle();
+        if !self.waiting_to_start.is_empty() {
+            self.start_waiting_flows();
+        }
         if self.store.has_staged() && now >= self.last_commit + COMMIT_EVERY && now >= self.commit_retry_at {
             self.commit();
         }
@@ -711,12 +729,35 @@ impl Engine {
         self.start_waiting_flows();
     }
 
-    /// Starts the flows of a reload whose previous version (same id) has retired.
+    /// A flow whose sink worker died is stopped at once and started again from its saved
+    /// positions (what it sent and was not acknowledged is sent again), after a delay that
+    /// doubles with each death in the last ten minutes (1 s up to 64 s).
+    fn sink_died(&mut self, d: supervise::WorkerDied) {
+        let Some(f) = self.flows.get(d.flow).filter(|f| !f.retiring) else { return };
+        f.metrics.sink_restarts.inc();
+        let id = f.flow.id.clone();
+        let flow = f.flow.clone();
+        let now = Instant::now();
+        let deaths = self.sink_deaths.entry(id.clone()).or_default();
+        deaths.retain(|t| now.duration_since(*t) < Duration::from_secs(600));
+        deaths.push(now);
+        let delay = Duration::from_secs(1 << (deaths.len() - 1).min(6));
+        tracing::error!(flow = %id, "{}: the flow is started again from its saved positions in {} s (what it sent and was not acknowledged is sent again)", d.reason, delay.as_secs());
+        self.retire(d.flow);
+        self.flows[d.flow].retire_deadline = Some(now);
+        self.restart_not_before.insert(id, now + delay);
+        self.waiting_to_start.push(flow);
+    }
+
+    /// Starts the flows of a reload whose previous version (same id) has retired, and flows
+    /// restarted after their sink died once their delay passed.
     fn start_waiting_flows(&mut self) {
         let waiting = std::mem::take(&mut self.waiting_to_start);
+        let now = Instant::now();
         for flow in waiting {
             let busy = self.flows.iter().enumerate().any(|(i, f)| f.flow.id == flow.id && !self.retired.contains(&i));
-            if busy {
+            let delayed = self.restart_not_before.get(&flow.id).is_some_and(|t| now < *t);
+            if busy || delayed {
                 self.waiting_to_start.push(flow);
                 continue;
             }
@@ -1609,15 +1650,28 @@ fn aws_sink_target(
     target
 }
 
-/// Starts `n` sink workers that share one flow's batches; `make` builds each worker's body.
+/// Starts `n` sink workers that share one flow's batches; `make` builds each worker's body. A
+/// worker that panics or stops early is reported to the engine (`Event::SinkDied`).
 fn spawn_workers<W: FnOnce() + Send + 'static>(
     index: usize,
     n: usize,
     batches: Receiver<Batch>,
+    events: &Sender<Event>,
     make: impl Fn(crate::aws::SharedBatches) -> W,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let shared = crate::aws::SharedBatches(std::sync::Arc::new(std::sync::Mutex::new(batches)));
-    (0..n.max(1)).map(|w| std::thread::Builder::new().name(format!("sink-{index}-{w}")).spawn(make(shared.clone()))).collect()
+    (0..n.max(1))
+        .map(|w| {
+            let body = make(shared.clone());
+            let (shared, events) = (shared.clone(), events.clone());
+            let still_open = move || shared.0.lock().is_ok_and(|r| !matches!(r.try_recv(), Err(mpsc::TryRecvError::Disconnected)));
+            std::thread::Builder::new().name(format!("sink-{index}-{w}")).spawn(move || {
+                supervise::run_watched(index, body, still_open, |d| {
+                    let _ = events.send(Event::SinkDied(d));
+                })
+            })
+        })
+        .collect()
 }
 
 /// Starts one flow: its discovery, its saved positions, its sink threads. `index` is its place
@@ -1654,7 +1708,7 @@ fn start_flow(
             let target = aws_sink_target(cfg, flow, aws, stream, globals, "Firehose delivery stream");
             let aggregate_bytes = *aggregate_bytes;
             let m = flow_metrics.clone();
-            spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
+            spawn_workers(index, aws.in_flight_requests, sink_rx, events_tx, move |batches| {
                 let (t, m, d) = (target.clone(), m.clone(), on_delivered.clone());
                 move || crate::firehose::run(t, aggregate_bytes, index, m, batches, d)
             })?
@@ -1668,7 +1722,7 @@ fn start_flow(
                 limits: *limits,
             };
             let m = flow_metrics.clone();
-            spawn_workers(index, aws.in_flight_requests, sink_rx, move |batches| {
+            spawn_workers(index, aws.in_flight_requests, sink_rx, events_tx, move |batches| {
                 let (t, o, m, d) = (target.clone(), options.clone(), m.clone(), on_delivered.clone());
                 move || crate::kinesis::run(t, o, index, m, batches, d)
             })?
@@ -1679,8 +1733,18 @@ fn start_flow(
                 _ => sink::LocalSink::Stdout,
             };
             vec![std::thread::Builder::new().name(format!("sink-{index}")).spawn({
-                let m = flow_metrics.clone();
-                move || sink::run_local(local, index, m, sink_rx, on_delivered)
+                let (m, events) = (flow_metrics.clone(), events_tx.clone());
+                // it returns only once its channel is closed
+                move || {
+                    supervise::run_watched(
+                        index,
+                        || sink::run_local(local, index, m, sink_rx, on_delivered),
+                        || false,
+                        |d| {
+                            let _ = events.send(Event::SinkDied(d));
+                        },
+                    )
+                }
             })?]
         }
     };
