@@ -493,7 +493,59 @@ fn append_line(path: &std::path::Path, line: &str) {
 }
 
 #[test]
-fn a_secret_key_changed_at_sighup_is_reported_though_it_never_prints() {
+fn credentials_rotated_at_sighup_are_applied_and_the_waiting_records_go() {
+    // accepts requests signed with the new key only, as AWS does once the old one is revoked
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = accepted.clone();
+    let endpoint = http::serve(move |req| {
+        let json = [("Content-Type", "application/x-amz-json-1.1")];
+        if !req.header("authorization").is_some_and(|a| a.contains("Credential=AKIANEWKEY/")) {
+            let body = br#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+            return Some(http::response("400 Bad Request", &json, body));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let records = body["Records"].as_array().unwrap();
+        for r in records {
+            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+            seen.lock().unwrap().extend(String::from_utf8_lossy(&data).lines().map(String::from));
+        }
+        let responses: Vec<_> = (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
+        let out = serde_json::json!({"FailedPutCount": 0, "RequestResponses": responses}).to_string();
+        Some(http::response("200 OK", &json, out.as_bytes()))
+    });
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    let config = |key: &str, secret: &str| {
+        format!(
+            "checkpoint_file: {}\nshutdown_timeout_ms: 1000\naws: {{access_key_id: {key}, secret_access_key: {secret}}}\nflows:\n  - id: r\n    path: {}\n    buffer: {{max_age_ms: 100}}\n    retry: {{initial_backoff_ms: 50, max_backoff_ms: 200}}\n    sink: {{type: firehose, stream: s, region: us-east-1, endpoint: '{endpoint}'}}\n",
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log").display()
+        )
+    };
+    std::fs::write(&cfg, config("AKIAOLDKEY", "old-secret-never-logged")).unwrap();
+    let mut w = Writer::new(&d.path().join("app.log"), "k");
+    w.write(50);
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    wait_for_log(&err, "credentials are not valid", Duration::from_secs(20));
+    assert!(accepted.lock().unwrap().is_empty());
+    std::fs::write(&cfg, config("AKIANEWKEY", "new-secret-never-logged")).unwrap();
+    unsafe_kill(agent.id(), "HUP");
+    w.write(50);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accepted.lock().unwrap().len() < w.written.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops").success());
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("the AWS settings changed (credentials included)"), "{log}");
+    assert!(!log.contains("secret-never-logged"), "{log}");
+    assert_exactly_once(&w.written, &accepted.lock().unwrap());
+}
+
+#[test]
+fn a_secret_key_changed_at_sighup_is_noticed_though_it_never_prints() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("logferry.yaml");
     let endpoint = rejecting_firehose();
@@ -520,6 +572,6 @@ fn a_secret_key_changed_at_sighup_is_reported_though_it_never_prints() {
     unsafe_kill(agent.id(), "TERM");
     assert!(wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops").success());
     let log = std::fs::read_to_string(&err).unwrap();
-    assert_eq!(log.matches("changes to the AWS settings (credentials included) apply at the next restart").count(), 1, "{log}");
+    assert_eq!(log.matches("the AWS settings changed (credentials included)").count(), 1, "only the real change: {log}");
     assert!(!log.contains("secret-never-logged"), "{log}");
 }

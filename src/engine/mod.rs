@@ -615,9 +615,11 @@ impl Engine {
         if new.checkpoint_file != old.checkpoint_file {
             at_restart.push("the checkpoint file");
         }
-        // compared by value: a rotated secret key (which never prints) is a change too
-        if new.aws != old.aws {
-            at_restart.push("the AWS settings (credentials included)");
+        // compared by value: a rotated secret key (which never prints) is a change too. The
+        // flows sending to AWS start again with the new settings; CloudWatch keeps its client
+        let aws_changed = new.aws != old.aws;
+        if aws_changed && old.cloudwatch.emit_metrics {
+            at_restart.push("the AWS settings of CloudWatch");
         }
         if new.cloudwatch != old.cloudwatch {
             at_restart.push("CloudWatch");
@@ -628,6 +630,10 @@ impl Engine {
         if !at_restart.is_empty() {
             tracing::warn!("SIGHUP: changes to {} apply at the next restart", at_restart.join(", "));
         }
+        if aws_changed {
+            self.cfg.aws = new.aws.clone();
+            tracing::info!("SIGHUP: the AWS settings changed (credentials included): the flows sending to AWS start again with them");
+        }
         let (mut kept, mut started, mut changed, mut removed) = (0, 0, 0, 0);
         for fi in 0..self.flows.len() {
             let f = &self.flows[fi];
@@ -635,7 +641,7 @@ impl Engine {
                 continue;
             }
             match new.flows.iter().find(|n| n.id == f.flow.id) {
-                Some(n) if *n == f.flow => kept += 1,
+                Some(n) if *n == f.flow && !(aws_changed && n.destination.aws().is_some()) => kept += 1,
                 Some(n) => {
                     changed += 1;
                     self.waiting_to_start.push(n.clone());
