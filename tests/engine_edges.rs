@@ -280,6 +280,24 @@ fn a_flow_whose_sink_worker_died_is_started_again_from_its_positions_and_loses_n
         }
     };
     wait(300);
+    // The sink wrote the lines before it acknowledged them: wait until the engine has taken the
+    // acknowledgements (one published snapshot with all 300 parsed and nothing behind), or the
+    // restart rightly sends the unacknowledged lines again.
+    let value = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("flow=\"w\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let deadline = Instant::now() + T;
+    loop {
+        let text = metrics.prometheus_text();
+        if value(&text, "logferry_records_parsed_total") == Some(300) && value(&text, "logferry_bytes_behind") == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first 300 lines were never acknowledged: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // what a sink thread's supervisor sends when the worker panics
     let died = logferry::engine::supervise::WorkerDied { flow: 0, reason: "the sink worker panicked: test".into() };
     events.send(Event::SinkDied(died)).unwrap();

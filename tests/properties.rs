@@ -346,8 +346,15 @@ proptest! {
         let ctx = ChainContext { ec2: None, now: Some(time_now) };
         let mut out = Vec::new();
         for p in &every_processor() {
+            out.clear();
             let outcome = Chain::new(std::slice::from_ref(p), ctx.clone()).convert(&line, &mut out);
             prop_assert_ne!(outcome, Outcome::Panicked, "{} panicked on {:?}", p.describe(), String::from_utf8_lossy(&line[..line.len().min(300)]));
+            // what a typed parser writes is JSON, whatever the bytes of the fields (control
+            // characters, `\`, invalid UTF-8)
+            if matches!(p, ProcessorSpec::Parse { .. }) && outcome == Outcome::Emitted {
+                let parsed = serde_json::from_slice::<serde_json::Value>(&out);
+                prop_assert!(parsed.is_ok(), "{} wrote no JSON for {:?}: {:?}", p.describe(), String::from_utf8_lossy(&line[..line.len().min(300)]), String::from_utf8_lossy(&out[..out.len().min(300)]));
+            }
         }
     }
 }

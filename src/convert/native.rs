@@ -12,7 +12,7 @@
 //! Field names are listed in the README ("Native typed fields").
 
 use super::apache::{self, Dialect};
-use super::json::{write_str, JsonLayout, ObjectWriter};
+use super::json::{self, write_str, JsonLayout, ObjectWriter, Text};
 use super::scan::Span;
 use super::syslog::{self, BsdTimestamp};
 use super::{strip_newline, MismatchPolicy, NativeFormat, Step};
@@ -21,7 +21,20 @@ use std::io::Write;
 /// Reused buffers of the native steps.
 #[derive(Default)]
 pub struct NativeScratch {
-    ts: Vec<u8>,
+    ts: TimestampCache,
+}
+
+/// The last timestamp converted, by its text as written: log lines come in bursts within one
+/// second, so most lines reuse it instead of converting the civil time to UTC again.
+#[derive(Default)]
+struct TimestampCache {
+    /// The timestamp as written, and what its conversion depends on besides (the current day,
+    /// for years inferred by BSD syslog).
+    written: Vec<u8>,
+    context: i32,
+    valid: bool,
+    /// Its UTC form, or `None` when it names no instant the calendar holds (kept as written).
+    utc: Option<Vec<u8>>,
 }
 
 fn mismatch(input: &[u8], policy: MismatchPolicy, out: &mut Vec<u8>) -> Step {
@@ -103,11 +116,30 @@ fn str_or_null(line: &[u8], span: Option<Span>) -> Option<&[u8]> {
     span.map(|(a, b)| &line[a..b]).filter(|v| *v != b"-")
 }
 
-fn ts_field(w: &mut ObjectWriter<'_>, name: &[u8], line: &[u8], span: Span, civil: Option<Civil>, scratch: &mut Vec<u8>) {
-    match civil {
-        Some(c) if write_utc(scratch, line, &c) => w.str_field(name, Some(scratch)),
-        _ => w.str_field(name, Some(&line[span.0..span.1])),
+/// Writes the timestamp at `span` converted to UTC (as written when it cannot be), through the
+/// cache: `civil` is only called for a timestamp other than the last one.
+fn ts_field(
+    w: &mut ObjectWriter<'_>,
+    name: &[u8],
+    line: &[u8],
+    span: Span,
+    context: i32,
+    civil: impl FnOnce() -> Option<Civil>,
+    cache: &mut TimestampCache,
+) {
+    let written = &line[span.0..span.1];
+    if !(cache.valid && cache.context == context && cache.written == written) {
+        cache.valid = true;
+        cache.context = context;
+        cache.written.clear();
+        cache.written.extend_from_slice(written);
+        let mut utc = cache.utc.take().unwrap_or_default();
+        cache.utc = match civil() {
+            Some(c) if write_utc(&mut utc, line, &c) => Some(utc),
+            _ => None,
+        };
     }
+    w.str_field(name, Some(cache.utc.as_deref().unwrap_or(written)));
 }
 
 /// `+HHMM` / `-HH:MM` / `-HH` offsets in minutes.
@@ -166,30 +198,42 @@ pub(crate) fn parse(
                 return mismatch(input, policy, out);
             };
             let dt = f[3].unwrap();
-            let civil = apache::parse_httpdate(&line[dt.0..dt.1]).and_then(|(day, month, (y0, y1), (h, mi, s, frac), (o0, o1))| {
-                let base = dt.0;
-                Some(Civil {
-                    year: i32::try_from(num(&line[base + y0..base + y1])).ok()?,
-                    month,
-                    day,
-                    hour: h,
-                    minute: mi,
-                    second: s,
-                    frac: frac.map(|(a, b)| (a + base, b + base)),
-                    offset_minutes: offset_minutes(&line[base + o0..base + o1])?,
+            let civil = || {
+                apache::parse_httpdate(&line[dt.0..dt.1]).and_then(|(day, month, (y0, y1), (h, mi, s, frac), (o0, o1))| {
+                    let base = dt.0;
+                    Some(Civil {
+                        year: i32::try_from(num(&line[base + y0..base + y1])).ok()?,
+                        month,
+                        day,
+                        hour: h,
+                        minute: mi,
+                        second: s,
+                        frac: frac.map(|(a, b)| (a + base, b + base)),
+                        offset_minutes: offset_minutes(&line[base + o0..base + o1])?,
+                    })
                 })
-            });
+            };
+            // one look at the whole line, as LOGTOJSON does: a value of an access log never holds
+            // a `"` (it would end its quoted field), so a valid line without `\` or control
+            // characters has nothing to escape in any value
+            let text = if std::str::from_utf8(line).is_err() {
+                Text::Bytes
+            } else if json::needs_escape(line, false) {
+                Text::Utf8
+            } else {
+                Text::Verbatim
+            };
             let mut w = ObjectWriter::begin(out, layout);
-            for (i, name) in apache::COMMON_FIELDS.iter().enumerate().take(3) {
-                w.str_field(name.as_bytes(), str_or_null(line, f[i]));
+            for (i, key) in [&b"\"host\""[..], b"\"ident\"", b"\"authuser\""].into_iter().enumerate() {
+                w.str_field_fast(key, str_or_null(line, f[i]), text);
             }
-            ts_field(&mut w, b"datetime", line, dt, civil, &mut scratch.ts);
-            w.str_field(b"request", str_or_null(line, f[4]));
+            ts_field(&mut w, b"datetime", line, dt, 0, civil, &mut scratch.ts);
+            w.str_field_fast(b"\"request\"", str_or_null(line, f[4]), text);
             int_field(&mut w, b"response", str_or_null(line, f[5]));
             int_field(&mut w, b"bytes", str_or_null(line, f[6]));
             if combined {
-                w.str_field(b"referer", str_or_null(line, f[7]));
-                w.str_field(b"agent", str_or_null(line, f[8]));
+                w.str_field_fast(b"\"referer\"", str_or_null(line, f[7]), text);
+                w.str_field_fast(b"\"agent\"", str_or_null(line, f[8]), text);
             }
             w.end();
         }
@@ -198,20 +242,22 @@ pub(crate) fn parse(
                 return mismatch(input, policy, out);
             };
             let ts = f[0].unwrap();
-            let civil = apache::parse_error_timestamp(&line[ts.0..ts.1]).and_then(|(day, month, (h, mi, s, frac), (y0, y1))| {
-                Some(Civil {
-                    year: i32::try_from(num(&line[ts.0 + y0..ts.0 + y1])).ok()?,
-                    month,
-                    day,
-                    hour: h,
-                    minute: mi,
-                    second: s,
-                    frac: frac.map(|(a, b)| (a + ts.0, b + ts.0)),
-                    offset_minutes: 0,
+            let civil = || {
+                apache::parse_error_timestamp(&line[ts.0..ts.1]).and_then(|(day, month, (h, mi, s, frac), (y0, y1))| {
+                    Some(Civil {
+                        year: i32::try_from(num(&line[ts.0 + y0..ts.0 + y1])).ok()?,
+                        month,
+                        day,
+                        hour: h,
+                        minute: mi,
+                        second: s,
+                        frac: frac.map(|(a, b)| (a + ts.0, b + ts.0)),
+                        offset_minutes: 0,
+                    })
                 })
-            });
+            };
             let mut w = ObjectWriter::begin(out, layout);
-            ts_field(&mut w, b"timestamp", line, ts, civil, &mut scratch.ts);
+            ts_field(&mut w, b"timestamp", line, ts, 0, civil, &mut scratch.ts);
             w.str_field(b"module", str_or_null(line, f[1]));
             w.str_field(b"severity", str_or_null(line, f[2]));
             int_field(&mut w, b"processid", str_or_null(line, f[3]));
@@ -226,12 +272,14 @@ pub(crate) fn parse(
                 return mismatch(input, policy, out);
             };
             let ts = f[0].unwrap();
-            let civil = match kind {
+            // a BSD timestamp has no year: its conversion depends on today's date too
+            let context = if kind == BsdTimestamp::Traditional { now.date().to_julian_day() } else { 0 };
+            let civil = || match kind {
                 BsdTimestamp::Rfc3339 => rfc3339_civil(line, ts),
                 BsdTimestamp::Traditional => bsd_civil(line, ts, now),
             };
             let mut w = ObjectWriter::begin(out, layout);
-            ts_field(&mut w, b"timestamp", line, ts, civil, &mut scratch.ts);
+            ts_field(&mut w, b"timestamp", line, ts, context, civil, &mut scratch.ts);
             w.str_field(b"hostname", f[1].map(|(a, b)| &line[a..b]));
             w.str_field(b"program", f[2].map(|(a, b)| &line[a..b]));
             int_field(&mut w, b"processid", f[3].map(|(a, b)| &line[a..b]));
@@ -247,10 +295,7 @@ pub(crate) fn parse(
             let _ = write!(w.key(b"severity"), "{}", m.priority & 7);
             let _ = write!(w.key(b"version"), "{}", num(&line[m.version.0..m.version.1]));
             match m.timestamp {
-                Some(ts) => {
-                    let civil = rfc3339_civil(line, ts);
-                    ts_field(&mut w, b"timestamp", line, ts, civil, &mut scratch.ts)
-                }
+                Some(ts) => ts_field(&mut w, b"timestamp", line, ts, 0, || rfc3339_civil(line, ts), &mut scratch.ts),
                 None => w.str_field(b"timestamp", None),
             }
             let text = |s: Option<Span>| s.map(|(a, b)| &line[a..b]);
@@ -390,6 +435,47 @@ mod tests {
             Step::Ok => Some(String::from_utf8(out).unwrap()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn the_timestamp_cache_gives_what_converting_every_line_gives() {
+        let lines = [
+            (NativeFormat::ApacheCommon, "h - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.1\" 200 5\n"),
+            (NativeFormat::ApacheCommon, "h - - [10/Oct/2000:13:55:36 -0700] \"GET /again HTTP/1.1\" 200 5\n"),
+            (NativeFormat::ApacheCommon, "h - - [10/Oct/2000:13:55:36 +0000] \"GET /other-offset HTTP/1.1\" 200 5\n"),
+            (NativeFormat::ApacheCommon, "h - - [31/Dec/9999:23:59:59 -2359] \"GET /end HTTP/1.1\" 200 5\n"),
+            (NativeFormat::ApacheCommon, "h - - [31/Dec/9999:23:59:59 -2359] \"GET /end-again HTTP/1.1\" 200 5\n"),
+            (NativeFormat::ApacheCommon, "h - - [10/Oct/2000:13:55:37 -0700] \"GET /next HTTP/1.1\" 200 5\n"),
+            (NativeFormat::Rfc3339Syslog, "2024-05-01T10:00:00.5+02:00 host app[1]: a\n"),
+            (NativeFormat::Rfc3339Syslog, "2024-05-01T10:00:00.5+02:00 host app[1]: b\n"),
+            (NativeFormat::Rfc3339Syslog, "2024-05-01T10:00:00.25+02:00 host app[1]: other fraction\n"),
+            (NativeFormat::Syslog, "Feb 29 12:00:00 host app: leap\n"),
+            (NativeFormat::Syslog, "Feb 29 12:00:00 host app: leap again\n"),
+        ];
+        let now = time::macros::datetime!(2024-03-01 00:00 UTC);
+        let mut shared = NativeScratch::default();
+        for (f, l) in lines {
+            let (mut cached, mut fresh) = (Vec::new(), Vec::new());
+            parse(l.as_bytes(), f, MismatchPolicy::Drop, now, &mut shared, &mut cached);
+            parse(l.as_bytes(), f, MismatchPolicy::Drop, now, &mut NativeScratch::default(), &mut fresh);
+            assert_eq!(String::from_utf8(cached).unwrap(), String::from_utf8(fresh).unwrap(), "{l}");
+        }
+        // the same BSD timestamp read on another day may name another year
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        let l = b"Jan  1 00:10:00 host app: new year\n";
+        parse(l, NativeFormat::Syslog, MismatchPolicy::Drop, time::macros::datetime!(2024-12-31 23:30 UTC), &mut shared, &mut before);
+        parse(l, NativeFormat::Syslog, MismatchPolicy::Drop, time::macros::datetime!(2025-01-01 00:30 UTC), &mut shared, &mut after);
+        let mut fresh = Vec::new();
+        parse(
+            l,
+            NativeFormat::Syslog,
+            MismatchPolicy::Drop,
+            time::macros::datetime!(2025-01-01 00:30 UTC),
+            &mut NativeScratch::default(),
+            &mut fresh,
+        );
+        assert_eq!(after, fresh);
+        assert_ne!(before, after, "{}", String::from_utf8_lossy(&after));
     }
 
     #[test]
