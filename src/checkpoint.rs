@@ -16,7 +16,7 @@
 //!
 //! It does not decide offsets: callers stage what the acknowledgement order allows.
 
-use crate::identity::{FileKey, Fingerprint};
+use crate::source::identity::{FileKey, Fingerprint};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

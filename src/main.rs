@@ -169,7 +169,7 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     for n in cfg.start_notices() {
         tracing::info!("{n}");
     }
-    for w in logferry::discover::own_file_overlaps(&cfg) {
+    for w in logferry::source::discover::own_file_overlaps(&cfg) {
         tracing::warn!("{w}");
     }
     let ctx = chain_context(&cfg, true);
@@ -355,7 +355,7 @@ fn check(path: &Path) -> Result<ExitCode> {
     for n in cfg.start_notices() {
         writeln!(out, "note: {n}")?;
     }
-    for w in logferry::discover::own_file_overlaps(&cfg) {
+    for w in logferry::source::discover::own_file_overlaps(&cfg) {
         writeln!(out, "warning: {w}")?;
     }
     for f in &cfg.flows {

@@ -5,7 +5,7 @@ mod support;
 
 use logferry::config::Destination;
 use logferry::engine::{Engine, Event};
-use logferry::identity::FileKey;
+use logferry::source::identity::FileKey;
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -309,4 +309,40 @@ fn a_flow_whose_sink_worker_died_is_started_again_from_its_positions_and_loses_n
     let text = metrics.prometheus_text();
     assert!(text.contains("logferry_sink_restarts_total{flow=\"w\""), "{text}");
     assert!(text.lines().any(|l| l.starts_with("logferry_sink_restarts_total{flow=\"w\"") && l.ends_with(" 1")), "{text}");
+}
+
+/// Regression: line buffers keep up to 64 KiB of room once a long partial line went; that room
+/// counted against the in-flight budget, so ten files that had each held a 60 KiB partial line
+/// filled a 512 KiB budget with nothing in flight, and no file was read again.
+#[test]
+fn room_kept_by_line_buffers_after_long_partial_lines_does_not_stop_reading() {
+    let mut a = Agent::new("*.log", "    max_line_bytes: 100000\n    buffer: {max_age_ms: 100}", "max_bytes_in_flight: 524288");
+    a.start();
+    let long = |i: usize, half: usize| vec![b'a' + i as u8; 30_000 + half];
+    for i in 0..10 {
+        std::fs::write(a.logs().join(format!("f{i}.log")), long(i, 0)).unwrap();
+    }
+    // each file's partial line is read and held before it is finished
+    std::thread::sleep(Duration::from_millis(1500));
+    let append = |i: usize, bytes: &[u8]| {
+        std::fs::OpenOptions::new().append(true).open(a.logs().join(format!("f{i}.log"))).unwrap().write_all(bytes).unwrap();
+    };
+    for i in 0..10 {
+        append(i, &[long(i, 1).as_slice(), b"\n"].concat());
+    }
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while a.delivered().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        a.delivered()
+    };
+    assert_eq!(wait_for(10).len(), 10, "the long lines: {}", a.stderr());
+    for i in 0..10 {
+        append(i, format!("short line {i}\n").as_bytes());
+    }
+    let got = wait_for(20);
+    let short = got.iter().filter(|l| l.starts_with("short line")).count();
+    assert_eq!(short, 10, "files read after their long lines went: {}", a.stderr());
+    assert_eq!(a.stop(), 0);
 }

@@ -21,36 +21,29 @@
 //!
 //! Not done here: sending (the sinks), metrics.
 
-mod path_index;
 pub mod supervise;
 
 use crate::acks::AckTracker;
-use crate::checkpoint::{read_kinesis_agent_checkpoints, Row, Store};
-use crate::config::{Config, Destination, Flow, InitialPosition, Oversized};
+use crate::checkpoint::{read_kinesis_agent_checkpoints, Store};
+use crate::config::{Config, Destination, Flow, Oversized};
 use crate::convert::{Chain, ChainContext, Outcome};
-use crate::discover::{Discovery, Found};
-use crate::framing::{truncate_record_from, LineFramer, Piece, RecordAssembler};
-use crate::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
+use crate::framing::{truncate_record_from, Piece};
 use crate::metrics::{FlowMetrics, Metrics};
 use crate::sink::{self, AckRef, Batch, Delivered};
+use crate::source::discover::Discovery;
+use crate::source::fs::RealFs;
+use crate::source::identity::FileKey;
+use crate::source::tail::{Pipeline, Room, TailSet};
 use notify::Watcher;
-use path_index::PathIndex;
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The largest read.
 const READ_CHUNK: usize = 256 << 10;
-/// Bytes read from one file before the loop turns to the others.
-/// The smallest read when the share or the budget limits a read.
-const MIN_READ: usize = 64 << 10;
-const READ_SLICE: u64 = 4 << 20;
-/// How long a rotated-away or deleted file must stay unchanged at its end before it is let go.
-/// How long a truncated file's old state waits for its copytruncate copy to appear.
-const COPY_WAIT: Duration = Duration::from_secs(5);
 /// Checkpoints are committed this soon after an acknowledgement moves them (one transaction for
 /// everything acknowledged meanwhile), so a crash re-sends little.
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
@@ -69,138 +62,11 @@ pub enum Event {
     SinkDied(supervise::WorkerDied),
 }
 
-impl Tail {
-    /// A file about to be read from `start`; header lines are skipped when that is offset 0.
-    #[allow(clippy::too_many_arguments)]
-    fn new(id: u64, key: FileKey, path: PathBuf, target: Option<PathBuf>, file: File, size: u64, start: u64, flow: &Flow) -> Tail {
-        let now = Instant::now();
-        let skip = if start == 0 { flow.skip_header_lines } else { 0 };
-        let pod = crate::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
-        Tail {
-            id,
-            key,
-            path,
-            target,
-            fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
-            head: head_of(&file, size),
-            file: Some(file),
-            framer: LineFramer::new(start, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split),
-            assembler: RecordAssembler::new(flow.assembly.clone(), skip).with_limit(flow.max_line_bytes).with_pod(&pod),
-            acks: AckTracker::new(start),
-            size,
-            last_change: now,
-            last_line: now,
-            orphan: false,
-            missed_scans: 0,
-            awaiting_copy: None,
-            finished: false,
-            sealed: false,
-            dirty: true,
-            read_error_logged: false,
-            held: 0,
-            parked: false,
-            parked_cut_line: None,
-            finishing_line: None,
-        }
-    }
-
-    /// Whether reading it now keeps the bytes held within `budget`, given `used` (in flight
-    /// and held): a tail whose long unterminated line was released waits until that line fits.
-    /// A tail in the middle of a line may always read on to its end (it holds that line
-    /// already, and finishing it turns held bytes into bytes in flight); over the budget it is
-    /// parked afterwards if the line is still unfinished.
-    /// A parked tail is taken up when its line fits in what is left of the budget, or when
-    /// nothing is in flight (what others hold then is their own unfinished lines, themselves
-    /// bounded by parking): a line as long as the whole budget is not starved for ever.
-    fn fits(&self, in_flight: u64, held: u64, budget: u64, max_line: usize) -> bool {
-        let used = in_flight + held;
-        if !self.parked {
-            return used < budget || self.may_finish_line();
-        }
-        let line = self.size.saturating_sub(self.framer.offset()).min(max_line as u64);
-        in_flight == 0 || used + line <= budget
-    }
-
-    /// Over the budget, a tail holding an unfinished line may read on to its end: the line it
-    /// held when the budget filled, not the ones after it.
-    fn may_finish_line(&self) -> bool {
-        self.framer.pending_len() > 0 && self.finishing_line.is_none_or(|s| s == self.framer.line_start())
-    }
-
-    /// Brings `total` (the bytes every tail's buffers hold) up to date with this tail's.
-    fn update_held(&mut self, total: &mut u64) {
-        let now = (self.framer.held_bytes() + self.assembler.held_bytes()) as u64;
-        *total = (*total + now).saturating_sub(self.held);
-        self.held = now;
-    }
-
-    /// Has unread bytes that reading can get now.
-    fn wants_read(&self) -> bool {
-        self.dirty && !self.finished && !self.sealed && self.awaiting_copy.is_none()
-    }
-
-    /// Rotated away or deleted, confirmed, fully read: only time stands between it and its end.
-    fn may_finish(&self) -> bool {
-        self.orphan && self.missed_scans >= 2 && !self.finished && !self.dirty && self.awaiting_copy.is_none()
-    }
-}
-
-/// One file being tailed.
-struct Tail {
-    id: u64,
-    key: FileKey,
-    path: PathBuf,
-    /// The symlink target, when `path` is a link.
-    target: Option<PathBuf>,
-    file: Option<File>,
-    fingerprint: Fingerprint,
-    /// The first bytes the fingerprint was made from, to recognise a copy still being written.
-    head: Vec<u8>,
-    framer: LineFramer,
-    assembler: RecordAssembler,
-    acks: AckTracker,
-    size: u64,
-    last_change: Instant,
-    last_line: Instant,
-    /// Not found at any matching path in the last scan (rotated away or deleted).
-    orphan: bool,
-    /// Consecutive scans that did not find it: a listing taken during a burst of renames can
-    /// miss a file once, so it is let go only when two scans agree or it is deleted.
-    missed_scans: u32,
-    /// Truncated: waiting for its copytruncate copy until this instant.
-    awaiting_copy: Option<Instant>,
-    /// Everything was read and its last line flushed; goes when fully acknowledged.
-    finished: bool,
-    /// A copytruncate copy holding no more than was already read from its original: never read,
-    /// never taken for truncated.
-    sealed: bool,
-    dirty: bool,
-    read_error_logged: bool,
-    /// Bytes its line and record buffers hold (counted in the engine's `held`).
-    held: u64,
-    /// Its long unterminated line was given back to the file to stay within the budget: it is
-    /// read again, from where that line starts, once the line fits.
-    parked: bool,
-    /// A parked tail's line cut at max_line: where it starts and how far it was searched, so
-    /// taking it up again reads its first max_line bytes, not the whole line.
-    parked_cut_line: Option<(u64, u64)>,
-    /// Where the line starts that this tail was holding unfinished when the budget (or its
-    /// flow's share) filled: over the budget it may read on only to finish that line.
-    finishing_line: Option<u64>,
-}
-
 struct FlowState {
     flow: Flow,
     discovery: Discovery,
     chain: Chain,
-    tails: HashMap<u64, Tail>,
-    by_key: HashMap<FileKey, u64>,
-    /// Checkpoints loaded at start, consumed as files are found.
-    saved: HashMap<FileKey, Row>,
-    /// Positions imported from the Kinesis Agent, by file.
-    imported: HashMap<FileKey, u64>,
-    first_start: bool,
-    initial_scan_done: bool,
+    tails: TailSet<RealFs>,
     out: Outbox,
     sink_threads: Vec<std::thread::JoinHandle<()>>,
     metrics: Arc<FlowMetrics>,
@@ -213,12 +79,6 @@ struct FlowState {
     published: FlowStats,
     /// When a checkpoint of the flow last moved.
     last_advance: Instant,
-    next_scan: Instant,
-    rescan_requested: bool,
-    /// New files that start like a tailed file, waiting to see whether they are its copy.
-    maybe_copies: HashMap<FileKey, (Instant, PathBuf, u64)>,
-    /// Files that could not be opened (logged once, retried at each scan).
-    unreadable: HashSet<FileKey>,
     /// Directories that could not be listed at the last scan (logged once).
     unlistable: HashSet<PathBuf>,
     /// Matching paths refused at the last scan (logged once).
@@ -253,12 +113,7 @@ pub struct Engine {
     events_tx: Sender<Event>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
-    path_index: PathIndex,
     in_flight: u64,
-    /// Bytes the tails' line and record buffers hold; with `in_flight`, against the budget.
-    held: u64,
-    next_tail_id: u64,
-    open_files: usize,
     buf: Vec<u8>,
     last_commit: Instant,
     /// After a failed commit, the next attempt waits until then.
@@ -351,11 +206,7 @@ impl Engine {
             events_tx,
             watcher,
             watched: HashSet::new(),
-            path_index: PathIndex::default(),
             in_flight: 0,
-            held: 0,
-            next_tail_id: 1,
-            open_files: 0,
             buf: vec![0; READ_CHUNK],
             last_commit: Instant::now(),
             commit_retry_at: Instant::now(),
@@ -443,29 +294,21 @@ impl Engine {
             if f.stats != f.published {
                 d = d.min(self.last_publish + PUBLISH_EVERY);
             }
-            d = d.min(if f.rescan_requested { now + RESCAN_DEBOUNCE } else { f.next_scan });
+            d = d.min(f.tails.next_scan(now, RESCAN_DEBOUNCE));
             if let Some(s) = f.out.started {
                 d = d.min(s + Duration::from_millis(f.flow.buffer.max_age_ms));
             }
-            let budget = self.cfg.max_bytes_in_flight;
-            let share = self.flow_share();
-            for t in f.tails.values() {
-                if t.wants_read()
-                    && !f.out.is_backed_up()
-                    && t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes)
-                    && f.out.admits(t, share)
-                {
+        }
+        for fi in 0..self.flows.len() {
+            let f = &self.flows[fi];
+            if f.retiring {
+                continue;
+            }
+            if let Some(at) = f.tails.next_deadline(now, self.room(fi)) {
+                if at <= now {
                     return now;
                 }
-                if t.assembler.has_pending() {
-                    d = d.min(t.last_line + Duration::from_millis(f.flow.multiline_flush_ms));
-                }
-                if let Some(w) = t.awaiting_copy {
-                    d = d.min(w);
-                }
-                if t.may_finish() {
-                    d = d.min(t.last_change + Duration::from_millis(f.flow.rotated_grace_ms));
-                }
+                d = d.min(at);
             }
         }
         if self.store.has_staged() {
@@ -489,19 +332,8 @@ impl Engine {
                 match e.kind {
                     EventKind::Modify(notify::event::ModifyKind::Data(_)) | EventKind::Modify(notify::event::ModifyKind::Any) => {
                         for p in &e.paths {
-                            let tails = self.path_index.get(p);
-                            for &(f, id) in tails {
-                                if let Some(t) = self.flows[f].tails.get_mut(&id) {
-                                    t.dirty = true;
-                                }
-                            }
-                            // a write to a file no flow tails yet: only deferred new files matter
-                            if tails.is_empty() {
-                                for f in &mut self.flows {
-                                    if f.maybe_copies.values().any(|(_, path, _)| path == p) {
-                                        f.rescan_requested = true;
-                                    }
-                                }
+                            for f in &mut self.flows {
+                                f.tails.changed(p);
                             }
                         }
                     }
@@ -509,12 +341,12 @@ impl Engine {
                     // (its reads update atime): nothing to scan for; the periodic scan sees a
                     // permission change
                     EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => {}
-                    _ => self.flows.iter_mut().for_each(|f| f.rescan_requested = true),
+                    _ => self.flows.iter_mut().for_each(|f| f.tails.request_scan()),
                 }
             }
             Event::Fs(Err(e)) => {
                 tracing::warn!("file notification error ({e}); rescanning");
-                self.flows.iter_mut().for_each(|f| f.rescan_requested = true);
+                self.flows.iter_mut().for_each(|f| f.tails.request_scan());
             }
         }
         None
@@ -532,24 +364,13 @@ impl Engine {
         flow.out.waiting = flow.out.waiting.saturating_sub(1);
         flow.out.in_flight = flow.out.in_flight.saturating_sub(d.budget_bytes);
         flow.out.waiting_since = (flow.out.waiting > 0).then(Instant::now);
-        let mut moved: Vec<u64> = Vec::new();
+        let mut moved = false;
         // a batch holds long runs of one file's records: one lookup per run
         for run in d.acks.chunk_by(|a, b| a.tail == b.tail) {
-            if let Some(t) = flow.tails.get_mut(&run[0].tail) {
-                let mut advanced = false;
-                for a in run {
-                    advanced |= t.acks.ack(a.seq).is_some();
-                }
-                if advanced && !moved.contains(&run[0].tail) {
-                    moved.push(run[0].tail);
-                }
-            }
+            moved |= flow.tails.ack(run[0].tail, run.iter().map(|a| a.seq), &mut self.store);
         }
-        if !moved.is_empty() {
+        if moved {
             flow.last_advance = Instant::now();
-        }
-        for id in moved {
-            stage_row(&mut self.store, &flow.flow.id, &flow.tails[&id]);
         }
     }
 
@@ -558,7 +379,7 @@ impl Engine {
     fn work(&mut self) {
         let now = Instant::now();
         for i in 0..self.flows.len() {
-            let due = self.flows[i].rescan_requested || now >= self.flows[i].next_scan;
+            let due = self.flows[i].tails.scan_due(now);
             if due && !self.flows[i].retiring {
                 self.scan(i);
             }
@@ -579,7 +400,7 @@ impl Engine {
             self.commit();
         }
         self.metrics.heartbeat();
-        if self.flows.iter().all(|f| f.initial_scan_done || f.retiring) {
+        if self.flows.iter().all(|f| f.tails.initial_scan_done() || f.retiring) {
             self.metrics.set_ready();
         }
         if now >= self.last_publish + PUBLISH_EVERY {
@@ -679,11 +500,9 @@ impl Engine {
         f.retiring = true;
         f.retire_deadline = Some(Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms));
         let FlowState { flow, chain, out, stats, tails, .. } = f;
-        for t in tails.values_mut() {
-            let id = t.id;
-            let Tail { assembler, acks, path, .. } = &mut *t;
-            assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
-        }
+        let mut pipe = FlowPipe { flow, chain, stats, out, in_flight, others_held: 0, budget: 0, share: 0 };
+        tails.flush_assemblers(&mut pipe);
+        let FlowPipe { out, flow, .. } = pipe;
         out.send();
         out.sink = None;
         tracing::info!(flow = %flow.id, "stopping this flow (reload): sending what it read");
@@ -695,7 +514,7 @@ impl Engine {
             return;
         }
         let f = &self.flows[fi];
-        let unacknowledged = f.out.waiting > 0 || f.tails.values().any(|t| t.acks.outstanding() > 0);
+        let unacknowledged = f.out.waiting > 0 || f.tails.outstanding() > 0;
         if unacknowledged && f.retire_deadline.is_none_or(|at| Instant::now() < at) {
             return;
         }
@@ -712,19 +531,10 @@ impl Engine {
             // a sink stalled for good may never return: its threads are left to end on their own
             f.sink_threads.clear();
         }
-        for t in f.tails.values() {
-            stage_row(&mut self.store, &f.flow.id, t);
-            if t.file.is_some() {
-                self.open_files -= 1;
-            }
-        }
-        self.held = self.held.saturating_sub(f.tails.values().map(|t| t.held).sum());
-        f.tails.clear();
-        f.by_key.clear();
+        f.tails.release(&mut self.store);
         for h in f.sink_threads.drain(..) {
             let _ = h.join();
         }
-        self.path_index.remove_flow(fi);
         let id = f.flow.id.clone();
         if !self.cfg.flows.iter().any(|n| n.id == id) {
             self.metrics.remove_flow(&id);
@@ -782,9 +592,9 @@ impl Engine {
     fn publish_metrics(&mut self) {
         self.acked_since_publish = false;
         let m = &self.metrics;
-        m.open_files.set(self.open_files as i64);
+        m.open_files.set(self.flows.iter().map(|f| f.tails.open_files()).sum::<usize>() as i64);
         m.in_flight_bytes.set(self.in_flight as i64);
-        m.line_buffer_bytes.set(self.held as i64);
+        m.line_buffer_bytes.set(self.held_except(usize::MAX) as i64);
         for (fi, f) in self.flows.iter_mut().enumerate() {
             if self.retired.contains(&fi) {
                 continue;
@@ -801,13 +611,8 @@ impl Engine {
             fm.note_dead_letters(s.dead_lettered - p.dead_lettered);
             fm.consecutive_processing_errors.set(s.consecutive_processing_errors as i64);
             f.published = s;
-            let mut files = Vec::new();
-            let mut total = 0;
-            for t in f.tails.values().filter(|t| !t.sealed) {
-                let behind = t.size.saturating_sub(t.acks.committed());
-                total += behind;
-                files.push((t.path.display().to_string(), behind));
-            }
+            let files = f.tails.behind();
+            let total: u64 = files.iter().map(|(_, b)| b).sum();
             fm.bytes_behind.set(total as i64);
             fm.files_behind.set(files.iter().filter(|(_, b)| *b > 0).count() as i64);
             fm.checkpoint_age_seconds.set(if total > 0 { f.last_advance.elapsed().as_secs() as i64 } else { 0 });
@@ -872,221 +677,58 @@ impl Engine {
     }
 
     fn scan(&mut self, fi: usize) {
-        let mut scan = crate::discover::Scan::default();
-        {
-            let f = &mut self.flows[fi];
-            f.rescan_requested = false;
-            f.next_scan = Instant::now() + Duration::from_millis(f.flow.max_time_between_file_tracker_refresh_ms);
-            f.discovery.scan(&mut scan);
-            report_scan_problems(f, &scan);
-        }
-        let crate::discover::Scan { found, mut dirs, errors, .. } = scan;
-        dirs.extend(found.iter().filter_map(|f| f.target_dir.clone()));
-        self.watch(&dirs);
-        let mut seen = HashSet::new();
-        let mut new_files = Vec::new();
-        for item in found {
-            seen.insert(item.key);
-            let f = &mut self.flows[fi];
-            match f.by_key.get(&item.key).copied() {
-                Some(id) => {
-                    let t = f.tails.get_mut(&id).expect("indexed tail");
-                    if t.path != item.path {
-                        tracing::debug!(flow = %f.flow.id, "{} is now {}", t.path.display(), item.path.display());
-                        self.path_index.remove(&t.path, (fi, id));
-                        t.path = item.path.clone();
-                    }
-                    t.target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
-                    self.path_index.insert(t.path.clone(), (fi, id));
-                    if let Some(target) = &t.target {
-                        self.path_index.insert(target.clone(), (fi, id));
-                    }
-                    t.orphan = false;
-                    t.missed_scans = 0;
-                    // a parked tail waits for its file to change, not for the bytes it gave back
-                    if !t.sealed && (item.size != t.size || (item.size > t.framer.offset() && !t.parked)) {
-                        t.dirty = true;
-                    }
-                    // bytes behind stay true while the tail is not read (a stalled sink)
-                    if !t.sealed && item.size > t.size {
-                        t.size = item.size;
-                    }
-                }
-                None => new_files.push(item),
-            }
-        }
-        // a file rotated away under a name no pattern matches is still written to by a slow
-        // writer for a while: its growth is looked for at each scan, through its descriptor
-        for t in self.flows[fi].tails.values_mut().filter(|t| t.orphan && !t.finished && !t.sealed && !t.dirty) {
-            if t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.len() > t.framer.offset()) {
-                t.dirty = true;
-            }
-        }
-        // files no longer found at a matching path keep being read through their descriptor; a
-        // directory that could not be listed says nothing about the files in it
-        for t in self.flows[fi].tails.values_mut() {
-            let unlisted = errors.iter().any(|(dir, _)| t.path.starts_with(dir));
-            if !seen.contains(&t.key) && t.awaiting_copy.is_none() && !unlisted {
-                t.missed_scans += 1;
-                if !t.orphan {
-                    t.orphan = true;
-                    // one last look at what was written before it went
-                    t.dirty = !t.sealed && !t.finished;
-                    // its old path may already hold a new file: events there are not its own
-                    for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
-                        self.path_index.remove(p, (fi, t.id));
-                    }
-                }
-            }
-        }
-        for item in new_files {
-            self.add_file(fi, item);
-        }
+        let now = Instant::now();
+        let mut scan = crate::source::discover::Scan::default();
         let f = &mut self.flows[fi];
-        if !f.initial_scan_done && f.first_start {
+        f.discovery.scan(&mut scan);
+        report_scan_problems(f, &scan);
+        let mut dirs = std::mem::take(&mut scan.dirs);
+        dirs.extend(scan.found.iter().filter_map(|f| f.target_dir.clone()));
+        let mark_started = !f.tails.initial_scan_done() && f.tails.first_start();
+        f.tails.on_scan(now, &scan, &mut self.store);
+        if mark_started {
             if let Err(e) = self.store.set_meta(&started_key(&f.flow.id), "1") {
                 tracing::warn!("{e}");
             }
         }
-        f.maybe_copies.retain(|k, _| seen.contains(k));
-        f.unreadable.retain(|k| seen.contains(k) && !f.by_key.contains_key(k));
-        f.initial_scan_done = true;
+        self.watch(&dirs);
     }
 
-    fn add_file(&mut self, fi: usize, item: Found) {
-        let file = match File::open(&item.path) {
-            Ok(f) => f,
-            Err(e) => {
-                let f = &mut self.flows[fi];
-                if f.unreadable.insert(item.key) {
-                    tracing::error!(flow = %f.flow.id, "cannot read {}: {e}; other files keep flowing, this one is retried at each scan", item.path.display());
-                }
-                return;
-            }
-        };
-        let Ok(meta) = file.metadata() else { return };
-        let key = FileKey::of(&meta);
-        let size = meta.len();
-        let f = &mut self.flows[fi];
-        if key != item.key || f.by_key.contains_key(&key) {
-            f.rescan_requested = true;
-            return;
+    /// The budget as flow `fi` sees it.
+    fn room(&self, fi: usize) -> Room {
+        let f = &self.flows[fi];
+        Room {
+            in_flight: self.in_flight,
+            others_held: self.held_except(fi),
+            budget: self.cfg.max_bytes_in_flight,
+            share: self.flow_share(),
+            flow_in_flight: f.out.in_flight,
+            backed_up: f.out.is_backed_up(),
         }
-        let new_head = head_of(&file, size);
-        // Is it the copytruncate copy of a file whose old state waits for it? The copy may be
-        // shorter than what was read: lines written between logrotate's copy and its truncate
-        // were read from the original and are not in the copy.
-        let waiting: Vec<u64> = f.tails.values().filter(|t| t.awaiting_copy.is_some() && !t.head.is_empty()).map(|t| t.id).collect();
-        let mut copy_in_progress = false;
-        for id in waiting {
-            let t = &f.tails[&id];
-            if new_head.len() >= t.head.len() && new_head.starts_with(&t.head) {
-                let t = f.tails.get_mut(&id).expect("present");
-                tracing::info!(flow = %f.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
-                t.key = key;
-                t.path = item.path.clone();
-                t.file = Some(file);
-                self.open_files += 1;
-                t.size = size;
-                t.awaiting_copy = None;
-                t.orphan = false;
-                t.missed_scans = 0;
-                t.sealed = size <= t.framer.offset();
-                t.dirty = !t.sealed;
-                f.by_key.insert(key, id);
-                f.maybe_copies.remove(&key);
-                self.path_index.insert(item.path, (fi, id));
-                stage_row(&mut self.store, &f.flow.id, &f.tails[&id]);
-                return;
-            }
-            copy_in_progress |= t.head.starts_with(&new_head);
-        }
-        // An empty file, or one that so far starts like a tailed file, may be a copy being written
-        // (about to be followed by a truncation): decide when it says more.
-        // (a copy holds the original's bytes: sharing a banner is not enough)
-        let looks_like_copy = copy_in_progress
-            || f.tails.values().any(|t| {
-                !t.orphan && t.awaiting_copy.is_none() && t.framer.offset() > 0 && !t.head.is_empty() && {
-                    let n = new_head.len().min(t.head.len());
-                    new_head[..n] == t.head[..n] && may_be_copy_of(&file, size, t)
-                }
-            });
-        if size == 0 {
-            f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone(), 0));
-            return;
-        }
-        if looks_like_copy {
-            // one fixed deadline per candidate: looked at again then (or when a tailed file is
-            // truncated), not at every event
-            let entry = f.maybe_copies.entry(key).or_insert((Instant::now(), item.path.clone(), size));
-            entry.2 = size;
-            let deadline = entry.0 + COPY_WAIT;
-            if Instant::now() < deadline {
-                f.next_scan = f.next_scan.min(deadline);
-                return;
-            }
-            tracing::warn!(flow = %f.flow.id, "{} starts like another tailed file but no truncation followed; tailing it as a file of its own", item.path.display());
-        }
-        f.maybe_copies.remove(&key);
-        let start = match f.saved.remove(&key) {
-            Some(row) => {
-                let same = row.fingerprint.len <= size
-                    && identity::starts_with(&file, row.fingerprint).unwrap_or(false)
-                    && row.offset <= size
-                    && identity::tail_hash(&file, row.offset).ok().flatten() == Some(row.tail);
-                if same {
-                    row.offset
-                } else {
-                    tracing::warn!(flow = %f.flow.id, "{} is not the file its checkpoint describes (replaced, rewritten or truncated while logferry was stopped); reading it from the start", item.path.display());
-                    0
-                }
-            }
-            None => match f.imported.remove(&key) {
-                Some(offset) if offset <= size => {
-                    tracing::info!(flow = %f.flow.id, "{} resumes at offset {offset} from the Kinesis Agent's checkpoint", item.path.display());
-                    offset
-                }
-                _ if f.first_start && !f.initial_scan_done && f.flow.initial_position == InitialPosition::EndOfFile => {
-                    end_of_last_line(&file, size)
-                }
-                _ => 0,
-            },
-        };
-        tracing::debug!(flow = %f.flow.id, "tailing {} ({}) from offset {start} of {size}", item.path.display(), key.kinesis_agent_id());
-        let id = self.next_tail_id;
-        self.next_tail_id += 1;
-        let target = item.target_dir.as_ref().and_then(|_| std::fs::canonicalize(&item.path).ok());
-        let tail = Tail::new(id, key, item.path.clone(), target.clone(), file, size, start, &f.flow);
-        self.open_files += 1;
-        stage_row(&mut self.store, &f.flow.id, &tail);
-        f.tails.insert(id, tail);
-        f.by_key.insert(key, id);
-        self.path_index.insert(item.path, (fi, id));
-        if let Some(t) = target {
-            self.path_index.insert(t, (fi, id));
-        }
+    }
+
+    /// Bytes the tails' buffers hold, of every flow but `fi`.
+    fn held_except(&self, fi: usize) -> u64 {
+        self.flows.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, f)| f.tails.held()).sum()
+    }
+
+    /// Runs `body` with flow `fi`'s tails and its record pipeline.
+    fn with_pipe<R>(&mut self, fi: usize, body: impl FnOnce(&mut TailSet<RealFs>, &mut FlowPipe<'_>, &mut Store, &mut [u8]) -> R) -> R {
+        let (others_held, share, budget) = (self.held_except(fi), self.flow_share(), self.cfg.max_bytes_in_flight);
+        let Engine { flows, store, buf, in_flight, .. } = self;
+        let FlowState { flow, chain, out, stats, tails, .. } = &mut flows[fi];
+        let mut pipe = FlowPipe { flow, chain, stats, out, in_flight, others_held, budget, share };
+        body(tails, &mut pipe, store, buf)
     }
 
     fn read_flow(&mut self, fi: usize) {
-        let ids: Vec<u64> = self.flows[fi].tails.values().filter(|t| t.wants_read()).map(|t| t.id).collect();
-        let budget = self.cfg.max_bytes_in_flight;
-        let share = self.flow_share();
-        for id in ids {
-            if self.flows[fi].out.is_backed_up() {
-                break;
-            }
-            let f = &self.flows[fi];
-            if !f.tails.get(&id).is_some_and(|t| t.fits(self.in_flight, self.held, budget, f.flow.max_line_bytes) && f.out.admits(t, share))
-            {
-                continue;
-            }
-            self.read_tail(fi, id);
-            self.park_if_over_budget(fi, id);
-        }
+        let now = Instant::now();
+        self.with_pipe(fi, |tails, pipe, store, buf| tails.read(now, buf, pipe, store));
         // held back by its share or the budget with nothing at the sink: what the batch holds
         // goes now, instead of at its age (a share can be smaller than a full batch)
+        let (share, budget, held) = (self.flow_share(), self.cfg.max_bytes_in_flight, self.held_except(usize::MAX));
         let f = &mut self.flows[fi];
-        if (f.out.in_flight >= share || self.in_flight + self.held >= budget) && f.out.waiting == 0 {
+        if (f.out.in_flight >= share || self.in_flight + held >= budget) && f.out.waiting == 0 {
             f.out.send();
         }
     }
@@ -1098,262 +740,23 @@ impl Engine {
         (self.cfg.max_bytes_in_flight / running).max(1)
     }
 
-    /// Over the budget, a tail left holding a long unterminated line (waiting for its writer,
-    /// or stopped by the budget) gives it back to the file: the bytes are read again once the
-    /// line fits. So what the buffers hold stays within the budget (plus the one line being
-    /// completed), however many files have long lines in progress.
-    fn park_if_over_budget(&mut self, fi: usize, id: u64) {
-        if self.in_flight + self.held < self.cfg.max_bytes_in_flight {
-            return;
-        }
-        let Some(t) = self.flows[fi].tails.get_mut(&id) else { return };
-        // only a tail at the end of its data waits for its writer; one stopped in the middle
-        // of a line reads on to its end at the next pass
-        if t.held <= crate::framing::KEEP_CAPACITY as u64 || t.dirty {
-            return;
-        }
-        let Some(to) = t.assembler.release_point(t.framer.line_start()) else { return };
-        t.parked_cut_line = t.framer.cut_line().filter(|(start, _)| *start == to);
-        t.framer.release(to);
-        t.assembler.release();
-        // it waits for the file to change (and for the line to fit)
-        t.parked = true;
-        t.update_held(&mut self.held);
-    }
-
-    fn read_tail(&mut self, fi: usize, id: u64) {
-        self.read_tail_bytes(fi, id);
-        let Engine { flows, held, .. } = self;
-        let f = &mut flows[fi];
-        if let Some(t) = f.tails.get_mut(&id) {
-            t.update_held(held);
-            f.stats.split += t.framer.take_streamed_lines();
-        }
-    }
-
-    fn read_tail_bytes(&mut self, fi: usize, id: u64) {
-        let budget = self.cfg.max_bytes_in_flight;
-        let share = self.flow_share();
-        let Engine { flows, store, buf, in_flight, held, open_files, next_tail_id, path_index, .. } = self;
-        let f = &mut flows[fi];
-        let FlowState { flow, chain, out, stats, tails, rescan_requested, .. } = &mut *f;
-        let t = tails.get_mut(&id).expect("tail");
-        t.parked = false;
-        let resume_cut_line = t.parked_cut_line.take();
-        if t.file.is_none() {
-            // the path may hold another file now; a rotated-away file is looked for by identity
-            // in its directory before giving up on it
-            let by_path = if t.orphan { None } else { File::open(&t.path).ok() };
-            let reopened = by_path
-                .filter(|file| file.metadata().map(|m| FileKey::of(&m) == t.key).unwrap_or(false))
-                .or_else(|| find_by_key(&t.path, t.key).and_then(|p| File::open(p).ok()));
-            match reopened {
-                Some(file) => {
-                    t.file = Some(file);
-                    *open_files += 1;
-                }
-                None => {
-                    t.dirty = false;
-                    *rescan_requested = true;
-                    return;
-                }
-            }
-        }
-        let t_held = t.held;
-        let truncated_now = {
-            let Tail {
-                file,
-                framer,
-                assembler,
-                acks,
-                dirty,
-                last_change,
-                last_line,
-                read_error_logged,
-                path,
-                size,
-                fingerprint,
-                head,
-                finishing_line,
-                ..
-            } = &mut *t;
-            let file = file.as_ref().expect("opened");
-            // a file truncated and written again faster than a scan still starts differently
-            let replaced = file.metadata().map(|m| m.len() < framer.offset()).unwrap_or(false)
-                || (fingerprint.len > 0 && !identity::starts_with(file, *fingerprint).unwrap_or(true));
-            if replaced {
-                *dirty = false;
-                truncated(f, store, id, next_tail_id, path_index, fi);
-                return;
-            }
-            if let Some((start, searched_to)) = resume_cut_line {
-                let mut prefix = vec![0u8; flow.max_line_bytes];
-                match read_full_at(file, &mut prefix, start) {
-                    Ok(n) if n == prefix.len() => framer.resume_cut_line(start, &prefix, searched_to),
-                    // shorter than when it was cut: read as it is now
-                    _ => {}
-                }
-            }
-            let mut read_now = 0u64;
-            loop {
-                // what this read adds to the buffers counts as it is read
-                let holding = (*held + framer.held_bytes() as u64 + assembler.held_bytes() as u64).saturating_sub(t_held);
-                let over = *in_flight + holding >= budget || out.in_flight >= share;
-                if over {
-                    // only to finish the line held when the budget filled
-                    let same_line = finishing_line.is_none_or(|s| s == framer.line_start());
-                    if framer.pending_len() == 0 || !same_line {
-                        return; // stays dirty
-                    }
-                    finishing_line.get_or_insert(framer.line_start());
-                } else {
-                    *finishing_line = None;
-                }
-                if read_now >= READ_SLICE || out.is_backed_up() {
-                    return; // stays dirty
-                }
-                // a read takes no more than what is left of the flow's share and of the budget
-                // (at least 64 KiB, so reads stay large)
-                let room = share.saturating_sub(out.in_flight).min(budget.saturating_sub(*in_flight + holding));
-                let want = (room as usize).clamp(MIN_READ, buf.len());
-                let n = match file.read_at(&mut buf[..want], framer.offset()) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        if !*read_error_logged {
-                            tracing::error!(flow = %flow.id, "cannot read {}: {e}", path.display());
-                            *read_error_logged = true;
-                        }
-                        *dirty = false;
-                        return;
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                read_now += n as u64;
-                stats.bytes_read += n as u64;
-                *last_change = Instant::now();
-                *last_line = *last_change;
-                let mut on_piece = |p: Piece<'_>| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p);
-                framer.push(&buf[..n], |line| assembler.push_line(line, &mut on_piece));
-                if n < want {
-                    break;
-                }
-            }
-            // at the end of the data for now
-            assembler.end_of_data(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
-            *dirty = false;
-            let Ok(meta) = file.metadata() else { return };
-            *size = meta.len();
-            if fingerprint.len < FINGERPRINT_MAX && *size > fingerprint.len {
-                if let Ok(fp) = identity::fingerprint(file, *size) {
-                    *fingerprint = fp;
-                    *head = head_of(file, *size);
-                }
-            }
-            *size < framer.offset()
-        };
-        if truncated_now {
-            truncated(f, store, id, next_tail_id, path_index, fi);
-        }
-    }
-
     fn timers(&mut self, fi: usize) {
         let now = Instant::now();
-        let Engine { flows, store, in_flight, held, open_files, path_index, .. } = self;
-        let f = &mut flows[fi];
-        let FlowState { flow, chain, out, stats, tails, by_key, saved, .. } = f;
-        let mut gone = Vec::new();
-        for t in tails.values_mut() {
-            let id = t.id;
-            let flush_due = t.last_line + Duration::from_millis(flow.multiline_flush_ms);
-            let Tail { assembler, acks, path, .. } = &mut *t;
-            if assembler.has_pending() && now >= flush_due {
-                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
-            }
-            if t.awaiting_copy.is_some_and(|w| now >= w) {
-                // no copy appeared: the truncated content is gone; send what was read and end
-                t.awaiting_copy = None;
-                t.orphan = true;
-                t.missed_scans = 2;
-                t.dirty = false;
-                let Tail { assembler, acks, framer, path, .. } = &mut *t;
-                framer
-                    .finish(|line| assembler.push_line(line, |p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p)));
-                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
-                t.finished = true;
-            }
-            if t.orphan
-                && !t.finished
-                && t.missed_scans < 2
-                && t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() == 0)
-            {
-                t.missed_scans = 2; // deleted: no scan will find it again
-            }
-            if t.may_finish() && now >= t.last_change + Duration::from_millis(flow.rotated_grace_ms) {
-                // written to since the last read? read that first, and wait again
-                if let Some(len) = t.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()) {
-                    if len > t.framer.offset() && !t.sealed {
-                        t.dirty = true;
-                        t.last_change = now;
-                        continue;
-                    }
-                }
-                let Tail { assembler, acks, framer, path, .. } = &mut *t;
-                framer
-                    .finish(|line| assembler.push_line(line, |p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p)));
-                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
-                t.finished = true;
-            }
-            if t.finished && t.acks.outstanding() == 0 {
-                gone.push(id);
-            }
-        }
-        for t in tails.values_mut() {
-            t.update_held(held);
-        }
-        for id in gone {
-            let t = tails.remove(&id).expect("present");
-            *held = held.saturating_sub(t.held);
-            if by_key.get(&t.key) == Some(&id) {
-                by_key.remove(&t.key);
-                let still_exists = t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|m| m.nlink() > 0);
-                match still_exists.then(|| row_of(&flow.id, &t)).flatten() {
-                    // renamed out of the pattern: if it comes back, it resumes where it ended
-                    Some(row) => {
-                        saved.insert(t.key, row);
-                    }
-                    None => store.stage_delete(&flow.id, t.key),
-                }
-            }
-            if t.file.is_some() {
-                *open_files -= 1;
-            }
-            path_index.remove_tail((fi, id));
-            tracing::debug!(flow = %flow.id, "finished {}", t.path.display());
-        }
-        if out.started.is_some_and(|s| now >= s + Duration::from_millis(flow.buffer.max_age_ms)) {
-            out.send();
+        self.with_pipe(fi, |tails, pipe, store, _| tails.tick(now, pipe, store));
+        let f = &mut self.flows[fi];
+        if f.out.started.is_some_and(|s| now >= s + Duration::from_millis(f.flow.buffer.max_age_ms)) {
+            f.out.send();
         }
     }
 
+    /// Closes the descriptors of idle files, the oldest first, and more while over the cap.
     fn close_idle(&mut self) {
         let idle = Duration::from_millis(self.cfg.idle_close_ms);
-        let over = self.open_files.saturating_sub(self.cfg.max_open_files);
+        let open: usize = self.flows.iter().map(|f| f.tails.open_files()).sum();
+        let over = open.saturating_sub(self.cfg.max_open_files);
         let mut candidates: Vec<(Instant, usize, u64)> = Vec::new();
         for (fi, f) in self.flows.iter().enumerate() {
-            for t in f.tails.values() {
-                if t.file.is_some()
-                    && !t.orphan
-                    && !t.dirty
-                    && t.awaiting_copy.is_none()
-                    && t.acks.outstanding() == 0
-                    && !t.assembler.has_pending()
-                    && ((t.framer.pending_len() == 0 && t.size == t.framer.offset()) || t.sealed)
-                {
-                    candidates.push((t.last_change, fi, t.id));
-                }
-            }
+            candidates.extend(f.tails.idle().map(|(last, id)| (last, fi, id)));
         }
         candidates.sort();
         let now = Instant::now();
@@ -1361,9 +764,7 @@ impl Engine {
             if i >= over && now < last + idle {
                 break;
             }
-            let t = self.flows[fi].tails.get_mut(&id).expect("present");
-            t.file = None;
-            self.open_files -= 1;
+            self.flows[fi].tails.close(id);
         }
     }
 
@@ -1376,13 +777,7 @@ impl Engine {
                 continue; // already flushed when it retired, its sink closed
             }
             let FlowState { flow, chain, out, stats, tails, .. } = f;
-            for t in tails.values_mut().filter(|t| t.orphan && !t.finished) {
-                let id = t.id;
-                let Tail { assembler, acks, framer, path, .. } = &mut *t;
-                framer
-                    .finish(|line| assembler.push_line(line, |p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p)));
-                assembler.flush(|p| emit(flow, chain, stats, acks, out, in_flight, (id, path.as_path()), p));
-            }
+            tails.flush_orphans(&mut FlowPipe { flow, chain, stats, out, in_flight, others_held: 0, budget: 0, share: 0 });
             f.out.send();
         }
         let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
@@ -1406,7 +801,7 @@ impl Engine {
                 .flows
                 .iter()
                 .filter_map(|f| {
-                    let records: usize = f.tails.values().map(|t| t.acks.outstanding()).sum();
+                    let records = f.tails.outstanding();
                     (records > 0).then(|| format!("{} ({records} pieces)", f.flow.id))
                 })
                 .collect();
@@ -1512,6 +907,43 @@ fn emit(
     add(out, acks, in_flight, start, r.end, cost);
 }
 
+/// One flow's record pipeline as its tails see it: pieces go through [`emit`] into the batch.
+struct FlowPipe<'a> {
+    flow: &'a Flow,
+    chain: &'a mut Chain,
+    stats: &'a mut FlowStats,
+    out: &'a mut Outbox,
+    in_flight: &'a mut u64,
+    others_held: u64,
+    budget: u64,
+    share: u64,
+}
+
+impl Pipeline for FlowPipe<'_> {
+    fn piece(&mut self, acks: &mut AckTracker, tail: u64, path: &Path, piece: Piece<'_>) {
+        emit(self.flow, self.chain, self.stats, acks, self.out, self.in_flight, (tail, path), piece);
+    }
+
+    fn room(&self) -> Room {
+        Room {
+            in_flight: *self.in_flight,
+            others_held: self.others_held,
+            budget: self.budget,
+            share: self.share,
+            flow_in_flight: self.out.in_flight,
+            backed_up: self.out.is_backed_up(),
+        }
+    }
+
+    fn bytes_read(&mut self, n: u64) {
+        self.stats.bytes_read += n;
+    }
+
+    fn lines_split(&mut self, n: u64) {
+        self.stats.split += n;
+    }
+}
+
 /// The batch a flow is filling and the channel to its sink.
 struct Outbox {
     batch: Batch,
@@ -1531,12 +963,6 @@ struct Outbox {
 impl Outbox {
     fn is_backed_up(&self) -> bool {
         self.waiting >= self.max_waiting
-    }
-
-    /// Whether the flow's share leaves `t` room to read: below its share, or in the middle of a
-    /// line (which it may always finish).
-    fn admits(&self, t: &Tail, share: u64) -> bool {
-        self.in_flight < share || t.may_finish_line()
     }
 
     /// Ends the record whose bytes start at `start` in the batch buffer: sends the batch first
@@ -1579,60 +1005,6 @@ impl Outbox {
             }
         }
     }
-}
-
-/// A file shrank below what was read: its old state waits for a copytruncate copy, and the file
-/// itself starts over at offset 0.
-fn truncated(f: &mut FlowState, store: &mut Store, id: u64, next_tail_id: &mut u64, path_index: &mut PathIndex, fi: usize) {
-    let Some(old) = f.tails.get_mut(&id) else { return };
-    tracing::info!(flow = %f.flow.id, "{} was truncated at offset {}; reading it again from the start", old.path.display(), old.framer.offset());
-    let key = old.key;
-    let path = old.path.clone();
-    let target = old.target.clone();
-    let file = old.file.take();
-    old.awaiting_copy = Some(Instant::now() + COPY_WAIT);
-    old.dirty = false;
-    f.by_key.remove(&key);
-    f.rescan_requested = true;
-    let Some(file) = file else { return };
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let new_id = *next_tail_id;
-    *next_tail_id += 1;
-    let tail = Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &f.flow);
-    stage_row(store, &f.flow.id, &tail);
-    f.tails.insert(new_id, tail);
-    f.by_key.insert(key, new_id);
-    path_index.insert(path, (fi, new_id));
-    if let Some(t) = target {
-        path_index.insert(t, (fi, new_id));
-    }
-}
-
-fn stage_row(store: &mut Store, flow: &str, t: &Tail) {
-    if let Some(row) = row_of(flow, t) {
-        store.stage(row);
-    }
-}
-
-/// The checkpoint row of a tail, when its file is open to hash the bytes before the offset.
-fn row_of(flow: &str, t: &Tail) -> Option<Row> {
-    // a sealed copy is shorter than what was read from its original: all of it is done
-    let offset = if t.sealed {
-        let size = t.file.as_ref().and_then(|f| f.metadata().ok()).map_or(u64::MAX, |m| m.len());
-        t.acks.committed().min(size)
-    } else {
-        t.acks.committed()
-    };
-    let tail = t.file.as_ref().and_then(|f| identity::tail_hash(f, offset).ok().flatten())?;
-    Some(Row {
-        flow: flow.to_string(),
-        key: t.key,
-        path: t.path.display().to_string(),
-        offset,
-        fingerprint: t.fingerprint,
-        tail,
-        updated_at: now_secs(),
-    })
 }
 
 /// The resolved AWS target of a flow's sink: its region and endpoint (`globals` are agent.json's
@@ -1697,8 +1069,8 @@ fn start_flow(
     let discovery = Discovery::new(&flow.sources, flow.path_rules)
         .map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?
         .with_symlinks(flow.symlinks.clone())
-        .with_own_files(crate::discover::own_files(cfg));
-    let saved: HashMap<FileKey, Row> = store.rows(Some(&flow.id))?.into_iter().map(|r| (r.key, r)).collect();
+        .with_own_files(crate::source::discover::own_files(cfg));
+    let saved = store.rows(Some(&flow.id))?;
     let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
     // an emptied table (deleted files, pruning) is not a first start: a flag says it
     let started = store.meta(&started_key(&flow.id))?.is_some();
@@ -1758,12 +1130,7 @@ fn start_flow(
         flow: flow.clone(),
         discovery,
         chain: Chain::new(&flow.processors, ctx.clone()),
-        tails: HashMap::new(),
-        by_key: HashMap::new(),
-        saved,
-        imported,
-        first_start,
-        initial_scan_done: false,
+        tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()),
         out: Outbox {
             batch: Batch::default(),
             started: None,
@@ -1776,10 +1143,6 @@ fn start_flow(
             waiting_since: None,
         },
         sink_threads,
-        next_scan: Instant::now(),
-        rescan_requested: true,
-        maybe_copies: HashMap::new(),
-        unreadable: HashSet::new(),
         unlistable: HashSet::new(),
         refused: HashSet::new(),
         stats: FlowStats::default(),
@@ -1797,7 +1160,7 @@ fn started_key(flow: &str) -> String {
 
 /// Logs, once per path and failure, the directories a scan could not list and the paths it
 /// refused, and counts them.
-fn report_scan_problems(f: &mut FlowState, scan: &crate::discover::Scan) {
+fn report_scan_problems(f: &mut FlowState, scan: &crate::source::discover::Scan) {
     for (dir, e) in &scan.errors {
         if f.unlistable.insert(dir.clone()) {
             f.metrics.discovery_errors.inc();
@@ -1814,74 +1177,8 @@ fn report_scan_problems(f: &mut FlowState, scan: &crate::discover::Scan) {
     f.refused.retain(|p| scan.refused.iter().any(|(r, _)| r == p));
 }
 
-/// A file with this identity in the directory of `path` (a sibling it was rotated to).
-fn find_by_key(path: &Path, key: FileKey) -> Option<PathBuf> {
-    let dir = path.parent()?;
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| std::fs::metadata(p).map(|m| FileKey::of(&m) == key).unwrap_or(false))
-}
-
-/// The first bytes of a file (at most the fingerprint's length).
-fn head_of(file: &File, size: u64) -> Vec<u8> {
-    let mut head = vec![0u8; size.min(FINGERPRINT_MAX) as usize];
-    match file.read_exact_at(&mut head, 0) {
-        Ok(()) => head,
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Offset just after the last `\n` of a file (`END_OF_FILE`: an unterminated last line is read
-/// once it is complete).
-fn end_of_last_line(file: &File, size: u64) -> u64 {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut end = size;
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
-        if file.read_exact_at(chunk, start).is_err() {
-            return size;
-        }
-        if let Some(p) = memchr::memrchr(b'\n', chunk) {
-            return start + p as u64 + 1;
-        }
-        end = start;
-    }
-    0
-}
-
 /// Helper for `logferry checkpoints`: current size of a file if it still has this identity.
 pub fn current_size(path: &Path, key: FileKey) -> Option<u64> {
     let m = std::fs::metadata(path).ok()?;
     (FileKey::of(&m) == key).then(|| m.size())
-}
-
-/// Whether the file `copy` (`len` bytes) may be a copy of the tailed file `original`. It is not
-/// when the original is still the file that was read (not shorter than what was read, same
-/// first bytes) and holds other bytes than the copy just before `len` (up to 4 KiB): a file
-/// that only shares a banner. A truncated or rewritten original may have been copied.
-fn may_be_copy_of(copy: &File, len: u64, original: &Tail) -> bool {
-    let Some(file) = original.file.as_ref() else { return true };
-    let unchanged = file.metadata().is_ok_and(|m| m.len() >= original.framer.offset().max(len))
-        && identity::starts_with(file, original.fingerprint).unwrap_or(false);
-    if !unchanged {
-        return true;
-    }
-    let n = len.min(4096) as usize;
-    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-    let at = len - n as u64;
-    match (read_full_at(copy, &mut a, at), read_full_at(file, &mut b, at)) {
-        (Ok(x), Ok(y)) if x == n && y == n => a == b,
-        _ => true,
-    }
-}
-
-/// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64)? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }

@@ -6,9 +6,9 @@
 //! positional (`pread`), so they never move a file's read position. Not guaranteed: two files
 //! whose first [`FINGERPRINT_MAX`] bytes are identical are told apart only by their inodes.
 
-use std::fs::File;
+use super::fs::ReadAt;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 
 /// Bytes at the start of a file that make its fingerprint.
 pub const FINGERPRINT_MAX: u64 = 256;
@@ -52,7 +52,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Hash of `len` bytes at `start`, or `None` when the file is shorter.
-pub fn hash_range(file: &File, start: u64, len: u64) -> io::Result<Option<u64>> {
+pub fn hash_range(file: &impl ReadAt, start: u64, len: u64) -> io::Result<Option<u64>> {
     let mut buf = [0u8; FINGERPRINT_MAX as usize];
     let buf = &mut buf[..len.min(FINGERPRINT_MAX) as usize];
     let mut done = 0;
@@ -67,7 +67,7 @@ pub fn hash_range(file: &File, start: u64, len: u64) -> io::Result<Option<u64>> 
 }
 
 /// The fingerprint of a file of `size` bytes.
-pub fn fingerprint(file: &File, size: u64) -> io::Result<Fingerprint> {
+pub fn fingerprint(file: &impl ReadAt, size: u64) -> io::Result<Fingerprint> {
     let len = size.min(FINGERPRINT_MAX);
     Ok(match hash_range(file, 0, len)? {
         Some(hash) => Fingerprint { len, hash },
@@ -76,12 +76,12 @@ pub fn fingerprint(file: &File, size: u64) -> io::Result<Fingerprint> {
 }
 
 /// True when the file's first `fp.len` bytes are the ones `fp` was made from.
-pub fn starts_with(file: &File, fp: Fingerprint) -> io::Result<bool> {
+pub fn starts_with(file: &impl ReadAt, fp: Fingerprint) -> io::Result<bool> {
     Ok(hash_range(file, 0, fp.len)? == Some(fp.hash))
 }
 
 /// Hash of the bytes just before `offset` (at most [`TAIL_CHECK_MAX`]).
-pub fn tail_hash(file: &File, offset: u64) -> io::Result<Option<(u64, u64)>> {
+pub fn tail_hash(file: &impl ReadAt, offset: u64) -> io::Result<Option<(u64, u64)>> {
     let len = offset.min(TAIL_CHECK_MAX);
     Ok(hash_range(file, offset - len, len)?.map(|h| (len, h)))
 }
@@ -89,6 +89,7 @@ pub fn tail_hash(file: &File, offset: u64) -> io::Result<Option<(u64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     #[test]

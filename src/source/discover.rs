@@ -21,7 +21,7 @@
 //! A scan lists directories and stats entries; it opens no file.
 
 use crate::config::{PathRules, Source, SymlinkPolicy};
-use crate::identity::FileKey;
+use crate::source::identity::FileKey;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::ffi::OsString;

@@ -1,0 +1,87 @@
+//! The file system as the tailing code sees it: open a path, stat and read an open file by
+//! offset, find a file by identity in a directory. [`RealFs`] is the host's; a test gives the
+//! tailing code an in-memory one and drives rotation without touching a disk or a clock.
+//!
+//! Guarantees: reads are positional and never move a file's position. Not guaranteed: that a
+//! path still names the file it named when it was listed (callers check identity).
+
+use super::identity::FileKey;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Positional reads.
+pub trait ReadAt {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Reads into `buf` from `offset` until it is full or the file ends; the bytes read.
+    fn read_full_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.read_at(&mut buf[n..], offset + n as u64)? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// What a stat of an open file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub key: FileKey,
+    pub len: u64,
+    /// Names the file has; 0 once it is deleted (it is still readable through the descriptor).
+    pub links: u64,
+}
+
+/// An open file.
+pub trait OpenFile: ReadAt {
+    fn stat(&self) -> io::Result<Stat>;
+}
+
+/// Where files are opened.
+pub trait FileSystem {
+    type File: OpenFile;
+    fn open(&self, path: &Path) -> io::Result<Self::File>;
+    /// A file with identity `key` in the directory of `path` (a sibling it was rotated to).
+    fn find_by_key(&self, path: &Path, key: FileKey) -> Option<PathBuf>;
+    /// The file a symbolic link leads to.
+    fn canonicalize(&self, path: &Path) -> Option<PathBuf>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl OpenFile for File {
+    fn stat(&self) -> io::Result<Stat> {
+        let m = self.metadata()?;
+        Ok(Stat { key: FileKey::of(&m), len: m.len(), links: m.nlink() })
+    }
+}
+
+/// The host's file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealFs;
+
+impl FileSystem for RealFs {
+    type File = File;
+
+    fn open(&self, path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+
+    fn find_by_key(&self, path: &Path, key: FileKey) -> Option<PathBuf> {
+        let dir = path.parent()?;
+        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| std::fs::metadata(p).is_ok_and(|m| FileKey::of(&m) == key))
+    }
+
+    fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
+        std::fs::canonicalize(path).ok()
+    }
+}

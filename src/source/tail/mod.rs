@@ -1,0 +1,593 @@
+//! Every file one flow tails, followed across rotation: [`TailSet`] takes what a scan found,
+//! which paths changed, the time, and the room the pipeline has, and reads, hands framed pieces
+//! to a [`Pipeline`], lets finished files go and stages checkpoints in [`Checkpoints`].
+//!
+//! Guarantees:
+//! - a file is followed by identity (device, inode, fingerprint): a rename keeps reading the same
+//!   file to its end; a copytruncate copy inherits the offset reached in the original while the
+//!   truncated original starts over; truncation in place starts over; a deleted or rotated-away
+//!   file is read to its end through its open descriptor, and let go (its unterminated last line
+//!   sent) only once it has not grown for the flow's `rotated_file_grace_ms`;
+//! - a new file that starts like a followed one waits for a truncation at most [`COPY_WAIT`]
+//!   from when it was first seen, then is tailed as a file of its own;
+//! - on resume the fingerprint and the bytes before the checkpoint are checked, so a replaced or
+//!   rewritten file is read from its start instead of from a stale offset;
+//! - a staged checkpoint never passes the acknowledged prefix of its file ([`crate::acks`]);
+//! - reads stop at the flow's share of the in-flight budget and at the global budget (a tail in
+//!   the middle of a line may finish it), and a tail holding a long unfinished line over the
+//!   budget gives it back to the file.
+//!
+//! No clock is read here and all file access goes through a [`FileSystem`]: a test drives
+//! rotation with an in-memory file system and an instant of its choosing. Not done here:
+//! listing directories ([`crate::source::discover`]), converting and batching (the pipeline).
+
+mod file;
+mod read;
+mod rotation;
+#[cfg(test)]
+mod tests;
+
+use crate::acks::AckTracker;
+use crate::checkpoint::{Row, Store};
+use crate::config::Flow;
+use crate::framing::Piece;
+use crate::source::discover::Scan;
+use crate::source::fs::{FileSystem, OpenFile};
+use crate::source::identity::{self, FileKey};
+use file::{end_of_last_line, head_of, Tail};
+use rotation::{CopyMatch, Resume};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a truncated file's old state waits for its copytruncate copy to appear, and a new
+/// file that starts like a followed one waits for that file's truncation.
+pub const COPY_WAIT: Duration = Duration::from_secs(5);
+
+/// Where framed pieces go, and how much room there is for more.
+pub trait Pipeline {
+    /// One framed piece of tail `tail` (now at `path`); registers it with `acks`.
+    fn piece(&mut self, acks: &mut AckTracker, tail: u64, path: &Path, piece: Piece<'_>);
+    /// The budget and what is in flight, now.
+    fn room(&self) -> Room;
+    /// Bytes read from files.
+    fn bytes_read(&mut self, n: u64);
+    /// Lines longer than max_line_bytes sent in pieces.
+    fn lines_split(&mut self, n: u64);
+}
+
+/// The budget as the pipeline sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    /// Bytes read and not yet acknowledged, of every flow.
+    pub in_flight: u64,
+    /// Bytes the other flows' tails hold in their buffers.
+    pub others_held: u64,
+    pub budget: u64,
+    /// This flow's share of the budget, and what it has in flight.
+    pub share: u64,
+    pub flow_in_flight: u64,
+    /// The sink has every batch waiting it may have: nothing is read.
+    pub backed_up: bool,
+}
+
+/// Where checkpoints are staged.
+pub trait Checkpoints {
+    fn stage(&mut self, row: Row);
+    fn delete(&mut self, flow: &str, key: FileKey);
+}
+
+impl Checkpoints for Store {
+    fn stage(&mut self, mut row: Row) {
+        row.updated_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        Store::stage(self, row)
+    }
+
+    fn delete(&mut self, flow: &str, key: FileKey) {
+        self.stage_delete(flow, key)
+    }
+}
+
+/// The files of one flow.
+pub struct TailSet<F: FileSystem> {
+    fs: F,
+    flow: Flow,
+    tails: HashMap<u64, Tail<F::File>>,
+    by_key: HashMap<FileKey, u64>,
+    /// The tail each path (and symlink target) leads to, for change notifications.
+    by_path: HashMap<PathBuf, u64>,
+    /// Checkpoints loaded at start, consumed as files are found.
+    saved: HashMap<FileKey, Row>,
+    /// Positions imported from the Kinesis Agent, by file.
+    imported: HashMap<FileKey, u64>,
+    first_start: bool,
+    initial_scan_done: bool,
+    next_scan: Instant,
+    rescan_requested: bool,
+    /// New files that start like a tailed file, waiting to see whether they are its copy:
+    /// when first seen, path, size.
+    maybe_copies: HashMap<FileKey, (Instant, PathBuf, u64)>,
+    /// Files that could not be opened (logged once, retried at each scan).
+    unreadable: HashSet<FileKey>,
+    next_tail_id: u64,
+    /// Bytes the tails' line and record buffers hold.
+    held: u64,
+    open_files: usize,
+}
+
+impl<F: FileSystem> TailSet<F> {
+    /// The files of `flow`, resuming at `saved` checkpoints (or `imported` Kinesis Agent
+    /// positions); `first_start` when the flow never ran on this checkpoint database.
+    pub fn new(fs: F, flow: Flow, saved: Vec<Row>, imported: HashMap<FileKey, u64>, first_start: bool, now: Instant) -> Self {
+        TailSet {
+            fs,
+            flow,
+            tails: HashMap::new(),
+            by_key: HashMap::new(),
+            by_path: HashMap::new(),
+            saved: saved.into_iter().map(|r| (r.key, r)).collect(),
+            imported,
+            first_start,
+            initial_scan_done: false,
+            next_scan: now,
+            rescan_requested: true,
+            maybe_copies: HashMap::new(),
+            unreadable: HashSet::new(),
+            next_tail_id: 1,
+            held: 0,
+            open_files: 0,
+        }
+    }
+
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// Whether a scan is due.
+    pub fn scan_due(&self, now: Instant) -> bool {
+        self.rescan_requested || now >= self.next_scan
+    }
+
+    /// When the next scan is due (`debounce` after a request for one).
+    pub fn next_scan(&self, now: Instant, debounce: Duration) -> Instant {
+        if self.rescan_requested {
+            now + debounce
+        } else {
+            self.next_scan
+        }
+    }
+
+    pub fn request_scan(&mut self) {
+        self.rescan_requested = true;
+    }
+
+    pub fn initial_scan_done(&self) -> bool {
+        self.initial_scan_done
+    }
+
+    pub fn first_start(&self) -> bool {
+        self.first_start
+    }
+
+    /// Bytes the tails' buffers hold.
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Descriptors held open.
+    pub fn open_files(&self) -> usize {
+        self.open_files
+    }
+
+    /// Pieces handed to the pipeline and not yet acknowledged.
+    pub fn outstanding(&self) -> usize {
+        self.tails.values().map(|t| t.acks.outstanding()).sum()
+    }
+
+    /// Each tailed file's path and the bytes of it not yet acknowledged.
+    pub fn behind(&self) -> Vec<(String, u64)> {
+        self.tails
+            .values()
+            .filter(|t| !t.sealed)
+            .map(|t| (t.path.display().to_string(), t.size.saturating_sub(t.acks.committed())))
+            .collect()
+    }
+
+    /// A file notification for `path`: its tail has data to read. A write to a path no tail
+    /// follows matters only when a deferred new file sits there.
+    pub fn changed(&mut self, path: &Path) -> bool {
+        if let Some(t) = self.by_path.get(path).and_then(|id| self.tails.get_mut(id)) {
+            t.dirty = true;
+            return true;
+        }
+        if self.maybe_copies.values().any(|(_, p, _)| p == path) {
+            self.rescan_requested = true;
+        }
+        false
+    }
+
+    /// The tails whose descriptors may be closed: when each last changed, and its id.
+    pub fn idle(&self) -> impl Iterator<Item = (Instant, u64)> + '_ {
+        self.tails.values().filter(|t| t.idle()).map(|t| (t.last_change, t.id))
+    }
+
+    /// Closes an idle tail's descriptor; it is reopened by identity when the file changes.
+    pub fn close(&mut self, id: u64) {
+        if let Some(t) = self.tails.get_mut(&id) {
+            if t.file.take().is_some() {
+                self.open_files -= 1;
+            }
+        }
+    }
+
+    /// The acknowledgement of piece `seq` of tail `tail`; stages the tail's checkpoint when it
+    /// moved. Whether it moved.
+    pub fn ack(&mut self, tail: u64, seqs: impl IntoIterator<Item = u64>, store: &mut impl Checkpoints) -> bool {
+        let Some(t) = self.tails.get_mut(&tail) else { return false };
+        let mut advanced = false;
+        for seq in seqs {
+            advanced |= t.acks.ack(seq).is_some();
+        }
+        if advanced {
+            stage_row(store, &self.flow.id, t);
+        }
+        advanced
+    }
+
+    /// Takes what a scan found: known files may have moved or grown, missing ones are orphaned,
+    /// new ones are tailed (or deferred while they may be a copy being written).
+    pub fn on_scan(&mut self, now: Instant, scan: &Scan, store: &mut impl Checkpoints) {
+        self.rescan_requested = false;
+        self.next_scan = now + Duration::from_millis(self.flow.max_time_between_file_tracker_refresh_ms);
+        // a file shorter than what was read, or changed and no longer starting with its
+        // fingerprint, was truncated (and maybe written again), whether or not the budget lets it
+        // be read now: its old state waits for a copy before the new files are looked at
+        let shrunk: Vec<u64> = self
+            .tails
+            .values()
+            .filter(|t| !t.sealed && !t.finished && t.awaiting_copy.is_none() && t.truncated_since_read())
+            .map(|t| t.id)
+            .collect();
+        for id in shrunk {
+            self.truncated(now, id, store);
+        }
+        let mut seen = HashSet::new();
+        let mut new_files = Vec::new();
+        for item in &scan.found {
+            seen.insert(item.key);
+            let Some(t) = self.by_key.get(&item.key).and_then(|id| self.tails.get_mut(id)) else {
+                new_files.push(item);
+                continue;
+            };
+            if t.path != item.path {
+                tracing::debug!(flow = %self.flow.id, "{} is now {}", t.path.display(), item.path.display());
+                unindex(&mut self.by_path, &t.path, t.id);
+                t.path = item.path.clone();
+            }
+            t.target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
+            self.by_path.insert(t.path.clone(), t.id);
+            if let Some(target) = &t.target {
+                self.by_path.insert(target.clone(), t.id);
+            }
+            t.orphan = false;
+            t.missed_scans = 0;
+            // a parked tail waits for its file to change, not for the bytes it gave back
+            if !t.sealed && (item.size != t.size || (item.size > t.framer.offset() && !t.parked)) {
+                t.dirty = true;
+            }
+            // bytes behind stay true while the tail is not read (a stalled sink)
+            if !t.sealed && item.size > t.size {
+                t.size = item.size;
+            }
+        }
+        for t in self.tails.values_mut() {
+            // a file rotated away under a name no pattern matches is still written to by a slow
+            // writer for a while: its growth is looked for at each scan, through its descriptor
+            if t.orphan && !t.finished && !t.sealed && !t.dirty && t.current_len().is_some_and(|len| len > t.framer.offset()) {
+                t.dirty = true;
+            }
+            // files no longer found at a matching path keep being read through their
+            // descriptor; a directory that could not be listed says nothing about its files
+            let unlisted = scan.errors.iter().any(|(dir, _)| t.path.starts_with(dir));
+            if !seen.contains(&t.key) && t.awaiting_copy.is_none() && !unlisted {
+                t.missed_scans += 1;
+                if !t.orphan {
+                    t.orphan = true;
+                    // one last look at what was written before it went
+                    t.dirty = !t.sealed && !t.finished;
+                    // its old path may already hold a new file: events there are not its own
+                    for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
+                        unindex(&mut self.by_path, p, t.id);
+                    }
+                }
+            }
+        }
+        for item in new_files {
+            self.add_file(now, item, store);
+        }
+        self.maybe_copies.retain(|k, _| seen.contains(k));
+        let by_key = &self.by_key;
+        self.unreadable.retain(|k| seen.contains(k) && !by_key.contains_key(k));
+        self.initial_scan_done = true;
+    }
+
+    fn add_file(&mut self, now: Instant, item: &crate::source::discover::Found, store: &mut impl Checkpoints) {
+        let file = match self.fs.open(&item.path) {
+            Ok(f) => f,
+            Err(e) => {
+                if self.unreadable.insert(item.key) {
+                    tracing::error!(flow = %self.flow.id, "cannot read {}: {e}; other files keep flowing, this one is retried at each scan", item.path.display());
+                }
+                return;
+            }
+        };
+        let Ok(stat) = file.stat() else { return };
+        let (key, size) = (stat.key, stat.len);
+        if key != item.key || self.by_key.contains_key(&key) {
+            self.rescan_requested = true;
+            return;
+        }
+        let new_head = head_of(&file, size);
+        // Is it the copytruncate copy of a file whose old state waits for it?
+        let waiting = self.tails.values().filter(|t| t.awaiting_copy.is_some()).map(|t| (t.id, t.head.as_slice()));
+        let copy = rotation::match_copy(&new_head, size, waiting);
+        if let CopyMatch::CopyOf(id) = copy {
+            let t = self.tails.get_mut(&id).expect("matched among the tails");
+            tracing::info!(flow = %self.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
+            t.key = key;
+            t.path = item.path.clone();
+            t.file = Some(file);
+            self.open_files += 1;
+            t.size = size;
+            t.awaiting_copy = None;
+            t.orphan = false;
+            t.missed_scans = 0;
+            t.sealed = size <= t.framer.offset();
+            t.dirty = !t.sealed;
+            self.by_key.insert(key, id);
+            self.maybe_copies.remove(&key);
+            self.by_path.insert(item.path.clone(), id);
+            stage_row(store, &self.flow.id, t);
+            return;
+        }
+        // An empty file, or one that so far starts like a tailed file, may be a copy being written
+        // (about to be followed by a truncation): decide when it says more.
+        let looks_like_copy =
+            copy == CopyMatch::InProgress || self.tails.values().any(|t| rotation::may_be_copy_of(&file, &new_head, size, t));
+        if size == 0 {
+            self.maybe_copies.entry(key).or_insert((now, item.path.clone(), 0));
+            return;
+        }
+        if looks_like_copy {
+            // one fixed deadline per candidate: looked at again then (or when a tailed file is
+            // truncated), not at every event
+            let entry = self.maybe_copies.entry(key).or_insert((now, item.path.clone(), size));
+            entry.2 = size;
+            let deadline = entry.0 + COPY_WAIT;
+            if now < deadline {
+                self.next_scan = self.next_scan.min(deadline);
+                return;
+            }
+            tracing::warn!(flow = %self.flow.id, "{} starts like another tailed file but no truncation followed; tailing it as a file of its own", item.path.display());
+        }
+        self.maybe_copies.remove(&key);
+        let first_scan_of_first_start = self.first_start && !self.initial_scan_done;
+        let saved = self.saved.remove(&key);
+        let imported = if saved.is_none() { self.imported.remove(&key) } else { None };
+        let resume = rotation::resume(&file, size, saved.as_ref(), imported, first_scan_of_first_start, self.flow.initial_position);
+        match resume {
+            Resume::Replaced => {
+                tracing::warn!(flow = %self.flow.id, "{} is not the file its checkpoint describes (replaced, rewritten or truncated while logferry was stopped); reading it from the start", item.path.display())
+            }
+            Resume::Imported(offset) => {
+                tracing::info!(flow = %self.flow.id, "{} resumes at offset {offset} from the Kinesis Agent's checkpoint", item.path.display())
+            }
+            _ => {}
+        }
+        let start = resume.offset(|| end_of_last_line(&file, size));
+        tracing::debug!(flow = %self.flow.id, "tailing {} ({}) from offset {start} of {size}", item.path.display(), key.kinesis_agent_id());
+        let id = self.next_tail_id;
+        self.next_tail_id += 1;
+        let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
+        let tail = Tail::new(id, key, item.path.clone(), target.clone(), file, size, start, &self.flow, now);
+        self.open_files += 1;
+        stage_row(store, &self.flow.id, &tail);
+        self.tails.insert(id, tail);
+        self.by_key.insert(key, id);
+        self.by_path.insert(item.path.clone(), id);
+        if let Some(t) = target {
+            self.by_path.insert(t, id);
+        }
+    }
+
+    /// The timers: multi-line records whose flush time passed, truncated files whose copy did
+    /// not come, rotated-away files quiet for the grace period; finished, acknowledged files go.
+    pub fn tick(&mut self, now: Instant, pipe: &mut impl Pipeline, store: &mut impl Checkpoints) {
+        let grace = Duration::from_millis(self.flow.rotated_grace_ms);
+        let flush_after = Duration::from_millis(self.flow.multiline_flush_ms);
+        let mut gone = Vec::new();
+        for t in self.tails.values_mut() {
+            let id = t.id;
+            if t.assembler.has_pending() && now >= t.last_line + flush_after {
+                let Tail { assembler, acks, path, .. } = &mut *t;
+                assembler.flush(|p| pipe.piece(acks, id, path, p));
+            }
+            if t.awaiting_copy.is_some_and(|w| now >= w) {
+                // no copy appeared: the truncated content is gone; send what was read and end
+                t.awaiting_copy = None;
+                t.orphan = true;
+                t.missed_scans = 2;
+                t.dirty = false;
+                finish(t, pipe);
+            }
+            if t.orphan && !t.finished && t.missed_scans < 2 && t.deleted() {
+                t.missed_scans = 2; // deleted: no scan will find it again
+            }
+            if t.may_finish() && now >= t.finish_due(grace) {
+                // written to since the last read? read that first, and wait again
+                if t.current_len().is_some_and(|len| len > t.framer.offset()) && !t.sealed {
+                    t.dirty = true;
+                    t.last_change = now;
+                    continue;
+                }
+                finish(t, pipe);
+            }
+            if t.finished && t.acks.outstanding() == 0 {
+                gone.push(id);
+            }
+        }
+        for t in self.tails.values_mut() {
+            t.update_held(&mut self.held);
+        }
+        for id in gone {
+            let Some(t) = self.tails.remove(&id) else { continue };
+            self.held = self.held.saturating_sub(t.held);
+            if self.by_key.get(&t.key) == Some(&id) {
+                self.by_key.remove(&t.key);
+                let still_exists = t.file.as_ref().and_then(|f| f.stat().ok()).is_some_and(|s| s.links > 0);
+                match still_exists.then(|| row_of(&self.flow.id, &t)).flatten() {
+                    // renamed out of the pattern: if it comes back, it resumes where it ended
+                    Some(row) => {
+                        self.saved.insert(t.key, row);
+                    }
+                    None => store.delete(&self.flow.id, t.key),
+                }
+            }
+            if t.file.is_some() {
+                self.open_files -= 1;
+            }
+            self.by_path.retain(|_, v| *v != id);
+            tracing::debug!(flow = %self.flow.id, "finished {}", t.path.display());
+        }
+    }
+
+    /// The next instant something is due, `now` when a tail can be read at once.
+    pub fn next_deadline(&self, now: Instant, room: Room) -> Option<Instant> {
+        let grace = Duration::from_millis(self.flow.rotated_grace_ms);
+        let mut d: Option<Instant> = None;
+        let mut at = |i: Instant| d = Some(d.map_or(i, |d| d.min(i)));
+        for t in self.tails.values() {
+            if t.wants_read() && !room.backed_up && self.may_read(t, room) {
+                return Some(now);
+            }
+            if t.assembler.has_pending() {
+                at(t.last_line + Duration::from_millis(self.flow.multiline_flush_ms));
+            }
+            if let Some(w) = t.awaiting_copy {
+                at(w);
+            }
+            if t.may_finish() {
+                at(t.finish_due(grace));
+            }
+        }
+        d
+    }
+
+    /// Whether the budget and the flow's share let `t` read now.
+    fn may_read(&self, t: &Tail<F::File>, room: Room) -> bool {
+        t.fits(room.in_flight, room.others_held + self.held, room.budget, self.flow.max_line_bytes)
+            && (room.flow_in_flight < room.share || t.may_finish_line())
+    }
+
+    /// Sends what the tails' record assemblers hold (the flow is stopping).
+    pub fn flush_assemblers(&mut self, pipe: &mut impl Pipeline) {
+        for t in self.tails.values_mut() {
+            let Tail { id, assembler, acks, path, .. } = &mut *t;
+            assembler.flush(|p| pipe.piece(acks, *id, path, p));
+        }
+    }
+
+    /// Files rotated away get no more lines: what waits in them (a multi-line record, a partial
+    /// container line, an unterminated last line) goes now; the glob may not find them after a
+    /// restart.
+    pub fn flush_orphans(&mut self, pipe: &mut impl Pipeline) {
+        for t in self.tails.values_mut().filter(|t| t.orphan && !t.finished) {
+            let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
+            framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
+            assembler.flush(|p| pipe.piece(acks, *id, path, p));
+        }
+    }
+
+    /// Stages every tail's position and lets every file go (the flow stopped).
+    pub fn release(&mut self, store: &mut impl Checkpoints) {
+        for t in self.tails.values() {
+            stage_row(store, &self.flow.id, t);
+        }
+        self.tails.clear();
+        self.by_key.clear();
+        self.by_path.clear();
+        self.held = 0;
+        self.open_files = 0;
+    }
+
+    /// A file shrank below what was read: its old state waits for a copytruncate copy, and the
+    /// file itself starts over at offset 0.
+    fn truncated(&mut self, now: Instant, id: u64, store: &mut impl Checkpoints) {
+        let Some(old) = self.tails.get_mut(&id) else { return };
+        tracing::info!(flow = %self.flow.id, "{} was truncated at offset {}; reading it again from the start", old.path.display(), old.framer.offset());
+        let key = old.key;
+        let path = old.path.clone();
+        let target = old.target.clone();
+        let file = old.file.take();
+        old.awaiting_copy = Some(now + COPY_WAIT);
+        old.dirty = false;
+        self.by_key.remove(&key);
+        self.rescan_requested = true;
+        let Some(file) = file else { return };
+        let size = file.stat().map(|m| m.len).unwrap_or(0);
+        let new_id = self.next_tail_id;
+        self.next_tail_id += 1;
+        let tail = Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &self.flow, now);
+        stage_row(store, &self.flow.id, &tail);
+        self.tails.insert(new_id, tail);
+        self.by_key.insert(key, new_id);
+        self.by_path.insert(path, new_id);
+        if let Some(t) = target {
+            self.by_path.insert(t, new_id);
+        }
+    }
+}
+
+/// Reads what is left of a file's last line and ends its records: nothing more comes.
+fn finish<H>(t: &mut Tail<H>, pipe: &mut impl Pipeline) {
+    let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
+    framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
+    assembler.flush(|p| pipe.piece(acks, *id, path, p));
+    t.finished = true;
+}
+
+/// Forgets that `path` leads to tail `id` (not another tail indexed there since).
+fn unindex(by_path: &mut HashMap<PathBuf, u64>, path: &Path, id: u64) {
+    if by_path.get(path) == Some(&id) {
+        by_path.remove(path);
+    }
+}
+
+fn stage_row<H: OpenFile>(store: &mut impl Checkpoints, flow: &str, t: &Tail<H>) {
+    if let Some(row) = row_of(flow, t) {
+        store.stage(row);
+    }
+}
+
+/// The checkpoint row of a tail, when its file is open to hash the bytes before the offset.
+fn row_of<H: OpenFile>(flow: &str, t: &Tail<H>) -> Option<Row> {
+    // a sealed copy is shorter than what was read from its original: all of it is done
+    let offset = if t.sealed { t.acks.committed().min(t.current_len().unwrap_or(u64::MAX)) } else { t.acks.committed() };
+    let file = t.file.as_ref()?;
+    // a file rewritten since it was read (truncated and written past the offset while the
+    // budget held its reads) is not where its acknowledgements point: nothing is staged, and
+    // the next read finds it replaced
+    if !identity::starts_with(file, t.fingerprint).unwrap_or(false) {
+        return None;
+    }
+    let tail = identity::tail_hash(file, offset).ok().flatten()?;
+    Some(Row {
+        flow: flow.to_string(),
+        key: t.key,
+        path: t.path.display().to_string(),
+        offset,
+        fingerprint: t.fingerprint,
+        tail,
+        updated_at: 0,
+    })
+}
