@@ -6,24 +6,15 @@
 //! acknowledgements going back to the checkpoint store. This crate holds the mechanisms as small
 //! modules without run loops; the binary wires them.
 
-pub mod acks;
-pub mod aws;
+pub mod batch;
 pub mod checkpoint;
-pub mod cloudwatch;
 pub mod config;
-pub mod container;
 pub mod convert;
-pub mod deadletter;
-pub mod endpoint;
 pub mod engine;
-pub mod firehose;
 pub mod framing;
 pub mod javaregex;
-pub mod kinesis;
-pub mod kpl;
 pub mod loggen;
-pub mod metrics;
+pub mod ops;
 pub mod preview;
-pub mod sink;
+pub mod sinks;
 pub mod source;
-pub mod top;

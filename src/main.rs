@@ -116,7 +116,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { config, listen } => run(&config, listen),
-        Command::Top { url, once, interval } => match logferry::top::run(&url, interval, once) {
+        Command::Top { url, once, interval } => match logferry::ops::top::run(&url, interval, once) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("logferry top: {e}");
@@ -178,11 +178,11 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     let cloudwatch_cfg = cfg.clone();
     let engine = Engine::new(cfg, ctx)?;
     if let Some(addr) = &http.listen {
-        let bound = logferry::endpoint::spawn(addr, engine.metrics(), http.unhealthy_after_secs.saturating_mul(1000))
+        let bound = logferry::ops::endpoint::spawn(addr, engine.metrics(), http.unhealthy_after_secs.saturating_mul(1000))
             .with_context(|| format!("cannot listen on {addr} for /metrics and /health"))?;
         tracing::info!("serving /metrics, /health, /ready and /status on http://{bound}");
     }
-    logferry::cloudwatch::spawn(&cloudwatch_cfg, engine.metrics()).context("cannot start the CloudWatch publisher")?;
+    logferry::ops::cloudwatch::spawn(&cloudwatch_cfg, engine.metrics()).context("cannot start the CloudWatch publisher")?;
     notify_systemd(engine.metrics());
     let stop = engine.stopper();
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -229,7 +229,7 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
 /// Under systemd (`Type=notify`): READY=1 once every flow has made its first scan, and, with
 /// `WatchdogSec=`, WATCHDOG=1 while the engine makes passes: a wedged engine stops the pings and
 /// systemd restarts the service. Nothing happens without `NOTIFY_SOCKET`.
-fn notify_systemd(metrics: std::sync::Arc<logferry::metrics::Metrics>) {
+fn notify_systemd(metrics: std::sync::Arc<logferry::ops::metrics::Metrics>) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -245,7 +245,7 @@ fn notify_systemd(metrics: std::sync::Arc<logferry::metrics::Metrics>) {
                     return;
                 }
             }
-            if ready && metrics.heartbeat_age_ms() < logferry::endpoint::WEDGED_AFTER_MS {
+            if ready && metrics.heartbeat_age_ms() < logferry::ops::endpoint::WEDGED_AFTER_MS {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             std::thread::sleep(if ready { every } else { std::time::Duration::from_millis(200) });
@@ -446,7 +446,7 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
             Compression::Gzip => notes.push("each record gzip-compressed".into()),
             Compression::Zstd => notes.push("each record zstd-compressed".into()),
         }
-        let dead_letter = logferry::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
+        let dead_letter = logferry::sinks::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
         notes.push(format!("records rejected as invalid go to {}", dead_letter.display()));
         writeln!(out, "  sending: {}", notes.join("; "))?;
     }

@@ -41,7 +41,7 @@ pub fn preview_file(
     let mut chain = Chain::new(&flow.processors, ctx);
     let split = flow.oversized == Oversized::Split;
     let mut framer = LineFramer::new(0, flow.max_line_bytes).streaming(split);
-    let pod = crate::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
+    let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes).with_pod(&pod);
     let mut summary = Summary::default();
     let mut converted = Vec::with_capacity(4096);

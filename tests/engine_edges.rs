@@ -299,7 +299,7 @@ fn a_flow_whose_sink_worker_died_is_started_again_from_its_positions_and_loses_n
         std::thread::sleep(Duration::from_millis(50));
     }
     // what a sink thread's supervisor sends when the worker panics
-    let died = logferry::engine::supervise::WorkerDied { flow: 0, reason: "the sink worker panicked: test".into() };
+    let died = logferry::sinks::supervise::WorkerDied { flow: 0, reason: "the sink worker panicked: test".into() };
     events.send(Event::SinkDied(died)).unwrap();
     w.write(300);
     wait(600);

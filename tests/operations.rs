@@ -454,10 +454,10 @@ fn the_dashboards_use_only_metrics_the_agent_publishes() {
     let names: Vec<&str> = text.split("MetricName=\\\"").skip(1).map(|s| s.split('\\').next().unwrap()).collect();
     assert!(names.len() >= 10, "{names:?}");
     for n in &names {
-        assert!(logferry::cloudwatch::METRIC_NAMES.contains(n), "the CloudWatch dashboard uses {n}, which is not published");
+        assert!(logferry::ops::cloudwatch::METRIC_NAMES.contains(n), "the CloudWatch dashboard uses {n}, which is not published");
     }
     let grafana: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
-    let m = logferry::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())]);
+    let m = logferry::ops::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())]);
     m.flows()[0].record_error("ThrottlingException", "x", 1);
     let exposition = m.prometheus_text();
     let mut used = 0;

@@ -173,8 +173,8 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
         }
         Assembly::Container { format, include_namespaces, exclude_namespaces } => {
             let format = match format {
-                crate::container::ContainerFormat::Cri => "cri",
-                crate::container::ContainerFormat::Docker => "docker",
+                crate::framing::container::ContainerFormat::Cri => "cri",
+                crate::framing::container::ContainerFormat::Docker => "docker",
             };
             m.insert(
                 "container_logs".into(),

@@ -8,8 +8,8 @@
 
 use super::reader::{kind, Ctx, Obj, Scalars};
 use super::*;
-use crate::container::ContainerFormat;
 use crate::convert::{MismatchPolicy, NativeFormat, Pattern, ProcessorSpec};
+use crate::framing::container::ContainerFormat;
 use serde_json::Value;
 
 pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -441,7 +441,7 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
                 ctx.error(&s.key_path("max_request_bytes"), "must be at least max_record_bytes");
             }
             let kpl = s.enumeration(ctx, "aggregation", &[("none", false), ("kpl", true)], false);
-            let most = (limits.record_bytes - KINESIS_MAX_KEY - crate::kpl::OVERHEAD_BYTES) as i64;
+            let most = (limits.record_bytes - KINESIS_MAX_KEY - crate::sinks::kpl::OVERHEAD_BYTES) as i64;
             let aggregate_bytes = s.int(ctx, "aggregate_max_bytes", KPL_DEFAULT_AGGREGATE_BYTES as i64, 1024, most) as usize;
             if !kpl && s.get("aggregate_max_bytes").is_some() {
                 ctx.error(&s.key_path("aggregate_max_bytes"), "applies only with `aggregation: kpl`");

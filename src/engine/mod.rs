@@ -10,7 +10,7 @@
 //!   file is read to its end through its open descriptor before it is let go, and its
 //!   unterminated last line is sent;
 //! - a checkpoint moves to X only when every record made from bytes before X is acknowledged
-//!   ([`crate::acks`]); checkpoints are committed together about once a second and at shutdown;
+//!   ([`crate::checkpoint::acks`]); checkpoints are committed together about once a second and at shutdown;
 //!   a failed commit is logged and retried while shipping goes on;
 //! - on resume the fingerprint and the bytes before the checkpoint are checked, so a replaced or
 //!   rewritten file is read from its start instead of from a stale offset;
@@ -21,15 +21,13 @@
 //!
 //! Not done here: sending (the sinks), metrics.
 
-pub mod supervise;
-
-use crate::acks::AckTracker;
+use crate::batch::{AckRef, Batch, Delivered};
+use crate::checkpoint::acks::AckTracker;
 use crate::checkpoint::{read_kinesis_agent_checkpoints, Store};
-use crate::config::{Config, Destination, Flow, Oversized};
+use crate::config::{Config, Flow, Oversized};
 use crate::convert::{Chain, ChainContext, Outcome};
 use crate::framing::{truncate_record_from, Piece};
-use crate::metrics::{FlowMetrics, Metrics};
-use crate::sink::{self, AckRef, Batch, Delivered};
+use crate::ops::metrics::{FlowMetrics, Metrics};
 use crate::source::discover::Discovery;
 use crate::source::fs::RealFs;
 use crate::source::identity::FileKey;
@@ -59,7 +57,7 @@ pub enum Event {
     /// Load the configuration file again (SIGHUP).
     Reload,
     /// A sink worker panicked or stopped while its flow still sends it batches.
-    SinkDied(supervise::WorkerDied),
+    SinkDied(crate::sinks::supervise::WorkerDied),
 }
 
 struct FlowState {
@@ -548,7 +546,7 @@ impl Engine {
     /// A flow whose sink worker died is stopped at once and started again from its saved
     /// positions (what it sent and was not acknowledged is sent again), after a delay that
     /// doubles with each death in the last ten minutes (1 s up to 64 s).
-    fn sink_died(&mut self, d: supervise::WorkerDied) {
+    fn sink_died(&mut self, d: crate::sinks::supervise::WorkerDied) {
         let Some(f) = self.flows.get(d.flow).filter(|f| !f.retiring) else { return };
         f.metrics.sink_restarts.inc();
         let id = f.flow.id.clone();
@@ -617,7 +615,7 @@ impl Engine {
             fm.files_behind.set(files.iter().filter(|(_, b)| *b > 0).count() as i64);
             fm.checkpoint_age_seconds.set(if total > 0 { f.last_advance.elapsed().as_secs() as i64 } else { 0 });
             fm.set_files_behind(&files);
-            fm.set_stalled_since(f.out.waiting_since.map(|t| crate::metrics::now_ms().saturating_sub(t.elapsed().as_millis() as u64)));
+            fm.set_stalled_since(f.out.waiting_since.map(|t| crate::ops::metrics::now_ms().saturating_sub(t.elapsed().as_millis() as u64)));
         }
     }
 
@@ -1007,51 +1005,6 @@ impl Outbox {
     }
 }
 
-/// The resolved AWS target of a flow's sink: its region and endpoint (`globals` are agent.json's
-/// endpoint, region and default region for this service), its dead-letter file and the most
-/// records a request takes; logged once as where the flow sends.
-fn aws_sink_target(
-    cfg: &Config,
-    flow: &Flow,
-    aws: &crate::config::AwsTarget,
-    stream: &str,
-    globals: (Option<&String>, Option<&String>, Option<&str>),
-    service: &str,
-) -> crate::aws::SinkTarget {
-    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-    let (endpoint, region, default_region) = globals;
-    let mut target = crate::aws::SinkTarget::resolve(cfg.format, &cfg.aws, aws, endpoint, region, default_region, stream, backoff);
-    target.dead_letter = crate::deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
-    target.max_request_records = flow.buffer.max_records as usize;
-    let through = target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default();
-    tracing::info!(flow = %flow.id, "sending to {service} {} in {}{through}", target.stream, target.region);
-    target
-}
-
-/// Starts `n` sink workers that share one flow's batches; `make` builds each worker's body. A
-/// worker that panics or stops early is reported to the engine (`Event::SinkDied`).
-fn spawn_workers<W: FnOnce() + Send + 'static>(
-    index: usize,
-    n: usize,
-    batches: Receiver<Batch>,
-    events: &Sender<Event>,
-    make: impl Fn(crate::aws::SharedBatches) -> W,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let shared = crate::aws::SharedBatches(std::sync::Arc::new(std::sync::Mutex::new(batches)));
-    (0..n.max(1))
-        .map(|w| {
-            let body = make(shared.clone());
-            let (shared, events) = (shared.clone(), events.clone());
-            let still_open = move || shared.0.lock().is_ok_and(|r| !matches!(r.try_recv(), Err(mpsc::TryRecvError::Disconnected)));
-            std::thread::Builder::new().name(format!("sink-{index}-{w}")).spawn(move || {
-                supervise::run_watched(index, body, still_open, |d| {
-                    let _ = events.send(Event::SinkDied(d));
-                })
-            })
-        })
-        .collect()
-}
-
 /// Starts one flow: its discovery, its saved positions, its sink threads. `index` is its place
 /// in the engine's flows, which sinks report deliveries with.
 #[allow(clippy::too_many_arguments)]
@@ -1076,56 +1029,20 @@ fn start_flow(
     let started = store.meta(&started_key(&flow.id))?.is_some();
     let first_start = !started && saved.is_empty() && imported.is_empty();
     let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
-    let ev = events_tx.clone();
-    let on_delivered = move |d| {
-        let _ = ev.send(Event::Delivered(d));
-    };
-    let sink_threads = match &flow.destination {
-        Destination::Firehose { stream, aws, aggregate_bytes } => {
-            let globals = (cfg.aws.firehose_endpoint.as_ref(), None, Some("us-east-1"));
-            let target = aws_sink_target(cfg, flow, aws, stream, globals, "Firehose delivery stream");
-            let aggregate_bytes = *aggregate_bytes;
-            let m = flow_metrics.clone();
-            spawn_workers(index, aws.in_flight_requests, sink_rx, events_tx, move |batches| {
-                let (t, m, d) = (target.clone(), m.clone(), on_delivered.clone());
-                move || crate::firehose::run(t, aggregate_bytes, index, m, batches, d)
-            })?
-        }
-        Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
-            let globals = (cfg.aws.kinesis_endpoint.as_ref(), cfg.aws.kinesis_region.as_ref(), None);
-            let target = aws_sink_target(cfg, flow, aws, stream, globals, "Kinesis data stream");
-            let options = crate::kinesis::KinesisOptions {
-                partition_key: partition_key.clone(),
-                kpl_aggregate_bytes: *kpl_aggregate_bytes,
-                limits: *limits,
-            };
-            let m = flow_metrics.clone();
-            spawn_workers(index, aws.in_flight_requests, sink_rx, events_tx, move |batches| {
-                let (t, o, m, d) = (target.clone(), options.clone(), m.clone(), on_delivered.clone());
-                move || crate::kinesis::run(t, o, index, m, batches, d)
-            })?
-        }
-        other => {
-            let local = match other {
-                Destination::File { path, mode } => sink::LocalSink::File(path.clone(), *mode),
-                _ => sink::LocalSink::Stdout,
-            };
-            vec![std::thread::Builder::new().name(format!("sink-{index}")).spawn({
-                let (m, events) = (flow_metrics.clone(), events_tx.clone());
-                // it returns only once its channel is closed
-                move || {
-                    supervise::run_watched(
-                        index,
-                        || sink::run_local(local, index, m, sink_rx, on_delivered),
-                        || false,
-                        |d| {
-                            let _ = events.send(Event::SinkDied(d));
-                        },
-                    )
-                }
-            })?]
-        }
-    };
+    let (delivered, died) = (events_tx.clone(), events_tx.clone());
+    let sink_threads = crate::sinks::start(
+        cfg,
+        flow,
+        index,
+        &flow_metrics,
+        sink_rx,
+        move |d| {
+            let _ = delivered.send(Event::Delivered(d));
+        },
+        move |d| {
+            let _ = died.send(Event::SinkDied(d));
+        },
+    )?;
     Ok(FlowState {
         flow: flow.clone(),
         discovery,

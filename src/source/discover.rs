@@ -103,7 +103,7 @@ pub fn own_files(cfg: &crate::config::Config) -> Vec<OwnFile> {
             }
             d => {
                 if let Some(aws) = d.aws() {
-                    let path = crate::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
+                    let path = crate::sinks::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
                     out.push(OwnFile { path, what: format!("dead-letter file of flow {}", f.id) });
                 }
             }

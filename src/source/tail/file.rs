@@ -4,7 +4,7 @@
 //! Guarantees: the predicates here read only the tail's own state and the figures passed in.
 //! Not done here: reading, and deciding what happens next (the [`super::TailSet`] does both).
 
-use crate::acks::AckTracker;
+use crate::checkpoint::acks::AckTracker;
 use crate::config::{Flow, Oversized};
 use crate::framing::{LineFramer, RecordAssembler};
 use crate::source::fs::{OpenFile, ReadAt};
@@ -71,7 +71,8 @@ impl<H: OpenFile> Tail<H> {
         now: Instant,
     ) -> Self {
         let skip = if start == 0 { flow.skip_header_lines } else { 0 };
-        let pod = crate::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
+        let pod =
+            crate::framing::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
         Tail {
             id,
             key,

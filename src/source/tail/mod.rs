@@ -12,7 +12,7 @@
 //!   from when it was first seen, then is tailed as a file of its own;
 //! - on resume the fingerprint and the bytes before the checkpoint are checked, so a replaced or
 //!   rewritten file is read from its start instead of from a stale offset;
-//! - a staged checkpoint never passes the acknowledged prefix of its file ([`crate::acks`]);
+//! - a staged checkpoint never passes the acknowledged prefix of its file ([`crate::checkpoint::acks`]);
 //! - reads stop at the flow's share of the in-flight budget and at the global budget (a tail in
 //!   the middle of a line may finish it), and a tail holding a long unfinished line over the
 //!   budget gives it back to the file.
@@ -27,7 +27,7 @@ mod rotation;
 #[cfg(test)]
 mod tests;
 
-use crate::acks::AckTracker;
+use crate::checkpoint::acks::AckTracker;
 use crate::checkpoint::{Row, Store};
 use crate::config::Flow;
 use crate::framing::Piece;

@@ -27,8 +27,10 @@
 //!
 //! Not done here: conversion (see `convert`), and deciding when a timeout has passed.
 
-use crate::container::{ContainerAssembler, ContainerFormat, PodInfo};
+pub mod container;
+
 use crate::javaregex::JavaRegex;
+use container::{ContainerAssembler, ContainerFormat, PodInfo};
 
 /// One line as the framer saw it. `start..end` is the file range consumed, which is longer than
 /// `bytes` for a runaway line.
@@ -260,7 +262,7 @@ pub enum Assembly {
     MultiLine { start: JavaRegex },
     /// `aggregatedRecordSizeBytes`.
     Aggregate { max_bytes: usize },
-    /// Container runtime logs ([`crate::container`]): partial lines merged, one JSON record per
+    /// Container runtime logs ([`crate::framing::container`]): partial lines merged, one JSON record per
     /// log line with the pod's identity; files of namespaces not wanted are read and skipped.
     Container { format: ContainerFormat, include_namespaces: Vec<String>, exclude_namespaces: Vec<String> },
 }

@@ -499,7 +499,7 @@ impl FlowMetrics {
             *e = Some((now_ms(), code.to_string(), message.chars().take(300).collect()));
         }
         // throttling is backing off on purpose; an invalid record goes to the dead-letter file
-        if !is_throttling(code) && !crate::aws::is_invalid_record(code) {
+        if !is_throttling(code) && !crate::sinks::aws::is_invalid_record(code) {
             let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
     }

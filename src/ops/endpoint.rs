@@ -15,7 +15,7 @@
 //! `/ready` answers 503 until every flow has made its first scan. Not done: TLS and
 //! authentication (bind it to loopback or a pod IP).
 
-use crate::metrics::{now_ms, Metrics};
+use crate::ops::metrics::{now_ms, Metrics};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};

@@ -2,10 +2,10 @@
 //! configuration with every timeout set, backoff with jitter, and error messages that say what to
 //! fix, logged at most once a minute per kind. Credentials never appear in messages.
 
+use crate::batch::Batch;
 use crate::config::{AwsSettings, AwsTarget, Compression, ConfigFormat};
-pub use crate::deadletter::Rejected;
-use crate::metrics::{Call, FlowMetrics};
-use crate::sink::{Batch, Delivered};
+use crate::ops::metrics::{Call, FlowMetrics};
+pub use crate::sinks::deadletter::Rejected;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -169,23 +169,17 @@ impl SinkTarget {
     }
 }
 
-/// The batches of one flow, shared by its sink workers: each takes the next batch waiting.
-#[derive(Clone)]
-pub struct SharedBatches(pub std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<crate::sink::Batch>>>);
-
-impl Iterator for SharedBatches {
-    type Item = crate::sink::Batch;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.lock().ok()?.recv().ok()
-    }
-}
-
 /// How one request went: per record, in request order, `None` when accepted or the error code
 /// and message; or the whole call failed.
 pub enum Attempt {
     Answered(Vec<Option<(String, String)>>),
     Failed { code: String, message: String },
+}
+
+/// A service's answer to a request: per record, in request order, its error code and message
+/// when it failed.
+pub fn answered<'a>(records: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Attempt {
+    Attempt::Answered(records.map(|(code, message)| code.map(|c| (c.to_string(), message.unwrap_or_default().to_string()))).collect())
 }
 
 /// A failed SDK call (any AWS service) as a code and a message: the service's when it answered;
@@ -326,7 +320,7 @@ pub fn send_until_accepted(
                             }
                             Some(Some((code, message))) => {
                                 still.push(i);
-                                outcome.throttled += u64::from(crate::metrics::is_throttling(&code));
+                                outcome.throttled += u64::from(crate::ops::metrics::is_throttling(&code));
                                 codes.entry(code).or_insert((0, message)).0 += 1;
                             }
                             // an answer shorter than the request: the rest were not accepted
@@ -363,7 +357,7 @@ pub fn send_until_accepted(
                     break;
                 }
                 Attempt::Failed { code, message } => {
-                    let throttled = if crate::metrics::is_throttling(&code) { pending.len() as u64 } else { 0 };
+                    let throttled = if crate::ops::metrics::is_throttling(&code) { pending.len() as u64 } else { 0 };
                     metrics.record_call(Call {
                         attempted: pending.len() as u64,
                         failed: pending.len() as u64,
@@ -433,41 +427,75 @@ pub fn encode_record(compression: Compression, record: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// Ends a batch: the records rejected for good are written to the dead-letter file (retried
-/// until that works: until then nothing is acknowledged), then the batch is reported delivered.
-#[allow(clippy::too_many_arguments)]
-pub fn finish_batch(
-    target: &SinkTarget,
-    flow: usize,
-    flow_id: &str,
-    destination: &str,
-    errors: &mut ErrorLog,
-    batch: Batch,
-    rejected: &[Rejected],
-    delivered: &impl Fn(Delivered),
-) {
-    let mut backoff = target.initial_backoff;
-    while !rejected.is_empty() {
-        match crate::deadletter::write(&target.dead_letter, target.dead_letter_max_bytes, flow_id, destination, &batch, rejected) {
-            Ok(written) => {
-                if written.rotated {
-                    tracing::error!(flow = %flow_id, "the dead-letter file {} reached its cap of {} bytes: it is now {} and a new one starts (the letters in an older {} are gone)", target.dead_letter.display(), target.dead_letter_max_bytes, crate::deadletter::rotated_path(&target.dead_letter).display(), crate::deadletter::rotated_path(&target.dead_letter).display());
-                }
-                if errors.due("dead-letter").is_some() {
-                    tracing::error!(flow = %flow_id, stream = %target.stream, "{} records rejected as invalid were written to the dead-letter file {} (further ones are written without this message for a minute)", rejected.len(), target.dead_letter.display());
-                }
-                break;
-            }
-            Err(e) => {
-                if errors.due("dead-letter-write").is_some() {
-                    tracing::error!(flow = %flow_id, "cannot write the dead-letter file {}: {e}; retrying, the records wait in the log files", target.dead_letter.display());
-                }
-                std::thread::sleep(jitter(backoff));
-                backoff = (backoff * 2).min(target.max_backoff);
-            }
-        }
+/// What sets one AWS record service apart: how a batch becomes the service's records and how one
+/// request is sent. [`RecordSink`] does the rest (requests within the limits, sending until
+/// every record is accepted or rejected for good, metrics, messages).
+pub trait PutApi {
+    /// The API call, as messages and metrics name it ("PutRecordBatch").
+    const CALL: &'static str;
+    /// The request member that names the stream ("DeliveryStreamName").
+    const STREAM_MEMBER: &'static str;
+    /// The most bytes and records one request takes.
+    fn request_limits(&self) -> (usize, usize);
+    /// The batch as the service's records (compressed with `compression`).
+    fn units<'a>(&mut self, batch: &'a Batch, compression: Compression) -> Vec<Unit<'a>>;
+    /// Sends one request body (made by [`request_body`]) on `rt`.
+    fn put(&self, rt: &tokio::runtime::Runtime, stream: &str, body: Vec<u8>) -> Attempt;
+}
+
+/// One record as the service sees it: its bytes, its partition key (Kinesis), and the batch
+/// records it carries (one, or several packed or aggregated).
+pub struct Unit<'a> {
+    pub data: Cow<'a, [u8]>,
+    pub key: Option<String>,
+    pub members: std::ops::Range<usize>,
+}
+
+/// A sink for an AWS record service: [`PutApi`] says which.
+pub struct RecordSink<P> {
+    target: SinkTarget,
+    rt: tokio::runtime::Runtime,
+    api: P,
+    metrics: std::sync::Arc<FlowMetrics>,
+    errors: ErrorLog,
+}
+
+impl<P: PutApi> RecordSink<P> {
+    /// Starts the runtime and builds the client with `build` (from the shared SDK configuration
+    /// and the target's endpoint); `None`, logged, when the runtime cannot start.
+    pub fn start(
+        target: SinkTarget,
+        metrics: std::sync::Arc<FlowMetrics>,
+        what: &str,
+        build: impl FnOnce(&aws_config::SdkConfig, Option<&str>) -> P,
+    ) -> Option<Self> {
+        let (rt, api) = target.client(what, build)?;
+        Some(RecordSink { target, rt, api, metrics, errors: ErrorLog::default() })
     }
-    delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes, dead_lettered: rejected.len() as u64 });
+}
+
+impl<P: PutApi> crate::sinks::Sink for RecordSink<P> {
+    fn deliver(&mut self, group: &[Batch]) -> Vec<Vec<Rejected>> {
+        group.iter().map(|batch| self.deliver_one(batch)).collect()
+    }
+}
+
+impl<P: PutApi> RecordSink<P> {
+    fn deliver_one(&mut self, batch: &Batch) -> Vec<Rejected> {
+        let RecordSink { target, rt, api, metrics, errors } = self;
+        let units = api.units(batch, target.compression);
+        let sizes: Vec<usize> = units.iter().map(|u| u.data.len() + u.key.as_ref().map_or(0, String::len)).collect();
+        let (max_bytes, max_records) = api.request_limits();
+        let mut rejected = Vec::new();
+        for request in requests(&sizes, max_bytes, target.max_request_records.min(max_records)) {
+            let failed = send_until_accepted(target, &metrics.id, P::CALL, errors, metrics, &sizes, request, |pending| {
+                let records = pending.iter().map(|&i| (units[i].data.as_ref(), units[i].key.as_deref()));
+                api.put(rt, &target.stream, request_body(P::STREAM_MEMBER, &target.stream, records))
+            });
+            rejected.extend(rejected_members(failed, |u| units[u].members.clone()));
+        }
+        rejected
+    }
 }
 
 /// What to tell an operator about an error code.
@@ -475,7 +503,7 @@ pub fn advice(code: &str) -> &'static str {
     if is_invalid_record(code) {
         return "the service rejects the record as invalid; it goes to the dead-letter file and the flow moves on";
     }
-    if crate::metrics::is_throttling(code) {
+    if crate::ops::metrics::is_throttling(code) {
         return "the service is throttling: backing off";
     }
     match code {
@@ -546,8 +574,8 @@ mod tests {
         SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (1, 2))
     }
 
-    fn metrics() -> crate::metrics::Metrics {
-        crate::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())])
+    fn metrics() -> crate::ops::metrics::Metrics {
+        crate::ops::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())])
     }
 
     fn code(c: &str) -> Option<(String, String)> {

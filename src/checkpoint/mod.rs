@@ -18,6 +18,8 @@
 
 use crate::source::identity::{FileKey, Fingerprint};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+pub mod acks;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -9,7 +9,7 @@
 //! (replacing an older one, whose records are then gone: the caller says so at error level) and
 //! a new file starts, so the dead letters of a flow never take more than twice the cap.
 
-use crate::sink::Batch;
+use crate::batch::Batch;
 use base64::Engine as _;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -97,7 +97,7 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::AckRef;
+    use crate::batch::AckRef;
 
     #[test]
     fn each_rejected_record_is_a_line_with_its_origin_and_reason() {

@@ -19,9 +19,9 @@
 //!   datums (the oldest are dropped beyond, and counted in the log);
 //! - it runs on its own thread: a slow or failing CloudWatch never delays shipping.
 
-use crate::aws::{describe_failure, endpoint_url, ErrorLog, SinkTarget};
 use crate::config::{AwsTarget, Config, ConfigFormat};
-use crate::metrics::{now_ms, FlowMetrics, Metrics, StatSet};
+use crate::ops::metrics::{now_ms, FlowMetrics, Metrics, StatSet};
+use crate::sinks::aws::{describe_failure, endpoint_url, ErrorLog, SinkTarget};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -147,7 +147,7 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
     let target = SinkTarget::resolve(cfg.format, &cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000));
     let window_ms = cw.buffer_time_ms.max(1000);
-    let offset_ms = crate::aws::jitter(Duration::from_millis(window_ms)).as_millis() as u64 % window_ms;
+    let offset_ms = crate::sinks::aws::jitter(Duration::from_millis(window_ms)).as_millis() as u64 % window_ms;
     tracing::info!(
         "CloudWatch metrics: namespace {}, region {}{}, every {} ms",
         cw.namespace,
@@ -193,7 +193,7 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
                         if let Some(missed) = errors.due(&code) {
                             let dropped_note = if dropped > 0 { format!("; {dropped} datums dropped so far (queue full)") } else { String::new() };
                             let again = if missed > 0 { format!(" ({missed} more since the last report)") } else { String::new() };
-                            tracing::warn!("CloudWatch PutMetricData failed: {code}: {message} — {}; the datums are kept for the next window, shipping is not affected{dropped_note}{again}", crate::aws::advice(&code));
+                            tracing::warn!("CloudWatch PutMetricData failed: {code}: {message} — {}; the datums are kept for the next window, shipping is not affected{dropped_note}{again}", crate::sinks::aws::advice(&code));
                         }
                         break;
                     }
@@ -207,7 +207,7 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Call;
+    use crate::ops::metrics::Call;
 
     #[test]
     fn a_window_has_every_metric_with_sums_and_zeros_for_quiet_ones() {

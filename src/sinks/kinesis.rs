@@ -1,0 +1,162 @@
+//! The Kinesis Data Streams sink: PutRecords through the official AWS SDK.
+//!
+//! Guarantees:
+//! - requests are legal by construction: at most 500 records and 5 MiB counting partition keys
+//!   per request (a batch that would exceed it is sent as several requests), and records were
+//!   cut so that data plus the longest key fits 1 MiB;
+//! - partition keys: `RANDOM` (a random decimal, as the Kinesis Agent sends), `DETERMINISTIC`
+//!   (MD5 of the record's own bytes, not of the read buffer as in the Kinesis Agent), a top-level
+//!   field of the JSON record (random when the record has none), or a constant;
+//! - a partial failure re-sends only the failed records, after a backoff with jitter; a batch is
+//!   acknowledged only when every record in it was accepted; errors that will not heal are logged
+//!   with the stream, the flow and the fix, at most once a minute, and retried: nothing is dropped.
+//!
+//! - with KPL aggregation, records are packed into aggregates ([`crate::sinks::kpl`]) with a partition
+//!   key per aggregate (random keys) or each record's own key in the aggregate's table;
+//! - limits raised on the stream (10 MiB records and requests) are used when configured;
+//! - a record the service rejects as invalid (with all the records of its aggregate) goes to the
+//!   flow's dead-letter file with its source file and offset, and only then is acknowledged;
+//! - with `compression`, each record is compressed (before aggregation: consumers de-aggregate,
+//!   then decompress each record).
+
+use crate::batch::Batch;
+use crate::config::{Compression, KinesisLimits, PartitionKey};
+use crate::ops::metrics::FlowMetrics;
+use crate::sinks::aws::{answered, encode_record, failed_call, with_body, Attempt, PutApi, RecordSink, SinkTarget, Unit};
+use crate::sinks::kpl::{self, Keys};
+use md5::{Digest, Md5};
+use std::borrow::Cow;
+use std::fmt::Write;
+use std::sync::Arc;
+
+pub const MAX_REQUEST_RECORDS: usize = 500;
+
+/// How a flow's Kinesis records are made.
+#[derive(Debug, Clone)]
+pub struct KinesisOptions {
+    pub partition_key: PartitionKey,
+    pub kpl_aggregate_bytes: Option<usize>,
+    pub limits: KinesisLimits,
+}
+
+/// The partition key of one record.
+pub fn partition_key(rule: &PartitionKey, record: &[u8], random: &mut impl FnMut() -> u64) -> String {
+    let random_key = |random: &mut dyn FnMut() -> u64| {
+        // a decimal in [0, 1,000,000) with ten fraction digits, like the Kinesis Agent's keys
+        let n = random() % 10_000_000_000_000_000;
+        format!("{}.{:010}", n / 10_000_000_000, n % 10_000_000_000)
+    };
+    match rule {
+        PartitionKey::Random => random_key(random),
+        PartitionKey::Deterministic => {
+            let mut s = String::with_capacity(32);
+            for b in Md5::digest(record) {
+                let _ = write!(s, "{b:02x}");
+            }
+            s
+        }
+        PartitionKey::Constant(c) => c.clone(),
+        PartitionKey::Field(name) => {
+            let value = serde_json::from_slice::<serde_json::Value>(record).ok().and_then(|v| match v.get(name)? {
+                serde_json::Value::String(s) if !s.is_empty() => Some(s.chars().take(256).collect()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string().chars().take(256).collect()),
+            });
+            value.unwrap_or_else(|| random_key(random))
+        }
+    }
+}
+
+/// PutRecords, with each record's partition key and, when asked, KPL aggregation.
+pub struct Kinesis {
+    client: aws_sdk_kinesis::Client,
+    options: KinesisOptions,
+    seed: u64,
+}
+
+/// The Kinesis sink of a flow; `None` (logged) when its runtime cannot start.
+pub fn sink(target: SinkTarget, options: KinesisOptions, metrics: Arc<FlowMetrics>) -> Option<RecordSink<Kinesis>> {
+    let what = format!("the Kinesis sink of flow {}", metrics.id);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    RecordSink::start(target, metrics, &what, |shared, endpoint| {
+        let mut b = aws_sdk_kinesis::config::Builder::from(shared);
+        b.set_endpoint_url(endpoint.map(str::to_string));
+        Kinesis { client: aws_sdk_kinesis::Client::from_conf(b.build()), options, seed }
+    })
+}
+
+impl Kinesis {
+    /// xorshift64*: spreading keys over shards needs no cryptographic randomness.
+    fn random(seed: &mut u64) -> u64 {
+        *seed ^= *seed >> 12;
+        *seed ^= *seed << 25;
+        *seed ^= *seed >> 27;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+impl PutApi for Kinesis {
+    const CALL: &'static str = "PutRecords";
+    const STREAM_MEMBER: &'static str = "StreamName";
+
+    fn request_limits(&self) -> (usize, usize) {
+        (self.options.limits.request_bytes, MAX_REQUEST_RECORDS)
+    }
+
+    fn units<'a>(&mut self, batch: &'a Batch, compression: Compression) -> Vec<Unit<'a>> {
+        let Kinesis { options, seed, .. } = self;
+        let mut random = || Kinesis::random(seed);
+        let records: Vec<&[u8]> = batch.records().collect();
+        let Some(max) = options.kpl_aggregate_bytes else {
+            return records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| Unit {
+                    key: Some(partition_key(&options.partition_key, r, &mut random)),
+                    data: encode_record(compression, r),
+                    members: i..i + 1,
+                })
+                .collect();
+        };
+        let encoded: Vec<Cow<[u8]>> = records.iter().map(|r| encode_record(compression, r)).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|e| e.as_ref()).collect();
+        let packed = if options.partition_key == PartitionKey::Random {
+            let mut next = || partition_key(&PartitionKey::Random, b"", &mut random);
+            kpl::aggregate(&refs, Keys::PerAggregate(&mut next), max)
+        } else {
+            let keys: Vec<String> = records.iter().map(|r| partition_key(&options.partition_key, r, &mut random)).collect();
+            // a field key promises one shard and order per value; a content hash does not
+            let keys = match options.partition_key {
+                PartitionKey::Field(_) => Keys::Grouped(&keys),
+                _ => Keys::PerRecord(&keys),
+            };
+            kpl::aggregate(&refs, keys, max)
+        };
+        packed.into_iter().map(|p| Unit { key: Some(p.partition_key), data: Cow::Owned(p.data), members: p.members }).collect()
+    }
+
+    fn put(&self, rt: &tokio::runtime::Runtime, stream: &str, body: Vec<u8>) -> Attempt {
+        let call = self.client.put_records().stream_name(stream).set_records(Some(Vec::new()));
+        match rt.block_on(call.customize().mutate_request(with_body(body)).send()) {
+            Ok(out) => answered(out.records().iter().map(|r| (r.error_code(), r.error_message()))),
+            Err(e) => failed_call(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys() {
+        let mut r = || 1_234_567_890_123_456u64;
+        assert_eq!(partition_key(&PartitionKey::Random, b"x", &mut r), "123456.7890123456");
+        assert_eq!(partition_key(&PartitionKey::Deterministic, b"hello", &mut r), "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(partition_key(&PartitionKey::Constant("k".into()), b"x", &mut r), "k");
+        let f = PartitionKey::Field("host".into());
+        assert_eq!(partition_key(&f, br#"{"host":"web-1","n":2}"#, &mut r), "web-1");
+        assert_eq!(partition_key(&PartitionKey::Field("n".into()), br#"{"n":2}"#, &mut r), "2");
+        assert_eq!(partition_key(&f, b"not json", &mut r), "123456.7890123456");
+    }
+}
