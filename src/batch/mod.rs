@@ -5,6 +5,8 @@
 //! Guarantees: a batch's records, references, offsets and sources stay aligned by index. Not
 //! done here: filling batches (the pipeline) and delivering them (the sinks).
 
+pub mod pipeline;
+
 use std::path::{Path, PathBuf};
 
 /// Which tailed file and which piece of it a record came from.

@@ -19,6 +19,7 @@
 use crate::source::identity::{FileKey, Fingerprint};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 pub mod acks;
+pub mod committer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,136 @@
+//! One running flow: its discovery, its tails, its record pipeline and its sink workers, and how
+//! it is started.
+//!
+//! Guarantees: a flow starts from its saved positions (or the Kinesis Agent's, at the first
+//! start); problems a scan meets are logged once per path and counted. Not done here: running it
+//! (the engine's loop).
+
+use super::Event;
+use crate::batch::pipeline::{FlowStats, Outbox};
+use crate::batch::Batch;
+use crate::checkpoint::Store;
+use crate::config::{Config, Flow};
+use crate::convert::{Chain, ChainContext};
+use crate::ops::metrics::{FlowMetrics, Metrics};
+use crate::source::discover::Discovery;
+use crate::source::fs::RealFs;
+use crate::source::identity::FileKey;
+use crate::source::tail::TailSet;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(super) struct FlowState {
+    pub flow: Flow,
+    pub discovery: Discovery,
+    pub chain: Chain,
+    pub tails: TailSet<RealFs>,
+    pub out: Outbox,
+    pub sink_threads: Vec<std::thread::JoinHandle<()>>,
+    pub metrics: Arc<FlowMetrics>,
+    /// Removed or changed by a reload: reads no more, and goes once everything read is acknowledged.
+    pub retiring: bool,
+    /// A retiring flow whose records are not all acknowledged by then is let go anyway (its
+    /// sink may be stalled for good): the unacknowledged records are read again by its successor.
+    pub retire_deadline: Option<Instant>,
+    /// What the metrics were last given (counters get the difference).
+    pub published: FlowStats,
+    /// When a checkpoint of the flow last moved.
+    pub last_advance: Instant,
+    /// Directories that could not be listed at the last scan (logged once).
+    pub unlistable: HashSet<PathBuf>,
+    /// Matching paths refused at the last scan (logged once).
+    pub refused: HashSet<PathBuf>,
+    pub stats: FlowStats,
+}
+
+/// Starts one flow: its discovery, its saved positions, its sink threads. `index` is its place
+/// in the engine's flows, which sinks report deliveries with.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start_flow(
+    cfg: &Config,
+    flow: &Flow,
+    index: usize,
+    store: &mut Store,
+    imported_positions: &[crate::checkpoint::KinesisAgentPosition],
+    events_tx: &Sender<Event>,
+    metrics: &Metrics,
+    ctx: &ChainContext,
+) -> anyhow::Result<FlowState> {
+    let flow_metrics = metrics.add_flow(&flow.id, &flow.destination.describe());
+    let discovery = Discovery::new(&flow.sources, flow.path_rules)
+        .map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?
+        .with_symlinks(flow.symlinks.clone())
+        .with_own_files(crate::source::discover::own_files(cfg));
+    let saved = store.rows(Some(&flow.id))?;
+    let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
+    // an emptied table (deleted files, pruning) is not a first start: a flag says it
+    let started = store.meta(&started_key(&flow.id))?.is_some();
+    let first_start = !started && saved.is_empty() && imported.is_empty();
+    let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
+    let (delivered, died) = (events_tx.clone(), events_tx.clone());
+    let sink_threads = crate::sinks::start(
+        cfg,
+        flow,
+        index,
+        &flow_metrics,
+        sink_rx,
+        move |d| {
+            let _ = delivered.send(Event::Delivered(d));
+        },
+        move |d| {
+            let _ = died.send(Event::SinkDied(d));
+        },
+    )?;
+    Ok(FlowState {
+        flow: flow.clone(),
+        discovery,
+        chain: Chain::new(&flow.processors, ctx.clone()),
+        tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()),
+        out: Outbox {
+            batch: Batch::default(),
+            started: None,
+            sink: Some(sink_tx),
+            waiting: 0,
+            // AWS sinks: one batch per request in flight and one ready; reading further
+            // ahead only holds memory. Local sinks write what waits under one fsync.
+            max_waiting: flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1),
+            in_flight: 0,
+            waiting_since: None,
+        },
+        sink_threads,
+        unlistable: HashSet::new(),
+        refused: HashSet::new(),
+        stats: FlowStats::default(),
+        published: FlowStats::default(),
+        last_advance: Instant::now(),
+        metrics: flow_metrics,
+        retiring: false,
+        retire_deadline: None,
+    })
+}
+
+pub(super) fn started_key(flow: &str) -> String {
+    format!("flow_started:{flow}")
+}
+
+/// Logs, once per path and failure, the directories a scan could not list and the paths it
+/// refused, and counts them.
+pub(super) fn report_scan_problems(f: &mut FlowState, scan: &crate::source::discover::Scan) {
+    for (dir, e) in &scan.errors {
+        if f.unlistable.insert(dir.clone()) {
+            f.metrics.discovery_errors.inc();
+            tracing::error!(flow = %f.flow.id, "cannot list {}: {e}; files there are not found until it can be listed (retried at each scan)", dir.display());
+        }
+    }
+    f.unlistable.retain(|d| scan.errors.iter().any(|(e, _)| e == d));
+    for (path, why) in &scan.refused {
+        if f.refused.insert(path.clone()) {
+            f.metrics.files_refused.inc();
+            tracing::warn!(flow = %f.flow.id, "not tailing {}: {why}", path.display());
+        }
+    }
+    f.refused.retain(|p| scan.refused.iter().any(|(r, _)| r == p));
+}
