@@ -1,0 +1,252 @@
+//! The rotation table of ARCHITECTURE.md, rule by rule, and the regressions the model found.
+
+use super::model::{Model, Op};
+use super::*;
+
+#[test]
+fn a_renamed_file_is_read_on_under_its_new_name_and_the_new_file_from_its_start() {
+    let fs = MemFs::default();
+    let old = write(&fs, CURRENT, "a\nb\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["a", "b"]);
+    fs.rename(Path::new(CURRENT), Path::new(ROTATED));
+    fs.append(old, b"c\n");
+    write(&fs, CURRENT, "d\n");
+    let mut got = agent.pass();
+    got.sort();
+    assert_eq!(got, ["c", "d"]);
+    assert_eq!(agent.tails.open_files(), 2);
+}
+
+#[test]
+fn a_rotated_away_file_is_followed_for_growth_and_let_go_only_after_the_grace_period() {
+    let fs = MemFs::default();
+    let old = write(&fs, CURRENT, "a\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(10_000, false, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["a"]);
+    // renamed out of the glob; the writer goes on writing to it for a while
+    fs.rename(Path::new(CURRENT), Path::new(ROTATED));
+    fs.append(old, b"b\n");
+    agent.advance(1_000);
+    assert_eq!(agent.pass(), ["b"], "the last look at a file that went");
+    fs.append(old, b"late\nunterminated");
+    agent.advance(8_000);
+    assert_eq!(agent.pass(), ["late"], "growth after it went is found by the scan");
+    agent.advance(9_000);
+    assert!(agent.pass().is_empty(), "its unterminated last line waits for the grace period of quiet");
+    agent.advance(1_100);
+    assert_eq!(agent.pass(), ["unterminated"]);
+    agent.advance(100);
+    agent.pass();
+    assert_eq!(agent.tails.open_files(), 0, "let go once acknowledged");
+}
+
+#[test]
+fn a_deleted_file_is_read_to_its_end_through_its_descriptor() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "a\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(2_000, false, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["a"]);
+    fs.append(ino, b"b\nc");
+    fs.unlink(Path::new(CURRENT));
+    assert_eq!(agent.pass(), ["b"]);
+    agent.advance(2_100);
+    assert_eq!(agent.pass(), ["c"], "deleted: no second scan needed, only the grace period");
+    agent.pass();
+    assert_eq!(agent.tails.open_files(), 0);
+}
+
+#[test]
+fn a_copytruncate_copy_continues_at_the_offset_and_the_truncated_file_starts_over() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "1\n2\n3\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["1", "2", "3"]);
+    // written after the last read, copied, then truncated; the application writes on
+    fs.append(ino, b"4\n");
+    let copy = fs.create(Path::new(ROTATED));
+    fs.append(copy, b"1\n2\n3\n4\n");
+    fs.truncate(ino);
+    fs.append(ino, b"5\n");
+    let mut got = agent.pass();
+    got.extend(agent.pass());
+    got.sort();
+    assert_eq!(got, ["4", "5"], "nothing read twice, nothing lost");
+}
+
+#[test]
+fn a_copy_holding_no_more_than_was_read_is_sealed_and_never_read() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "1\n2\n3\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["1", "2", "3"]);
+    // logrotate copied before line 3 was written; line 3 was read from the original
+    let copy = fs.create(Path::new(ROTATED));
+    fs.append(copy, b"1\n2\n");
+    fs.truncate(ino);
+    let mut got = agent.pass();
+    got.extend(agent.pass());
+    assert!(got.is_empty(), "{got:?}");
+    agent.advance(COPY_WAIT.as_millis() as u64 + GRACE_MS + 1_000);
+    let got = agent.pass();
+    assert!(got.is_empty(), "{got:?}");
+}
+
+#[test]
+fn a_new_file_that_only_shares_a_banner_is_tailed_at_once() {
+    let fs = MemFs::default();
+    write(&fs, CURRENT, "=== service v1 ===\n1\n2\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass().len(), 3);
+    write(&fs, ROTATED, "=== service v1 ===\nx\n");
+    assert_eq!(agent.pass(), ["=== service v1 ===", "x"]);
+}
+
+#[test]
+fn a_new_file_that_matches_a_tailed_one_waits_for_a_truncation_at_most_the_copy_wait() {
+    let fs = MemFs::default();
+    write(&fs, CURRENT, "1\n2\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass().len(), 2);
+    // a copy is being made, and no truncation follows
+    write(&fs, ROTATED, "1\n2\n");
+    assert!(agent.pass().is_empty());
+    agent.advance(COPY_WAIT.as_millis() as u64 - 100);
+    assert!(agent.pass().is_empty(), "still possibly a copy");
+    agent.advance(200);
+    assert_eq!(agent.pass(), ["1", "2"], "tailed as a file of its own once the wait is over");
+}
+
+#[test]
+fn a_file_truncated_in_place_starts_over_and_its_old_state_goes_after_the_copy_wait() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "1\n2\nhalf");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, false, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["1", "2"]);
+    fs.truncate(ino);
+    fs.append(ino, b"3\n");
+    assert_eq!(agent.pass(), ["3"]);
+    agent.advance(COPY_WAIT.as_millis() as u64 + 100);
+    assert_eq!(agent.pass(), ["half"], "no copy came: what was read of the old content is sent");
+    agent.pass();
+    assert_eq!(agent.tails.tails.len(), 1, "the old state is gone once acknowledged");
+}
+
+/// Starts an agent on one file holding `first`, stops it once every line is delivered, applies
+/// `meanwhile` to the file, starts it again: what the second agent delivers.
+fn across_a_restart(first: &str, meanwhile: impl FnOnce(&MemFs, u64)) -> Vec<String> {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, first);
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, false, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass().len(), first.lines().count());
+    let store = std::mem::take(&mut agent.store);
+    drop(agent);
+    meanwhile(&fs, ino);
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, false, ""), store, Instant::now());
+    agent.pass()
+}
+
+#[test]
+fn a_file_replaced_while_stopped_is_read_from_its_start() {
+    // rewritten in place, longer than the checkpoint
+    let got = across_a_restart("first content\n", |fs, ino| {
+        fs.truncate(ino);
+        fs.append(ino, b"second content, longer\n");
+    });
+    assert_eq!(got, ["second content, longer"]);
+}
+
+#[test]
+fn a_restart_resumes_at_the_checkpoint() {
+    assert_eq!(across_a_restart("1\n2\n", |fs, ino| fs.append(ino, b"3\n")), ["3"]);
+}
+
+#[test]
+fn the_first_start_at_end_of_file_skips_what_is_there_but_not_later_files() {
+    let fs = MemFs::default();
+    write(&fs, CURRENT, "old\npartial");
+    let flow = flow_with(GRACE_MS, true, "    initial_position: end_of_file\n");
+    let mut agent = Agent::with_flow(&fs, flow, MemStore::default(), Instant::now());
+    assert!(agent.pass().is_empty());
+    write(&fs, CURRENT, " line\n");
+    write(&fs, ROTATED, "new file\n");
+    let mut got = agent.pass();
+    got.sort();
+    assert_eq!(got, ["new file", "partial line"]);
+}
+
+/// Regression: a file copied and truncated while the budget held its reads, then deleted, had
+/// its copy read from the start (the truncation was seen only by a read, after the copy had
+/// been taken for a file of its own): every line came twice.
+#[test]
+fn a_truncation_is_seen_by_the_scan_even_while_the_budget_holds_the_reads() {
+    let ops = [Op::Write { lines: 2, partial: false }, Op::Scan, Op::Write { lines: 2, partial: false }, Op::CopyTruncate, Op::Delete];
+    replay(&ops, 256, true);
+}
+
+/// Regression: a file truncated and written past the old offset while the budget held its
+/// reads had the old content's acknowledgements staged as a checkpoint in the new content.
+#[test]
+fn no_checkpoint_is_staged_in_a_file_rewritten_since_it_was_read() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "old line one\nold line two\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, false, ""), MemStore::default(), Instant::now());
+    agent.scan();
+    agent.step();
+    assert_eq!(agent.pipe.pending.len(), 2);
+    // truncated and rewritten, longer, before the acknowledgements come
+    fs.truncate(ino);
+    fs.append(ino, b"new content that is longer than the old\n");
+    agent.store.staged.clear();
+    agent.ack(usize::MAX, false);
+    assert!(agent.store.staged.is_empty(), "staged {:?}", agent.store.staged.iter().map(|r| r.offset).collect::<Vec<_>>());
+    let mut got = agent.pass();
+    got.extend(agent.pass());
+    assert_eq!(got, ["new content that is longer than the old"]);
+}
+
+/// Replays `ops` on a model with `budget` and checks every line.
+fn replay(ops: &[Op], budget: u64, rotated: bool) {
+    let mut m = Model::new(budget, rotated);
+    for op in ops {
+        m.apply(op);
+    }
+    m.drain();
+    m.verify(ops).unwrap();
+}
+
+/// Regression: the room empty line buffers keep (up to 64 KiB each, from an earlier partial
+/// line) counted against the budget; enough of it stopped every read for good, with nothing in
+/// flight to free it.
+#[test]
+fn room_kept_by_empty_line_buffers_does_not_stop_reading() {
+    let ops = [
+        Op::Write { lines: 4, partial: true },
+        Op::Scan,
+        Op::Rename,
+        Op::Write { lines: 2, partial: false },
+        Op::Write { lines: 2, partial: true },
+        Op::Scan,
+        Op::Ack { n: 4, reverse: false },
+        Op::Write { lines: 1, partial: false },
+        Op::Write { lines: 1, partial: false },
+    ];
+    replay(&ops, 256, true);
+}
+
+/// Regression: a file truncated and written again past the old offset while the budget held its
+/// reads, then deleted, had its copytruncate copy read from the start.
+#[test]
+fn a_file_truncated_and_rewritten_while_reads_wait_is_known_truncated_at_the_scan() {
+    let ops = [
+        Op::Write { lines: 4, partial: false },
+        Op::Scan,
+        Op::CopyTruncate,
+        Op::Write { lines: 2, partial: false },
+        Op::Write { lines: 3, partial: false },
+        Op::Delete,
+        Op::Write { lines: 1, partial: false },
+        Op::Truncate,
+    ];
+    replay(&ops, 256, true);
+}
