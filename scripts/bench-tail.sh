@@ -5,19 +5,42 @@
 #
 #   scripts/bench-tail.sh [WORKDIR]      (default /tmp/logferry-bench; needs ~4 GB free)
 #   BENCH_ONLY=throughput scripts/bench-tail.sh    skips the idle measurements
+#   BENCH_LINES=1000000 ...                         one throughput run of that many lines
+#   BENCH_PROCESSOR=typed ...                       the native typed apache_combined parser
+#                                                   instead of LOGTOJSON COMBINEDAPACHELOG
+#   BENCH_BIN=/path/to/other/logferry ...           measures that build (to alternate builds)
+#   BENCH_STEADY=1 ...                              timestamps that advance one second every
+#                                                   1,000 lines (a busy server) instead of a
+#                                                   random one on every line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/logferry-bench}
 rm -rf "$work"
 mkdir -p "$work/logs"
 cargo build --release -j2 --bin logferry --example loggen >/dev/null
-bin=target/release/logferry
+bin=${BENCH_BIN:-target/release/logferry}
+case "${BENCH_PROCESSOR:-logtojson}" in
+  logtojson) processor='{ optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }' ;;
+  typed) processor='{ type: parse, format: apache_combined }' ;;
+  *) echo "BENCH_PROCESSOR is logtojson or typed" >&2; exit 2 ;;
+esac
 
 throughput() {
   local lines=$1
   rm -rf "$work/run" && mkdir -p "$work/run/logs"
   echo "generating $lines combined lines of 200 bytes"
-  target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/run/logs/access.log"
+  if [ -n "${BENCH_STEADY:-}" ]; then
+    target/release/examples/loggen combined-padded "$lines" 1 200 | python3 -c '
+import sys, time
+base = 1_725_600_000
+for i, line in enumerate(sys.stdin.buffer):
+    a = line.index(b"[") + 1
+    ts = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(base + i // 1000)).encode()
+    sys.stdout.buffer.write(line[:a] + ts + line[a + len(ts):])
+' > "$work/run/logs/access.log"
+  else
+    target/release/examples/loggen combined-padded "$lines" 1 200 > "$work/run/logs/access.log"
+  fi
   sync   # the input's own writeback must not be charged to the agent
   cat > "$work/run/flow.yaml" <<YAML
 checkpoint_file: $work/run/checkpoints.db
@@ -25,7 +48,7 @@ flows:
   - id: bench
     path: $work/run/logs/access.log
     processors:
-      - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
+      - $processor
     sink: { type: file, path: $work/run/out.log }
 YAML
   local start end sent agent
@@ -49,8 +72,12 @@ YAML
   echo "  CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
   rm -rf "$work/run"
 }
-throughput 1000000
-throughput 5368709   # 5368709 x 200 bytes = 1 GiB
+if [ -n "${BENCH_LINES:-}" ]; then
+  throughput "$BENCH_LINES"
+else
+  throughput 1000000
+  throughput 5368709   # 5368709 x 200 bytes = 1 GiB
+fi
 
 idle() {
   local n=$1 extra=$2

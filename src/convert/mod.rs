@@ -385,7 +385,7 @@ fn run_step(
             out.push(b'}');
             Step::Ok
         }
-        ProcessorSpec::Parse { format, on_mismatch } => native::parse(input, *format, *on_mismatch, ctx.now(), native_scratch, out),
+        ProcessorSpec::Parse { format, on_mismatch } => native::parse(input, *format, *on_mismatch, || ctx.now(), native_scratch, out),
         ProcessorSpec::Regex { pattern, on_mismatch } => native::regex_fields(input, pattern, *on_mismatch, out),
         ProcessorSpec::Json { on_mismatch } => native::json_passthrough(input, *on_mismatch, out),
         ProcessorSpec::Filter { include, exclude } => native::filter(input, include, exclude, out),

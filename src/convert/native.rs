@@ -65,7 +65,91 @@ struct Civil {
 }
 
 /// Writes `c` converted to UTC as RFC 3339 into `ts`; false when it names no real instant.
+/// Integer arithmetic on days since 1970 (Howard Hinnant's `days_from_civil`): no allocation,
+/// no formatting machinery; [`write_utc_reference`] (the `time` crate) is what tests hold it to.
 fn write_utc(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
+    ts.clear();
+    let valid = (1..=12).contains(&c.month)
+        && c.day >= 1
+        && c.day <= days_in_month(c.year, c.month)
+        && c.hour < 24
+        && c.minute < 60
+        && c.second < 60
+        && c.offset_minutes.abs() * 60 <= 93_599
+        && (-9999..=9999).contains(&c.year);
+    if !valid {
+        return false;
+    }
+    let seconds = days_from_civil(c.year as i64, c.month as i64, c.day as i64) * 86_400
+        + c.hour as i64 * 3600
+        + c.minute as i64 * 60
+        + c.second as i64
+        - c.offset_minutes as i64 * 60;
+    let (days, in_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    // RFC 3339 has four-digit years: year 0 at +23:59 is in year -1 in UTC, year 9999 at
+    // -23:59 in year 10000; such a line keeps its timestamp as written
+    if !(0..=9999).contains(&year) {
+        return false;
+    }
+    // each number followed by its separator: `YYYY-MM-DDTHH:MM:SS`
+    for (n, width, sep) in
+        [(year, 4, b'-'), (month, 2, b'-'), (day, 2, b'T'), (in_day / 3600, 2, b':'), (in_day / 60 % 60, 2, b':'), (in_day % 60, 2, 0)]
+    {
+        let mut buf = [b'0'; 4];
+        let mut n = n;
+        for slot in buf[..width].iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        ts.extend_from_slice(&buf[..width]);
+        if sep != 0 {
+            ts.push(sep);
+        }
+    }
+    if let Some((a, b)) = c.frac {
+        ts.push(b'.');
+        ts.extend_from_slice(&line[a..b.min(a + 9)]);
+    }
+    ts.push(b'Z');
+    true
+}
+
+fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to the proleptic Gregorian date `y-m-d`.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The conversion as the `time` crate does it, which [`write_utc`] must match.
+#[cfg(test)]
+fn write_utc_reference(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
     ts.clear();
     let Ok(month) = time::Month::try_from(c.month) else {
         return false;
@@ -79,12 +163,9 @@ fn write_utc(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
     let Ok(off) = time::UtcOffset::from_whole_seconds(c.offset_minutes * 60) else {
         return false;
     };
-    // year 9999 at -23:59 is past the last instant the calendar holds in UTC: such a line keeps
-    // its timestamp as written
     let Some(utc) = time::PrimitiveDateTime::new(date, t).assume_offset(off).checked_to_offset(time::UtcOffset::UTC) else {
         return false;
     };
-    // RFC 3339 has four-digit years: year 0 at +23:59 is in year -1 in UTC
     if !(0..=9999).contains(&utc.year()) {
         return false;
     }
@@ -102,13 +183,20 @@ fn num(s: &[u8]) -> i64 {
     s.iter().fold(0i64, |acc, d| acc.saturating_mul(10).saturating_add((d - b'0') as i64))
 }
 
-/// Writes an integer field from an INT token, null for `-` or anything else.
-fn int_field(w: &mut ObjectWriter<'_>, name: &[u8], v: Option<&[u8]>) {
-    match v.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.trim_start_matches('+').parse::<i64>().ok()) {
-        Some(n) => {
-            let _ = write!(w.key(name), "{n}");
+/// Writes an integer field (its key pre-encoded) from an INT token, null for `-` or anything
+/// else. Plain digits without a leading zero are already the JSON number: copied as they are.
+fn int_field(w: &mut ObjectWriter<'_>, key: &[u8], v: Option<&[u8]>) {
+    let out = w.encoded_key(key);
+    match v {
+        Some(d) if !d.is_empty() && d.len() <= 18 && d.iter().all(u8::is_ascii_digit) && (d[0] != b'0' || d.len() == 1) => {
+            out.extend_from_slice(d)
         }
-        None => w.str_field(name, None),
+        _ => match v.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.trim_start_matches('+').parse::<i64>().ok()) {
+            Some(n) => {
+                let _ = write!(out, "{n}");
+            }
+            None => out.extend_from_slice(b"null"),
+        },
     }
 }
 
@@ -116,11 +204,11 @@ fn str_or_null(line: &[u8], span: Option<Span>) -> Option<&[u8]> {
     span.map(|(a, b)| &line[a..b]).filter(|v| *v != b"-")
 }
 
-/// Writes the timestamp at `span` converted to UTC (as written when it cannot be), through the
+/// Writes the timestamp at `span` (under the pre-encoded `key`) converted to UTC (as written when it cannot be), through the
 /// cache: `civil` is only called for a timestamp other than the last one.
 fn ts_field(
     w: &mut ObjectWriter<'_>,
-    name: &[u8],
+    key: &[u8],
     line: &[u8],
     span: Span,
     context: i32,
@@ -139,7 +227,11 @@ fn ts_field(
             _ => None,
         };
     }
-    w.str_field(name, Some(cache.utc.as_deref().unwrap_or(written)));
+    match cache.utc.as_deref() {
+        // digits, `-`, `:`, `T`, `.` and `Z`: nothing to escape
+        Some(utc) => w.str_field_fast(key, Some(utc), Text::Verbatim),
+        None => write_str(w.encoded_key(key), written),
+    }
 }
 
 /// `+HHMM` / `-HH:MM` / `-HH` offsets in minutes.
@@ -184,7 +276,7 @@ pub(crate) fn parse(
     input: &[u8],
     format: NativeFormat,
     policy: MismatchPolicy,
-    now: time::OffsetDateTime,
+    clock: impl Fn() -> time::OffsetDateTime,
     scratch: &mut NativeScratch,
     out: &mut Vec<u8>,
 ) -> Step {
@@ -227,10 +319,10 @@ pub(crate) fn parse(
             for (i, key) in [&b"\"host\""[..], b"\"ident\"", b"\"authuser\""].into_iter().enumerate() {
                 w.str_field_fast(key, str_or_null(line, f[i]), text);
             }
-            ts_field(&mut w, b"datetime", line, dt, 0, civil, &mut scratch.ts);
+            ts_field(&mut w, b"\"datetime\"", line, dt, 0, civil, &mut scratch.ts);
             w.str_field_fast(b"\"request\"", str_or_null(line, f[4]), text);
-            int_field(&mut w, b"response", str_or_null(line, f[5]));
-            int_field(&mut w, b"bytes", str_or_null(line, f[6]));
+            int_field(&mut w, b"\"response\"", str_or_null(line, f[5]));
+            int_field(&mut w, b"\"bytes\"", str_or_null(line, f[6]));
             if combined {
                 w.str_field_fast(b"\"referer\"", str_or_null(line, f[7]), text);
                 w.str_field_fast(b"\"agent\"", str_or_null(line, f[8]), text);
@@ -257,11 +349,11 @@ pub(crate) fn parse(
                 })
             };
             let mut w = ObjectWriter::begin(out, layout);
-            ts_field(&mut w, b"timestamp", line, ts, 0, civil, &mut scratch.ts);
+            ts_field(&mut w, b"\"timestamp\"", line, ts, 0, civil, &mut scratch.ts);
             w.str_field(b"module", str_or_null(line, f[1]));
             w.str_field(b"severity", str_or_null(line, f[2]));
-            int_field(&mut w, b"processid", str_or_null(line, f[3]));
-            int_field(&mut w, b"threadid", str_or_null(line, f[4]));
+            int_field(&mut w, b"\"processid\"", str_or_null(line, f[3]));
+            int_field(&mut w, b"\"threadid\"", str_or_null(line, f[4]));
             w.str_field(b"client", str_or_null(line, f[5]));
             w.str_field(b"message", f[6].map(|(a, b)| &line[a..b]));
             w.end();
@@ -272,17 +364,19 @@ pub(crate) fn parse(
                 return mismatch(input, policy, out);
             };
             let ts = f[0].unwrap();
-            // a BSD timestamp has no year: its conversion depends on today's date too
-            let context = if kind == BsdTimestamp::Traditional { now.date().to_julian_day() } else { 0 };
+            // a BSD timestamp has no year: its conversion depends on today's date too (the clock
+            // is read only for those)
+            let now = if kind == BsdTimestamp::Traditional { Some(clock()) } else { None };
+            let context = now.map_or(0, |n| n.date().to_julian_day());
             let civil = || match kind {
                 BsdTimestamp::Rfc3339 => rfc3339_civil(line, ts),
-                BsdTimestamp::Traditional => bsd_civil(line, ts, now),
+                BsdTimestamp::Traditional => bsd_civil(line, ts, now?),
             };
             let mut w = ObjectWriter::begin(out, layout);
-            ts_field(&mut w, b"timestamp", line, ts, context, civil, &mut scratch.ts);
+            ts_field(&mut w, b"\"timestamp\"", line, ts, context, civil, &mut scratch.ts);
             w.str_field(b"hostname", f[1].map(|(a, b)| &line[a..b]));
             w.str_field(b"program", f[2].map(|(a, b)| &line[a..b]));
-            int_field(&mut w, b"processid", f[3].map(|(a, b)| &line[a..b]));
+            int_field(&mut w, b"\"processid\"", f[3].map(|(a, b)| &line[a..b]));
             w.str_field(b"message", f[4].map(|(a, b)| &line[a..b]));
             w.end();
         }
@@ -295,7 +389,7 @@ pub(crate) fn parse(
             let _ = write!(w.key(b"severity"), "{}", m.priority & 7);
             let _ = write!(w.key(b"version"), "{}", num(&line[m.version.0..m.version.1]));
             match m.timestamp {
-                Some(ts) => ts_field(&mut w, b"timestamp", line, ts, 0, || rfc3339_civil(line, ts), &mut scratch.ts),
+                Some(ts) => ts_field(&mut w, b"\"timestamp\"", line, ts, 0, || rfc3339_civil(line, ts), &mut scratch.ts),
                 None => w.str_field(b"timestamp", None),
             }
             let text = |s: Option<Span>| s.map(|(a, b)| &line[a..b]);
@@ -428,10 +522,55 @@ pub(crate) fn filter(
 mod tests {
     use super::*;
 
+    #[test]
+    fn utc_conversion_agrees_with_the_time_crate_on_every_kind_of_date() {
+        // a deterministic walk over years, months, days (valid and not), times and offsets
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let line = b"0123456789";
+        let (mut fast, mut reference) = (Vec::new(), Vec::new());
+        for i in 0..200_000u32 {
+            let year = match i % 4 {
+                0 => 1970 + next(80) as i32,
+                1 => next(10_000) as i32,
+                2 => [0, 1, 1600, 1900, 2000, 2100, 2400, 9998, 9999][next(9) as usize],
+                _ => next(20_000) as i32 - 10_000,
+            };
+            let c = Civil {
+                year,
+                month: next(14) as u8,
+                day: next(33) as u8,
+                hour: next(25) as u8,
+                minute: next(61) as u8,
+                second: next(61) as u8,
+                frac: (next(2) == 0).then_some((0, 1 + next(9) as usize)),
+                offset_minutes: next(1600 * 2 + 1) as i32 - 1600,
+            };
+            let (a, b) = (write_utc(&mut fast, line, &c), write_utc_reference(&mut reference, line, &c));
+            assert_eq!(
+                (a, String::from_utf8_lossy(&fast)),
+                (b, String::from_utf8_lossy(&reference)),
+                "{}-{}-{} {}:{}:{} {:+}",
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                c.second,
+                c.offset_minutes
+            );
+        }
+    }
+
     fn run(line: &str, f: NativeFormat) -> Option<String> {
         let mut out = Vec::new();
         let now = time::macros::datetime!(2024-03-01 00:00 UTC);
-        match parse(line.as_bytes(), f, MismatchPolicy::Drop, now, &mut NativeScratch::default(), &mut out) {
+        match parse(line.as_bytes(), f, MismatchPolicy::Drop, || now, &mut NativeScratch::default(), &mut out) {
             Step::Ok => Some(String::from_utf8(out).unwrap()),
             _ => None,
         }
@@ -456,21 +595,21 @@ mod tests {
         let mut shared = NativeScratch::default();
         for (f, l) in lines {
             let (mut cached, mut fresh) = (Vec::new(), Vec::new());
-            parse(l.as_bytes(), f, MismatchPolicy::Drop, now, &mut shared, &mut cached);
-            parse(l.as_bytes(), f, MismatchPolicy::Drop, now, &mut NativeScratch::default(), &mut fresh);
+            parse(l.as_bytes(), f, MismatchPolicy::Drop, || now, &mut shared, &mut cached);
+            parse(l.as_bytes(), f, MismatchPolicy::Drop, || now, &mut NativeScratch::default(), &mut fresh);
             assert_eq!(String::from_utf8(cached).unwrap(), String::from_utf8(fresh).unwrap(), "{l}");
         }
         // the same BSD timestamp read on another day may name another year
         let (mut before, mut after) = (Vec::new(), Vec::new());
         let l = b"Jan  1 00:10:00 host app: new year\n";
-        parse(l, NativeFormat::Syslog, MismatchPolicy::Drop, time::macros::datetime!(2024-12-31 23:30 UTC), &mut shared, &mut before);
-        parse(l, NativeFormat::Syslog, MismatchPolicy::Drop, time::macros::datetime!(2025-01-01 00:30 UTC), &mut shared, &mut after);
+        parse(l, NativeFormat::Syslog, MismatchPolicy::Drop, || time::macros::datetime!(2024-12-31 23:30 UTC), &mut shared, &mut before);
+        parse(l, NativeFormat::Syslog, MismatchPolicy::Drop, || time::macros::datetime!(2025-01-01 00:30 UTC), &mut shared, &mut after);
         let mut fresh = Vec::new();
         parse(
             l,
             NativeFormat::Syslog,
             MismatchPolicy::Drop,
-            time::macros::datetime!(2025-01-01 00:30 UTC),
+            || time::macros::datetime!(2025-01-01 00:30 UTC),
             &mut NativeScratch::default(),
             &mut fresh,
         );

@@ -5,7 +5,7 @@
 //! start); problems a scan meets are logged once per path and counted. Not done here: running it
 //! (the engine's loop).
 
-use super::Event;
+use super::{EngineError, Event};
 use crate::batch::pipeline::{FlowStats, Outbox};
 use crate::batch::Batch;
 use crate::checkpoint::Store;
@@ -58,10 +58,10 @@ pub(super) fn start_flow(
     events_tx: &Sender<Event>,
     metrics: &Metrics,
     ctx: &ChainContext,
-) -> anyhow::Result<FlowState> {
+) -> Result<FlowState, EngineError> {
     let flow_metrics = metrics.add_flow(&flow.id, &flow.destination.describe());
     let discovery = Discovery::new(&flow.sources, flow.path_rules)
-        .map_err(|e| anyhow::anyhow!("flow {}: {e}", flow.id))?
+        .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
         .with_symlinks(flow.symlinks.clone())
         .with_own_files(crate::source::discover::own_files(cfg));
     let saved = store.rows(Some(&flow.id))?;
@@ -83,7 +83,8 @@ pub(super) fn start_flow(
         move |d| {
             let _ = died.send(Event::SinkDied(d));
         },
-    )?;
+    )
+    .map_err(|source| EngineError::SinkWorkers { flow: flow.id.clone(), source })?;
     Ok(FlowState {
         flow: flow.clone(),
         discovery,

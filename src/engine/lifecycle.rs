@@ -151,7 +151,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn shutdown(mut self) -> anyhow::Result<Vec<FlowStats>> {
+    pub(super) fn shutdown(mut self) -> Result<Vec<FlowStats>, super::EngineError> {
         let Engine { flows, in_flight, .. } = &mut self;
         for f in flows.iter_mut() {
             // files rotated away get no more lines: what waits in them (a multi-line record, a

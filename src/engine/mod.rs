@@ -49,6 +49,21 @@ use std::time::{Duration, Instant, SystemTime};
 const READ_CHUNK: usize = 256 << 10;
 const RESCAN_DEBOUNCE: Duration = Duration::from_millis(50);
 
+/// Why the engine could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("flow {flow}: {reason}")]
+    Sources { flow: String, reason: String },
+    #[error("flow {flow}: cannot start its sink workers: {source}")]
+    SinkWorkers {
+        flow: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// What wakes the loop.
 pub enum Event {
     Fs(notify::Result<notify::Event>),
@@ -102,7 +117,7 @@ fn now_secs() -> i64 {
 
 impl Engine {
     /// Opens the checkpoint store and prepares every flow; nothing is read yet.
-    pub fn new(cfg: Config, ctx: ChainContext) -> anyhow::Result<Engine> {
+    pub fn new(cfg: Config, ctx: ChainContext) -> Result<Engine, EngineError> {
         let mut store = Store::open(&cfg.checkpoint_file)?;
         // while running, a locked database must not stall shipping: fail fast and retry later
         store.set_lock_wait(Duration::from_millis(200))?;
@@ -187,7 +202,7 @@ impl Engine {
 
     /// Runs until a stop event; then flushes, waits for acknowledgements up to the shutdown
     /// timeout and commits checkpoints.
-    pub fn run(mut self) -> anyhow::Result<Vec<FlowStats>> {
+    pub fn run(mut self) -> Result<Vec<FlowStats>, EngineError> {
         let reason;
         loop {
             let timeout = self.next_deadline().saturating_duration_since(Instant::now());
