@@ -9,12 +9,16 @@
 #
 #   scripts/bench-latency.sh [WORKDIR]     (default /tmp/logferry-latency)
 #   BENCH_BIN=/path/to/other/logferry ...  measures that build
+#   BENCH_RATE=300 ...                     fewer lines a second than a batch holds: batches
+#                                          close by age
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/logferry-latency}
 rate=${BENCH_RATE:-1000}
 seconds=${BENCH_SECONDS:-60}
 age=${BENCH_AGE_MS:-1000}
+# most records in a batch (at most 500): at 1,000 lines/s batches close by count
+records=${BENCH_RECORDS:-500}
 if [ -z "${BENCH_BIN:-}" ]; then
   cargo build --release -j2 --bin logferry >/dev/null
 fi
@@ -26,13 +30,14 @@ checkpoint_file: $work/checkpoints.db
 flows:
   - id: latency
     path: $work/logs/app.log
-    buffer: { max_age_ms: $age }
+    buffer: { max_age_ms: $age, max_records: $records }
     sink: { type: file, path: $work/out.log }
 YAML
 "$bin" run --config "$work/flow.yaml" 2>"$work/agent.log" &
 agent=$!
 trap 'kill -TERM $agent 2>/dev/null || true' EXIT
 sleep 1
+kill -0 $agent 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
 python3 - "$work" "$rate" "$seconds" <<'PY'
 import os, sys, threading, time
 work, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -81,7 +86,8 @@ if len(latencies) < total:
     print(f"only {len(latencies)} of {total} lines arrived", file=sys.stderr)
     sys.exit(1)
 pick = lambda q: kept[min(len(kept) - 1, int(q * len(kept)))] / 1e6
-print(f"{rate} lines/s for {seconds} s, batch age {os.environ.get('BENCH_AGE_MS', '1000')} ms: "
+print(f"{rate} lines/s for {seconds} s, batch age {os.environ.get('BENCH_AGE_MS', '1000')} ms, "
+      f"at most {os.environ.get('BENCH_RECORDS', '500')} records: "
       f"written -> acknowledged p50 {pick(0.50):.0f} ms, p90 {pick(0.90):.0f} ms, p99 {pick(0.99):.0f} ms, max {kept[-1] / 1e6:.0f} ms "
       f"({len(kept)} lines after the first 5 s)")
 PY

@@ -2,9 +2,18 @@
 //! Amazon Kinesis Agent does (or to typed JSON), and ships them to Kinesis Data Firehose or
 //! Kinesis Data Streams.
 //!
-//! The data flows one way: discover → tail → [`framing`] → [`convert`] → batch → sink, with
-//! acknowledgements going back to the checkpoint store. This crate holds the mechanisms as small
-//! modules without run loops; the binary wires them.
+//! The data flows one way, and the modules are its stages:
+//!
+//! ```text
+//! source (discover, identity, tail) → framing → convert → batch (pipeline) → sinks (worker, Sink)
+//!                         ▲                                                       │
+//!                         └──── checkpoint (acks, store, committer) ◄── Delivered ┘
+//! ```
+//!
+//! [`engine`] runs them on one thread, the sink workers on theirs; [`ops`] shows what they do
+//! (metrics, the HTTP endpoint, CloudWatch, `top`); [`config`] loads what they are told. The
+//! mechanisms read no clock and do their I/O through what they are given, so tests drive them
+//! in process; the binary wires them.
 
 pub mod batch;
 pub mod checkpoint;

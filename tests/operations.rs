@@ -458,7 +458,7 @@ fn the_dashboards_use_only_metrics_the_agent_publishes() {
     }
     let grafana: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap()).unwrap();
     let m = logferry::ops::metrics::Metrics::new(&[("f".into(), "DeliveryStream:s".into())]);
-    m.flows()[0].record_error("ThrottlingException", "x", 1);
+    m.flows()[0].record_error("ThrottlingException", "x", 1, logferry::ops::metrics::ErrorKind::Throttled);
     let exposition = m.prometheus_text();
     let mut used = 0;
     for panel in grafana["panels"].as_array().unwrap() {

@@ -16,6 +16,7 @@
 //! It does no I/O; EC2 metadata is read from a snapshot kept fresh elsewhere.
 
 pub mod apache;
+mod civil;
 pub mod ec2;
 pub mod json;
 pub mod logtojson;

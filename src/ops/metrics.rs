@@ -181,16 +181,15 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Error codes that mean the service is slowing the agent down on purpose.
-pub fn is_throttling(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "ServiceUnavailableException"
-            | "SlowDown"
-            | "LimitExceededException"
-    )
+/// What a refusal means for the flow's health, as the sink that saw it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The destination slows the agent down on purpose: backing off, not failing.
+    Throttled,
+    /// The record is invalid: it goes to the dead-letter file, the flow moves on.
+    Invalid,
+    /// Anything else: the sink is failing until a call succeeds.
+    Failed,
 }
 
 impl Metrics {
@@ -491,15 +490,14 @@ impl FlowMetrics {
         }
     }
 
-    /// Records a refusal: `n` records (or one request) with this code.
-    pub fn record_error(&self, code: &str, message: &str, n: u64) {
+    /// Records a refusal: `n` records (or one request) with this code, of this kind.
+    pub fn record_error(&self, code: &str, message: &str, n: u64, kind: ErrorKind) {
         let l = CodeLabels { flow: self.id.clone(), destination: self.destination.clone(), code: code.to_string() };
         self.errors_by_code.get_or_create(&l).inc_by(n);
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some((now_ms(), code.to_string(), message.chars().take(300).collect()));
         }
-        // throttling is backing off on purpose; an invalid record goes to the dead-letter file
-        if !is_throttling(code) && !crate::sinks::aws::is_invalid_record(code) {
+        if kind == ErrorKind::Failed {
             let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
     }
@@ -567,9 +565,9 @@ mod tests {
         let m = Metrics::new(&[("web".into(), "DeliveryStream:logs".into())]);
         let f = &m.flows()[0];
         f.record_call(Call { attempted: 10, sent: 8, failed: 2, bytes_sent: 800, throttled: 2, service_error: false });
-        f.record_error("ProvisionedThroughputExceededException", "slow down", 2);
+        f.record_error("ProvisionedThroughputExceededException", "slow down", 2, ErrorKind::Throttled);
         f.record_call(Call { attempted: 2, service_error: true, ..Call::default() });
-        f.record_error("AccessDeniedException", "no", 1);
+        f.record_error("AccessDeniedException", "no", 1, ErrorKind::Failed);
         let text = m.prometheus_text();
         assert!(text.contains(r#"logferry_records_sent_total{flow="web",destination="DeliveryStream:logs"} 8"#), "{text}");
         assert!(text.contains(r#"logferry_record_send_attempts_total{flow="web",destination="DeliveryStream:logs"} 12"#), "{text}");
@@ -586,7 +584,7 @@ mod tests {
         assert!(m.health_problems(60_000, 0).is_empty());
         // a record rejected as invalid goes to the dead-letter file: the sink is not failing
         let m2 = Metrics::new(&[("d".into(), "KinesisStream:s".into())]);
-        m2.flows()[0].record_error("InvalidArgumentException", "bad record", 1);
+        m2.flows()[0].record_error("InvalidArgumentException", "bad record", 1, ErrorKind::Invalid);
         assert!(m2.health_problems(60_000, 0).is_empty());
         // an engine that stops making passes is wedged
         m.heartbeat();

@@ -22,7 +22,8 @@
 use crate::batch::Batch;
 use crate::config::Compression;
 use crate::ops::metrics::FlowMetrics;
-use crate::sinks::aws::{answered, encode_record, failed_call, pack_whole, with_body, Attempt, PutApi, RecordSink, SinkTarget, Unit};
+use crate::sinks::aws::SinkTarget;
+use crate::sinks::record::{answered, encode_record, failed_call, pack_whole, with_body, Attempt, PutApi, RecordSink, Unit};
 use std::sync::Arc;
 
 /// PutRecordBatch's limit on one request.

@@ -22,8 +22,9 @@
 use crate::batch::Batch;
 use crate::config::{Compression, KinesisLimits, PartitionKey};
 use crate::ops::metrics::FlowMetrics;
-use crate::sinks::aws::{answered, encode_record, failed_call, with_body, Attempt, PutApi, RecordSink, SinkTarget, Unit};
+use crate::sinks::aws::SinkTarget;
 use crate::sinks::kpl::{self, Keys};
+use crate::sinks::record::{answered, encode_record, failed_call, with_body, Attempt, PutApi, RecordSink, Unit};
 use md5::{Digest, Md5};
 use std::borrow::Cow;
 use std::fmt::Write;

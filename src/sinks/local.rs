@@ -11,7 +11,7 @@
 
 use super::{Rejected, Sink};
 use crate::batch::Batch;
-use crate::ops::metrics::{Call, FlowMetrics};
+use crate::ops::metrics::{Call, ErrorKind, FlowMetrics};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ fn write_until_done(
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u32;
     while let Err(e) = attempt() {
-        metrics.record_error("WriteFailed", &e.to_string(), 1);
+        metrics.record_error("WriteFailed", &e.to_string(), 1, ErrorKind::Failed);
         if failures == 0 || failures.is_power_of_two() {
             tracing::error!(flow = %metrics.id, "cannot write to {target}: {e}; retrying (attempt {}), the records wait in the log files", failures + 1);
         }

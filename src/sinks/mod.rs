@@ -4,7 +4,7 @@
 //! [`supervise`] reports a worker that panics or stops early. [`start`] builds a flow's workers
 //! from its destination: the one place that matches on destinations.
 //!
-//! The AWS record services share one sink generic over their put call ([`aws::RecordSink`]):
+//! The AWS record services share one sink generic over their put call ([`record::RecordSink`]):
 //! [`firehose`] and [`kinesis`] say only how a batch becomes the service's records and how a
 //! request is sent. A new destination is one file with a [`Sink`], its configuration section
 //! and a line in [`start`].
@@ -15,6 +15,7 @@ pub mod firehose;
 pub mod kinesis;
 pub mod kpl;
 pub mod local;
+pub mod record;
 pub mod supervise;
 pub mod worker;
 
