@@ -12,6 +12,34 @@ use crate::source::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Where a tail stands in its life. A copytruncate copy holding no more than was read from its
+/// original is also `sealed` (never read), whatever its phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Found at a matching path by the last scan.
+    Following,
+    /// Not found by this many consecutive scans (rotated away under another name, or
+    /// deleted): read through its descriptor; a listing taken during a burst of renames can miss
+    /// a file once, so it is let go only when two scans agree (or it is deleted) and it has not
+    /// grown for the grace period.
+    Orphaned { missed_scans: u32 },
+    /// Truncated: its old state waits for its copytruncate copy until this instant.
+    AwaitingCopy { until: Instant },
+    /// Everything was read and its last line sent; it goes once fully acknowledged.
+    Finished,
+}
+
+impl Phase {
+    /// Whether its file is read in this phase (a tail waiting for its copy, or finished, is not).
+    pub fn reads(self) -> bool {
+        matches!(self, Phase::Following | Phase::Orphaned { .. })
+    }
+
+    pub fn is_orphaned(self) -> bool {
+        matches!(self, Phase::Orphaned { .. })
+    }
+}
+
 /// One file being tailed, through an open file of type `H`.
 pub(crate) struct Tail<H> {
     pub id: u64,
@@ -29,15 +57,8 @@ pub(crate) struct Tail<H> {
     pub size: u64,
     pub last_change: Instant,
     pub last_line: Instant,
-    /// Not found at any matching path in the last scan (rotated away or deleted).
-    pub orphan: bool,
-    /// Consecutive scans that did not find it: a listing taken during a burst of renames can
-    /// miss a file once, so it is let go only when two scans agree or it is deleted.
-    pub missed_scans: u32,
-    /// Truncated: waiting for its copytruncate copy until this instant.
-    pub awaiting_copy: Option<Instant>,
-    /// Everything was read and its last line flushed; goes when fully acknowledged.
-    pub finished: bool,
+    /// Where it stands in its life.
+    pub phase: Phase,
     /// A copytruncate copy holding no more than was already read from its original: never read,
     /// never taken for truncated.
     pub sealed: bool,
@@ -87,10 +108,7 @@ impl<H: OpenFile> Tail<H> {
             size,
             last_change: now,
             last_line: now,
-            orphan: false,
-            missed_scans: 0,
-            awaiting_copy: None,
-            finished: false,
+            phase: Phase::Following,
             sealed: false,
             dirty: true,
             read_error_logged: false,
@@ -153,12 +171,12 @@ impl<H> Tail<H> {
 
     /// Has unread bytes that reading can get now.
     pub fn wants_read(&self) -> bool {
-        self.dirty && !self.finished && !self.sealed && self.awaiting_copy.is_none()
+        self.dirty && !self.sealed && self.phase.reads()
     }
 
     /// Rotated away or deleted, confirmed, fully read: only time stands between it and its end.
     pub fn may_finish(&self) -> bool {
-        self.orphan && self.missed_scans >= 2 && !self.finished && !self.dirty && self.awaiting_copy.is_none()
+        matches!(self.phase, Phase::Orphaned { missed_scans } if missed_scans >= 2) && !self.dirty
     }
 
     /// When it is let go if nothing is written to it meanwhile.
@@ -169,9 +187,8 @@ impl<H> Tail<H> {
     /// Fully read and acknowledged, with nothing pending: its descriptor may be closed.
     pub fn idle(&self) -> bool {
         self.file.is_some()
-            && !self.orphan
+            && self.phase == Phase::Following
             && !self.dirty
-            && self.awaiting_copy.is_none()
             && self.acks.outstanding() == 0
             && !self.assembler.has_pending()
             && ((self.framer.pending_len() == 0 && self.size == self.framer.offset()) || self.sealed)

@@ -34,7 +34,7 @@ use crate::framing::Piece;
 use crate::source::discover::Scan;
 use crate::source::fs::{FileSystem, OpenFile};
 use crate::source::identity::{self, FileKey};
-use file::{end_of_last_line, head_of, Tail};
+use file::{end_of_last_line, head_of, Phase, Tail};
 use rotation::{CopyMatch, Resume};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -242,12 +242,8 @@ impl<F: FileSystem> TailSet<F> {
         // a file shorter than what was read, or changed and no longer starting with its
         // fingerprint, was truncated (and maybe written again), whether or not the budget lets it
         // be read now: its old state waits for a copy before the new files are looked at
-        let shrunk: Vec<u64> = self
-            .tails
-            .values()
-            .filter(|t| !t.sealed && !t.finished && t.awaiting_copy.is_none() && t.truncated_since_read())
-            .map(|t| t.id)
-            .collect();
+        let shrunk: Vec<u64> =
+            self.tails.values().filter(|t| !t.sealed && t.phase.reads() && t.truncated_since_read()).map(|t| t.id).collect();
         for id in shrunk {
             self.truncated(now, id, store);
         }
@@ -269,8 +265,9 @@ impl<F: FileSystem> TailSet<F> {
             if let Some(target) = &t.target {
                 self.by_path.insert(target.clone(), t.id);
             }
-            t.orphan = false;
-            t.missed_scans = 0;
+            if t.phase.is_orphaned() {
+                t.phase = Phase::Following;
+            }
             // a parked tail waits for its file to change, not for the bytes it gave back
             if !t.sealed && (item.size != t.size || (item.size > t.framer.offset() && !t.parked)) {
                 t.dirty = true;
@@ -283,18 +280,19 @@ impl<F: FileSystem> TailSet<F> {
         for t in self.tails.values_mut() {
             // a file rotated away under a name no pattern matches is still written to by a slow
             // writer for a while: its growth is looked for at each scan, through its descriptor
-            if t.orphan && !t.finished && !t.sealed && !t.dirty && t.current_len().is_some_and(|len| len > t.framer.offset()) {
+            if t.phase.is_orphaned() && !t.sealed && !t.dirty && t.current_len().is_some_and(|len| len > t.framer.offset()) {
                 t.dirty = true;
             }
             // files no longer found at a matching path keep being read through their
             // descriptor; a directory that could not be listed says nothing about its files
             let unlisted = scan.errors.iter().any(|(dir, _)| t.path.starts_with(dir));
-            if !seen.contains(&t.key) && t.awaiting_copy.is_none() && !unlisted {
-                t.missed_scans += 1;
-                if !t.orphan {
-                    t.orphan = true;
+            if !seen.contains(&t.key) && !unlisted {
+                if let Phase::Orphaned { missed_scans } = &mut t.phase {
+                    *missed_scans += 1;
+                } else if t.phase == Phase::Following {
+                    t.phase = Phase::Orphaned { missed_scans: 1 };
                     // one last look at what was written before it went
-                    t.dirty = !t.sealed && !t.finished;
+                    t.dirty = !t.sealed;
                     // its old path may already hold a new file: events there are not its own
                     for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
                         unindex(&mut self.by_path, p, t.id);
@@ -329,7 +327,7 @@ impl<F: FileSystem> TailSet<F> {
         }
         let new_head = head_of(&file, size);
         // Is it the copytruncate copy of a file whose old state waits for it?
-        let waiting = self.tails.values().filter(|t| t.awaiting_copy.is_some()).map(|t| (t.id, t.head.as_slice()));
+        let waiting = self.tails.values().filter(|t| matches!(t.phase, Phase::AwaitingCopy { .. })).map(|t| (t.id, t.head.as_slice()));
         let copy = rotation::match_copy(&new_head, size, waiting);
         if let CopyMatch::CopyOf(id) = copy {
             let t = self.tails.get_mut(&id).expect("matched among the tails");
@@ -339,9 +337,7 @@ impl<F: FileSystem> TailSet<F> {
             t.file = Some(file);
             self.open_files += 1;
             t.size = size;
-            t.awaiting_copy = None;
-            t.orphan = false;
-            t.missed_scans = 0;
+            t.phase = Phase::Following;
             t.sealed = size <= t.framer.offset();
             t.dirty = !t.sealed;
             self.by_key.insert(key, id);
@@ -412,16 +408,13 @@ impl<F: FileSystem> TailSet<F> {
                 let Tail { assembler, acks, path, .. } = &mut *t;
                 assembler.flush(|p| pipe.piece(acks, id, path, p));
             }
-            if t.awaiting_copy.is_some_and(|w| now >= w) {
+            if matches!(t.phase, Phase::AwaitingCopy { until } if now >= until) {
                 // no copy appeared: the truncated content is gone; send what was read and end
-                t.awaiting_copy = None;
-                t.orphan = true;
-                t.missed_scans = 2;
                 t.dirty = false;
                 finish(t, pipe);
             }
-            if t.orphan && !t.finished && t.missed_scans < 2 && t.deleted() {
-                t.missed_scans = 2; // deleted: no scan will find it again
+            if matches!(t.phase, Phase::Orphaned { missed_scans } if missed_scans < 2) && t.deleted() {
+                t.phase = Phase::Orphaned { missed_scans: 2 }; // deleted: no scan will find it again
             }
             if t.may_finish() && now >= t.finish_due(grace) {
                 // written to since the last read? read that first, and wait again
@@ -432,7 +425,7 @@ impl<F: FileSystem> TailSet<F> {
                 }
                 finish(t, pipe);
             }
-            if t.finished && t.acks.outstanding() == 0 {
+            if t.phase == Phase::Finished && t.acks.outstanding() == 0 {
                 gone.push(id);
             }
         }
@@ -473,8 +466,8 @@ impl<F: FileSystem> TailSet<F> {
             if t.assembler.has_pending() {
                 at(t.last_line + Duration::from_millis(self.flow.multiline_flush_ms));
             }
-            if let Some(w) = t.awaiting_copy {
-                at(w);
+            if let Phase::AwaitingCopy { until } = t.phase {
+                at(until);
             }
             if t.may_finish() {
                 at(t.finish_due(grace));
@@ -501,7 +494,7 @@ impl<F: FileSystem> TailSet<F> {
     /// container line, an unterminated last line) goes now; the glob may not find them after a
     /// restart.
     pub fn flush_orphans(&mut self, pipe: &mut impl Pipeline) {
-        for t in self.tails.values_mut().filter(|t| t.orphan && !t.finished) {
+        for t in self.tails.values_mut().filter(|t| t.phase.is_orphaned()) {
             let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
             framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
             assembler.flush(|p| pipe.piece(acks, *id, path, p));
@@ -529,7 +522,7 @@ impl<F: FileSystem> TailSet<F> {
         let path = old.path.clone();
         let target = old.target.clone();
         let file = old.file.take();
-        old.awaiting_copy = Some(now + COPY_WAIT);
+        old.phase = Phase::AwaitingCopy { until: now + COPY_WAIT };
         old.dirty = false;
         self.by_key.remove(&key);
         self.rescan_requested = true;
@@ -553,7 +546,7 @@ fn finish<H>(t: &mut Tail<H>, pipe: &mut impl Pipeline) {
     let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
     framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
     assembler.flush(|p| pipe.piece(acks, *id, path, p));
-    t.finished = true;
+    t.phase = Phase::Finished;
 }
 
 /// Forgets that `path` leads to tail `id` (not another tail indexed there since).

@@ -69,7 +69,7 @@ impl<F: FileSystem> TailSet<F> {
         if t.file.is_none() {
             // the path may hold another file now; a rotated-away file is looked for by identity
             // in its directory before giving up on it
-            let by_path = if t.orphan { None } else { self.fs.open(&t.path).ok() };
+            let by_path = if t.phase.is_orphaned() { None } else { self.fs.open(&t.path).ok() };
             let reopened = by_path
                 .filter(|file| file.stat().is_ok_and(|s| s.key == t.key))
                 .or_else(|| self.fs.find_by_key(&t.path, t.key).and_then(|p| self.fs.open(&p).ok()));

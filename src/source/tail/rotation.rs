@@ -5,7 +5,7 @@
 //! Not guaranteed: telling apart two files whose compared bytes are identical (a copy and an
 //! independent file written with the same lines are the same to these rules).
 
-use super::file::Tail;
+use super::file::{Phase, Tail};
 use crate::checkpoint::Row;
 use crate::config::InitialPosition;
 use crate::source::fs::{OpenFile, ReadAt};
@@ -52,7 +52,7 @@ pub(crate) fn match_copy<'a>(new_head: &[u8], size: u64, waiting: impl IntoItera
 /// and holds other bytes than the copy just before `len` (up to 4 KiB): a file that only shares
 /// a banner. A truncated or rewritten original may have been copied.
 pub(crate) fn may_be_copy_of<H: OpenFile>(copy: &impl ReadAt, new_head: &[u8], len: u64, original: &Tail<H>) -> bool {
-    if original.orphan || original.awaiting_copy.is_some() || original.framer.offset() == 0 || original.head.is_empty() {
+    if original.phase != Phase::Following || original.framer.offset() == 0 || original.head.is_empty() {
         return false;
     }
     let n = new_head.len().min(original.head.len());
