@@ -8,11 +8,15 @@
 //! prints each piece); dropped records print nothing. The returned [`Summary`] counts records,
 //! drops, truncations, splits and processing errors.
 
+use crate::batch::pipeline::{emit, FlowStats, Outbox};
+use crate::batch::Batch;
+use crate::checkpoint::acks::AckTracker;
 use crate::config::{Flow, Oversized};
 use crate::convert::json::write_str;
-use crate::convert::{Chain, ChainContext, Outcome};
-use crate::framing::{truncate_record, LineFramer, Piece, RecordAssembler};
+use crate::convert::{Chain, ChainContext};
+use crate::framing::{LineFramer, Piece, RecordAssembler};
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -30,56 +34,50 @@ pub fn preview(flow: &Flow, ctx: ChainContext, input: impl Read, out: &mut impl 
     preview_file(flow, ctx, None, input, out)
 }
 
-/// [`preview`] of the file at `path` (container logs take the pod's identity from it).
+/// [`preview`] of the file at `path` (container logs take the pod's identity from it). The
+/// records go through the pipeline `run` uses ([`emit`]: convert into the batch, truncate or
+/// split); each is printed as soon as it is made and acknowledged at once.
 pub fn preview_file(
     flow: &Flow,
     ctx: ChainContext,
-    path: Option<&std::path::Path>,
+    path: Option<&Path>,
     mut input: impl Read,
     out: &mut impl Write,
 ) -> io::Result<Summary> {
     let mut chain = Chain::new(&flow.processors, ctx);
-    let split = flow.oversized == Oversized::Split;
-    let mut framer = LineFramer::new(0, flow.max_line_bytes).streaming(split);
+    let mut framer = LineFramer::new(0, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split);
     let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes).with_pod(&pod);
-    let mut summary = Summary::default();
-    let mut converted = Vec::with_capacity(4096);
+    let (batches_tx, batches) = std::sync::mpsc::channel::<Batch>();
+    let mut outbox = Outbox::new(batches_tx, usize::MAX);
+    let (mut stats, mut acks, mut in_flight) = (FlowStats::default(), AckTracker::new(0), 0u64);
+    let source = (0, path.unwrap_or(Path::new("-")));
     let mut line = Vec::with_capacity(4096);
     let failure: std::cell::RefCell<Option<io::Error>> = Default::default();
     let mut on_piece = |p: Piece<'_>| {
-        let Piece::Record(r) = p else { return };
-        if r.runaway {
-            summary.runaway_lines += 1;
-        }
-        match chain.convert(r.bytes, &mut converted) {
-            Outcome::Dropped => {
-                summary.dropped += 1;
-                return;
-            }
-            Outcome::FellBack | Outcome::Panicked => summary.processing_errors += 1,
-            Outcome::Emitted => {}
-        }
-        summary.records += 1;
-        line.clear();
-        if split && converted.len() > flow.max_record_bytes {
-            summary.split += 1;
-            for piece in converted.chunks(flow.max_record_bytes) {
-                write_str(&mut line, piece);
+        emit(flow, &mut chain, &mut stats, &mut acks, &mut outbox, &mut in_flight, source, p);
+        // what the piece made: batches the pipeline closed, then the one it fills
+        let mut print = |b: &Batch| {
+            for record in b.records() {
+                line.clear();
+                write_str(&mut line, record);
                 line.push(b'\n');
+                if failure.borrow().is_none() {
+                    if let Err(e) = out.write_all(&line) {
+                        *failure.borrow_mut() = Some(e);
+                    }
+                }
             }
-        } else {
-            if truncate_record(&mut converted, flow.max_record_bytes, &flow.truncated_record_terminator) {
-                summary.truncated += 1;
+            for a in &b.acks {
+                acks.ack(a.seq);
             }
-            write_str(&mut line, &converted);
-            line.push(b'\n');
+        };
+        while let Ok(b) = batches.try_recv() {
+            print(&b);
         }
-        if failure.borrow().is_none() {
-            if let Err(e) = out.write_all(&line) {
-                *failure.borrow_mut() = Some(e);
-            }
-        }
+        let current = std::mem::take(&mut outbox.batch);
+        print(&current);
+        outbox.started = None;
     };
     let mut buf = vec![0u8; 256 << 10];
     loop {
@@ -96,9 +94,15 @@ pub fn preview_file(
     }
     framer.finish(|l| assembler.push_line(l, &mut on_piece));
     assembler.flush(&mut on_piece);
-    summary.split += framer.take_streamed_lines();
     if let Some(e) = failure.into_inner() {
         return Err(e);
     }
-    Ok(summary)
+    Ok(Summary {
+        records: stats.records,
+        dropped: stats.dropped,
+        truncated: stats.truncated,
+        split: stats.split + framer.take_streamed_lines(),
+        processing_errors: stats.processing_errors,
+        runaway_lines: stats.runaway_lines,
+    })
 }

@@ -170,6 +170,11 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An empty outbox sending to `sink`; beyond `max_waiting` batches at the sink, reads stop.
+    pub fn new(sink: Sender<Batch>, max_waiting: usize) -> Outbox {
+        Outbox { batch: Batch::default(), started: None, sink: Some(sink), waiting: 0, max_waiting, in_flight: 0, waiting_since: None }
+    }
+
     pub fn is_backed_up(&self) -> bool {
         self.waiting >= self.max_waiting
     }

@@ -90,17 +90,9 @@ pub(super) fn start_flow(
         discovery,
         chain: Chain::new(&flow.processors, ctx.clone()),
         tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()),
-        out: Outbox {
-            batch: Batch::default(),
-            started: None,
-            sink: Some(sink_tx),
-            waiting: 0,
-            // AWS sinks: one batch per request in flight and one ready; reading further
-            // ahead only holds memory. Local sinks write what waits under one fsync.
-            max_waiting: flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1),
-            in_flight: 0,
-            waiting_since: None,
-        },
+        // AWS sinks: one batch per request in flight and one ready; reading further ahead only
+        // holds memory. Local sinks write what waits under one fsync.
+        out: Outbox::new(sink_tx, flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1)),
         sink_threads,
         unlistable: HashSet::new(),
         refused: HashSet::new(),
