@@ -54,30 +54,31 @@ pub fn preview_file(
     let source = (0, path.unwrap_or(Path::new("-")));
     let mut line = Vec::with_capacity(4096);
     let failure: std::cell::RefCell<Option<io::Error>> = Default::default();
+    // records of the batch being filled already printed: the batch is printed as it grows and
+    // closed (and its buffers reused) by the pipeline, as in `run`
+    let mut printed = 0;
     let mut on_piece = |p: Piece<'_>| {
         emit(flow, &mut chain, &mut stats, &mut acks, &mut outbox, &mut in_flight, source, p);
-        // what the piece made: batches the pipeline closed, then the one it fills
-        let mut print = |b: &Batch| {
-            for record in b.records() {
+        let mut print = |b: &Batch, from: usize| {
+            for i in from..b.len() {
                 line.clear();
-                write_str(&mut line, record);
+                write_str(&mut line, b.span(i..i + 1));
                 line.push(b'\n');
                 if failure.borrow().is_none() {
                     if let Err(e) = out.write_all(&line) {
                         *failure.borrow_mut() = Some(e);
                     }
                 }
-            }
-            for a in &b.acks {
-                acks.ack(a.seq);
+                acks.ack(b.acks[i].seq);
             }
         };
+        // a batch the pipeline closed was the one being filled: what of it is left, then the new one
         while let Ok(b) = batches.try_recv() {
-            print(&b);
+            print(&b, printed);
+            printed = 0;
         }
-        let current = std::mem::take(&mut outbox.batch);
-        print(&current);
-        outbox.started = None;
+        print(&outbox.batch, printed);
+        printed = outbox.batch.len();
     };
     let mut buf = vec![0u8; 256 << 10];
     loop {

@@ -109,6 +109,11 @@ fn u(v: i64) -> u64 {
 }
 
 /// The lock file beside a checkpoint database.
+/// Seconds since 1970, for `updated_at` and pruning.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 pub fn lock_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push(".lock");
@@ -183,8 +188,7 @@ impl Store {
             return Err(CheckpointError::ReadOnly { path: path.to_path_buf() });
         }
         // a database the agent can open but not write would save no position, ever
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        store.set_meta("opened_at", &now.to_string()).map_err(read_only)?;
+        store.set_meta("opened_at", &now_secs().to_string()).map_err(read_only)?;
         Ok(store)
     }
 

@@ -7,8 +7,7 @@
 //! at the next start); shutdown flushes rotated-away files' last lines and commits positions.
 
 use super::flow::start_flow;
-use super::{reload, Engine, Event, FlowState};
-use crate::batch::pipeline::FlowPipe;
+use super::{reload, Engine, Event};
 use crate::batch::pipeline::FlowStats;
 use std::time::{Duration, Instant};
 
@@ -58,17 +57,15 @@ impl Engine {
 
     /// Stops reading a flow: its partial records and batch are sent, its sink finishes.
     pub(super) fn retire(&mut self, fi: usize) {
-        let Engine { flows, in_flight, .. } = self;
-        let f = &mut flows[fi];
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
+        let f = &mut self.flows[fi];
         f.retiring = true;
-        f.retire_deadline = Some(Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms));
-        let FlowState { flow, chain, out, stats, tails, .. } = f;
-        let mut pipe = FlowPipe { flow, chain, stats, out, in_flight, others_held: 0, budget: 0, share: 0 };
-        tails.flush_assemblers(&mut pipe);
-        let FlowPipe { out, flow, .. } = pipe;
-        out.send();
-        out.sink = None;
-        tracing::info!(flow = %flow.id, "stopping this flow (reload): sending what it read");
+        f.retire_deadline = Some(deadline);
+        self.with_pipe(fi, |tails, pipe, _, _| tails.flush_assemblers(pipe));
+        let f = &mut self.flows[fi];
+        f.out.send();
+        f.out.sink = None;
+        tracing::info!(flow = %f.flow.id, "stopping this flow (reload): sending what it read");
     }
 
     /// A retiring flow goes once everything it sent is acknowledged.
@@ -152,16 +149,14 @@ impl Engine {
     }
 
     pub(super) fn shutdown(mut self) -> Result<Vec<FlowStats>, super::EngineError> {
-        let Engine { flows, in_flight, .. } = &mut self;
-        for f in flows.iter_mut() {
+        for fi in 0..self.flows.len() {
             // files rotated away get no more lines: what waits in them (a multi-line record, a
             // partial container line) goes now; the glob may not find them after a restart
-            if f.retiring {
+            if self.flows[fi].retiring {
                 continue; // already flushed when it retired, its sink closed
             }
-            let FlowState { flow, chain, out, stats, tails, .. } = f;
-            tails.flush_orphans(&mut FlowPipe { flow, chain, stats, out, in_flight, others_held: 0, budget: 0, share: 0 });
-            f.out.send();
+            self.with_pipe(fi, |tails, pipe, _, _| tails.flush_orphans(pipe));
+            self.flows[fi].out.send();
         }
         let deadline = Instant::now() + Duration::from_millis(self.cfg.shutdown_timeout_ms);
         while self.in_flight > 0 && !self.stop_now {

@@ -43,7 +43,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// The largest read.
 const READ_CHUNK: usize = 256 << 10;
@@ -111,17 +111,13 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 /// The longest the run loop sleeps: its heartbeat tells /health it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
-fn now_secs() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Engine {
     /// Opens the checkpoint store and prepares every flow; nothing is read yet.
     pub fn new(cfg: Config, ctx: ChainContext) -> Result<Engine, EngineError> {
         let mut store = Store::open(&cfg.checkpoint_file)?;
         // while running, a locked database must not stall shipping: fail fast and retry later
         store.set_lock_wait(Duration::from_millis(200))?;
-        match store.prune(cfg.checkpoint_ttl_days, now_secs(), |r| current_size(Path::new(&r.path), r.key).is_some()) {
+        match store.prune(cfg.checkpoint_ttl_days, crate::checkpoint::now_secs(), |r| current_size(Path::new(&r.path), r.key).is_some()) {
             Ok(n) if n > 0 => tracing::info!("removed {n} checkpoints not updated for {} days", cfg.checkpoint_ttl_days),
             Ok(_) => {}
             Err(e) => tracing::warn!("{e}"),
@@ -428,6 +424,11 @@ impl Engine {
         }
     }
 
+    /// Bytes the tails' buffers hold, of every flow.
+    fn held_total(&self) -> u64 {
+        self.flows.iter().map(|f| f.tails.held()).sum()
+    }
+
     /// Bytes the tails' buffers hold, of every flow but `fi`.
     fn held_except(&self, fi: usize) -> u64 {
         self.flows.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, f)| f.tails.held()).sum()
@@ -447,7 +448,7 @@ impl Engine {
         self.with_pipe(fi, |tails, pipe, store, buf| tails.read(now, buf, pipe, store));
         // held back by its share or the budget with nothing at the sink: what the batch holds
         // goes now, instead of at its age (a share can be smaller than a full batch)
-        let (share, budget, held) = (self.flow_share(), self.cfg.max_bytes_in_flight, self.held_except(usize::MAX));
+        let (share, budget, held) = (self.flow_share(), self.cfg.max_bytes_in_flight, self.held_total());
         let f = &mut self.flows[fi];
         if (f.out.in_flight >= share || self.in_flight + held >= budget) && f.out.waiting == 0 {
             f.out.send();

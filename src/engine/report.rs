@@ -9,7 +9,7 @@ impl Engine {
         let m = &self.metrics;
         m.open_files.set(self.flows.iter().map(|f| f.tails.open_files()).sum::<usize>() as i64);
         m.in_flight_bytes.set(self.in_flight as i64);
-        m.line_buffer_bytes.set(self.held_except(usize::MAX) as i64);
+        m.line_buffer_bytes.set(self.held_total() as i64);
         for (fi, f) in self.flows.iter_mut().enumerate() {
             if self.retired.contains(&fi) {
                 continue;

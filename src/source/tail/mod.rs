@@ -79,7 +79,7 @@ pub trait Checkpoints {
 
 impl Checkpoints for Store {
     fn stage(&mut self, mut row: Row) {
-        row.updated_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        row.updated_at = crate::checkpoint::now_secs();
         Store::stage(self, row)
     }
 
@@ -137,10 +137,6 @@ impl<F: FileSystem> TailSet<F> {
             held: 0,
             open_files: 0,
         }
-    }
-
-    pub fn flow(&self) -> &Flow {
-        &self.flow
     }
 
     /// Whether a scan is due.
