@@ -2,9 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use logferry::config::{
-    self, Assembly, Compression, Config, ConfigFormat, Destination, Flow, InitialPosition, KinesisLimits, Oversized, PathRules,
-};
+use logferry::config::{self, Assembly, Compression, Config, ConfigFormat, Flow, InitialPosition, Oversized, PathRules};
 use logferry::convert::ec2::{self, Ec2MetadataHandle};
 use logferry::convert::ChainContext;
 use logferry::engine::{Engine, Event};
@@ -383,23 +381,16 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         InitialPosition::EndOfFile => "END_OF_FILE",
     };
     writeln!(out, "  first start without a checkpoint: {pos}")?;
-    let target = match &f.destination {
-        Destination::Firehose { aws, .. } => {
-            aws.endpoint.clone().or(aws.region.clone()).or(cfg.aws.firehose_endpoint.clone()).unwrap_or_else(|| match cfg.format {
-                ConfigFormat::KinesisAgent => "us-east-1".into(),
-                ConfigFormat::Native => "the host's region".into(),
-            })
-        }
-        Destination::Kinesis { aws, .. } => aws
-            .endpoint
-            .clone()
-            .or(aws.region.clone())
-            .or(cfg.aws.kinesis_endpoint.clone())
-            .or(cfg.aws.kinesis_region.clone())
-            .unwrap_or_else(|| "the host's region".into()),
-        _ => "local".into(),
+    let facts = logferry::sinks::facts(&f.destination);
+    let target = logferry::sinks::aws_target(cfg, f);
+    let place = match &target {
+        Some((t, _)) => match &t.endpoint {
+            Some(e) => format!("{} through {e}", t.region),
+            None => t.region.clone(),
+        },
+        None => "local".into(),
     };
-    writeln!(out, "  destination: {} ({target})", f.destination.describe())?;
+    writeln!(out, "  destination: {} ({place})", facts.name)?;
     let framing = match &f.assembly {
         Assembly::Lines => "one record per line".to_string(),
         Assembly::MultiLine { start } => {
@@ -428,26 +419,14 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         "  records: {framing}; {} header lines skipped; longer than {} bytes {oversized}",
         f.skip_header_lines, f.max_record_bytes
     )?;
-    if let Some(aws) = f.destination.aws() {
-        let mut notes = Vec::new();
-        if let Destination::Firehose { aggregate_bytes: Some(n), .. } = &f.destination {
-            notes.push(format!("converted records packed whole into Firehose records of up to {n} bytes"));
-        }
-        if let Destination::Kinesis { kpl_aggregate_bytes: Some(n), .. } = &f.destination {
-            notes.push(format!("KPL aggregates of up to {n} bytes"));
-        }
-        if let Destination::Kinesis { limits, .. } = &f.destination {
-            if *limits != KinesisLimits::default() {
-                notes.push(format!("raised limits: records {} bytes, requests {} bytes", limits.record_bytes, limits.request_bytes));
-            }
-        }
+    if let (Some(aws), Some((t, _))) = (f.destination.aws(), &target) {
+        let mut notes = facts.notes;
         match aws.compression {
             Compression::None => {}
             Compression::Gzip => notes.push("each record gzip-compressed".into()),
             Compression::Zstd => notes.push("each record zstd-compressed".into()),
         }
-        let dead_letter = logferry::sinks::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
-        notes.push(format!("records rejected as invalid go to {}", dead_letter.display()));
+        notes.push(format!("records rejected as invalid go to {}", t.dead_letter.display()));
         writeln!(out, "  sending: {}", notes.join("; "))?;
     }
     for p in &f.processors {

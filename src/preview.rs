@@ -49,7 +49,7 @@ pub fn preview_file(
     let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes).with_pod(&pod);
     let (batches_tx, batches) = std::sync::mpsc::channel::<Batch>();
-    let mut outbox = Outbox::new(batches_tx, usize::MAX);
+    let mut outbox = Outbox::new(batches_tx, flow, usize::MAX);
     let (mut stats, mut acks, mut in_flight) = (FlowStats::default(), AckTracker::new(0), 0u64);
     let source = (0, path.unwrap_or(Path::new("-")));
     let mut line = Vec::with_capacity(4096);

@@ -167,12 +167,27 @@ pub struct Outbox {
     pub in_flight: u64,
     /// Since when batches have waited at the sink with none delivered.
     pub waiting_since: Option<Instant>,
+    /// The records that close a batch: the flow's limit, or none when the sink packs records
+    /// (then the count that matters is of packed records: the sink cuts requests by it, and the
+    /// batch closes by size and age).
+    max_records: u64,
 }
 
 impl Outbox {
-    /// An empty outbox sending to `sink`; beyond `max_waiting` batches at the sink, reads stop.
-    pub fn new(sink: Sender<Batch>, max_waiting: usize) -> Outbox {
-        Outbox { batch: Batch::default(), started: None, sink: Some(sink), waiting: 0, max_waiting, in_flight: 0, waiting_since: None }
+    /// An empty outbox of `flow` sending to `sink`; beyond `max_waiting` batches at the sink,
+    /// reads stop.
+    pub fn new(sink: Sender<Batch>, flow: &Flow, max_waiting: usize) -> Outbox {
+        let max_records = if crate::sinks::facts(&flow.destination).packs_records { u64::MAX } else { flow.buffer.max_records };
+        Outbox {
+            batch: Batch::default(),
+            started: None,
+            sink: Some(sink),
+            waiting: 0,
+            max_waiting,
+            in_flight: 0,
+            waiting_since: None,
+            max_records,
+        }
     }
 
     pub fn is_backed_up(&self) -> bool {
@@ -182,9 +197,7 @@ impl Outbox {
     /// Ends the record whose bytes start at `start` in the batch buffer: sends the batch first
     /// when the record does not fit, and sends it after when it is full.
     pub fn add(&mut self, flow: &Flow, start: usize, ack: AckRef, path: &Path, offset: u64, cost: u64) {
-        // when the sink packs records, the count that matters is of packed records: the sink
-        // cuts requests by it, and the batch closes by size and age
-        let max_records = if flow.destination.packs_records() { u64::MAX } else { flow.buffer.max_records };
+        let max_records = self.max_records;
         let full = |b: &Batch, over: bool| {
             b.len() as u64 >= max_records
                 || if over { b.data.len() as u64 > flow.buffer.max_bytes } else { b.data.len() as u64 >= flow.buffer.max_bytes }

@@ -254,7 +254,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
         _ => {}
     }
-    let aggregated = o.int(ctx, "aggregatedRecordSizeBytes", 0, 0, FIREHOSE_MAX_RECORD as i64) as usize;
+    let aggregated = o.int(ctx, "aggregatedRecordSizeBytes", 0, 0, crate::sinks::firehose::MAX_RECORD_BYTES as i64) as usize;
     let multi =
         o.str(ctx, "multiLineStartPattern").filter(|s| !s.is_empty()).and_then(|p| compile(ctx, &o.key_path("multiLineStartPattern"), &p));
     if multi.is_some() && aggregated > 0 {
@@ -265,7 +265,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         None if aggregated > 0 && is_firehose => Assembly::Aggregate { max_bytes: aggregated },
         None => Assembly::Lines,
     };
-    let max_record_bytes = destination.max_record_bytes();
+    let max_record_bytes = crate::sinks::facts(&destination).max_record_bytes;
     let terminator = o.str(ctx, "truncatedRecordTerminator").unwrap_or_else(|| "\n".into()).into_bytes();
     if terminator.len() >= max_record_bytes {
         ctx.error(

@@ -40,19 +40,6 @@ pub const YEAR_SECS: i64 = 365 * 86_400;
 /// What a file sink's output is created with: the owner writes, its group reads.
 pub const DEFAULT_FILE_MODE: u32 = 0o640;
 
-/// Firehose's largest record (PutRecordBatch).
-pub const FIREHOSE_MAX_RECORD: usize = 1_024_000;
-/// Kinesis Data Streams' largest record, data plus partition key.
-pub const KINESIS_MAX_RECORD: usize = 1_048_576;
-/// The longest partition key Kinesis accepts; reserved so data plus key always fits.
-pub const KINESIS_MAX_KEY: usize = 256;
-/// PutRecords' limit on one request, data plus partition keys.
-pub const KINESIS_MAX_REQUEST: usize = 5 << 20;
-/// The most a stream's raised limits allow, for records and requests alike.
-pub const KINESIS_RAISED_MAX: usize = 10 << 20;
-/// The KPL's default largest aggregate.
-pub const KPL_DEFAULT_AGGREGATE_BYTES: usize = 51_200;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFormat {
     KinesisAgent,
@@ -261,7 +248,7 @@ pub struct KinesisLimits {
 
 impl Default for KinesisLimits {
     fn default() -> Self {
-        KinesisLimits { record_bytes: KINESIS_MAX_RECORD, request_bytes: KINESIS_MAX_REQUEST }
+        KinesisLimits { record_bytes: crate::sinks::kinesis::MAX_RECORD_BYTES, request_bytes: crate::sinks::kinesis::MAX_REQUEST_BYTES }
     }
 }
 
@@ -300,35 +287,8 @@ pub enum Oversized {
 }
 
 impl Destination {
-    /// The CloudWatch `Destination` dimension and log name.
-    pub fn describe(&self) -> String {
-        match self {
-            Destination::Firehose { stream, .. } => format!("DeliveryStream:{stream}"),
-            Destination::Kinesis { stream, .. } => format!("KinesisStream:{stream}"),
-            Destination::File { path, .. } => format!("File:{}", path.display()),
-            Destination::Stdout => "Stdout".into(),
-        }
-    }
-
-    /// The largest converted record the destination takes: for Kinesis room is kept for the
-    /// key, and with compression for what compression may add to incompressible data.
-    pub fn max_record_bytes(&self) -> usize {
-        match self {
-            Destination::Firehose { aws, .. } => FIREHOSE_MAX_RECORD - aws.compression.worst_case_growth(FIREHOSE_MAX_RECORD),
-            Destination::Kinesis { aws, limits, .. } => {
-                let room = limits.record_bytes - KINESIS_MAX_KEY;
-                room - aws.compression.worst_case_growth(room)
-            }
-            Destination::File { .. } | Destination::Stdout => FIREHOSE_MAX_RECORD,
-        }
-    }
-
-    /// Whether the sink packs several records into one (Firehose aggregation, KPL): then a
-    /// batch's record count is the service's, known only in the sink, which cuts requests.
-    pub fn packs_records(&self) -> bool {
-        matches!(self, Destination::Firehose { aggregate_bytes: Some(_), .. } | Destination::Kinesis { kpl_aggregate_bytes: Some(_), .. })
-    }
-
+    /// The AWS settings of an AWS destination. What else a destination implies (its name, record
+    /// limits, packing) is told by its sink: [`crate::sinks::facts`].
     pub fn aws(&self) -> Option<&AwsTarget> {
         match self {
             Destination::Firehose { aws, .. } | Destination::Kinesis { aws, .. } => Some(aws),

@@ -242,7 +242,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
     };
     let destination = destination.unwrap_or(Destination::Stdout);
-    let max_record_bytes = destination.max_record_bytes();
+    let max_record_bytes = crate::sinks::facts(&destination).max_record_bytes;
     let multi = o.object(ctx, "multiline");
     let (start, flush_ms) = match &multi {
         Some(m) => {
@@ -295,7 +295,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
     }
     let (default_max_bytes, most_bytes): (i64, i64) = match &destination {
-        Destination::Kinesis { limits, .. } => (KINESIS_MAX_REQUEST as i64, limits.request_bytes as i64),
+        Destination::Kinesis { limits, .. } => (crate::sinks::kinesis::MAX_REQUEST_BYTES as i64, limits.request_bytes as i64),
         _ => (4_194_304, 4_194_304),
     };
     let terminator = o.str(ctx, "truncated_record_terminator").unwrap_or_else(|| "\n".into()).into_bytes();
@@ -431,17 +431,17 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
         "kinesis" => {
             let stream = stream(ctx, 128)?;
             let aws = aws(ctx);
-            let r = KINESIS_RAISED_MAX as i64;
+            let r = crate::sinks::kinesis::RAISED_MAX_BYTES as i64;
             let limits = KinesisLimits {
-                record_bytes: s.int(ctx, "max_record_bytes", KINESIS_MAX_RECORD as i64, 64 << 10, r) as usize,
-                request_bytes: s.int(ctx, "max_request_bytes", KINESIS_MAX_REQUEST as i64, 1 << 20, r) as usize,
+                record_bytes: s.int(ctx, "max_record_bytes", crate::sinks::kinesis::MAX_RECORD_BYTES as i64, 64 << 10, r) as usize,
+                request_bytes: s.int(ctx, "max_request_bytes", crate::sinks::kinesis::MAX_REQUEST_BYTES as i64, 1 << 20, r) as usize,
             };
             if limits.request_bytes < limits.record_bytes {
                 ctx.error(&s.key_path("max_request_bytes"), "must be at least max_record_bytes");
             }
             let kpl = s.enumeration(ctx, "aggregation", &[("none", false), ("kpl", true)], false);
-            let most = (limits.record_bytes - KINESIS_MAX_KEY - crate::sinks::kpl::OVERHEAD_BYTES) as i64;
-            let aggregate_bytes = s.int(ctx, "aggregate_max_bytes", KPL_DEFAULT_AGGREGATE_BYTES as i64, 1024, most) as usize;
+            let most = (limits.record_bytes - crate::sinks::kinesis::MAX_KEY_BYTES - crate::sinks::kpl::OVERHEAD_BYTES) as i64;
+            let aggregate_bytes = s.int(ctx, "aggregate_max_bytes", crate::sinks::kpl::DEFAULT_AGGREGATE_BYTES as i64, 1024, most) as usize;
             if !kpl && s.get("aggregate_max_bytes").is_some() {
                 ctx.error(&s.key_path("aggregate_max_bytes"), "applies only with `aggregation: kpl`");
             }
@@ -464,8 +464,8 @@ fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
                 }
             };
             if let PartitionKey::Constant(k) | PartitionKey::Field(k) = &partition_key {
-                if k.is_empty() || k.len() > KINESIS_MAX_KEY {
-                    ctx.error(&s.key_path("partition_key"), format!("must be 1 to {KINESIS_MAX_KEY} characters"));
+                if k.is_empty() || k.len() > crate::sinks::kinesis::MAX_KEY_BYTES {
+                    ctx.error(&s.key_path("partition_key"), format!("must be 1 to {} characters", crate::sinks::kinesis::MAX_KEY_BYTES));
                 }
             }
             Some(Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes: kpl.then_some(aggregate_bytes), limits })

@@ -85,11 +85,6 @@ fn expect(s: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
     s.get(at..at + lit.len()).filter(|x| *x == lit).map(|_| at + lit.len())
 }
 
-/// HTTPDATE: `MONTHDAY/MONTH/YEAR:TIME\sINT`.
-pub fn is_httpdate(s: &[u8]) -> bool {
-    parse_httpdate(s).is_some()
-}
-
 /// The parts of an HTTPDATE: day, month, year span, time, offset span.
 /// Day, month, year span, clock, offset span of an HTTPDATE.
 pub type HttpDate = (u8, u8, Span, Clock, Span);
@@ -121,6 +116,12 @@ pub fn parse_httpdate(s: &[u8]) -> Option<HttpDate> {
 
 /// Parses a common (`combined == false`) or combined access-log line.
 pub fn parse_access(s: &[u8], combined: bool, d: Dialect) -> Option<Fields> {
+    parse_access_dated(s, combined, d).map(|(f, _)| f)
+}
+
+/// [`parse_access`], with the parts of the line's date (relative to its field `f[3]`): the
+/// check that the date is one already took it apart.
+pub fn parse_access_dated(s: &[u8], combined: bool, d: Dialect) -> Option<(Fields, HttpDate)> {
     let mut f: Fields = [None; 9];
     let sp = find(s, 0, b' ')?;
     if !host_ok(&s[..sp], d) {
@@ -138,9 +139,7 @@ pub fn parse_access(s: &[u8], combined: bool, d: Dialect) -> Option<Fields> {
     }
     i = expect(s, i, b"[")?;
     let close = find(s, i, b']')?;
-    if !is_httpdate(&s[i..close]) {
-        return None;
-    }
+    let date = parse_httpdate(&s[i..close])?;
     f[3] = Some((i, close));
     i = expect(s, close, b"] \"")?;
     let q = quoted_end(s, i, d)?;
@@ -163,7 +162,7 @@ pub fn parse_access(s: &[u8], combined: bool, d: Dialect) -> Option<Fields> {
             return None;
         };
         f[6] = Some((i, i + n));
-        return is_any_data(&s[i + n..]).then_some(f);
+        return is_any_data(&s[i + n..]).then_some((f, date));
     }
     let sp = find(s, i, b' ')?;
     let bytes = &s[i..sp];
@@ -177,7 +176,7 @@ pub fn parse_access(s: &[u8], combined: bool, d: Dialect) -> Option<Fields> {
     i = expect(s, q, b"\" \"")?;
     let q = quoted_end(s, i, d)?;
     f[8] = Some((i, q));
-    is_any_data(&s[q + 1..]).then_some(f)
+    is_any_data(&s[q + 1..]).then_some((f, date))
 }
 
 /// APACHEERRORLOGTIMESTAMP: `DAY\s+MONTH\s+MONTHDAY\s+TIME\s+YEAR`.

@@ -37,13 +37,15 @@ pub(super) fn write_utc(ts: &mut Vec<u8>, line: &[u8], c: &Civil) -> bool {
     if !valid {
         return false;
     }
-    let seconds = days_from_civil(c.year as i64, c.month as i64, c.day as i64) * 86_400
-        + c.hour as i64 * 3600
-        + c.minute as i64 * 60
-        + c.second as i64
-        - c.offset_minutes as i64 * 60;
-    let (days, in_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    let local = c.hour as i64 * 3600 + c.minute as i64 * 60 + c.second as i64 - c.offset_minutes as i64 * 60;
+    // most lines' UTC time falls on the day they name: the calendar is needed only when not
+    let (year, month, day, in_day) = if (0..86_400).contains(&local) {
+        (c.year as i64, c.month as i64, c.day as i64, local)
+    } else {
+        let seconds = days_from_civil(c.year as i64, c.month as i64, c.day as i64) * 86_400 + local;
+        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        (year, month, day, seconds.rem_euclid(86_400))
+    };
     // RFC 3339 has four-digit years: year 0 at +23:59 is in year -1 in UTC, year 9999 at
     // -23:59 in year 10000; such a line keeps its timestamp as written
     if !(0..=9999).contains(&year) {

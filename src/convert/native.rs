@@ -160,23 +160,22 @@ pub(crate) fn parse(
     match format {
         NativeFormat::ApacheCommon | NativeFormat::ApacheCombined => {
             let combined = format == NativeFormat::ApacheCombined;
-            let Some(f) = apache::parse_access(line, combined, d) else {
+            let Some((f, date)) = apache::parse_access_dated(line, combined, d) else {
                 return mismatch(input, policy, out);
             };
-            let dt = f[3].unwrap();
+            let Some(dt) = f[3] else { return mismatch(input, policy, out) };
             let civil = || {
-                apache::parse_httpdate(&line[dt.0..dt.1]).and_then(|(day, month, (y0, y1), (h, mi, s, frac), (o0, o1))| {
-                    let base = dt.0;
-                    Some(Civil {
-                        year: i32::try_from(num(&line[base + y0..base + y1])).ok()?,
-                        month,
-                        day,
-                        hour: h,
-                        minute: mi,
-                        second: s,
-                        frac: frac.map(|(a, b)| (a + base, b + base)),
-                        offset_minutes: offset_minutes(&line[base + o0..base + o1])?,
-                    })
+                let (day, month, (y0, y1), (h, mi, s, frac), (o0, o1)) = date;
+                let base = dt.0;
+                Some(Civil {
+                    year: i32::try_from(num(&line[base + y0..base + y1])).ok()?,
+                    month,
+                    day,
+                    hour: h,
+                    minute: mi,
+                    second: s,
+                    frac: frac.map(|(a, b)| (a + base, b + base)),
+                    offset_minutes: offset_minutes(&line[base + o0..base + o1])?,
                 })
             };
             // one look at the whole line, as LOGTOJSON does: a value of an access log never holds

@@ -59,7 +59,7 @@ pub(super) fn start_flow(
     metrics: &Metrics,
     ctx: &ChainContext,
 ) -> Result<FlowState, EngineError> {
-    let flow_metrics = metrics.add_flow(&flow.id, &flow.destination.describe());
+    let flow_metrics = metrics.add_flow(&flow.id, &crate::sinks::facts(&flow.destination).name);
     let discovery = Discovery::new(&flow.sources, flow.path_rules)
         .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
         .with_symlinks(flow.symlinks.clone())
@@ -92,7 +92,7 @@ pub(super) fn start_flow(
         tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()),
         // AWS sinks: one batch per request in flight and one ready; reading further ahead only
         // holds memory. Local sinks write what waits under one fsync.
-        out: Outbox::new(sink_tx, flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1)),
+        out: Outbox::new(sink_tx, flow, flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1)),
         sink_threads,
         unlistable: HashSet::new(),
         refused: HashSet::new(),

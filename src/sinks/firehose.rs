@@ -20,16 +20,33 @@
 //! - with `compression`, each record is sent gzip- or zstd-compressed.
 
 use crate::batch::Batch;
-use crate::config::Compression;
+use crate::config::{AwsTarget, Compression};
 use crate::ops::metrics::FlowMetrics;
 use crate::sinks::aws::SinkTarget;
 use crate::sinks::record::{answered, encode_record, failed_call, pack_whole, with_body, Attempt, PutApi, RecordSink, Unit};
+use crate::sinks::Facts;
 use std::sync::Arc;
 
 /// PutRecordBatch's limit on one request.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// PutRecordBatch's limit on the records of one request.
 pub const MAX_REQUEST_RECORDS: usize = 500;
+/// Firehose's largest record.
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+
+/// What a Firehose destination implies for the rest of the agent.
+pub fn facts(stream: &str, aws: &AwsTarget, aggregate_bytes: Option<usize>) -> Facts {
+    Facts {
+        name: format!("DeliveryStream:{stream}"),
+        max_record_bytes: MAX_RECORD_BYTES - aws.compression.worst_case_growth(MAX_RECORD_BYTES),
+        packs_records: aggregate_bytes.is_some(),
+        notes: aggregate_bytes
+            .map(|n| format!("converted records packed whole into Firehose records of up to {n} bytes"))
+            .into_iter()
+            .collect(),
+        output: None,
+    }
+}
 
 /// PutRecordBatch. With `aggregate_bytes`, consecutive records are packed whole into Firehose
 /// records of at most that size (fewer 5 KB billing units, fewer requests).

@@ -20,17 +20,46 @@
 //!   then decompress each record).
 
 use crate::batch::Batch;
-use crate::config::{Compression, KinesisLimits, PartitionKey};
+use crate::config::{AwsTarget, Compression, KinesisLimits, PartitionKey};
 use crate::ops::metrics::FlowMetrics;
 use crate::sinks::aws::SinkTarget;
 use crate::sinks::kpl::{self, Keys};
 use crate::sinks::record::{answered, encode_record, failed_call, with_body, Attempt, PutApi, RecordSink, Unit};
+use crate::sinks::Facts;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::Arc;
 
+/// PutRecords' limit on the records of one request.
 pub const MAX_REQUEST_RECORDS: usize = 500;
+/// Kinesis Data Streams' largest record, data plus partition key.
+pub const MAX_RECORD_BYTES: usize = 1_048_576;
+/// The longest partition key Kinesis accepts; reserved so data plus key always fits.
+pub const MAX_KEY_BYTES: usize = 256;
+/// PutRecords' limit on one request, data plus partition keys.
+pub const MAX_REQUEST_BYTES: usize = 5 << 20;
+/// The most a stream's raised limits allow, for records and requests alike.
+pub const RAISED_MAX_BYTES: usize = 10 << 20;
+
+/// What a Kinesis destination implies for the rest of the agent.
+pub fn facts(stream: &str, aws: &AwsTarget, kpl_aggregate_bytes: Option<usize>, limits: &KinesisLimits) -> Facts {
+    let room = limits.record_bytes - MAX_KEY_BYTES;
+    let mut notes = Vec::new();
+    if let Some(n) = kpl_aggregate_bytes {
+        notes.push(format!("KPL aggregates of up to {n} bytes"));
+    }
+    if *limits != KinesisLimits::default() {
+        notes.push(format!("raised limits: records {} bytes, requests {} bytes", limits.record_bytes, limits.request_bytes));
+    }
+    Facts {
+        name: format!("KinesisStream:{stream}"),
+        max_record_bytes: room - aws.compression.worst_case_growth(room),
+        packs_records: kpl_aggregate_bytes.is_some(),
+        notes,
+        output: None,
+    }
+}
 
 /// How a flow's Kinesis records are made.
 #[derive(Debug, Clone)]

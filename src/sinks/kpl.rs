@@ -17,6 +17,8 @@ use prost::Message;
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 /// What an aggregate adds around its protobuf: the magic bytes and the digest.
 pub const OVERHEAD_BYTES: usize = MAGIC.len() + 16;
+/// The KPL's default largest aggregate.
+pub const DEFAULT_AGGREGATE_BYTES: usize = 51_200;
 
 #[derive(Clone, PartialEq, Message)]
 struct AggregatedRecord {

@@ -17,6 +17,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a local destination implies: records as large as Firehose takes (so that what a file
+/// sink shows is what an AWS sink would ship), one record per line.
+pub fn file_facts(path: &Path) -> super::Facts {
+    local_facts(format!("File:{}", path.display()), Some(path.to_path_buf()))
+}
+
+pub fn stdout_facts() -> super::Facts {
+    local_facts("Stdout".into(), None)
+}
+
+fn local_facts(name: String, output: Option<PathBuf>) -> super::Facts {
+    super::Facts { name, max_record_bytes: super::firehose::MAX_RECORD_BYTES, packs_records: false, notes: Vec::new(), output }
+}
+
 /// Whether `file` is still what `path` names (not renamed away or deleted by a rotation).
 fn still_at(file: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -2,12 +2,14 @@
 //! the destination, with the records the destination rejected for good. [`worker::run`] is the one
 //! loop that feeds a sink, writes what it rejected to the dead-letter file and then acknowledges;
 //! [`supervise`] reports a worker that panics or stops early. [`start`] builds a flow's workers
-//! from its destination: the one place that matches on destinations.
+//! from its destination; [`facts`] says what a destination implies (its name, largest record,
+//! packing, how it sends) and [`aws_target`] where an AWS destination sends, each from the
+//! sink's own file: the engine, the pipeline and `check` match on no destination.
 //!
 //! The AWS record services share one sink generic over their put call ([`record::RecordSink`]):
 //! [`firehose`] and [`kinesis`] say only how a batch becomes the service's records and how a
 //! request is sent. A new destination is one file with a [`Sink`], its configuration section
-//! and a line in [`start`].
+//! and a line in [`start`] and [`facts`].
 
 pub mod aws;
 pub mod deadletter;
@@ -42,6 +44,53 @@ pub trait Sink {
     }
 }
 
+/// What the rest of the agent knows of a destination; each sink's file tells its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// The CloudWatch `Destination` dimension and log name.
+    pub name: String,
+    /// The largest converted record it takes: for Kinesis room is kept for the key, and with
+    /// compression for what compression may add to incompressible data.
+    pub max_record_bytes: usize,
+    /// Whether the sink packs several records into one (Firehose aggregation, KPL): then a
+    /// batch's record count is the service's, known only in the sink, which cuts requests.
+    pub packs_records: bool,
+    /// How it sends, for `check`, beyond what every AWS sink does.
+    pub notes: Vec<String>,
+    /// The file it writes, never to be tailed.
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// What `destination` implies.
+pub fn facts(destination: &Destination) -> Facts {
+    match destination {
+        Destination::Firehose { stream, aws, aggregate_bytes } => firehose::facts(stream, aws, *aggregate_bytes),
+        Destination::Kinesis { stream, aws, kpl_aggregate_bytes, limits, .. } => kinesis::facts(stream, aws, *kpl_aggregate_bytes, limits),
+        Destination::File { path, .. } => local::file_facts(path),
+        Destination::Stdout => local::stdout_facts(),
+    }
+}
+
+/// Where an AWS flow sends (region, endpoint, dead-letter file), resolved as its sink resolves it,
+/// with the service's name; `None` for a local destination.
+pub fn aws_target(cfg: &Config, flow: &Flow) -> Option<(aws::SinkTarget, &'static str)> {
+    let (stream, settings, globals, service) = match &flow.destination {
+        Destination::Firehose { stream, aws, .. } => {
+            (stream, aws, (cfg.aws.firehose_endpoint.as_ref(), None, Some("us-east-1")), "Firehose delivery stream")
+        }
+        Destination::Kinesis { stream, aws, .. } => {
+            (stream, aws, (cfg.aws.kinesis_endpoint.as_ref(), cfg.aws.kinesis_region.as_ref(), None), "Kinesis data stream")
+        }
+        Destination::File { .. } | Destination::Stdout => return None,
+    };
+    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
+    let (endpoint, region, default_region) = globals;
+    let mut target = aws::SinkTarget::resolve(cfg.format, &cfg.aws, settings, endpoint, region, default_region, stream, backoff);
+    target.dead_letter = deadletter::for_flow(&cfg.checkpoint_file, &flow.id, settings);
+    target.max_request_records = flow.buffer.max_records as usize;
+    Some((target, service))
+}
+
 /// Starts the sink workers of `flow` (the flow's index is `index`): they take its `batches`,
 /// report each delivered batch through `delivered` and a worker that died through `died`.
 pub fn start(
@@ -54,16 +103,17 @@ pub fn start(
     died: impl Fn(WorkerDied) + Clone + Send + 'static,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let workers = Workers { index, flow_id: flow.id.clone(), batches: SharedBatches::new(batches), metrics: metrics.clone() };
-    match &flow.destination {
-        Destination::Firehose { stream, aws, aggregate_bytes } => {
-            let globals = (cfg.aws.firehose_endpoint.as_ref(), None, Some("us-east-1"));
-            let target = aws_target(cfg, flow, aws, stream, globals, "Firehose delivery stream");
+    let target = aws_target(cfg, flow).map(|(target, service)| {
+        let through = target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default();
+        tracing::info!(flow = %flow.id, "sending to {service} {} in {}{through}", target.stream, target.region);
+        target
+    });
+    match (&flow.destination, target) {
+        (Destination::Firehose { aws, aggregate_bytes, .. }, Some(target)) => {
             let (dead, aggregate) = (dead_letters(&target, metrics), *aggregate_bytes);
             workers.spawn(aws.in_flight_requests, Some(dead), delivered, died, move |m| firehose::sink(target.clone(), aggregate, m))
         }
-        Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
-            let globals = (cfg.aws.kinesis_endpoint.as_ref(), cfg.aws.kinesis_region.as_ref(), None);
-            let target = aws_target(cfg, flow, aws, stream, globals, "Kinesis data stream");
+        (Destination::Kinesis { aws, partition_key, kpl_aggregate_bytes, limits, .. }, Some(target)) => {
             let dead = dead_letters(&target, metrics);
             let options = kinesis::KinesisOptions {
                 partition_key: partition_key.clone(),
@@ -72,11 +122,14 @@ pub fn start(
             };
             workers.spawn(aws.in_flight_requests, Some(dead), delivered, died, move |m| kinesis::sink(target.clone(), options.clone(), m))
         }
-        Destination::File { path, mode } => {
+        (Destination::File { path, mode }, _) => {
             let (path, mode) = (path.clone(), *mode);
             workers.spawn(1, None, delivered, died, move |m| Some(local::FileSink::new(path.clone(), mode, m)))
         }
-        Destination::Stdout => workers.spawn(1, None, delivered, died, |m| Some(local::StdoutSink::new(m))),
+        (Destination::Stdout, _) => workers.spawn(1, None, delivered, died, |m| Some(local::StdoutSink::new(m))),
+        (Destination::Firehose { .. } | Destination::Kinesis { .. }, None) => {
+            Err(std::io::Error::other(format!("flow {}: its AWS destination resolved to no target", flow.id)))
+        }
     }
 }
 
@@ -118,27 +171,6 @@ impl Workers {
     }
 }
 
-/// The resolved AWS target of a flow's sink: its region and endpoint (`globals` are agent.json's
-/// endpoint, region and default region for this service), its dead-letter file and the most
-/// records a request takes; logged once as where the flow sends.
-fn aws_target(
-    cfg: &Config,
-    flow: &Flow,
-    aws: &crate::config::AwsTarget,
-    stream: &str,
-    globals: (Option<&String>, Option<&String>, Option<&str>),
-    service: &str,
-) -> aws::SinkTarget {
-    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-    let (endpoint, region, default_region) = globals;
-    let mut target = aws::SinkTarget::resolve(cfg.format, &cfg.aws, aws, endpoint, region, default_region, stream, backoff);
-    target.dead_letter = deadletter::for_flow(&cfg.checkpoint_file, &flow.id, aws);
-    target.max_request_records = flow.buffer.max_records as usize;
-    let through = target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default();
-    tracing::info!(flow = %flow.id, "sending to {service} {} in {}{through}", target.stream, target.region);
-    target
-}
-
 fn dead_letters(target: &aws::SinkTarget, metrics: &FlowMetrics) -> DeadLetters {
     DeadLetters {
         path: target.dead_letter.clone(),
@@ -146,5 +178,47 @@ fn dead_letters(target: &aws::SinkTarget, metrics: &FlowMetrics) -> DeadLetters 
         destination: metrics.destination.clone(),
         initial_backoff: target.initial_backoff,
         max_backoff: target.max_backoff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AwsTarget, Compression, KinesisLimits, PartitionKey};
+
+    #[test]
+    fn each_destination_states_its_name_largest_record_and_packing() {
+        let plain = AwsTarget::default();
+        let gzip = AwsTarget { compression: Compression::Gzip, ..AwsTarget::default() };
+        let firehose =
+            |aws: &AwsTarget, aggregate_bytes| facts(&Destination::Firehose { stream: "s".into(), aws: aws.clone(), aggregate_bytes });
+        let f = firehose(&plain, None);
+        assert_eq!((f.name.as_str(), f.max_record_bytes, f.packs_records), ("DeliveryStream:s", 1_024_000, false));
+        assert!(firehose(&plain, Some(4096)).packs_records);
+        // compression keeps room for what it may add to incompressible data
+        assert_eq!(firehose(&gzip, None).max_record_bytes, 1_024_000 - (1_024_000 / 128 + 512));
+
+        let kinesis = |kpl, limits| {
+            facts(&Destination::Kinesis {
+                stream: "k".into(),
+                aws: plain.clone(),
+                partition_key: PartitionKey::Random,
+                kpl_aggregate_bytes: kpl,
+                limits,
+            })
+        };
+        let k = kinesis(None, KinesisLimits::default());
+        // the longest partition key always fits beside the data
+        assert_eq!((k.name.as_str(), k.max_record_bytes, k.packs_records), ("KinesisStream:k", 1_048_576 - 256, false));
+        assert!(k.notes.is_empty());
+        let raised = kinesis(Some(51_200), KinesisLimits { record_bytes: 10 << 20, request_bytes: 10 << 20 });
+        assert_eq!(raised.max_record_bytes, (10 << 20) - 256);
+        assert!(raised.packs_records);
+        assert_eq!(raised.notes.len(), 2, "{:?}", raised.notes);
+
+        let file = facts(&Destination::File { path: "/var/out.log".into(), mode: 0o640 });
+        assert_eq!(file.name, "File:/var/out.log");
+        assert_eq!(file.output.as_deref(), Some(std::path::Path::new("/var/out.log")));
+        assert_eq!(facts(&Destination::Stdout).output, None);
     }
 }

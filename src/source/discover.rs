@@ -97,16 +97,12 @@ pub fn own_files(cfg: &crate::config::Config) -> Vec<OwnFile> {
         .map(|path| OwnFile { path, what: "checkpoint database".into() })
         .collect();
     for f in &cfg.flows {
-        match &f.destination {
-            crate::config::Destination::File { path, .. } => {
-                out.push(OwnFile { path: path.clone(), what: format!("output of flow {}", f.id) })
-            }
-            d => {
-                if let Some(aws) = d.aws() {
-                    let path = crate::sinks::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
-                    out.push(OwnFile { path, what: format!("dead-letter file of flow {}", f.id) });
-                }
-            }
+        if let Some(path) = crate::sinks::facts(&f.destination).output {
+            out.push(OwnFile { path, what: format!("output of flow {}", f.id) });
+        }
+        if let Some(aws) = f.destination.aws() {
+            let path = crate::sinks::deadletter::for_flow(&cfg.checkpoint_file, &f.id, aws);
+            out.push(OwnFile { path, what: format!("dead-letter file of flow {}", f.id) });
         }
     }
     out
