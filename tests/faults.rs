@@ -21,8 +21,6 @@ struct Seen {
     errors_500: usize,
     slow: usize,
     resets: usize,
-    /// Requests refused whole because they held an invalid record (Kinesis).
-    invalid_requests: usize,
     /// Service records accepted (each may carry several lines).
     accepted_records: usize,
 }
@@ -33,8 +31,7 @@ enum Service {
     Kinesis,
 }
 
-/// A line the services reject for good: per record in Firehose's answer, the whole request
-/// (`ValidationException`) in Kinesis's, as for a record over the size limit.
+/// A line the services reject for good, per record in their answer (`InvalidArgumentException`).
 const POISON: &str = "POISON";
 
 /// Serves PutRecordBatch (Firehose) or PutRecords (Kinesis) on a loopback port, failing on
@@ -80,11 +77,6 @@ fn faulty_handler(service: Service, s: Arc<Mutex<Seen>>) -> impl Fn(&http::Reque
             .collect();
         let poisoned = |data: &[u8]| String::from_utf8_lossy(data).contains(POISON);
         let mut g = s.lock().unwrap();
-        if service == Service::Kinesis && records.iter().any(|d| poisoned(d)) {
-            g.invalid_requests += 1;
-            let body = br#"{"__type":"ValidationException","message":"1 validation error detected: Value at 'records.1.member.data' failed to satisfy constraint"}"#;
-            return Some(http::response("400 Bad Request", &json, body));
-        }
         let mut responses = Vec::new();
         let mut failed = 0;
         for (i, data) in records.iter().enumerate() {
@@ -237,13 +229,9 @@ fn records_the_service_rejects_go_to_the_dead_letter_file_with_their_origin_and_
             assert_eq!(e["offset"], poison_offsets[k], "the offset where the line starts in its file");
             assert_eq!(e["file"], path.display().to_string());
             assert_eq!(e["flow"], "faults");
-            let code = if service == Service::Kinesis { "ValidationException" } else { "InvalidArgumentException" };
-            assert_eq!(e["error_code"], code);
+            assert_eq!(e["error_code"], "InvalidArgumentException");
         }
         assert!(log.contains("dead-letter file") && log.contains("rejects the record as invalid"), "{log}");
-        if service == Service::Kinesis {
-            assert!(seen.lock().unwrap().invalid_requests >= 3, "an invalid request was halved until the record was alone");
-        }
         // acknowledged: a restart sends nothing again
         let before = seen.lock().unwrap().requests;
         let mut agent = start(service, &endpoint, d.path());
@@ -574,4 +562,87 @@ fn a_secret_key_changed_at_sighup_is_noticed_though_it_never_prints() {
     let log = std::fs::read_to_string(&err).unwrap();
     assert_eq!(log.matches("the AWS settings changed (credentials included)").count(), 1, "only the real change: {log}");
     assert!(!log.contains("secret-never-logged"), "{log}");
+}
+
+/// Refuses every request whole as invalid while `refusing` is set (`code`, as a stream that takes
+/// no direct PUT answers), and accepts every record once it is not; returns the accepted lines.
+fn refusing(service: Service, refusing: Arc<std::sync::atomic::AtomicBool>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = accepted.clone();
+    let endpoint = http::serve(move |req| {
+        let json = [("Content-Type", "application/x-amz-json-1.1")];
+        if refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            let body = match service {
+                Service::Firehose => {
+                    &br#"{"__type":"InvalidArgumentException","message":"This operation is not permitted on KinesisStreamAsSource delivery stream type."}"#[..]
+                }
+                Service::Kinesis => &br#"{"__type":"ValidationException","message":"1 validation error detected: Value at 'streamName' failed to satisfy constraint"}"#[..],
+            };
+            return Some(http::response("400 Bad Request", &json, body));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let records = body["Records"].as_array().unwrap();
+        for r in records {
+            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+            seen.lock().unwrap().extend(String::from_utf8_lossy(&data).lines().map(String::from));
+        }
+        let out = match service {
+            Service::Firehose => {
+                serde_json::json!({"FailedPutCount": 0, "RequestResponses": (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect::<Vec<_>>()})
+            }
+            Service::Kinesis => {
+                serde_json::json!({"FailedRecordCount": 0, "Records": (0..records.len()).map(|i| serde_json::json!({"SequenceNumber": i.to_string(), "ShardId": "shardId-000000000000"})).collect::<Vec<_>>()})
+            }
+        };
+        Some(http::response("200 OK", &json, out.to_string().as_bytes()))
+    });
+    (endpoint, accepted)
+}
+
+#[test]
+fn a_request_refused_whole_as_invalid_is_a_configuration_error_nothing_is_dead_lettered_and_the_records_wait_for_the_fix() {
+    for (service, code) in [(Service::Firehose, "InvalidArgumentException"), (Service::Kinesis, "ValidationException")] {
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (endpoint, accepted) = refusing(service, refuse.clone());
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Writer::new(&d.path().join("app.log"), "v");
+        w.write(300);
+        let cfg = write_config(service, &endpoint, d.path(), "");
+        // the endpoint, and unhealthy at once: no failing time to wait through
+        let config = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, config.replacen("flows:", "http: {listen: '127.0.0.1:0', unhealthy_after_secs: 3600}\nflows:", 1)).unwrap();
+        let err = d.path().join("agent.err");
+        let mut agent = run_agent(&cfg, &err);
+        let base = endpoint_in(&err);
+        let (status, body) = wait_for_status(&base, "/health", 503, Duration::from_secs(20));
+        assert_eq!(status, 503, "{service:?}: {body}");
+        assert!(body.contains("flow faults") && body.contains(":s refuses every request") && body.contains(code), "{service:?}: {body}");
+        let log = wait_for_log(&err, "refused the whole request", Duration::from_secs(20));
+        assert!(log.contains("a configuration error") && log.contains("stream=s"), "{log}");
+        w.write(100);
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(accepted.lock().unwrap().is_empty());
+        // a clean stop: had the checkpoint moved, the next agent would not send the lines again
+        unsafe_kill(agent.id(), "TERM");
+        assert!(wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops").success());
+        let log = std::fs::read_to_string(&err).unwrap();
+        assert!(!d.path().join("dead-letter/faults.jsonl").exists(), "{service:?}: nothing dead-lettered: {log}");
+        // once a minute by each of the flow's four senders, not per attempt
+        assert!((1..=4).contains(&log.matches("refused the whole request").count()), "logged once a minute, not per attempt: {log}");
+
+        let mut agent = run_agent(&cfg, &d.path().join("agent2.err"));
+        let base = endpoint_in(&d.path().join("agent2.err"));
+        assert_eq!(wait_for_status(&base, "/health", 503, Duration::from_secs(20)).0, 503);
+        refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accepted.lock().unwrap().len() < w.written.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (status, body) = wait_for_status(&base, "/health", 200, Duration::from_secs(20));
+        assert_eq!(status, 200, "{service:?}: healthy once the stream takes the records: {body}");
+        unsafe_kill(agent.id(), "TERM");
+        assert!(wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops").success());
+        assert_exactly_once(&w.written, &accepted.lock().unwrap());
+        assert!(!d.path().join("dead-letter/faults.jsonl").exists());
+    }
 }

@@ -85,7 +85,6 @@ fn expect(s: &[u8], at: usize, lit: &[u8]) -> Option<usize> {
     s.get(at..at + lit.len()).filter(|x| *x == lit).map(|_| at + lit.len())
 }
 
-/// The parts of an HTTPDATE: day, month, year span, time, offset span.
 /// Day, month, year span, clock, offset span of an HTTPDATE.
 pub type HttpDate = (u8, u8, Span, Clock, Span);
 

@@ -172,7 +172,9 @@ pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
         let mut window_start = now_ms() / window_ms * window_ms;
         loop {
             let publish_at = window_start + window_ms + offset_ms;
-            std::thread::sleep(Duration::from_millis(publish_at.saturating_sub(now_ms())));
+            // on the runtime, which keeps serving the client's connections meanwhile
+            let wait = Duration::from_millis(publish_at.saturating_sub(now_ms()));
+            rt.block_on(async { tokio::time::sleep(wait).await });
             let at_secs = (window_start / 1000) as i64;
             queue.extend(window_datums(&metrics, &mut before, instance.as_deref(), at_secs));
             window_start += window_ms;

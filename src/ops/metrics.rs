@@ -116,6 +116,8 @@ pub struct FlowMetrics {
     failing_since_ms: AtomicU64,
     /// Unix ms since which batches handed to the sink wait with none delivered; 0 when none wait.
     stalled_since_ms: AtomicU64,
+    /// Unix ms of the first request refused whole as invalid since the last success; 0 while none.
+    refused_since_ms: AtomicU64,
     last_error: Mutex<Option<(u64, String, String)>>,
     window: Mutex<CallWindow>,
     /// Dead-lettered records by when (Unix ms), for the health check; pruned past a day.
@@ -190,6 +192,9 @@ pub enum ErrorKind {
     Invalid,
     /// Anything else: the sink is failing until a call succeeds.
     Failed,
+    /// The service refuses whole requests as invalid: a configuration error (for example a
+    /// stream that takes no direct PUT). The records wait; the flow is unhealthy at once.
+    Refused,
 }
 
 impl Metrics {
@@ -317,6 +322,7 @@ impl Metrics {
             file_bytes_behind: f.per_file.clone(),
             failing_since_ms: AtomicU64::new(0),
             stalled_since_ms: AtomicU64::new(0),
+            refused_since_ms: AtomicU64::new(0),
             last_error: Mutex::new(None),
             window: Mutex::new(CallWindow::default()),
             dead_letters: Mutex::new(Default::default()),
@@ -437,6 +443,14 @@ impl Metrics {
                     failing_after_ms / 1000
                 ));
             }
+            if f.refused_since_ms.load(Ordering::Relaxed) > 0 {
+                let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
+                out.push(format!(
+                    "flow {}: {} refuses every request as invalid{last} (a configuration error: fix the stream or the flow; the records wait in the log files)",
+                    f.id, f.destination
+                ));
+                continue;
+            }
             let since = f.failing_since_ms.load(Ordering::Relaxed);
             if since > 0 && now.saturating_sub(since) >= failing_after_ms {
                 let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
@@ -486,6 +500,7 @@ impl FlowMetrics {
         }
         if call.sent > 0 {
             self.failing_since_ms.store(0, Ordering::Relaxed);
+            self.refused_since_ms.store(0, Ordering::Relaxed);
             self.last_success_seconds.set((now_ms() / 1000) as i64);
         }
     }
@@ -497,8 +512,14 @@ impl FlowMetrics {
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some((now_ms(), code.to_string(), message.chars().take(300).collect()));
         }
-        if kind == ErrorKind::Failed {
-            let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        match kind {
+            ErrorKind::Failed => {
+                let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+            }
+            ErrorKind::Refused => {
+                let _ = self.refused_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+            }
+            ErrorKind::Throttled | ErrorKind::Invalid => {}
         }
     }
 
@@ -592,6 +613,22 @@ mod tests {
         let problems = m.health_problems(1, u64::MAX);
         assert!(problems.len() == 1 && problems[0].contains("tailing engine has not made progress"), "{problems:?}");
         m.heartbeat();
+        assert!(m.health_problems(60_000, u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_stream_that_refuses_whole_requests_is_unhealthy_at_once_until_a_call_succeeds() {
+        let m = Metrics::new(&[("k".into(), "KinesisStream:s".into())]);
+        let f = &m.flows()[0];
+        f.record_error("ValidationException", "stream does not take direct PUT", 1, ErrorKind::Refused);
+        // unhealthy before any failing time has passed
+        let problems = m.health_problems(60_000, u64::MAX);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("KinesisStream:s refuses every request") && problems[0].contains("ValidationException"),
+            "{problems:?}"
+        );
+        f.record_call(Call { attempted: 1, sent: 1, ..Call::default() });
         assert!(m.health_problems(60_000, u64::MAX).is_empty());
     }
 

@@ -220,6 +220,9 @@ pub fn is_invalid_record(code: &str) -> bool {
     matches!(code, "InvalidArgumentException" | "ValidationException")
 }
 
+/// What to tell an operator when a service refuses a whole request as invalid.
+pub const REFUSED_ADVICE: &str = "a configuration error, not a bad record (requests are within the service's limits by construction): for example a stream that takes no direct PUT (a Firehose stream fed by Kinesis), record limits set above the stream's, or a KMS key the stream cannot use; nothing is dead-lettered, the records wait in the log files and go once the stream or the flow is fixed";
+
 /// What to tell an operator about an error code.
 pub fn advice(code: &str) -> &'static str {
     if is_invalid_record(code) {
@@ -276,6 +279,14 @@ impl ErrorLog {
                 self.last.insert(kind.to_string(), (Instant::now(), 0));
                 Some(0)
             }
+        }
+    }
+
+    /// Logs a whole request refused as invalid: the stream or the flow is misconfigured.
+    pub fn refused(&mut self, flow: &str, stream: &str, call: &str, code: &str, message: &str) {
+        if let Some(missed) = self.due(&format!("refused {code}")) {
+            let again = if missed > 0 { format!(" ({missed} more since the last report)") } else { String::new() };
+            tracing::error!(flow = %flow, stream = %stream, "{call} refused the whole request: {code}: {message} — {REFUSED_ADVICE}{again}");
         }
     }
 

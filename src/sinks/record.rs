@@ -4,14 +4,16 @@
 //! accepted or rejected for good ([`send_until_accepted`]).
 //!
 //! Guarantees: requests are legal by construction; after a partial failure only the failed
-//! records go again, after a backoff with jitter; a record the service calls invalid is rejected
-//! (a whole request called invalid is halved until the invalid records are alone); nothing else
-//! ever gives up. Not done here: what a rejected record becomes (the worker dead-letters it).
+//! records go again; the backoff grows only after attempts that moved nothing, with jitter on
+//! every wait, slept on the sink's runtime; a record the service calls invalid is rejected; a
+//! whole request called invalid is a configuration error (the records wait, the flow is
+//! unhealthy); nothing else ever gives up. Not done here: what a rejected record becomes (the
+//! worker dead-letters it).
 
 use super::aws::{describe_failure, error_kind, is_invalid_record, is_throttling, jitter, ErrorLog, Rejected, SinkTarget};
 use crate::batch::Batch;
 use crate::config::Compression;
-use crate::ops::metrics::{Call, FlowMetrics};
+use crate::ops::metrics::{Call, ErrorKind, FlowMetrics};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -93,13 +95,100 @@ pub fn rejected_members(failed: Vec<Rejected>, members: impl Fn(usize) -> std::o
         .flat_map(move |r| members(r.record).map(move |m| Rejected { record: m, code: r.code.clone(), message: r.message.clone() }))
 }
 
+/// What one answer did to the records it carried.
+#[derive(Debug, Default, PartialEq)]
+pub struct Judged {
+    /// Records to send again (not accepted, not rejected for good), in request order.
+    pub again: Vec<usize>,
+    /// Records rejected for good (each record the service called invalid).
+    pub rejected: Vec<Rejected>,
+    /// Whether the attempt moved anything: a record accepted or rejected for good.
+    pub progress: bool,
+    /// Whether the service said it was throttling (records or the whole call).
+    pub throttled: bool,
+}
+
+/// Judges the answer to a request that carried `pending` (indexes; `sizes` by index for the
+/// bytes): records every figure in `metrics` and logs errors through `errors`. A record the
+/// service calls invalid is rejected for good; a whole request called invalid is a refusal of
+/// the configuration (the stream takes no such request), not of its records: they are sent
+/// again, and the flow is unhealthy until a call succeeds.
+pub fn judge(
+    answer: Attempt,
+    pending: &[usize],
+    sizes: &[usize],
+    (target, flow_id, call): (&SinkTarget, &str, &str),
+    errors: &mut ErrorLog,
+    metrics: &FlowMetrics,
+) -> Judged {
+    let mut judged = Judged::default();
+    match answer {
+        Attempt::Answered(results) => {
+            let mut codes: BTreeMap<String, (usize, String)> = BTreeMap::new();
+            let mut results = results.into_iter();
+            let mut outcome = Call { attempted: pending.len() as u64, ..Call::default() };
+            for &i in pending {
+                match results.next() {
+                    Some(None) => {
+                        outcome.sent += 1;
+                        outcome.bytes_sent += sizes.get(i).copied().unwrap_or(0) as u64;
+                    }
+                    Some(Some((code, message))) if is_invalid_record(&code) => {
+                        errors.error(flow_id, &target.stream, call, &code, &message);
+                        metrics.record_error(&code, &message, 1, error_kind(&code));
+                        judged.rejected.push(Rejected { record: i, code, message });
+                    }
+                    Some(Some((code, message))) => {
+                        judged.again.push(i);
+                        outcome.throttled += u64::from(is_throttling(&code));
+                        codes.entry(code).or_insert((0, message)).0 += 1;
+                    }
+                    // an answer shorter than the request: the rest were not accepted
+                    None => judged.again.push(i),
+                }
+            }
+            outcome.failed = outcome.attempted - outcome.sent;
+            metrics.record_call(outcome);
+            for (code, (n, message)) in &codes {
+                metrics.record_error(code, message, *n as u64, error_kind(code));
+            }
+            judged.progress = judged.again.len() < pending.len();
+            judged.throttled = outcome.throttled > 0;
+            if !judged.again.is_empty() {
+                tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending them again", judged.again.len());
+            }
+        }
+        Attempt::Failed { code, message } => {
+            let throttled = is_throttling(&code);
+            metrics.record_call(Call {
+                attempted: pending.len() as u64,
+                failed: pending.len() as u64,
+                throttled: if throttled { pending.len() as u64 } else { 0 },
+                service_error: true,
+                ..Call::default()
+            });
+            if is_invalid_record(&code) {
+                metrics.record_error(&code, &message, 1, ErrorKind::Refused);
+                errors.refused(flow_id, &target.stream, call, &code, &message);
+            } else {
+                metrics.record_error(&code, &message, 1, error_kind(&code));
+                errors.error(flow_id, &target.stream, call, &code, &message);
+            }
+            judged.again = pending.to_vec();
+            judged.throttled = throttled;
+        }
+    }
+    judged
+}
+
 /// Sends the records `pending` (indexes into the caller's batch) until every one was accepted or
 /// rejected for good, and returns the rejected ones. After a partial failure only the records
-/// that failed go again; every failure is followed by a backoff with jitter that doubles up to
-/// the target's maximum. A record the service calls invalid is rejected; a whole request called
-/// invalid is halved until the invalid records are alone. Anything else never gives up: the
-/// records wait, as the log files do.
-/// Every attempt is recorded in `metrics`, with `sizes` (of the records, by index) for the bytes.
+/// that failed go again. The backoff follows progress: an attempt that accepted or rejected
+/// anything resets it (the failed records go again after the initial backoff), and only an
+/// attempt that moved nothing doubles it, up to the target's maximum; every wait has jitter.
+/// Nothing but a record the service calls invalid ever gives up: the records wait, as the log
+/// files do ([`judge`]).
+/// `wait` sleeps the backoff: on the sink's runtime, which keeps serving its connections.
 #[allow(clippy::too_many_arguments)]
 pub fn send_until_accepted(
     target: &SinkTarget,
@@ -108,84 +197,25 @@ pub fn send_until_accepted(
     errors: &mut ErrorLog,
     metrics: &FlowMetrics,
     sizes: &[usize],
-    pending: Vec<usize>,
+    mut pending: Vec<usize>,
     mut send: impl FnMut(&[usize]) -> Attempt,
+    mut wait: impl FnMut(std::time::Duration),
 ) -> Vec<Rejected> {
     let mut rejected = Vec::new();
-    // groups still to send, the next one last
-    let mut groups = vec![pending];
-    while let Some(mut pending) = groups.pop() {
-        let mut backoff = target.initial_backoff;
-        while !pending.is_empty() {
-            match send(&pending) {
-                Attempt::Answered(results) => {
-                    let mut still = Vec::new();
-                    let mut codes: BTreeMap<String, (usize, String)> = BTreeMap::new();
-                    let mut results = results.into_iter();
-                    let mut outcome = Call { attempted: pending.len() as u64, ..Call::default() };
-                    for &i in &pending {
-                        match results.next() {
-                            Some(None) => {
-                                outcome.sent += 1;
-                                outcome.bytes_sent += sizes.get(i).copied().unwrap_or(0) as u64;
-                            }
-                            Some(Some((code, message))) if is_invalid_record(&code) => {
-                                errors.error(flow_id, &target.stream, call, &code, &message);
-                                metrics.record_error(&code, &message, 1, error_kind(&code));
-                                rejected.push(Rejected { record: i, code, message });
-                            }
-                            Some(Some((code, message))) => {
-                                still.push(i);
-                                outcome.throttled += u64::from(is_throttling(&code));
-                                codes.entry(code).or_insert((0, message)).0 += 1;
-                            }
-                            // an answer shorter than the request: the rest were not accepted
-                            None => still.push(i),
-                        }
-                    }
-                    outcome.failed = outcome.attempted - outcome.sent;
-                    metrics.record_call(outcome);
-                    for (code, (n, message)) in &codes {
-                        metrics.record_error(code, message, *n as u64, error_kind(code));
-                    }
-                    pending = still;
-                    if pending.is_empty() {
-                        break;
-                    }
-                    tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending only those again", pending.len());
-                }
-                Attempt::Failed { code, message } if is_invalid_record(&code) => {
-                    metrics.record_call(Call {
-                        attempted: pending.len() as u64,
-                        failed: pending.len() as u64,
-                        service_error: true,
-                        ..Call::default()
-                    });
-                    metrics.record_error(&code, &message, 1, error_kind(&code));
-                    errors.error(flow_id, &target.stream, call, &code, &message);
-                    if pending.len() == 1 {
-                        rejected.push(Rejected { record: pending[0], code, message });
-                    } else {
-                        let second = pending.split_off(pending.len() / 2);
-                        groups.push(second);
-                        groups.push(pending);
-                    }
-                    break;
-                }
-                Attempt::Failed { code, message } => {
-                    let throttled = if is_throttling(&code) { pending.len() as u64 } else { 0 };
-                    metrics.record_call(Call {
-                        attempted: pending.len() as u64,
-                        failed: pending.len() as u64,
-                        throttled,
-                        service_error: true,
-                        ..Call::default()
-                    });
-                    metrics.record_error(&code, &message, 1, error_kind(&code));
-                    errors.error(flow_id, &target.stream, call, &code, &message)
-                }
-            }
-            std::thread::sleep(jitter(backoff));
+    let mut backoff = target.initial_backoff;
+    while !pending.is_empty() {
+        let answer = send(&pending);
+        let judged = judge(answer, &pending, sizes, (target, flow_id, call), errors, metrics);
+        rejected.extend(judged.rejected);
+        pending = judged.again;
+        if pending.is_empty() {
+            break;
+        }
+        if judged.progress {
+            backoff = target.initial_backoff;
+            wait(jitter(backoff));
+        } else {
+            wait(jitter(backoff));
             backoff = (backoff * 2).min(target.max_backoff);
         }
     }
@@ -304,10 +334,13 @@ impl<P: PutApi> RecordSink<P> {
         let (max_bytes, max_records) = api.request_limits();
         let mut rejected = Vec::new();
         for request in requests(&sizes, max_bytes, target.max_request_records.min(max_records)) {
-            let failed = send_until_accepted(target, &metrics.id, P::CALL, errors, metrics, &sizes, request, |pending| {
+            let send = |pending: &[usize]| {
                 let records = pending.iter().map(|&i| (units[i].data.as_ref(), units[i].key.as_deref()));
                 api.put(rt, &target.stream, request_body(P::STREAM_MEMBER, &target.stream, records))
-            });
+            };
+            // the timer is made inside the runtime: `sleep` outside it has no reactor
+            let wait = |backoff| rt.block_on(async { tokio::time::sleep(backoff).await });
+            let failed = send_until_accepted(target, &metrics.id, P::CALL, errors, metrics, &sizes, request, send, wait);
             rejected.extend(rejected_members(failed, |u| units[u].members.clone()));
         }
         rejected
@@ -331,6 +364,11 @@ mod tests {
         Some((c.into(), "m".into()))
     }
 
+    /// `send_until_accepted` for flow "f" over eight one-byte records.
+    fn send_eight(pending: Vec<usize>, send: impl FnMut(&[usize]) -> Attempt, wait: impl FnMut(std::time::Duration)) -> Vec<Rejected> {
+        send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], pending, send, wait)
+    }
+
     #[test]
     fn only_failed_records_are_sent_again() {
         let mut sent: Vec<Vec<usize>> = Vec::new();
@@ -341,39 +379,107 @@ mod tests {
             Attempt::Answered(vec![None, None]),
         ]
         .into_iter();
-        let rejected =
-            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], vec![0, 1, 2, 3], |p| {
-                sent.push(p.to_vec());
-                answers.next().expect("no more attempts than answers")
-            });
+        let mut waits = 0;
+        let send = |p: &[usize]| {
+            sent.push(p.to_vec());
+            answers.next().expect("no more attempts than answers")
+        };
+        let rejected = send_eight(vec![0, 1, 2, 3], send, |_| waits += 1);
         assert_eq!(sent, vec![vec![0, 1, 2, 3], vec![1, 3], vec![1, 3], vec![1, 3]]);
+        assert_eq!(waits, 3, "a backoff after each attempt that left records, none after the last");
         assert!(rejected.is_empty());
     }
 
     #[test]
-    fn invalid_records_are_rejected_and_an_invalid_request_is_halved_until_they_are_alone() {
-        // records 2 and 5 are invalid; the service rejects a whole request that holds one
-        let invalid = [2usize, 5];
+    fn the_backoff_grows_only_after_attempts_that_moved_nothing() {
+        let target =
+            SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (100, 1000));
+        let failed = || Attempt::Failed { code: "InternalFailure".into(), message: "x".into() };
+        let mut answers = vec![
+            failed(),
+            failed(),
+            failed(),
+            // progress: half accepted
+            Attempt::Answered(vec![None, code("ServiceUnavailableException"), None, code("ServiceUnavailableException")]),
+            failed(),
+            Attempt::Answered(vec![None, None]),
+        ]
+        .into_iter();
+        let mut waits = Vec::new();
+        let m = metrics();
+        let rejected = send_until_accepted(
+            &target,
+            "f",
+            "Put",
+            &mut ErrorLog::default(),
+            &m.flows()[0],
+            &[1; 8],
+            vec![0, 1, 2, 3],
+            |_| answers.next().expect("no more attempts than answers"),
+            |d| waits.push(d.as_millis() as u64),
+        );
+        assert!(rejected.is_empty());
+        // doubling after each attempt that moved nothing, back to the start after progress
+        let nominal = [100, 200, 400, 100, 100];
+        assert_eq!(waits.len(), nominal.len(), "{waits:?}");
+        for (w, n) in waits.iter().zip(nominal) {
+            assert!(*w >= n * 7 / 10 && *w <= n * 13 / 10, "{waits:?} against {nominal:?}");
+        }
+        // jitter on every wait: five waits from the clock's nanoseconds are not all nominal
+        assert!(waits.iter().zip(nominal).any(|(w, n)| *w != n), "{waits:?}");
+    }
+
+    #[test]
+    fn invalid_records_are_rejected_and_an_invalid_request_waits_for_a_fix_without_rejecting_anything() {
+        // the whole request refused as invalid three times (a misconfigured stream), then fixed
+        let mut refusals = 3;
         let mut sent: Vec<Vec<usize>> = Vec::new();
-        let rejected =
-            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], (0..8).collect(), |p| {
+        let m = metrics();
+        let rejected = send_until_accepted(
+            &target(),
+            "f",
+            "Put",
+            &mut ErrorLog::default(),
+            &m.flows()[0],
+            &[1; 8],
+            (0..8).collect(),
+            |p| {
                 sent.push(p.to_vec());
-                if p.iter().any(|i| invalid.contains(i)) {
-                    Attempt::Failed { code: "ValidationException".into(), message: "record too large".into() }
+                if refusals > 0 {
+                    refusals -= 1;
+                    Attempt::Failed { code: "ValidationException".into(), message: "stream does not take direct PUT".into() }
                 } else {
                     Attempt::Answered(vec![None; p.len()])
                 }
-            });
-        assert_eq!(rejected.iter().map(|r| r.record).collect::<Vec<_>>(), vec![2, 5]);
-        assert_eq!(rejected[0].message, "record too large");
-        let accepted: Vec<usize> = sent.iter().filter(|p| !p.iter().any(|i| invalid.contains(i))).flatten().copied().collect::<Vec<_>>();
-        assert_eq!(accepted, vec![0, 1, 3, 4, 6, 7], "every valid record accepted once, in order");
-        // a per-record rejection needs no halving
-        let rejected =
-            send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], vec![0, 1], |p| {
-                Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect())
-            });
+            },
+            |_| {},
+        );
+        assert!(rejected.is_empty(), "nothing dead-lettered for a refused request: {rejected:?}");
+        assert_eq!(sent, vec![(0..8).collect::<Vec<_>>(); 4], "the whole request again, never halved");
+        assert!(m.health_problems(60_000, u64::MAX).is_empty(), "healthy again once a call succeeded");
+        // a per-record rejection is for good
+        let rejected = send_eight(
+            vec![0, 1],
+            |p| Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect()),
+            |_| {},
+        );
         assert_eq!(rejected, vec![Rejected { record: 1, code: "InvalidArgumentException".into(), message: "m".into() }]);
+    }
+
+    #[test]
+    fn a_refused_request_makes_the_flow_unhealthy_at_once() {
+        let m = metrics();
+        let judged = judge(
+            Attempt::Failed { code: "InvalidArgumentException".into(), message: "no direct PUT".into() },
+            &[0, 1],
+            &[1, 1],
+            (&target(), "f", "Put"),
+            &mut ErrorLog::default(),
+            &m.flows()[0],
+        );
+        assert_eq!((judged.again, judged.rejected.len(), judged.progress), (vec![0, 1], 0, false));
+        let problems = m.health_problems(60_000, u64::MAX);
+        assert!(problems.len() == 1 && problems[0].contains("InvalidArgumentException: no direct PUT"), "{problems:?}");
     }
 
     #[test]
