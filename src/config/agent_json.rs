@@ -315,6 +315,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         min_time_between_file_polls_ms: o.int(ctx, "minTimeBetweenFilePollsMillis", 100, 1, DAY_MS) as u64,
         max_time_between_file_tracker_refresh_ms: o.int(ctx, "maxTimeBetweenFileTrackerRefreshMillis", 10_000, 1, DAY_MS) as u64,
         rotated_grace_ms: DEFAULT_ROTATED_GRACE_MS,
+        deleted_files_max_bytes: crate::config::DEFAULT_DELETED_FILES_MAX_BYTES,
         file_footer_pattern: o
             .str(ctx, "fileFooterPattern")
             .filter(|s| !s.is_empty())

@@ -163,6 +163,9 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     if f.rotated_grace_ms != crate::config::DEFAULT_ROTATED_GRACE_MS {
         m.insert("rotated_file_grace_ms".into(), f.rotated_grace_ms.into());
     }
+    if f.deleted_files_max_bytes != crate::config::DEFAULT_DELETED_FILES_MAX_BYTES {
+        m.insert("deleted_files_max_bytes".into(), f.deleted_files_max_bytes.into());
+    }
     match &f.assembly {
         Assembly::Lines => {}
         Assembly::MultiLine { start } => {

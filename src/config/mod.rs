@@ -35,6 +35,8 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 /// How long a rotated-away file is still followed after its last growth, by default.
 pub const DEFAULT_ROTATED_GRACE_MS: u64 = 60_000;
+/// The default of [`Flow::deleted_files_max_bytes`]: 1 GiB.
+pub const DEFAULT_DELETED_FILES_MAX_BYTES: u64 = 1 << 30;
 pub const DAY_SECS: i64 = 86_400;
 pub const YEAR_SECS: i64 = 365 * 86_400;
 /// What a file sink's output is created with: the owner writes, its group reads.
@@ -204,10 +206,13 @@ impl Compression {
     }
 }
 
+/// Requests an AWS flow keeps in flight at most, in both formats (see docs/benchmarks.md).
+pub const DEFAULT_IN_FLIGHT_REQUESTS: usize = 4;
+
 /// Per-sink AWS overrides (native format); agent.json sinks inherit the global settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsTarget {
-    /// Requests sent at once for this flow (1 keeps the order of each file's records).
+    /// Requests in flight at once for this flow, at most ([`DEFAULT_IN_FLIGHT_REQUESTS`]).
     pub in_flight_requests: usize,
     pub region: Option<String>,
     pub endpoint: Option<String>,
@@ -224,7 +229,7 @@ pub struct AwsTarget {
 impl Default for AwsTarget {
     fn default() -> Self {
         AwsTarget {
-            in_flight_requests: 1,
+            in_flight_requests: DEFAULT_IN_FLIGHT_REQUESTS,
             region: None,
             endpoint: None,
             role_arn: None,
@@ -346,6 +351,9 @@ pub struct Flow {
     /// last growth (a slow writer may still append), before its unterminated last line is sent
     /// and it is let go.
     pub rotated_grace_ms: u64,
+    /// The most bytes not yet acknowledged that the flow keeps in files deleted while it held
+    /// them open (they take disk space, and a stop loses them); past it the oldest is let go.
+    pub deleted_files_max_bytes: u64,
     pub file_footer_pattern: Option<JavaRegex>,
 }
 

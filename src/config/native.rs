@@ -386,6 +386,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         min_time_between_file_polls_ms: 100,
         max_time_between_file_tracker_refresh_ms: o.int(ctx, "scan_interval_ms", 10_000, 50, 3_600_000) as u64,
         rotated_grace_ms: o.int(ctx, "rotated_file_grace_ms", DEFAULT_ROTATED_GRACE_MS as i64, 100, DAY_MS) as u64,
+        deleted_files_max_bytes: o.int(ctx, "deleted_files_max_bytes", DEFAULT_DELETED_FILES_MAX_BYTES as i64, 1 << 20, 1 << 50) as u64,
         file_footer_pattern: o.str(ctx, "file_footer_pattern").and_then(|p| match JavaRegex::new(&p) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -405,7 +406,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
 fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
     let ty = s.required_str(ctx, "type")?;
     let aws = |ctx: &mut Ctx| AwsTarget {
-        in_flight_requests: s.int(ctx, "max_in_flight_requests", 1, 1, 64) as usize,
+        in_flight_requests: s.int(ctx, "max_in_flight_requests", super::DEFAULT_IN_FLIGHT_REQUESTS as i64, 1, 64) as usize,
         region: s.str(ctx, "region"),
         endpoint: s.str(ctx, "endpoint"),
         role_arn: s.str(ctx, "role_arn"),

@@ -90,9 +90,10 @@ pub(super) fn start_flow(
         discovery,
         chain: Chain::new(&flow.processors, ctx.clone()),
         tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()),
-        // AWS sinks: one batch per request in flight and one ready; reading further ahead only
-        // holds memory. Local sinks write what waits under one fsync.
-        out: Outbox::new(sink_tx, flow, flow.destination.aws().map_or(usize::MAX, |a| a.in_flight_requests.max(1) + 1)),
+        // AWS sinks: two batches per request in flight and one more, so that the records that
+        // failed always find new ones to fill a request with; reading further ahead only holds
+        // memory. Local sinks write what waits under one fsync.
+        out: Outbox::new(sink_tx, flow, flow.destination.aws().map_or(usize::MAX, |a| 2 * a.in_flight_requests.max(1) + 1)),
         sink_threads,
         unlistable: HashSet::new(),
         refused: HashSet::new(),

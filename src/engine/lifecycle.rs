@@ -91,6 +91,8 @@ impl Engine {
             // a sink stalled for good may never return: its threads are left to end on their own
             f.sink_threads.clear();
         }
+        self.report_abandoned(fi, "stopping this flow (reload)");
+        let f = &mut self.flows[fi];
         f.tails.release(&mut self.store);
         for h in f.sink_threads.drain(..) {
             let _ = h.join();
@@ -189,6 +191,11 @@ impl Engine {
                 self.in_flight,
                 waiting.join(", ")
             );
+        }
+        for fi in 0..self.flows.len() {
+            if !self.retired.contains(&fi) {
+                self.report_abandoned(fi, "stopping");
+            }
         }
         for f in &mut self.flows {
             f.out.sink = None;

@@ -21,6 +21,7 @@
 //!
 //! Not done here: sending (the sinks), metrics.
 
+mod backlog;
 mod flow;
 mod lifecycle;
 mod reload;
@@ -366,6 +367,11 @@ impl Engine {
         }
         if now >= self.last_publish + PUBLISH_EVERY {
             self.last_publish = now;
+            for fi in 0..self.flows.len() {
+                if !self.flows[fi].retiring {
+                    self.bound_deleted(fi);
+                }
+            }
             self.publish_metrics();
         }
         if now >= self.last_status + Duration::from_secs(self.cfg.status_period_secs) {

@@ -106,7 +106,13 @@ pub struct FlowMetrics {
     pub service_errors: Counter,
     pub throttled_records: Counter,
     pub records_dead_lettered: Counter,
+    /// Lines and bytes of deleted files let go unread (past `deleted_files_max_bytes`).
+    pub lines_lost: Counter,
+    pub bytes_lost: Counter,
     pub bytes_behind: Gauge,
+    /// Bytes not yet acknowledged in files deleted while held open, and those files.
+    pub deleted_bytes_behind: Gauge,
+    pub deleted_files_behind: Gauge,
     pub files_behind: Gauge,
     pub checkpoint_age_seconds: Gauge,
     pub last_success_seconds: Gauge,
@@ -146,7 +152,11 @@ struct Families {
     service: Family<FlowLabels, Counter>,
     throttled: Family<FlowLabels, Counter>,
     dead: Family<FlowLabels, Counter>,
+    lines_lost: Family<FlowLabels, Counter>,
+    bytes_lost: Family<FlowLabels, Counter>,
     behind: Family<FlowLabels, Gauge>,
+    deleted_behind: Family<FlowLabels, Gauge>,
+    deleted_files: Family<FlowLabels, Gauge>,
     files_behind: Family<FlowLabels, Gauge>,
     age: Family<FlowLabels, Gauge>,
     success: Family<FlowLabels, Gauge>,
@@ -230,7 +240,17 @@ impl Metrics {
             service: family!("service_errors", "Requests that failed as a whole (service, network, credentials)"),
             throttled: family!("throttled_records", "Records refused because of throttling"),
             dead: family!("records_dead_lettered", "Records the destination rejected as invalid, written to the dead-letter file"),
+            lines_lost: family!(
+                "lines_lost",
+                "Lines of deleted files let go unread because the flow's deleted files held more than deleted_files_max_bytes"
+            ),
+            bytes_lost: family!("bytes_lost", "Bytes of deleted files let go unread (see lines_lost)"),
             behind: family!("bytes_behind", "Bytes of the flow's files not yet acknowledged"),
+            deleted_behind: family!(
+                "deleted_bytes_behind",
+                "Bytes not yet acknowledged in files deleted while held open (counted in bytes_behind; a stop loses them)"
+            ),
+            deleted_files: family!("deleted_files_behind", "Files deleted while held open with bytes not yet acknowledged"),
             files_behind: family!("files_behind", "Files of the flow with bytes not yet acknowledged"),
             age: family!("checkpoint_age_seconds", "Seconds since a checkpoint of the flow last moved while bytes are behind"),
             success: family!("last_success_timestamp_seconds", "When the sink last had a request accepted (Unix time)"),
@@ -314,7 +334,11 @@ impl Metrics {
             service_errors: c(&f.service),
             throttled_records: c(&f.throttled),
             records_dead_lettered: c(&f.dead),
+            lines_lost: c(&f.lines_lost),
+            bytes_lost: c(&f.bytes_lost),
             bytes_behind: g(&f.behind),
+            deleted_bytes_behind: g(&f.deleted_behind),
+            deleted_files_behind: g(&f.deleted_files),
             files_behind: g(&f.files_behind),
             checkpoint_age_seconds: g(&f.age),
             last_success_seconds: g(&f.success),
@@ -360,10 +384,12 @@ impl Metrics {
             &f.service,
             &f.throttled,
             &f.dead,
+            &f.lines_lost,
+            &f.bytes_lost,
         ] {
             c.remove(&l);
         }
-        for g in [&f.consecutive, &f.behind, &f.files_behind, &f.age, &f.success] {
+        for g in [&f.consecutive, &f.behind, &f.files_behind, &f.age, &f.success, &f.deleted_behind, &f.deleted_files] {
             g.remove(&l);
         }
     }

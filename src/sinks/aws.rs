@@ -32,6 +32,8 @@ pub struct SinkTarget {
     pub dead_letter_max_bytes: u64,
     /// Most records in one request (the flow's `maxBufferSizeRecords`, at most 500).
     pub max_request_records: usize,
+    /// Most requests in flight at once (the flow's `max_in_flight_requests`).
+    pub in_flight_requests: usize,
 }
 
 impl std::fmt::Debug for SinkTarget {
@@ -108,6 +110,7 @@ impl SinkTarget {
             dead_letter: target.dead_letter_file.clone().unwrap_or_default(),
             dead_letter_max_bytes: target.dead_letter_max_bytes,
             max_request_records: 500,
+            in_flight_requests: target.in_flight_requests,
         }
     }
 

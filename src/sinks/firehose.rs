@@ -6,13 +6,13 @@
 //!   to 1,024,000 bytes before they got here;
 //! - with `aggregate_record_bytes` (native), converted records are packed whole into Firehose
 //!   records of at most that size: S3 receives the same bytes in fewer billing units;
-//! - a partial failure re-sends only the records that failed, after a backoff with jitter; a
-//!   batch is acknowledged only when every record in it was accepted;
+//! - a partial failure re-sends only the records that failed, with the next request's new
+//!   records ([`RecordSink`]); a batch is acknowledged only when every record in it was accepted;
 //! - an error that retrying will not heal (stream not found, access denied, bad credentials) is
 //!   logged with the stream, the flow and the likely fix, at most once a minute, and retried with
 //!   backoff: the records wait in the log files, nothing is thrown away;
-//! - every call has connect, read, attempt and operation timeouts, and the sink's own backoff loop
-//!   outlives the SDK's retry token bucket;
+//! - every call has connect, read, attempt and operation timeouts; the SDK does not retry: the
+//!   sink's pace and backoff see every answer;
 //! - credentials never appear in messages.
 //!
 //! - a record the service rejects as invalid goes to the flow's dead-letter file with its source
@@ -23,7 +23,7 @@ use crate::batch::Batch;
 use crate::config::{AwsTarget, Compression};
 use crate::ops::metrics::FlowMetrics;
 use crate::sinks::aws::SinkTarget;
-use crate::sinks::record::{answered, encode_record, failed_call, pack_whole, with_body, Attempt, PutApi, RecordSink, Unit};
+use crate::sinks::record::{answered, encode_record, failed_call, pack_whole, with_body, Put, PutApi, RecordSink, Unit};
 use crate::sinks::Facts;
 use std::sync::Arc;
 
@@ -73,19 +73,21 @@ impl PutApi for Firehose {
         (MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS)
     }
 
-    fn units<'a>(&mut self, batch: &'a Batch, compression: Compression) -> Vec<Unit<'a>> {
+    fn units(&mut self, batch: &Batch, compression: Compression) -> Vec<Unit> {
         let groups = match self.aggregate_bytes {
             Some(max) => pack_whole(&batch.records().map(<[u8]>::len).collect::<Vec<_>>(), max),
             None => (0..batch.len()).map(|i| i..i + 1).collect(),
         };
-        groups.into_iter().map(|g| Unit { data: encode_record(compression, batch.span(g.clone())), key: None, members: g }).collect()
+        groups.into_iter().map(|g| Unit::of(encode_record(compression, batch.span(g.clone())), None, g)).collect()
     }
 
-    fn put(&self, rt: &tokio::runtime::Runtime, stream: &str, body: Vec<u8>) -> Attempt {
+    fn put(&self, stream: &str, body: Vec<u8>) -> Put {
         let call = self.client.put_record_batch().delivery_stream_name(stream).set_records(Some(Vec::new()));
-        match rt.block_on(call.customize().mutate_request(with_body(body)).send()) {
-            Ok(out) => answered(out.request_responses().iter().map(|r| (r.error_code(), r.error_message()))),
-            Err(e) => failed_call(&e),
-        }
+        Box::pin(async move {
+            match call.customize().mutate_request(with_body(body)).send().await {
+                Ok(out) => answered(out.request_responses().iter().map(|r| (r.error_code(), r.error_message()))),
+                Err(e) => failed_call(&e),
+            }
+        })
     }
 }

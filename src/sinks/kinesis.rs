@@ -7,7 +7,7 @@
 //! - partition keys: `RANDOM` (a random decimal, as the Kinesis Agent sends), `DETERMINISTIC`
 //!   (MD5 of the record's own bytes, not of the read buffer as in the Kinesis Agent), a top-level
 //!   field of the JSON record (random when the record has none), or a constant;
-//! - a partial failure re-sends only the failed records, after a backoff with jitter; a batch is
+//! - a partial failure re-sends only the failed records, with the next request's new ones; a batch is
 //!   acknowledged only when every record in it was accepted; errors that will not heal are logged
 //!   with the stream, the flow and the fix, at most once a minute, and retried: nothing is dropped.
 //!
@@ -24,7 +24,7 @@ use crate::config::{AwsTarget, Compression, KinesisLimits, PartitionKey};
 use crate::ops::metrics::FlowMetrics;
 use crate::sinks::aws::SinkTarget;
 use crate::sinks::kpl::{self, Keys};
-use crate::sinks::record::{answered, encode_record, failed_call, with_body, Attempt, PutApi, RecordSink, Unit};
+use crate::sinks::record::{answered, encode_record, failed_call, with_body, Put, PutApi, RecordSink, Unit};
 use crate::sinks::Facts;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
@@ -133,7 +133,7 @@ impl PutApi for Kinesis {
         (self.options.limits.request_bytes, MAX_REQUEST_RECORDS)
     }
 
-    fn units<'a>(&mut self, batch: &'a Batch, compression: Compression) -> Vec<Unit<'a>> {
+    fn units(&mut self, batch: &Batch, compression: Compression) -> Vec<Unit> {
         let Kinesis { options, seed, .. } = self;
         let mut random = || Kinesis::random(seed);
         let records: Vec<&[u8]> = batch.records().collect();
@@ -141,10 +141,8 @@ impl PutApi for Kinesis {
             return records
                 .iter()
                 .enumerate()
-                .map(|(i, r)| Unit {
-                    key: Some(partition_key(&options.partition_key, r, &mut random)),
-                    data: encode_record(compression, r),
-                    members: i..i + 1,
+                .map(|(i, r)| {
+                    Unit::of(encode_record(compression, r), Some(partition_key(&options.partition_key, r, &mut random)), i..i + 1)
                 })
                 .collect();
         };
@@ -162,15 +160,17 @@ impl PutApi for Kinesis {
             };
             kpl::aggregate(&refs, keys, max)
         };
-        packed.into_iter().map(|p| Unit { key: Some(p.partition_key), data: Cow::Owned(p.data), members: p.members }).collect()
+        packed.into_iter().map(|p| Unit { key: Some(p.partition_key), data: Some(p.data), members: p.members }).collect()
     }
 
-    fn put(&self, rt: &tokio::runtime::Runtime, stream: &str, body: Vec<u8>) -> Attempt {
+    fn put(&self, stream: &str, body: Vec<u8>) -> Put {
         let call = self.client.put_records().stream_name(stream).set_records(Some(Vec::new()));
-        match rt.block_on(call.customize().mutate_request(with_body(body)).send()) {
-            Ok(out) => answered(out.records().iter().map(|r| (r.error_code(), r.error_message()))),
-            Err(e) => failed_call(&e),
-        }
+        Box::pin(async move {
+            match call.customize().mutate_request(with_body(body)).send().await {
+                Ok(out) => answered(out.records().iter().map(|r| (r.error_code(), r.error_message()))),
+                Err(e) => failed_call(&e),
+            }
+        })
     }
 }
 

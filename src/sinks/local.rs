@@ -9,7 +9,7 @@
 //! It assumes it is the output's only writer (the configuration gives each file sink its own
 //! file): a failed group is cut off before it is written again.
 
-use super::{Rejected, Sink};
+use super::{GroupSink, Rejected};
 use crate::batch::Batch;
 use crate::ops::metrics::{Call, ErrorKind, FlowMetrics};
 use std::io::Write;
@@ -132,7 +132,7 @@ impl FileSink {
     }
 }
 
-impl Sink for FileSink {
+impl GroupSink for FileSink {
     fn deliver(&mut self, group: &[Batch]) -> Vec<Vec<Rejected>> {
         let mut group_start = None;
         let (metrics, target) = (self.metrics.clone(), self.path.display().to_string());
@@ -155,7 +155,7 @@ impl StdoutSink {
     }
 }
 
-impl Sink for StdoutSink {
+impl GroupSink for StdoutSink {
     fn deliver(&mut self, group: &[Batch]) -> Vec<Vec<Rejected>> {
         write_until_done(&self.metrics, "stdout", group, || {
             let mut out = std::io::stdout().lock();

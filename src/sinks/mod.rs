@@ -17,6 +17,7 @@ pub mod firehose;
 pub mod kinesis;
 pub mod kpl;
 pub mod local;
+pub mod pace;
 pub mod record;
 pub mod supervise;
 pub mod worker;
@@ -31,16 +32,77 @@ use std::sync::Arc;
 use supervise::WorkerDied;
 use worker::{DeadLetters, SharedBatches};
 
-/// A destination.
+/// A destination. The worker hands it batches ([`Sink::take`]) and asks it to work on them
+/// ([`Sink::progress`]), which returns each batch once every record of it is durable at the
+/// destination, with the records it rejected for good. A sink may hold several batches and
+/// deliver them in any order; it retries for as long as delivery takes.
 pub trait Sink {
-    /// Delivers `group` (one batch, or the batches waiting up to [`Sink::group_bytes`]); returns
-    /// once every record is durable at the destination, with, for each batch, the records it
-    /// rejected for good (by index in the batch). It retries for as long as that takes.
+    /// Takes a batch to deliver.
+    fn take(&mut self, batch: Batch);
+    /// Whether it would take another waiting batch before working on the ones it holds.
+    fn wants_more(&self) -> bool;
+    /// Whether it holds no batch.
+    fn is_idle(&self) -> bool;
+    /// Works on the batches it holds until something happened (an answer, the end of a
+    /// backoff, a group written); returns the batches now delivered, each with the records
+    /// rejected for good (by index in the batch).
+    fn progress(&mut self) -> Vec<(Batch, Vec<Rejected>)>;
+}
+
+/// A destination that writes whole groups of batches at once (the local sinks): made a [`Sink`]
+/// by [`Grouped`].
+pub trait GroupSink {
+    /// Delivers `group` (the batches waiting, up to [`GroupSink::group_bytes`]); returns once
+    /// every record is durable, with, for each batch, the records rejected for good.
     fn deliver(&mut self, group: &[Batch]) -> Vec<Vec<Rejected>>;
 
     /// Bytes of waiting batches one delivery may take (group commit); 0 for one batch at a time.
     fn group_bytes(&self) -> usize {
         0
+    }
+}
+
+/// A [`GroupSink`] as a [`Sink`]: it takes batches up to its group size, then delivers them as
+/// one group.
+pub struct Grouped<G> {
+    inner: G,
+    held: Vec<Batch>,
+    bytes: usize,
+}
+
+impl<G: GroupSink> Grouped<G> {
+    pub fn new(inner: G) -> Self {
+        Grouped { inner, held: Vec::new(), bytes: 0 }
+    }
+
+    pub fn inner(&self) -> &G {
+        &self.inner
+    }
+}
+
+impl<G: GroupSink> Sink for Grouped<G> {
+    fn take(&mut self, batch: Batch) {
+        self.bytes += batch.data.len();
+        self.held.push(batch);
+    }
+
+    fn wants_more(&self) -> bool {
+        self.bytes < self.inner.group_bytes()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    fn progress(&mut self) -> Vec<(Batch, Vec<Rejected>)> {
+        let group = std::mem::take(&mut self.held);
+        self.bytes = 0;
+        if group.is_empty() {
+            return Vec::new();
+        }
+        let mut rejected = self.inner.deliver(&group);
+        rejected.resize_with(group.len(), Vec::new);
+        group.into_iter().zip(rejected).collect()
     }
 }
 
@@ -88,6 +150,7 @@ pub fn aws_target(cfg: &Config, flow: &Flow) -> Option<(aws::SinkTarget, &'stati
     let mut target = aws::SinkTarget::resolve(cfg.format, &cfg.aws, settings, endpoint, region, default_region, stream, backoff);
     target.dead_letter = deadletter::for_flow(&cfg.checkpoint_file, &flow.id, settings);
     target.max_request_records = flow.buffer.max_records as usize;
+    target.in_flight_requests = settings.in_flight_requests;
     Some((target, service))
 }
 
@@ -109,24 +172,24 @@ pub fn start(
         target
     });
     match (&flow.destination, target) {
-        (Destination::Firehose { aws, aggregate_bytes, .. }, Some(target)) => {
+        (Destination::Firehose { aggregate_bytes, .. }, Some(target)) => {
             let (dead, aggregate) = (dead_letters(&target, metrics), *aggregate_bytes);
-            workers.spawn(aws.in_flight_requests, Some(dead), delivered, died, move |m| firehose::sink(target.clone(), aggregate, m))
+            workers.spawn(Some(dead), delivered, died, move |m| firehose::sink(target.clone(), aggregate, m))
         }
-        (Destination::Kinesis { aws, partition_key, kpl_aggregate_bytes, limits, .. }, Some(target)) => {
+        (Destination::Kinesis { partition_key, kpl_aggregate_bytes, limits, .. }, Some(target)) => {
             let dead = dead_letters(&target, metrics);
             let options = kinesis::KinesisOptions {
                 partition_key: partition_key.clone(),
                 kpl_aggregate_bytes: *kpl_aggregate_bytes,
                 limits: *limits,
             };
-            workers.spawn(aws.in_flight_requests, Some(dead), delivered, died, move |m| kinesis::sink(target.clone(), options.clone(), m))
+            workers.spawn(Some(dead), delivered, died, move |m| kinesis::sink(target.clone(), options.clone(), m))
         }
         (Destination::File { path, mode }, _) => {
             let (path, mode) = (path.clone(), *mode);
-            workers.spawn(1, None, delivered, died, move |m| Some(local::FileSink::new(path.clone(), mode, m)))
+            workers.spawn(None, delivered, died, move |m| Some(Grouped::new(local::FileSink::new(path.clone(), mode, m))))
         }
-        (Destination::Stdout, _) => workers.spawn(1, None, delivered, died, |m| Some(local::StdoutSink::new(m))),
+        (Destination::Stdout, _) => workers.spawn(None, delivered, died, |m| Some(Grouped::new(local::StdoutSink::new(m)))),
         (Destination::Firehose { .. } | Destination::Kinesis { .. }, None) => {
             Err(std::io::Error::other(format!("flow {}: its AWS destination resolved to no target", flow.id)))
         }
@@ -142,32 +205,27 @@ struct Workers {
 }
 
 impl Workers {
-    /// Starts `n` watched workers; each builds its sink with `build` on its own thread (`None`
-    /// when it cannot start: the worker ends and is reported).
+    /// Starts the flow's watched worker; it builds its sink with `build` on its own thread
+    /// (`None` when it cannot start: the worker ends and is reported). One worker per flow: a
+    /// sink that sends several requests at once does so itself.
     fn spawn<S: Sink>(
         self,
-        n: usize,
         dead: Option<DeadLetters>,
         delivered: impl Fn(Delivered) + Clone + Send + 'static,
         died: impl Fn(WorkerDied) + Clone + Send + 'static,
-        build: impl Fn(Arc<FlowMetrics>) -> Option<S> + Clone + Send + 'static,
+        build: impl Fn(Arc<FlowMetrics>) -> Option<S> + Send + 'static,
     ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-        let index = self.index;
-        (0..n.max(1))
-            .map(|w| {
-                let (mut batches, open) = (self.batches.clone(), self.batches.clone());
-                let (id, metrics, dead, delivered, died, build) =
-                    (self.flow_id.clone(), self.metrics.clone(), dead.clone(), delivered.clone(), died.clone(), build.clone());
-                let body = move || {
-                    if let Some(mut sink) = build(metrics) {
-                        worker::run(&mut sink, &mut batches, index, &id, dead.as_ref(), delivered);
-                    }
-                };
-                std::thread::Builder::new()
-                    .name(format!("sink-{index}-{w}"))
-                    .spawn(move || supervise::run_watched(index, body, move || open.still_open(), died))
-            })
-            .collect()
+        let Workers { index, flow_id, batches, metrics } = self;
+        let (mut taken, open) = (batches.clone(), batches);
+        let body = move || {
+            if let Some(mut sink) = build(metrics) {
+                worker::run(&mut sink, &mut taken, index, &flow_id, dead.as_ref(), delivered);
+            }
+        };
+        let worker = std::thread::Builder::new()
+            .name(format!("sink-{index}"))
+            .spawn(move || supervise::run_watched(index, body, move || open.still_open(), died))?;
+        Ok(vec![worker])
     }
 }
 

@@ -1,22 +1,34 @@
-//! The AWS record services' one sink: [`RecordSink`] turns a batch into the service's records
-//! ([`PutApi::units`]), cuts them into requests within the service's limits ([`requests`]),
-//! writes each request body in one pass ([`request_body`]) and sends it until every record is
-//! accepted or rejected for good ([`send_until_accepted`]).
+//! The AWS record services' one sink: [`RecordSink`] turns each batch it takes into the
+//! service's records ([`PutApi::units`]) and queues them; it keeps up to the flow's
+//! `max_in_flight_requests` requests in flight, as many as its [`Pace`] allows, each filled from
+//! the front of the queue ([`request_len`], [`request_body`]). Records that failed go back to the
+//! front and travel with the next request's new records, so every request is as full as the
+//! queue allows and a record that keeps failing never holds the others back. A batch is
+//! delivered once each of its records was accepted or rejected for good.
 //!
-//! Guarantees: requests are legal by construction; after a partial failure only the failed
-//! records go again; the backoff grows only after attempts that moved nothing, with jitter on
-//! every wait, slept on the sink's runtime; a record the service calls invalid is rejected; a
-//! whole request called invalid is a configuration error (the records wait, the flow is
-//! unhealthy); nothing else ever gives up. Not done here: what a rejected record becomes (the
-//! worker dead-letters it).
+//! Guarantees: requests are legal by construction; a record the service accepted is never sent
+//! again; the backoff grows only after answers that moved nothing, throttling narrows the window
+//! of requests in flight and progress widens it ([`Pace`]); every wait has jitter and is slept on
+//! the sink's runtime, which serves the other requests meanwhile; a record the service calls
+//! invalid is rejected; a whole request called invalid is a configuration error (the records
+//! wait, the flow is unhealthy); nothing else ever gives up. Order: with more than one request in
+//! flight, or after a partial failure, records reach the stream in another order than they were
+//! read (Firehose keeps no order; a Kinesis shard keeps the order it received them in); the
+//! checkpoint still advances in file order, over acknowledged records only. Not done here: what
+//! a rejected record becomes (the worker dead-letters it).
 
 use super::aws::{describe_failure, error_kind, is_invalid_record, is_throttling, jitter, ErrorLog, Rejected, SinkTarget};
+use super::pace::{Answer, Pace};
 use crate::batch::Batch;
 use crate::config::Compression;
 use crate::ops::metrics::{Call, ErrorKind, FlowMetrics};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// How one request went: per record, in request order, `None` when accepted or the error code
 /// and message; or the whole call failed.
@@ -87,54 +99,46 @@ where
     Attempt::Failed { code, message }
 }
 
-/// The batch records behind rejected units (packed or aggregated records): a rejected unit
-/// rejects every record it carries.
-pub fn rejected_members(failed: Vec<Rejected>, members: impl Fn(usize) -> std::ops::Range<usize>) -> impl Iterator<Item = Rejected> {
-    failed
-        .into_iter()
-        .flat_map(move |r| members(r.record).map(move |m| Rejected { record: m, code: r.code.clone(), message: r.message.clone() }))
-}
-
-/// What one answer did to the records it carried.
+/// What one answer did to the records of its request, by their position in it.
 #[derive(Debug, Default, PartialEq)]
 pub struct Judged {
-    /// Records to send again (not accepted, not rejected for good), in request order.
+    /// Positions to send again (neither accepted nor rejected for good), in request order.
     pub again: Vec<usize>,
-    /// Records rejected for good (each record the service called invalid).
+    /// Positions rejected for good (each record the service called invalid).
     pub rejected: Vec<Rejected>,
-    /// Whether the attempt moved anything: a record accepted or rejected for good.
+    /// Whether the answer moved anything: a record accepted or rejected for good.
     pub progress: bool,
-    /// Whether the service said it was throttling (records or the whole call).
-    pub throttled: bool,
+    /// The share of the request's records the service throttled (1 for a whole call throttled).
+    pub throttled_share: f64,
 }
 
-/// Judges the answer to a request that carried `pending` (indexes; `sizes` by index for the
-/// bytes): records every figure in `metrics` and logs errors through `errors`. A record the
-/// service calls invalid is rejected for good; a whole request called invalid is a refusal of
-/// the configuration (the stream takes no such request), not of its records: they are sent
-/// again, and the flow is unhealthy until a call succeeds.
+/// Judges the answer to a request whose records had `sizes` (in request order): records every
+/// figure in `metrics` and logs errors through `errors`. A record the service calls invalid is
+/// rejected for good; a whole request called invalid is a refusal of the configuration (the
+/// stream takes no such request), not of its records: they are sent again, and the flow is
+/// unhealthy until a call succeeds.
 pub fn judge(
     answer: Attempt,
-    pending: &[usize],
     sizes: &[usize],
-    (target, flow_id, call): (&SinkTarget, &str, &str),
+    (target, call): (&SinkTarget, &str),
     errors: &mut ErrorLog,
     metrics: &FlowMetrics,
 ) -> Judged {
     let mut judged = Judged::default();
+    let n = sizes.len();
     match answer {
         Attempt::Answered(results) => {
             let mut codes: BTreeMap<String, (usize, String)> = BTreeMap::new();
             let mut results = results.into_iter();
-            let mut outcome = Call { attempted: pending.len() as u64, ..Call::default() };
-            for &i in pending {
+            let mut outcome = Call { attempted: n as u64, ..Call::default() };
+            for (i, size) in sizes.iter().enumerate() {
                 match results.next() {
                     Some(None) => {
                         outcome.sent += 1;
-                        outcome.bytes_sent += sizes.get(i).copied().unwrap_or(0) as u64;
+                        outcome.bytes_sent += *size as u64;
                     }
                     Some(Some((code, message))) if is_invalid_record(&code) => {
-                        errors.error(flow_id, &target.stream, call, &code, &message);
+                        errors.error(&metrics.id, &target.stream, call, &code, &message);
                         metrics.record_error(&code, &message, 1, error_kind(&code));
                         judged.rejected.push(Rejected { record: i, code, message });
                     }
@@ -149,95 +153,51 @@ pub fn judge(
             }
             outcome.failed = outcome.attempted - outcome.sent;
             metrics.record_call(outcome);
-            for (code, (n, message)) in &codes {
-                metrics.record_error(code, message, *n as u64, error_kind(code));
+            for (code, (count, message)) in &codes {
+                metrics.record_error(code, message, *count as u64, error_kind(code));
             }
-            judged.progress = judged.again.len() < pending.len();
-            judged.throttled = outcome.throttled > 0;
+            judged.progress = judged.again.len() < n;
+            judged.throttled_share = if n == 0 { 0.0 } else { outcome.throttled as f64 / n as f64 };
             if !judged.again.is_empty() {
-                tracing::debug!(flow = %flow_id, stream = %target.stream, "{} records not accepted ({codes:?}); sending them again", judged.again.len());
+                tracing::debug!(flow = %metrics.id, stream = %target.stream, "{} records not accepted ({codes:?}); they go again with the next request", judged.again.len());
             }
         }
         Attempt::Failed { code, message } => {
             let throttled = is_throttling(&code);
             metrics.record_call(Call {
-                attempted: pending.len() as u64,
-                failed: pending.len() as u64,
-                throttled: if throttled { pending.len() as u64 } else { 0 },
+                attempted: n as u64,
+                failed: n as u64,
+                throttled: if throttled { n as u64 } else { 0 },
                 service_error: true,
                 ..Call::default()
             });
             if is_invalid_record(&code) {
                 metrics.record_error(&code, &message, 1, ErrorKind::Refused);
-                errors.refused(flow_id, &target.stream, call, &code, &message);
+                errors.refused(&metrics.id, &target.stream, call, &code, &message);
             } else {
                 metrics.record_error(&code, &message, 1, error_kind(&code));
-                errors.error(flow_id, &target.stream, call, &code, &message);
+                errors.error(&metrics.id, &target.stream, call, &code, &message);
             }
-            judged.again = pending.to_vec();
-            judged.throttled = throttled;
+            judged.again = (0..n).collect();
+            judged.throttled_share = if throttled { 1.0 } else { 0.0 };
         }
     }
     judged
 }
 
-/// Sends the records `pending` (indexes into the caller's batch) until every one was accepted or
-/// rejected for good, and returns the rejected ones. After a partial failure only the records
-/// that failed go again. The backoff follows progress: an attempt that accepted or rejected
-/// anything resets it (the failed records go again after the initial backoff), and only an
-/// attempt that moved nothing doubles it, up to the target's maximum; every wait has jitter.
-/// Nothing but a record the service calls invalid ever gives up: the records wait, as the log
-/// files do ([`judge`]).
-/// `wait` sleeps the backoff: on the sink's runtime, which keeps serving its connections.
-#[allow(clippy::too_many_arguments)]
-pub fn send_until_accepted(
-    target: &SinkTarget,
-    flow_id: &str,
-    call: &str,
-    errors: &mut ErrorLog,
-    metrics: &FlowMetrics,
-    sizes: &[usize],
-    mut pending: Vec<usize>,
-    mut send: impl FnMut(&[usize]) -> Attempt,
-    mut wait: impl FnMut(std::time::Duration),
-) -> Vec<Rejected> {
-    let mut rejected = Vec::new();
-    let mut backoff = target.initial_backoff;
-    while !pending.is_empty() {
-        let answer = send(&pending);
-        let judged = judge(answer, &pending, sizes, (target, flow_id, call), errors, metrics);
-        rejected.extend(judged.rejected);
-        pending = judged.again;
-        if pending.is_empty() {
+/// How many records from the front of a queue (their `sizes`, in queue order) one request
+/// takes: at most `max_records` and `max_bytes`, and at least one (a record as large as a
+/// request goes alone).
+pub fn request_len(sizes: impl Iterator<Item = usize>, max_bytes: usize, max_records: usize) -> usize {
+    let (mut n, mut bytes) = (0, 0);
+    for size in sizes {
+        if n > 0 && (n >= max_records || bytes + size > max_bytes) {
             break;
         }
-        if judged.progress {
-            backoff = target.initial_backoff;
-            wait(jitter(backoff));
-        } else {
-            wait(jitter(backoff));
-            backoff = (backoff * 2).min(target.max_backoff);
-        }
-    }
-    rejected.sort_by_key(|r| r.record);
-    rejected
-}
-
-/// Splits records (by index) into requests within the count and byte limits.
-pub fn requests(sizes: &[usize], max_bytes: usize, max_records: usize) -> Vec<Vec<usize>> {
-    let mut out = vec![Vec::new()];
-    let mut bytes = 0;
-    for (i, &size) in sizes.iter().enumerate() {
-        let cur = out.last_mut().expect("never empty");
-        if !cur.is_empty() && (cur.len() >= max_records || bytes + size > max_bytes) {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        out.last_mut().expect("never empty").push(i);
+        n += 1;
         bytes += size;
     }
-    out.retain(|r| !r.is_empty());
-    out
+    n
 }
 
 /// Groups consecutive records (by their sizes) so that each group's total stays within
@@ -273,9 +233,12 @@ pub fn encode_record(compression: Compression, record: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// One request on its way: the service's answer when it comes.
+pub type Put = Pin<Box<dyn Future<Output = Attempt> + Send + 'static>>;
+
 /// What sets one AWS record service apart: how a batch becomes the service's records and how one
-/// request is sent. [`RecordSink`] does the rest (requests within the limits, sending until
-/// every record is accepted or rejected for good, metrics, messages).
+/// request is sent. [`RecordSink`] does the rest (the queue, requests within the limits, the
+/// requests in flight, the pace, metrics, messages).
 pub trait PutApi {
     /// The API call, as messages and metrics name it ("PutRecordBatch").
     const CALL: &'static str;
@@ -284,17 +247,49 @@ pub trait PutApi {
     /// The most bytes and records one request takes.
     fn request_limits(&self) -> (usize, usize);
     /// The batch as the service's records (compressed with `compression`).
-    fn units<'a>(&mut self, batch: &'a Batch, compression: Compression) -> Vec<Unit<'a>>;
-    /// Sends one request body (made by [`request_body`]) on `rt`.
-    fn put(&self, rt: &tokio::runtime::Runtime, stream: &str, body: Vec<u8>) -> Attempt;
+    fn units(&mut self, batch: &Batch, compression: Compression) -> Vec<Unit>;
+    /// One request with `body` (made by [`request_body`]), sent when the future is polled on the
+    /// sink's runtime.
+    fn put(&self, stream: &str, body: Vec<u8>) -> Put;
 }
 
 /// One record as the service sees it: its bytes, its partition key (Kinesis), and the batch
 /// records it carries (one, or several packed or aggregated).
-pub struct Unit<'a> {
-    pub data: Cow<'a, [u8]>,
+pub struct Unit {
+    /// Its bytes when they are not the members' bytes as they lie in the batch (compressed,
+    /// aggregated); `None` when they are.
+    pub data: Option<Vec<u8>>,
     pub key: Option<String>,
     pub members: std::ops::Range<usize>,
+}
+
+impl Unit {
+    /// A unit of the members `members` of `batch`, `encoded` from their bytes.
+    pub fn of(encoded: Cow<'_, [u8]>, key: Option<String>, members: std::ops::Range<usize>) -> Unit {
+        Unit { data: if let Cow::Owned(d) = encoded { Some(d) } else { None }, key, members }
+    }
+
+    /// Its bytes, in `batch`.
+    pub fn bytes<'a>(&'a self, batch: &'a Batch) -> &'a [u8] {
+        self.data.as_deref().unwrap_or_else(|| batch.span(self.members.clone()))
+    }
+}
+
+/// A batch the sink holds until each of its records was accepted or rejected for good.
+struct Held {
+    batch: Batch,
+    units: Vec<Unit>,
+    /// Each unit's size as the service counts it (data and key).
+    sizes: Vec<usize>,
+    /// Units neither accepted nor rejected yet.
+    left: usize,
+    rejected: Vec<Rejected>,
+}
+
+/// A request in flight: the epoch it was sent in and the units it carries (batch, unit).
+struct Flying {
+    epoch: u64,
+    units: Vec<(u64, usize)>,
 }
 
 /// A sink for an AWS record service: [`PutApi`] says which.
@@ -302,48 +297,169 @@ pub struct RecordSink<P> {
     target: SinkTarget,
     rt: tokio::runtime::Runtime,
     api: P,
-    metrics: std::sync::Arc<FlowMetrics>,
+    metrics: Arc<FlowMetrics>,
     errors: ErrorLog,
+    /// The batches taken and not delivered yet, by the number they were given.
+    held: BTreeMap<u64, Held>,
+    next_batch: u64,
+    /// Units waiting to be sent (batch, unit); the ones that failed go back to the front.
+    queue: VecDeque<(u64, usize)>,
+    requests: tokio::task::JoinSet<Attempt>,
+    flying: HashMap<tokio::task::Id, Flying>,
+    pace: Pace,
 }
 
 impl<P: PutApi> RecordSink<P> {
     /// Starts the runtime and builds the client with `build` (from the shared SDK configuration
-    /// and the target's endpoint); `None`, logged, when the runtime cannot start.
+    /// and the target's endpoint); `None`, logged, when the runtime cannot start. The SDK does
+    /// not retry: every answer reaches the sink, whose pace and backoff follow them.
     pub fn start(
         target: SinkTarget,
-        metrics: std::sync::Arc<FlowMetrics>,
+        metrics: Arc<FlowMetrics>,
         what: &str,
         build: impl FnOnce(&aws_config::SdkConfig, Option<&str>) -> P,
     ) -> Option<Self> {
-        let (rt, api) = target.client(what, build)?;
-        Some(RecordSink { target, rt, api, metrics, errors: ErrorLog::default() })
+        let (rt, api) = target.client(what, |shared, endpoint| {
+            let shared = shared.clone().into_builder().retry_config(aws_config::retry::RetryConfig::disabled()).build();
+            build(&shared, endpoint)
+        })?;
+        Some(Self::with_api(target, rt, api, metrics))
+    }
+
+    /// The sink over `api`, sending on `rt`.
+    pub fn with_api(target: SinkTarget, rt: tokio::runtime::Runtime, api: P, metrics: Arc<FlowMetrics>) -> Self {
+        let pace = Pace::new(target.in_flight_requests, target.initial_backoff, target.max_backoff);
+        RecordSink {
+            target,
+            rt,
+            api,
+            metrics,
+            errors: ErrorLog::default(),
+            held: BTreeMap::new(),
+            next_batch: 0,
+            queue: VecDeque::new(),
+            requests: tokio::task::JoinSet::new(),
+            flying: HashMap::new(),
+            pace,
+        }
+    }
+
+    /// The most records one request carries.
+    fn max_request_records(&self) -> usize {
+        self.api.request_limits().1.min(self.target.max_request_records).max(1)
+    }
+
+    /// Sends one request with the units at the front of the queue.
+    fn send_next(&mut self) {
+        let (max_bytes, _) = self.api.request_limits();
+        let held = &self.held;
+        let size = |&(b, u): &(u64, usize)| held.get(&b).map_or(0, |h| h.sizes[u]);
+        let n = request_len(self.queue.iter().map(size), max_bytes, self.max_request_records());
+        let units: Vec<(u64, usize)> = self.queue.drain(..n).collect();
+        let records = units.iter().filter_map(|(b, u)| {
+            let h = held.get(b)?;
+            let unit = &h.units[*u];
+            Some((unit.bytes(&h.batch), unit.key.as_deref()))
+        });
+        let body = request_body(P::STREAM_MEMBER, &self.target.stream, records);
+        let put = self.api.put(&self.target.stream, body);
+        let id = self.requests.spawn_on(put, self.rt.handle()).id();
+        self.flying.insert(id, Flying { epoch: self.pace.epoch(), units });
+    }
+
+    /// Takes the answer to the request `id`: what was accepted or rejected is done, what failed
+    /// goes back to the front of the queue, in its order.
+    fn answered(&mut self, id: tokio::task::Id, answer: Attempt) {
+        let Some(Flying { epoch, units }) = self.flying.remove(&id) else { return };
+        let sizes: Vec<usize> = units.iter().map(|(b, u)| self.held.get(b).map_or(0, |h| h.sizes[*u])).collect();
+        let judged = judge(answer, &sizes, (&self.target, P::CALL), &mut self.errors, &self.metrics);
+        let again: HashSet<usize> = judged.again.iter().copied().collect();
+        for r in judged.rejected {
+            let (b, u) = units[r.record];
+            if let Some(h) = self.held.get_mut(&b) {
+                let members = h.units[u].members.clone();
+                h.rejected.extend(members.map(|m| Rejected { record: m, code: r.code.clone(), message: r.message.clone() }));
+            }
+        }
+        for (i, (b, _)) in units.iter().enumerate() {
+            if !again.contains(&i) {
+                if let Some(h) = self.held.get_mut(b) {
+                    h.left -= 1;
+                }
+            }
+        }
+        for &i in judged.again.iter().rev() {
+            self.queue.push_front(units[i]);
+        }
+        let answer = Answer { epoch, progress: judged.progress, throttled_share: judged.throttled_share };
+        self.pace.answered(Instant::now(), answer, jitter);
+    }
+
+    /// The batches every record of which was accepted or rejected for good, taken out.
+    fn take_delivered(&mut self) -> Vec<(Batch, Vec<Rejected>)> {
+        let done: Vec<u64> = self.held.iter().filter(|(_, h)| h.left == 0).map(|(b, _)| *b).collect();
+        done.into_iter()
+            .filter_map(|b| self.held.remove(&b))
+            .map(|mut h| {
+                h.rejected.sort_by_key(|r| r.record);
+                (h.batch, h.rejected)
+            })
+            .collect()
     }
 }
 
 impl<P: PutApi> crate::sinks::Sink for RecordSink<P> {
-    fn deliver(&mut self, group: &[Batch]) -> Vec<Vec<Rejected>> {
-        group.iter().map(|batch| self.deliver_one(batch)).collect()
+    fn take(&mut self, batch: Batch) {
+        let units = self.api.units(&batch, self.target.compression);
+        let sizes: Vec<usize> = units.iter().map(|u| u.bytes(&batch).len() + u.key.as_ref().map_or(0, String::len)).collect();
+        let b = self.next_batch;
+        self.next_batch += 1;
+        self.queue.extend((0..units.len()).map(|u| (b, u)));
+        self.held.insert(b, Held { left: units.len(), batch, units, sizes, rejected: Vec::new() });
     }
-}
 
-impl<P: PutApi> RecordSink<P> {
-    fn deliver_one(&mut self, batch: &Batch) -> Vec<Rejected> {
-        let RecordSink { target, rt, api, metrics, errors } = self;
-        let units = api.units(batch, target.compression);
-        let sizes: Vec<usize> = units.iter().map(|u| u.data.len() + u.key.as_ref().map_or(0, String::len)).collect();
-        let (max_bytes, max_records) = api.request_limits();
-        let mut rejected = Vec::new();
-        for request in requests(&sizes, max_bytes, target.max_request_records.min(max_records)) {
-            let send = |pending: &[usize]| {
-                let records = pending.iter().map(|&i| (units[i].data.as_ref(), units[i].key.as_deref()));
-                api.put(rt, &target.stream, request_body(P::STREAM_MEMBER, &target.stream, records))
-            };
-            // the timer is made inside the runtime: `sleep` outside it has no reactor
-            let wait = |backoff| rt.block_on(async { tokio::time::sleep(backoff).await });
-            let failed = send_until_accepted(target, &metrics.id, P::CALL, errors, metrics, &sizes, request, send, wait);
-            rejected.extend(rejected_members(failed, |u| units[u].members.clone()));
+    fn wants_more(&self) -> bool {
+        // enough to fill every request the window allows, twice over
+        self.queue.len() < 2 * self.target.in_flight_requests.max(1) * self.max_request_records()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    fn progress(&mut self) -> Vec<(Batch, Vec<Rejected>)> {
+        let delivered = self.take_delivered();
+        if !delivered.is_empty() {
+            return delivered;
         }
-        rejected
+        let now = Instant::now();
+        let wait_until = self.pace.not_before(now);
+        if wait_until.is_none() {
+            while self.requests.len() < self.pace.window() && !self.queue.is_empty() {
+                self.send_next();
+            }
+        }
+        // what the sink waits for: an answer, or the end of the backoff when a request could start
+        let room = self.requests.len() < self.pace.window() && !self.queue.is_empty();
+        let wake = wait_until.filter(|_| room).map(tokio::time::Instant::from_std);
+        let requests = &mut self.requests;
+        let flying = !requests.is_empty();
+        let answer = self.rt.block_on(async {
+            tokio::select! {
+                done = requests.join_next_with_id(), if flying => done,
+                () = async { if let Some(t) = wake { tokio::time::sleep_until(t).await } }, if wake.is_some() => None,
+                else => None,
+            }
+        });
+        match answer {
+            Some(Ok((id, attempt))) => self.answered(id, attempt),
+            Some(Err(e)) => {
+                let failed = Attempt::Failed { code: "InternalError".into(), message: format!("the request's task ended: {e}") };
+                self.answered(e.id(), failed);
+            }
+            None => {}
+        }
+        self.take_delivered()
     }
 }
 
@@ -364,106 +480,212 @@ mod tests {
         Some((c.into(), "m".into()))
     }
 
-    /// `send_until_accepted` for flow "f" over eight one-byte records.
-    fn send_eight(pending: Vec<usize>, send: impl FnMut(&[usize]) -> Attempt, wait: impl FnMut(std::time::Duration)) -> Vec<Rejected> {
-        send_until_accepted(&target(), "f", "Put", &mut ErrorLog::default(), &metrics().flows()[0], &[1; 8], pending, send, wait)
+    /// How a [`Scripted`] service answers request `n` carrying these records.
+    type Script = dyn Fn(usize, &[String]) -> Attempt + Send + Sync;
+
+    /// A service that answers request `n` (counted from 0) carrying `records` with
+    /// `answer(n, records)` after `delay(n)`, and keeps what each request carried and the most
+    /// requests it had in flight at once.
+    #[derive(Clone)]
+    struct Scripted {
+        seen: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+        answer: Arc<Script>,
+        delay: fn(usize) -> u64,
+        flying: Arc<std::sync::atomic::AtomicUsize>,
+        most_flying: Arc<std::sync::atomic::AtomicUsize>,
     }
 
-    #[test]
-    fn only_failed_records_are_sent_again() {
-        let mut sent: Vec<Vec<usize>> = Vec::new();
-        let mut answers = vec![
-            Attempt::Answered(vec![None, code("ProvisionedThroughputExceededException"), None, code("InternalFailure")]),
-            Attempt::Failed { code: "ServiceUnavailable".into(), message: "x".into() },
-            Attempt::Answered(vec![code("ThrottlingException")]), // shorter than the request
-            Attempt::Answered(vec![None, None]),
-        ]
-        .into_iter();
-        let mut waits = 0;
-        let send = |p: &[usize]| {
-            sent.push(p.to_vec());
-            answers.next().expect("no more attempts than answers")
-        };
-        let rejected = send_eight(vec![0, 1, 2, 3], send, |_| waits += 1);
-        assert_eq!(sent, vec![vec![0, 1, 2, 3], vec![1, 3], vec![1, 3], vec![1, 3]]);
-        assert_eq!(waits, 3, "a backoff after each attempt that left records, none after the last");
-        assert!(rejected.is_empty());
-    }
-
-    #[test]
-    fn the_backoff_grows_only_after_attempts_that_moved_nothing() {
-        let target =
-            SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (100, 1000));
-        let failed = || Attempt::Failed { code: "InternalFailure".into(), message: "x".into() };
-        let mut answers = vec![
-            failed(),
-            failed(),
-            failed(),
-            // progress: half accepted
-            Attempt::Answered(vec![None, code("ServiceUnavailableException"), None, code("ServiceUnavailableException")]),
-            failed(),
-            Attempt::Answered(vec![None, None]),
-        ]
-        .into_iter();
-        let mut waits = Vec::new();
-        let m = metrics();
-        let rejected = send_until_accepted(
-            &target,
-            "f",
-            "Put",
-            &mut ErrorLog::default(),
-            &m.flows()[0],
-            &[1; 8],
-            vec![0, 1, 2, 3],
-            |_| answers.next().expect("no more attempts than answers"),
-            |d| waits.push(d.as_millis() as u64),
-        );
-        assert!(rejected.is_empty());
-        // doubling after each attempt that moved nothing, back to the start after progress
-        let nominal = [100, 200, 400, 100, 100];
-        assert_eq!(waits.len(), nominal.len(), "{waits:?}");
-        for (w, n) in waits.iter().zip(nominal) {
-            assert!(*w >= n * 7 / 10 && *w <= n * 13 / 10, "{waits:?} against {nominal:?}");
+    impl Scripted {
+        fn new(answer: impl Fn(usize, &[String]) -> Attempt + Send + Sync + 'static, delay: fn(usize) -> u64) -> Scripted {
+            Scripted { seen: Arc::default(), answer: Arc::new(answer), delay, flying: Arc::default(), most_flying: Arc::default() }
         }
-        // jitter on every wait: five waits from the clock's nanoseconds are not all nominal
-        assert!(waits.iter().zip(nominal).any(|(w, n)| *w != n), "{waits:?}");
+
+        fn requests(&self) -> Vec<Vec<String>> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    impl PutApi for Scripted {
+        const CALL: &'static str = "Put";
+        const STREAM_MEMBER: &'static str = "StreamName";
+
+        fn request_limits(&self) -> (usize, usize) {
+            (1 << 20, 10)
+        }
+
+        fn units(&mut self, batch: &Batch, compression: Compression) -> Vec<Unit> {
+            (0..batch.len()).map(|i| Unit::of(encode_record(compression, batch.span(i..i + 1)), None, i..i + 1)).collect()
+        }
+
+        fn put(&self, _stream: &str, body: Vec<u8>) -> Put {
+            use base64::Engine as _;
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let records: Vec<String> = v["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap()).unwrap())
+                .collect();
+            let n = {
+                let mut seen = self.seen.lock().unwrap();
+                seen.push(records.clone());
+                seen.len() - 1
+            };
+            let answer = (self.answer)(n, &records);
+            let (flying, most, delay) = (self.flying.clone(), self.most_flying.clone(), (self.delay)(n));
+            Box::pin(async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                most.fetch_max(flying.fetch_add(1, SeqCst) + 1, SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                flying.fetch_sub(1, SeqCst);
+                answer
+            })
+        }
+    }
+
+    fn sink(api: Scripted, in_flight: usize) -> (RecordSink<Scripted>, crate::ops::metrics::Metrics) {
+        let mut t = target();
+        t.in_flight_requests = in_flight;
+        let m = metrics();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        (RecordSink::with_api(t, rt, api, m.flows()[0].clone()), m)
+    }
+
+    /// Batch `k` of `n` records "b{k}-r{i}".
+    fn batch(k: u64, n: usize) -> Batch {
+        let mut b = Batch::default();
+        for i in 0..n {
+            let r = format!("b{k}-r{i}");
+            b.data.extend_from_slice(r.as_bytes());
+            b.commit_record(crate::batch::AckRef { tail: k, seq: i as u64 }, r.len() as u64, std::path::Path::new("/var/log/a"), 0);
+        }
+        b
+    }
+
+    /// Hands `batches` to `sink` and lets it work until it delivered them all: the batches in
+    /// the order they were delivered (by their first record's tail), with their rejections.
+    fn deliver_all(sink: &mut RecordSink<Scripted>, batches: Vec<Batch>) -> Vec<(u64, Vec<Rejected>)> {
+        use crate::sinks::Sink;
+        for b in batches {
+            sink.take(b);
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(20);
+        let mut out = Vec::new();
+        while !sink.is_idle() {
+            assert!(Instant::now() < deadline, "not delivered in 20 s");
+            out.extend(sink.progress().into_iter().map(|(b, r)| (b.acks[0].tail, r)));
+        }
+        out
+    }
+
+    fn accepted(api: &Scripted, rejected_per_request: impl Fn(usize, &str) -> bool) -> Vec<String> {
+        let mut out: Vec<String> = api
+            .requests()
+            .iter()
+            .enumerate()
+            .flat_map(|(n, rs)| rs.iter().filter(|r| !rejected_per_request(n, r)).cloned().collect::<Vec<_>>())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn all_records(batches: u64, n: usize) -> Vec<String> {
+        let mut all: Vec<String> = (0..batches).flat_map(|k| (0..n).map(move |i| format!("b{k}-r{i}"))).collect();
+        all.sort();
+        all
     }
 
     #[test]
-    fn invalid_records_are_rejected_and_an_invalid_request_waits_for_a_fix_without_rejecting_anything() {
-        // the whole request refused as invalid three times (a misconfigured stream), then fixed
-        let mut refusals = 3;
-        let mut sent: Vec<Vec<usize>> = Vec::new();
-        let m = metrics();
-        let rejected = send_until_accepted(
-            &target(),
-            "f",
-            "Put",
-            &mut ErrorLog::default(),
-            &m.flows()[0],
-            &[1; 8],
-            (0..8).collect(),
-            |p| {
-                sent.push(p.to_vec());
-                if refusals > 0 {
-                    refusals -= 1;
+    fn failed_records_go_again_at_the_front_of_the_next_full_request_and_every_record_is_accepted_once() {
+        // the first request's records 3 and 7 throttled; every other record accepted
+        let api = Scripted::new(
+            |n, rs| {
+                Attempt::Answered(
+                    (0..rs.len()).map(|i| if n == 0 && (i == 3 || i == 7) { code("ThrottlingException") } else { None }).collect(),
+                )
+            },
+            |_| 0,
+        );
+        let (mut s, _m) = sink(api.clone(), 1);
+        let delivered = deliver_all(&mut s, (0..3).map(|k| batch(k, 10)).collect());
+        let requests = api.requests();
+        assert_eq!(requests[0], (0..10).map(|i| format!("b0-r{i}")).collect::<Vec<_>>());
+        let mut second = vec!["b0-r3".to_string(), "b0-r7".to_string()];
+        second.extend((0..8).map(|i| format!("b1-r{i}")));
+        assert_eq!(requests[1], second, "the failed records first, then new ones: a full request");
+        assert_eq!(requests.len(), 4, "32 records in requests of 10: {requests:?}");
+        let throttled = |n: usize, r: &str| n == 0 && (r == "b0-r3" || r == "b0-r7");
+        assert_eq!(accepted(&api, throttled), all_records(3, 10), "every record accepted exactly once");
+        assert_eq!(delivered.len(), 3);
+        assert!(delivered.iter().all(|(_, r)| r.is_empty()));
+    }
+
+    #[test]
+    fn several_requests_are_in_flight_and_a_slow_one_holds_no_other() {
+        // the first request answers after 400 ms, the others at once
+        let api = Scripted::new(|_, rs| Attempt::Answered(vec![None; rs.len()]), |n| if n == 0 { 400 } else { 5 });
+        let (mut s, _m) = sink(api.clone(), 4);
+        let delivered = deliver_all(&mut s, (0..12).map(|k| batch(k, 10)).collect());
+        assert_eq!(api.most_flying.load(std::sync::atomic::Ordering::SeqCst), 4);
+        let order: Vec<u64> = delivered.iter().map(|(k, _)| *k).collect();
+        assert_eq!(order.last(), Some(&0), "the slow request's batch came last, the others did not wait for it: {order:?}");
+        assert_eq!(accepted(&api, |_, _| false), all_records(12, 10));
+    }
+
+    #[test]
+    fn a_request_refused_whole_waits_for_the_fix_and_rejects_nothing() {
+        let api = Scripted::new(
+            |n, rs| {
+                if n < 3 {
                     Attempt::Failed { code: "ValidationException".into(), message: "stream does not take direct PUT".into() }
                 } else {
-                    Attempt::Answered(vec![None; p.len()])
+                    Attempt::Answered(vec![None; rs.len()])
                 }
             },
-            |_| {},
+            |_| 0,
         );
-        assert!(rejected.is_empty(), "nothing dead-lettered for a refused request: {rejected:?}");
-        assert_eq!(sent, vec![(0..8).collect::<Vec<_>>(); 4], "the whole request again, never halved");
+        let (mut s, m) = sink(api.clone(), 1);
+        let delivered = deliver_all(&mut s, vec![batch(0, 10)]);
+        assert_eq!(delivered, vec![(0, Vec::new())], "nothing rejected");
+        let requests = api.requests();
+        assert_eq!(requests.len(), 4);
+        assert!(requests.iter().all(|r| r.len() == 10), "the whole request again, never halved: {requests:?}");
         assert!(m.health_problems(60_000, u64::MAX).is_empty(), "healthy again once a call succeeded");
-        // a per-record rejection is for good
-        let rejected = send_eight(
-            vec![0, 1],
-            |p| Attempt::Answered(p.iter().map(|&i| if i == 1 { code("InvalidArgumentException") } else { None }).collect()),
-            |_| {},
+    }
+
+    #[test]
+    fn a_record_the_service_calls_invalid_is_rejected_with_its_batch_index_and_the_rest_go_on() {
+        let api = Scripted::new(
+            |_, rs| Attempt::Answered(rs.iter().map(|r| if r == "b1-r4" { code("InvalidArgumentException") } else { None }).collect()),
+            |_| 0,
         );
-        assert_eq!(rejected, vec![Rejected { record: 1, code: "InvalidArgumentException".into(), message: "m".into() }]);
+        let (mut s, _m) = sink(api.clone(), 2);
+        let mut delivered = deliver_all(&mut s, (0..3).map(|k| batch(k, 10)).collect());
+        delivered.sort_by_key(|(k, _)| *k);
+        assert_eq!(delivered[1].1, vec![Rejected { record: 4, code: "InvalidArgumentException".into(), message: "m".into() }]);
+        assert!(delivered[0].1.is_empty() && delivered[2].1.is_empty());
+        assert_eq!(api.requests().concat().len(), 30, "nothing sent twice");
+    }
+
+    #[test]
+    fn an_outage_backs_off_and_progress_resumes_at_full_speed() {
+        // every request fails (connection refused) until the sixth
+        let api = Scripted::new(
+            |n, rs| {
+                if n < 5 {
+                    Attempt::Failed { code: "network or timeout".into(), message: "connection refused".into() }
+                } else {
+                    Attempt::Answered(vec![None; rs.len()])
+                }
+            },
+            |_| 0,
+        );
+        let (mut s, _m) = sink(api.clone(), 4);
+        let started = Instant::now();
+        deliver_all(&mut s, (0..8).map(|k| batch(k, 10)).collect());
+        // backoffs of 1 and 2 ms (the target's), never the seconds of a stalled loop
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(accepted(&api, |n, _| n < 5), all_records(8, 10));
     }
 
     #[test]
@@ -471,9 +693,8 @@ mod tests {
         let m = metrics();
         let judged = judge(
             Attempt::Failed { code: "InvalidArgumentException".into(), message: "no direct PUT".into() },
-            &[0, 1],
             &[1, 1],
-            (&target(), "f", "Put"),
+            (&target(), "Put"),
             &mut ErrorLog::default(),
             &m.flows()[0],
         );
@@ -483,11 +704,11 @@ mod tests {
     }
 
     #[test]
-    fn requests_respect_count_and_bytes() {
-        assert_eq!(requests(&[3, 3, 3, 3], 7, 10), vec![vec![0, 1], vec![2, 3]]);
-        assert_eq!(requests(&[1; 5], 100, 2), vec![vec![0, 1], vec![2, 3], vec![4]]);
-        assert_eq!(requests(&[10, 1], 5, 10), vec![vec![0], vec![1]], "an oversized record goes alone");
-        assert!(requests(&[], 5, 5).is_empty());
+    fn a_request_takes_what_fits_from_the_front_of_the_queue() {
+        assert_eq!(request_len([3, 3, 3, 3].into_iter(), 7, 10), 2);
+        assert_eq!(request_len([1; 5].into_iter(), 100, 2), 2);
+        assert_eq!(request_len([10, 1].into_iter(), 5, 10), 1, "an oversized record goes alone");
+        assert_eq!(request_len(std::iter::empty(), 5, 5), 0);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Guarantees: this is the only code that builds [`Delivered`]; a batch is acknowledged only
 //! after its sink returned it delivered and its rejected records are durable in the dead-letter
 //! file (a failed write is retried with backoff: the records wait in the log files). Batches
-//! already waiting are handed over together, up to the sink's [`Sink::group_bytes`]. Not done
+//! already waiting are handed over while the sink wants more ([`Sink::wants_more`]: a group
+//! commit for the local sinks, a queue that fills every request for the AWS ones). Not done
 //! here: retrying a delivery (each sink retries until its records are durable) and restarting a
 //! worker that died ([`super::supervise`]).
 
@@ -72,7 +73,9 @@ pub struct DeadLetters {
     pub max_backoff: Duration,
 }
 
-/// Feeds `sink` the batches of flow `flow` (index) until its channel closes.
+/// Feeds `sink` the batches of flow `flow` (index) until its channel closes and the sink
+/// delivered every batch it took: it takes the batches waiting while the sink wants more, lets
+/// it work, and acknowledges each batch it returns.
 pub fn run(
     sink: &mut impl Sink,
     batches: &mut impl BatchSource,
@@ -82,21 +85,20 @@ pub fn run(
     delivered: impl Fn(Delivered),
 ) {
     let mut errors = ErrorLog::default();
-    while let Some(first) = batches.next_batch() {
-        let mut bytes = first.data.len();
-        let mut group = vec![first];
-        while bytes < sink.group_bytes() {
+    loop {
+        if sink.is_idle() {
+            match batches.next_batch() {
+                Some(b) => sink.take(b),
+                None => return,
+            }
+        }
+        while sink.wants_more() {
             match batches.try_next_batch() {
-                Some(b) => {
-                    bytes += b.data.len();
-                    group.push(b);
-                }
+                Some(b) => sink.take(b),
                 None => break,
             }
         }
-        let mut rejected = sink.deliver(&group);
-        rejected.resize_with(group.len(), Vec::new);
-        for (batch, rejected) in group.into_iter().zip(rejected) {
+        for (batch, rejected) in sink.progress() {
             if !rejected.is_empty() {
                 write_dead_letters(dead, flow_id, &batch, &rejected, &mut errors);
             }
@@ -139,6 +141,7 @@ fn write_dead_letters(dead: Option<&DeadLetters>, flow_id: &str, batch: &Batch, 
 mod tests {
     use super::*;
     use crate::batch::AckRef;
+    use crate::sinks::{GroupSink, Grouped};
     use std::path::Path;
 
     /// Takes each group, rejects the second record of every batch.
@@ -147,7 +150,7 @@ mod tests {
         group_bytes: usize,
     }
 
-    impl Sink for RejectSecond {
+    impl GroupSink for RejectSecond {
         fn deliver(&mut self, group: &[Batch]) -> Vec<Vec<Rejected>> {
             self.groups.push(group.len());
             group
@@ -187,7 +190,7 @@ mod tests {
             tx.send(batch(t, &["a", "b", "c"])).unwrap();
         }
         drop(tx);
-        let mut sink = RejectSecond { groups: Vec::new(), group_bytes: 1 << 20 };
+        let mut sink = Grouped::new(RejectSecond { groups: Vec::new(), group_bytes: 1 << 20 });
         let acks = std::cell::RefCell::new(Vec::<Delivered>::new());
         let path = dead.path.clone();
         run(&mut sink, &mut rx, 7, "web", Some(&dead), |d| {
@@ -196,7 +199,7 @@ mod tests {
             assert_eq!(letters.lines().count(), acks.borrow().len() + 1);
             acks.borrow_mut().push(d);
         });
-        assert_eq!(sink.groups, [3], "the waiting batches were one delivery");
+        assert_eq!(sink.inner().groups, [3], "the waiting batches were one delivery");
         let acks = acks.into_inner();
         assert_eq!(acks.len(), 3);
         assert!(acks.iter().all(|d| d.flow == 7 && d.dead_lettered == 1 && d.acks.len() == 3 && d.budget_bytes == 3));
@@ -208,10 +211,10 @@ mod tests {
         tx.send(batch(0, &["a"])).unwrap();
         tx.send(batch(1, &["b"])).unwrap();
         drop(tx);
-        let mut sink = RejectSecond { groups: Vec::new(), group_bytes: 0 };
+        let mut sink = Grouped::new(RejectSecond { groups: Vec::new(), group_bytes: 0 });
         let n = std::cell::Cell::new(0);
         run(&mut sink, &mut rx, 0, "f", None, |_| n.set(n.get() + 1));
-        assert_eq!(sink.groups, [1, 1]);
+        assert_eq!(sink.inner().groups, [1, 1]);
         assert_eq!(n.get(), 2);
     }
 }

@@ -75,6 +75,9 @@ pub(crate) struct Tail<H> {
     /// Where the line starts that this tail was holding unfinished when the budget (or its
     /// flow's share) filled: over the budget it may read on only to finish that line.
     pub finishing_line: Option<u64>,
+    /// Let go at this offset (its deleted file held more than the flow's cap): nothing after it
+    /// is read; it goes once what was read before is acknowledged.
+    pub let_go_at: Option<u64>,
 }
 
 impl<H: OpenFile> Tail<H> {
@@ -116,6 +119,7 @@ impl<H: OpenFile> Tail<H> {
             parked: false,
             parked_cut_line: None,
             finishing_line: None,
+            let_go_at: None,
         }
     }
 

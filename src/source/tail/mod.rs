@@ -13,6 +13,8 @@
 //! - on resume the fingerprint and the bytes before the checkpoint are checked, so a replaced or
 //!   rewritten file is read from its start instead of from a stale offset;
 //! - a staged checkpoint never passes the acknowledged prefix of its file ([`crate::checkpoint::acks`]);
+//! - a deleted file is held open (and read) until it is finished; what it still holds is told
+//!   ([`TailSet::deleted`]), and letting it go before ([`TailSet::let_go`]) says what is lost;
 //! - reads stop at the flow's share of the in-flight budget and at the global budget (a tail in
 //!   the middle of a line may finish it), and a tail holding a long unfinished line over the
 //!   budget gives it back to the file.
@@ -32,7 +34,7 @@ use crate::checkpoint::{Row, Store};
 use crate::config::Flow;
 use crate::framing::Piece;
 use crate::source::discover::Scan;
-use crate::source::fs::{FileSystem, OpenFile};
+use crate::source::fs::{FileSystem, OpenFile, ReadAt};
 use crate::source::identity::{self, FileKey};
 use file::{end_of_last_line, head_of, Phase, Tail};
 use rotation::{CopyMatch, Resume};
@@ -69,6 +71,46 @@ pub struct Room {
     pub flow_in_flight: u64,
     /// The sink has every batch waiting it may have: nothing is read.
     pub backed_up: bool,
+}
+
+/// A deleted file still held open with bytes not yet acknowledged ([`TailSet::deleted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub tail: u64,
+    /// Its path when it was last seen.
+    pub path: PathBuf,
+    /// The end of its acknowledged prefix: a stop now loses everything after it.
+    pub acknowledged: u64,
+    /// Where its unread part starts (the start of a line not finished yet): letting it go loses
+    /// everything after it; what was read before it still ships.
+    pub unread_from: u64,
+    /// Its length, or where it was let go.
+    pub len: u64,
+    /// Let go already ([`TailSet::let_go`]): only what was read before it is left.
+    pub let_go: bool,
+}
+
+impl Deleted {
+    /// Bytes not yet acknowledged.
+    pub fn behind(&self) -> u64 {
+        self.len.saturating_sub(self.acknowledged)
+    }
+
+    /// Bytes not yet read.
+    pub fn unread(&self) -> u64 {
+        self.len.saturating_sub(self.unread_from)
+    }
+}
+
+/// What letting a deleted file go lost ([`TailSet::let_go`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub path: PathBuf,
+    /// The byte range never read.
+    pub from: u64,
+    pub to: u64,
+    /// The lines in it.
+    pub lines: u64,
 }
 
 /// Where checkpoints are staged.
@@ -187,6 +229,67 @@ impl<F: FileSystem> TailSet<F> {
             .filter(|t| !t.sealed)
             .map(|t| (t.path.display().to_string(), t.size.saturating_sub(t.acks.committed())))
             .collect()
+    }
+
+    /// The deleted files this flow still holds open with bytes not yet acknowledged, oldest
+    /// first: what a stop or a reload would lose. Only files no scan found are looked at (a
+    /// deleted file is orphaned by the next scan), so a followed file costs nothing.
+    pub fn deleted(&self) -> Vec<Deleted> {
+        let mut out: Vec<Deleted> = self
+            .tails
+            .values()
+            .filter(|t| t.phase != Phase::Following && !t.sealed && t.deleted())
+            .filter_map(|t| {
+                let len = t.let_go_at.or_else(|| t.current_len())?;
+                let acknowledged = t.acks.committed();
+                let unread_from = t.let_go_at.unwrap_or_else(|| t.framer.line_start());
+                (len > acknowledged).then(|| Deleted {
+                    tail: t.id,
+                    path: t.path.clone(),
+                    acknowledged,
+                    unread_from,
+                    len,
+                    let_go: t.let_go_at.is_some(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|d| d.tail);
+        out
+    }
+
+    /// Lines (counting an unterminated last one) in `[from, len)` of tail `tail`'s open file.
+    pub fn lines_between(&self, tail: u64, from: u64, len: u64) -> u64 {
+        let Some(file) = self.tails.get(&tail).and_then(|t| t.file.as_ref()) else { return 0 };
+        let mut buf = vec![0u8; (len.saturating_sub(from)).min(1 << 20) as usize];
+        let (mut at, mut lines, mut last) = (from, 0u64, b'\n');
+        while at < len {
+            let want = ((len - at) as usize).min(buf.len());
+            let n = match file.read_at(&mut buf[..want], at) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            last = buf[n - 1];
+            at += n as u64;
+        }
+        lines + u64::from(last != b'\n')
+    }
+
+    /// Lets the deleted file of tail `tail` go without reading the rest (its flow's deleted files
+    /// hold more than its cap): those lines are lost, and what is returned says which. What was
+    /// read before still ships; the tail goes once it is acknowledged.
+    pub fn let_go(&mut self, tail: u64) -> Option<Lost> {
+        let t = self.tails.get(&tail)?;
+        if t.let_go_at.is_some() {
+            return None;
+        }
+        let (from, to) = (t.framer.line_start(), t.current_len().unwrap_or(t.size));
+        let lines = self.lines_between(tail, from, to);
+        let t = self.tails.get_mut(&tail)?;
+        t.let_go_at = Some(from);
+        t.phase = Phase::Finished;
+        t.dirty = false;
+        Some(Lost { path: t.path.clone(), from, to, lines })
     }
 
     /// A file notification for `path`: its tail has data to read. A write to a path no tail

@@ -250,3 +250,37 @@ fn a_file_truncated_and_rewritten_while_reads_wait_is_known_truncated_at_the_sca
     ];
     replay(&ops, 256, true);
 }
+
+#[test]
+fn a_deleted_file_tells_what_it_holds_and_letting_it_go_loses_only_what_was_not_read() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "a\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(60_000, false, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["a"]);
+    // "b" and "c" read and in flight; "d", "e" and an unfinished "f" not read
+    fs.append(ino, b"b\nc\n");
+    agent.scan();
+    agent.step();
+    fs.append(ino, b"d\ne\nf");
+    assert!(agent.tails.deleted().is_empty(), "a followed file is not deleted");
+    fs.unlink(Path::new(CURRENT));
+    agent.scan();
+    let d = agent.tails.deleted();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].acknowledged, d[0].unread_from, d[0].len, d[0].let_go), (2, 6, 11, false));
+    assert_eq!((d[0].behind(), d[0].unread()), (9, 5));
+    assert_eq!(agent.tails.lines_between(d[0].tail, d[0].acknowledged, d[0].len), 5, "b c d e f");
+    let lost = agent.tails.let_go(d[0].tail).expect("let go");
+    assert_eq!((lost.from, lost.to, lost.lines), (6, 11, 3), "d e f");
+    assert_eq!(agent.tails.let_go(d[0].tail), None, "once");
+    // what was read still ships; nothing after the cut is read
+    let d = agent.tails.deleted();
+    assert_eq!((d[0].len, d[0].behind(), d[0].unread(), d[0].let_go), (6, 4, 0, true));
+    agent.step();
+    let delivered: Vec<String> = agent.ack(usize::MAX, false).into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
+    assert_eq!(delivered, ["b", "c"]);
+    agent.step();
+    assert!(agent.tails.deleted().is_empty());
+    assert_eq!(agent.tails.open_files(), 0, "gone once acknowledged");
+    assert!(!fs.is_open(ino));
+}
