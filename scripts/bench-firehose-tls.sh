@@ -18,13 +18,9 @@ cargo build --release -j2 --bin logferry --example loggen --example bench_endpoi
 bin=${BENCH_BIN:-$PWD/target/release/logferry}
 runs=${BENCH_RUNS:-1}
 
-# a throw-away certificate authority, trusted by the agent through SSL_CERT_FILE, and the
-# endpoint's certificate signed by it
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca -keyout "$work/ca-key.pem" -out "$work/ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$work/key.pem" -out "$work/req.pem" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$work/ext.cnf"
-openssl x509 -req -in "$work/req.pem" -CA "$work/ca.pem" -CAkey "$work/ca-key.pem" -CAcreateserial -days 1 \
-  -extfile "$work/ext.cnf" -out "$work/cert.pem" 2>/dev/null
+# a throw-away certificate authority and the endpoint's certificate signed by it
+. scripts/bench-common.sh
+make_certs "$work"
 
 echo "generating $lines combined lines of 200 bytes"
 mkdir -p "$work/logs"   # only the log in the tailed directory: no unrelated file events
@@ -47,7 +43,7 @@ run() {
 run_once() {
   local label=$1 extra=$2 buffer=$3
   local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   rm -f "$work/counts.json" "$work/checkpoints.db"*
   target/release/examples/bench_endpoint "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
   local server=$!
@@ -73,7 +69,7 @@ YAML
   sleep 0.2
   agent=$(pgrep -n -f "^$bin run --config $work/flow.yaml")
   while :; do
-    got=$(python3 -c "import json; print(json.load(open('$work/counts.json'))['lines'])" 2>/dev/null || echo 0)
+    got=$(count_of "$work/counts.json" lines)
     [ "$got" -ge "$lines" ] && break
     if ! kill -0 "$agent" 2>/dev/null; then cat "$work/agent.log"; exit 1; fi
     sleep 0.2
