@@ -27,12 +27,13 @@ impl Engine {
             }
             let Some(lost) = f.tails.let_go(d.tail) else { continue };
             over = over.saturating_sub(d.behind());
-            total -= d.unread();
+            total = total.saturating_sub(d.unread());
             tracing::error!(
                 flow = %f.flow.id,
-                "{} was deleted while {} bytes of it were not shipped, and the flow's deleted files hold more than deleted_files_max_bytes ({cap}): it is let go, and its {} lines from offset {} to {} are lost. The destination takes less than is written: raise its throughput, keep more rotated files, or raise the cap",
+                "{} was deleted while {} bytes of it were not shipped, and the flow's deleted files hold more than deleted_files_max_bytes ({cap}): it is let go, and its {}{} lines from offset {} to {} are lost. The destination takes less than is written: raise its throughput, keep more rotated files, or raise the cap",
                 lost.path.display(),
                 d.behind(),
+                if lost.exact { "" } else { "about " },
                 lost.lines,
                 lost.from,
                 lost.to
@@ -53,12 +54,14 @@ impl Engine {
             return;
         }
         let bytes: u64 = deleted.iter().map(Deleted::behind).sum();
-        let lines: u64 = deleted.iter().map(|d| f.tails.lines_between(d.tail, d.acknowledged, d.len)).sum();
+        let counts: Vec<(u64, bool)> = deleted.iter().map(|d| f.tails.lines_between(d.tail, d.acknowledged, d.len)).collect();
+        let lines: u64 = counts.iter().map(|c| c.0).sum();
+        let about = if counts.iter().all(|c| c.1) { "" } else { "about " };
         let files: Vec<String> =
             deleted.iter().map(|d| format!("{} ({} bytes from offset {})", d.path.display(), d.behind(), d.acknowledged)).collect();
         tracing::error!(
             flow = %f.flow.id,
-            "{why} abandons {bytes} bytes ({lines} lines) not yet acknowledged in {} deleted files, which no restart can read again: {}",
+            "{why} abandons {bytes} bytes ({about}{lines} lines) not yet acknowledged in {} deleted files, which no restart can read again: {}",
             deleted.len(),
             files.join(", ")
         );

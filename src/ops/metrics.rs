@@ -124,6 +124,8 @@ pub struct FlowMetrics {
     stalled_since_ms: AtomicU64,
     /// Unix ms of the first request refused whole as invalid since the last success; 0 while none.
     refused_since_ms: AtomicU64,
+    /// The last refusal's code and message (other errors of requests in flight do not replace it).
+    refusal: Mutex<Option<(String, String)>>,
     last_error: Mutex<Option<(u64, String, String)>>,
     window: Mutex<CallWindow>,
     /// Dead-lettered records by when (Unix ms), for the health check; pruned past a day.
@@ -347,6 +349,7 @@ impl Metrics {
             failing_since_ms: AtomicU64::new(0),
             stalled_since_ms: AtomicU64::new(0),
             refused_since_ms: AtomicU64::new(0),
+            refusal: Mutex::new(None),
             last_error: Mutex::new(None),
             window: Mutex::new(CallWindow::default()),
             dead_letters: Mutex::new(Default::default()),
@@ -442,8 +445,9 @@ impl Metrics {
     }
 
     /// What is wrong, if anything: the engine has not made a pass for `wedged_after_ms`; a sink
-    /// has failed (other than by throttling) for `failing_after_ms` without a success; the
-    /// checkpoints have not been saved for `failing_after_ms`.
+    /// has failed (other than by throttling) for `failing_after_ms` without a success, or, at once,
+    /// its destination refuses whole requests as invalid (a configuration error); the checkpoints
+    /// have not been saved for `failing_after_ms`.
     pub fn health_problems(&self, wedged_after_ms: u64, failing_after_ms: u64) -> Vec<String> {
         let now = now_ms();
         let mut out = Vec::new();
@@ -470,7 +474,8 @@ impl Metrics {
                 ));
             }
             if f.refused_since_ms.load(Ordering::Relaxed) > 0 {
-                let last = f.last_error().map(|(_, code, message)| format!(": {code}: {message}")).unwrap_or_default();
+                let last =
+                    f.refusal.lock().ok().and_then(|r| r.clone()).map(|(code, message)| format!(": {code}: {message}")).unwrap_or_default();
                 out.push(format!(
                     "flow {}: {} refuses every request as invalid{last} (a configuration error: fix the stream or the flow; the records wait in the log files)",
                     f.id, f.destination
@@ -544,6 +549,9 @@ impl FlowMetrics {
             }
             ErrorKind::Refused => {
                 let _ = self.refused_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+                if let Ok(mut r) = self.refusal.lock() {
+                    *r = Some((code.to_string(), message.chars().take(300).collect()));
+                }
             }
             ErrorKind::Throttled | ErrorKind::Invalid => {}
         }
@@ -647,6 +655,8 @@ mod tests {
         let m = Metrics::new(&[("k".into(), "KinesisStream:s".into())]);
         let f = &m.flows()[0];
         f.record_error("ValidationException", "stream does not take direct PUT", 1, ErrorKind::Refused);
+        // a throttled request in flight meanwhile does not change what the health check names
+        f.record_error("ThrottlingException", "slow down", 1, ErrorKind::Throttled);
         // unhealthy before any failing time has passed
         let problems = m.health_problems(60_000, u64::MAX);
         assert_eq!(problems.len(), 1, "{problems:?}");

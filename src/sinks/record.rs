@@ -79,7 +79,7 @@ pub fn request_body<'a>(name_member: &str, name: &str, records: impl Iterator<It
 }
 
 /// Makes the SDK send `body` (from [`request_body`]) in place of the one it serialised from
-/// the operation's input; the SDK still signs it (after this), retries it, and parses the answer.
+/// the operation's input; the SDK still signs it (after this) and parses the answer.
 /// The operation is built with an empty record list, so the SDK's own body costs nothing.
 pub fn with_body(body: Vec<u8>) -> impl Fn(&mut aws_sdk_firehose::config::http::HttpRequest) + Send + Sync + 'static {
     let length = body.len().to_string();
@@ -275,6 +275,10 @@ impl Unit {
     }
 }
 
+/// How often a sink with room for another request and nothing queued lets its worker look for a
+/// new batch while requests are in flight.
+const TAKE_MORE_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A batch the sink holds until each of its records was accepted or rejected for good.
 struct Held {
     batch: Batch,
@@ -439,9 +443,16 @@ impl<P: PutApi> crate::sinks::Sink for RecordSink<P> {
                 self.send_next();
             }
         }
-        // what the sink waits for: an answer, or the end of the backoff when a request could start
-        let room = self.requests.len() < self.pace.window() && !self.queue.is_empty();
-        let wake = wait_until.filter(|_| room).map(tokio::time::Instant::from_std);
+        // what the sink waits for: an answer, or the end of the backoff when a request could
+        // start; with room for a request and nothing queued, a new batch may be waiting for the
+        // worker to take it: back soon, a straggler does not hold it
+        let room = self.requests.len() < self.pace.window();
+        let wake = match wait_until {
+            Some(t) if room && !self.queue.is_empty() => Some(t),
+            _ if room && self.queue.is_empty() && !self.requests.is_empty() => Some(now + TAKE_MORE_EVERY),
+            _ => None,
+        }
+        .map(tokio::time::Instant::from_std);
         let requests = &mut self.requests;
         let flying = !requests.is_empty();
         let answer = self.rt.block_on(async {
@@ -630,6 +641,25 @@ mod tests {
         let order: Vec<u64> = delivered.iter().map(|(k, _)| *k).collect();
         assert_eq!(order.last(), Some(&0), "the slow request's batch came last, the others did not wait for it: {order:?}");
         assert_eq!(accepted(&api, |_, _| false), all_records(12, 10));
+    }
+
+    #[test]
+    fn a_batch_that_comes_while_a_slow_request_is_in_flight_goes_at_once() {
+        use crate::sinks::Sink;
+        // the first request answers after 2 s, the others at once
+        let api = Scripted::new(|_, rs| Attempt::Answered(vec![None; rs.len()]), |n| if n == 0 { 2000 } else { 5 });
+        let (mut s, _m) = sink(api.clone(), 4);
+        s.take(batch(0, 10));
+        let started = Instant::now();
+        assert!(s.progress().is_empty(), "back without an answer: the worker may have a batch to hand over");
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        s.take(batch(1, 10));
+        let mut first = Vec::new();
+        while first.is_empty() {
+            first = s.progress();
+        }
+        assert_eq!(first[0].0.acks[0].tail, 1, "the new batch went while the slow request was out");
+        assert!(started.elapsed() < std::time::Duration::from_millis(1500));
     }
 
     #[test]

@@ -46,6 +46,9 @@ use std::time::{Duration, Instant};
 /// file that starts like a followed one waits for that file's truncation.
 pub const COPY_WAIT: Duration = Duration::from_secs(5);
 
+/// The most bytes read to count the lines of a part of a file ([`TailSet::lines_between`]).
+pub const COUNT_LINES_MAX: u64 = 64 << 20;
+
 /// Where framed pieces go, and how much room there is for more.
 pub trait Pipeline {
     /// One framed piece of tail `tail` (now at `path`); registers it with `acks`.
@@ -109,8 +112,9 @@ pub struct Lost {
     /// The byte range never read.
     pub from: u64,
     pub to: u64,
-    /// The lines in it.
+    /// The lines in it, exactly when `exact`, else extrapolated ([`TailSet::lines_between`]).
     pub lines: u64,
+    pub exact: bool,
 }
 
 /// Where checkpoints are staged.
@@ -257,13 +261,16 @@ impl<F: FileSystem> TailSet<F> {
         out
     }
 
-    /// Lines (counting an unterminated last one) in `[from, len)` of tail `tail`'s open file.
-    pub fn lines_between(&self, tail: u64, from: u64, len: u64) -> u64 {
-        let Some(file) = self.tails.get(&tail).and_then(|t| t.file.as_ref()) else { return 0 };
-        let mut buf = vec![0u8; (len.saturating_sub(from)).min(1 << 20) as usize];
+    /// Lines (counting an unterminated last one) in `[from, len)` of tail `tail`'s open file, and
+    /// whether that is exact: past [`COUNT_LINES_MAX`] bytes the count is extrapolated from the
+    /// lines in the first ones (counting is done on the engine's thread).
+    pub fn lines_between(&self, tail: u64, from: u64, len: u64) -> (u64, bool) {
+        let Some(file) = self.tails.get(&tail).and_then(|t| t.file.as_ref()) else { return (0, false) };
+        let end = len.min(from.saturating_add(COUNT_LINES_MAX));
+        let mut buf = vec![0u8; (end.saturating_sub(from)).min(1 << 20) as usize];
         let (mut at, mut lines, mut last) = (from, 0u64, b'\n');
-        while at < len {
-            let want = ((len - at) as usize).min(buf.len());
+        while at < end {
+            let want = ((end - at) as usize).min(buf.len());
             let n = match file.read_at(&mut buf[..want], at) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -272,7 +279,12 @@ impl<F: FileSystem> TailSet<F> {
             last = buf[n - 1];
             at += n as u64;
         }
-        lines + u64::from(last != b'\n')
+        if at < len && at > from {
+            // the rest is taken to have lines as long as the part counted
+            let estimate = (lines as u128 * (len - from) as u128 / (at - from) as u128) as u64;
+            return (estimate.max(lines), false);
+        }
+        (lines + u64::from(last != b'\n' && at > from), at >= len)
     }
 
     /// Lets the deleted file of tail `tail` go without reading the rest (its flow's deleted files
@@ -284,12 +296,14 @@ impl<F: FileSystem> TailSet<F> {
             return None;
         }
         let (from, to) = (t.framer.line_start(), t.current_len().unwrap_or(t.size));
-        let lines = self.lines_between(tail, from, to);
+        let (lines, exact) = self.lines_between(tail, from, to);
         let t = self.tails.get_mut(&tail)?;
         t.let_go_at = Some(from);
         t.phase = Phase::Finished;
         t.dirty = false;
-        Some(Lost { path: t.path.clone(), from, to, lines })
+        // what is behind is what was read before the cut
+        t.size = from;
+        Some(Lost { path: t.path.clone(), from, to, lines, exact })
     }
 
     /// A file notification for `path`: its tail has data to read. A write to a path no tail
@@ -524,7 +538,8 @@ impl<F: FileSystem> TailSet<F> {
                 }
                 finish(t, pipe);
             }
-            if t.phase == Phase::Finished && t.acks.outstanding() == 0 {
+            // (a file let go may still hold a multi-line record: it goes at its flush time)
+            if t.phase == Phase::Finished && t.acks.outstanding() == 0 && !t.assembler.has_pending() {
                 gone.push(id);
             }
         }

@@ -269,9 +269,11 @@ fn a_deleted_file_tells_what_it_holds_and_letting_it_go_loses_only_what_was_not_
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!((d[0].acknowledged, d[0].unread_from, d[0].len, d[0].let_go), (2, 6, 11, false));
     assert_eq!((d[0].behind(), d[0].unread()), (9, 5));
-    assert_eq!(agent.tails.lines_between(d[0].tail, d[0].acknowledged, d[0].len), 5, "b c d e f");
+    assert_eq!(agent.tails.lines_between(d[0].tail, d[0].acknowledged, d[0].len), (5, true), "b c d e f");
+    let behind = |agent: &Agent| agent.tails.behind().iter().map(|(_, b)| b).sum::<u64>();
     let lost = agent.tails.let_go(d[0].tail).expect("let go");
-    assert_eq!((lost.from, lost.to, lost.lines), (6, 11, 3), "d e f");
+    assert_eq!((lost.from, lost.to, lost.lines, lost.exact), (6, 11, 3, true), "d e f");
+    assert_eq!(behind(&agent), 4, "what was lost is no longer behind");
     assert_eq!(agent.tails.let_go(d[0].tail), None, "once");
     // what was read still ships; nothing after the cut is read
     let d = agent.tails.deleted();
@@ -283,4 +285,26 @@ fn a_deleted_file_tells_what_it_holds_and_letting_it_go_loses_only_what_was_not_
     assert!(agent.tails.deleted().is_empty());
     assert_eq!(agent.tails.open_files(), 0, "gone once acknowledged");
     assert!(!fs.is_open(ino));
+}
+
+#[test]
+fn a_file_let_go_with_a_multi_line_record_in_progress_sends_it_at_its_flush_time_before_it_goes() {
+    let fs = MemFs::default();
+    let flow = flow_with(60_000, false, "    multiline: {start_pattern: '^[A-Z]', flush_timeout_ms: 500}\n");
+    let ino = write(&fs, CURRENT, "A one\n  at x\n");
+    let mut agent = Agent::with_flow(&fs, flow, MemStore::default(), Instant::now());
+    // "A one" is held by the assembler until a start line or the flush time
+    assert!(agent.pass().is_empty());
+    fs.append(ino, b"B unread\n");
+    fs.unlink(Path::new(CURRENT));
+    agent.scan();
+    let d = agent.tails.deleted();
+    assert_eq!(d.len(), 1, "{d:?}");
+    agent.tails.let_go(d[0].tail).expect("let go");
+    assert!(agent.pass().is_empty());
+    assert_eq!(agent.tails.open_files(), 1, "kept while its record is in progress");
+    agent.advance(600);
+    assert_eq!(agent.pass(), ["A one\n  at x"], "what was read ships");
+    agent.pass();
+    assert_eq!(agent.tails.open_files(), 0);
 }
