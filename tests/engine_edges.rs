@@ -346,3 +346,85 @@ fn room_kept_by_line_buffers_after_long_partial_lines_does_not_stop_reading() {
     assert_eq!(short, 10, "files read after their long lines went: {}", a.stderr());
     assert_eq!(a.stop(), 0);
 }
+
+/// Accepts every PutRecordBatch, whatever its stream, and keeps the lines.
+fn accepting_firehose() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine as _;
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = accepted.clone();
+    let endpoint = support::http::serve(move |req| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let records = body["Records"].as_array().unwrap();
+        for r in records {
+            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+            seen.lock().unwrap().extend(String::from_utf8_lossy(&data).lines().map(String::from));
+        }
+        let responses: Vec<_> = (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
+        let out = serde_json::json!({"FailedPutCount": 0, "RequestResponses": responses}).to_string();
+        Some(support::http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], out.as_bytes()))
+    });
+    (endpoint, accepted)
+}
+
+#[test]
+fn an_agent_json_flow_whose_stream_was_edited_resumes_at_the_old_flows_positions_across_a_restart_and_a_reload() {
+    let (endpoint, accepted) = accepting_firehose();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    let config = |stream: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "firehose.endpoint": "{endpoint}",
+                    "awsAccessKeyId": "test", "awsSecretAccessKey": "test",
+                    "flows": [{{"filePattern": "{}", "deliveryStream": "{stream}", "maxBufferAgeMillis": 1000}}]}}"#,
+                d.path().join("checkpoints.db").display(),
+                d.path().join("app.log").display()
+            ),
+        )
+        .unwrap()
+    };
+    let wait = |n: usize| {
+        let deadline = Instant::now() + T;
+        while accepted.lock().unwrap().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(accepted.lock().unwrap().len(), n);
+    };
+    let path = d.path().join("app.log");
+    std::fs::File::create(&path).unwrap();
+    let mut w = Writer::new(&path, "edit");
+    config("first");
+    let err = d.path().join("agent.err");
+    let mut agent = run_agent(&cfg, &err);
+    wait_for_log(&err, "running 1 flow", T);
+    w.write(100);
+    wait(100);
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    // written while stopped, then the flow's stream edited: a new flow id, which would start at
+    // the end of the file (the default) and skip these
+    w.write(50);
+    config("second");
+    let mut agent = run_agent(&cfg, &err);
+    wait(150);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("it takes over the 1 positions of"), "{log}");
+    // edited again while running: the new flow waits for the old one to save its positions
+    w.write(50);
+    wait(200);
+    config("third");
+    unsafe_kill(agent.id(), "HUP");
+    w.write(50);
+    wait(250);
+    std::thread::sleep(Duration::from_secs(2));
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    assert_exactly_once(&w.written, &accepted.lock().unwrap());
+    // and a restart after it sends nothing again
+    let mut agent = run_agent(&cfg, &err);
+    std::thread::sleep(Duration::from_secs(3));
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    assert_exactly_once(&w.written, &accepted.lock().unwrap());
+}

@@ -8,7 +8,7 @@
 use super::{EngineError, Event};
 use crate::batch::pipeline::{FlowStats, Outbox};
 use crate::batch::Batch;
-use crate::checkpoint::Store;
+use crate::checkpoint::{Row, Store};
 use crate::config::{Config, Flow};
 use crate::convert::{Chain, ChainContext};
 use crate::ops::metrics::{FlowMetrics, Metrics};
@@ -64,11 +64,14 @@ pub(super) fn start_flow(
         .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
         .with_symlinks(flow.symlinks.clone())
         .with_own_files(crate::source::discover::own_files(cfg));
-    let saved = store.rows(Some(&flow.id))?;
+    let mut saved = store.rows(Some(&flow.id))?;
     let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
     // an emptied table (deleted files, pruning) is not a first start: a flag says it
     let started = store.meta(&started_key(&flow.id))?.is_some();
     let first_start = !started && saved.is_empty() && imported.is_empty();
+    if saved.is_empty() && imported.is_empty() {
+        saved = adopt_positions(cfg, flow, store)?;
+    }
     let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
     let (delivered, died) = (events_tx.clone(), events_tx.clone());
     let sink_threads = crate::sinks::start(
@@ -107,6 +110,47 @@ pub(super) fn start_flow(
         retiring: false,
         retire_deadline: None,
     })
+}
+
+/// The positions that flows no longer configured hold, taken over by `flow`, which has none of
+/// its own: an agent.json flow's id is made of its pattern and its stream, so editing either
+/// makes a new flow, which would otherwise begin at `initialPosition` and skip what was written
+/// since the old flow's last acknowledgement (or read it all again). Each position is checked
+/// against its file as any checkpoint is (fingerprint and the bytes before it); of two old flows
+/// holding one file, the newer position wins. The old flow's rows move to the new one.
+fn adopt_positions(cfg: &Config, flow: &Flow, store: &mut Store) -> Result<Vec<Row>, EngineError> {
+    let mut by_file: HashMap<FileKey, Row> = HashMap::new();
+    for row in store.rows(None)? {
+        if cfg.flows.iter().any(|f| f.id == row.flow) {
+            continue;
+        }
+        match by_file.get(&row.key) {
+            Some(have) if have.updated_at >= row.updated_at => {}
+            _ => {
+                by_file.insert(row.key, row);
+            }
+        }
+    }
+    if by_file.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut from: Vec<String> = by_file.values().map(|r| r.flow.clone()).collect();
+    from.sort();
+    from.dedup();
+    tracing::info!(
+        flow = %flow.id,
+        "this flow has no positions of its own: it takes over the {} positions of {} (no longer configured), so what was written since they were saved is neither skipped nor sent again",
+        by_file.len(),
+        from.join(", ")
+    );
+    let mut rows = Vec::with_capacity(by_file.len());
+    for (key, row) in by_file {
+        store.stage_delete(&row.flow, key);
+        let row = Row { flow: flow.id.clone(), ..row };
+        store.stage(row.clone());
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 pub(super) fn started_key(flow: &str) -> String {

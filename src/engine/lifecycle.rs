@@ -134,6 +134,14 @@ impl Engine {
         let now = Instant::now();
         for flow in waiting {
             let busy = self.flows.iter().enumerate().any(|(i, f)| f.flow.id == flow.id && !self.retired.contains(&i));
+            // a flow that may take over the positions of a flow no longer configured waits until
+            // that one has retired and saved them
+            let busy = busy
+                || self
+                    .flows
+                    .iter()
+                    .enumerate()
+                    .any(|(i, f)| f.retiring && !self.retired.contains(&i) && !self.cfg.flows.iter().any(|n| n.id == f.flow.id));
             let delayed = self.restart_not_before.get(&flow.id).is_some_and(|t| now < *t);
             if busy || delayed {
                 self.waiting_to_start.push(flow);
