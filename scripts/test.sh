@@ -11,6 +11,7 @@ command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} for the tests"
   sudo_=""

@@ -159,7 +159,33 @@ fn load(path: &Path) -> Result<Option<Config>> {
     }
 }
 
+/// The proxy for AWS: `HTTPS_PROXY` as set, or else the one a Kinesis Agent host's `JVM_ARGS`
+/// names (its service reads `/etc/sysconfig/aws-kinesis-agent`); either way instance metadata
+/// bypasses it (`NO_PROXY`). Called at start, before any thread or client exists.
+fn proxy_environment() {
+    let set = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut proxied =
+        set("HTTPS_PROXY").or_else(|| set("https_proxy")).or_else(|| set("HTTP_PROXY")).or_else(|| set("http_proxy")).is_some();
+    if !proxied {
+        if let Some(p) = set("JVM_ARGS").and_then(|a| config::proxy::from_jvm_args(&a)) {
+            let except = p.no_proxy.as_ref().map(|n| format!(", except for {n} (-Dhttp.nonProxyHosts)")).unwrap_or_default();
+            tracing::info!("AWS requests go through the proxy {} that JVM_ARGS names (-Dhttps.proxyHost, -Dhttps.proxyPort), as the Kinesis Agent's did{except}", p.https_proxy);
+            std::env::set_var("HTTPS_PROXY", &p.https_proxy);
+            if let (Some(n), None, None) = (&p.no_proxy, set("NO_PROXY"), set("no_proxy")) {
+                std::env::set_var("NO_PROXY", n);
+            }
+            proxied = true;
+        }
+    }
+    if proxied {
+        let rules = config::proxy::no_proxy_with_metadata(set("NO_PROXY").or_else(|| set("no_proxy")).as_deref());
+        std::env::set_var("NO_PROXY", &rules);
+        std::env::set_var("no_proxy", &rules);
+    }
+}
+
 fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
+    proxy_environment();
     let Some(mut cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
     if listen.is_some() {
         cfg.http.listen = listen;

@@ -929,3 +929,74 @@ fn with_30_percent_of_records_failing_throttling_500s_and_an_outage_while_files_
     assert!(!log.contains("abandons") && !log.contains("are lost"), "{log}");
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
 }
+
+/// tinyproxy (Debian's), an HTTP CONNECT proxy on a loopback port, logging each CONNECT to the
+/// returned log file; stopped when the returned child is dropped by the caller's kill.
+fn tinyproxy(dir: &std::path::Path) -> (std::process::Child, u16, std::path::PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = dir.join("tinyproxy.log");
+    let conf = dir.join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 50\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("tinyproxy")
+        .args(["-d", "-c", conf.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tinyproxy: scripts/test.sh installs it with apt-get");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tinyproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port, log)
+}
+
+#[test]
+fn a_proxy_given_to_java_in_jvm_args_carries_every_request_as_on_a_kinesis_agent_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = http::test_certificates(dir.path(), "logferry test authority");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let endpoint = http::serve_tls(&cert, &key, faulty_handler(Service::Firehose, seen.clone()));
+    let (mut proxy, port, proxy_log) = tinyproxy(dir.path());
+    let mut w = Writer::new(&dir.path().join("app.log"), "px");
+    w.write(300);
+    let cfg = write_config(Service::Firehose, &endpoint, dir.path(), "");
+    let log = dir.path().join("agent.err");
+    // as the service gets it from /etc/sysconfig/aws-kinesis-agent
+    let jvm_args = format!("-Xmx256m -Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort={port} -Dhttp.nonProxyHosts=\"*.internal|metadata\"");
+    let mut agent = agent_command(&cfg, &log)
+        .env("SSL_CERT_FILE", &ca)
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env("JVM_ARGS", jvm_args)
+        .spawn()
+        .unwrap();
+    wait_accepted(&seen, w.written.len());
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops").success());
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_exactly_once(&w.written, &seen.lock().unwrap().accepted);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("through the proxy http://127.0.0.1:{port} that JVM_ARGS names"))
+            && text.contains("except for .internal,metadata"),
+        "{text}"
+    );
+    let endpoint_port = endpoint.rsplit(':').next().unwrap();
+    let connects = std::fs::read_to_string(&proxy_log).unwrap();
+    let n = connects.matches(&format!("CONNECT 127.0.0.1:{endpoint_port}")).count();
+    assert!(n >= 1, "the requests went through the proxy: {connects}");
+}

@@ -59,6 +59,14 @@ fn unit_seconds(unit: &str, key: &str, default: f64) -> f64 {
 }
 
 #[test]
+fn the_kinesis_agent_unit_reads_the_kinesis_agents_environment_file_when_there_is_one() {
+    let unit = std::fs::read_to_string(root().join("systemd/logferry-kinesis-agent.service")).unwrap();
+    let service = unit.split("\n[Service]\n").nth(1).unwrap().split("\n[").next().unwrap();
+    // "-": a host without the file starts as well
+    assert!(service.lines().any(|l| l.trim() == "EnvironmentFile=-/etc/sysconfig/aws-kinesis-agent"), "{service}");
+}
+
+#[test]
 fn a_crash_loop_ends_as_a_failed_unit_instead_of_restarting_for_ever() {
     for name in ["logferry.service", "logferry-kinesis-agent.service"] {
         let unit = std::fs::read_to_string(root().join("systemd").join(name)).unwrap();

@@ -10,6 +10,7 @@ pub mod agent_json;
 pub mod migrate;
 pub mod native;
 mod native_processors;
+pub mod proxy;
 pub mod reader;
 
 use crate::convert::ProcessorSpec;
