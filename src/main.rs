@@ -184,11 +184,36 @@ fn proxy_environment() {
     }
 }
 
+/// Finds the host's region (the SDK's chain) when a flow sending to AWS names neither a region
+/// nor an endpoint; the flows still without one, with what they send to.
+fn find_host_region(cfg: &mut Config) -> Vec<String> {
+    let unresolved = |cfg: &Config| -> Vec<String> {
+        cfg.flows
+            .iter()
+            .filter_map(|f| {
+                logferry::sinks::aws_target(cfg, f)
+                    .filter(|(t, _)| t.region.is_empty())
+                    .map(|(t, what)| format!("flow {} ({what} {})", f.id, t.stream))
+            })
+            .collect()
+    };
+    if unresolved(cfg).is_empty() {
+        return Vec::new();
+    }
+    cfg.aws.host_region = logferry::sinks::aws::host_region();
+    unresolved(cfg)
+}
+
 fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     proxy_environment();
     let Some(mut cfg) = load(path)? else { return Ok(ExitCode::FAILURE) };
     if listen.is_some() {
         cfg.http.listen = listen;
+    }
+    let no_region = find_host_region(&mut cfg);
+    if !no_region.is_empty() {
+        eprintln!("logferry: no region for {}: {}", no_region.join(", "), logferry::sinks::aws::NO_REGION_ADVICE);
+        return Ok(ExitCode::FAILURE);
     }
     for n in cfg.start_notices() {
         tracing::info!("{n}");
@@ -357,9 +382,11 @@ fn checkpoints(path: &Path, reset: Option<&str>, file: Option<&str>, yes: bool) 
 }
 
 fn check(path: &Path) -> Result<ExitCode> {
-    let Some(cfg) = load(path)? else {
+    let Some(mut cfg) = load(path)? else {
         return Ok(ExitCode::FAILURE);
     };
+    // the region each AWS flow sends to, and which link decided it, is in its destination line
+    find_host_region(&mut cfg);
     let mut out = std::io::stdout().lock();
     let fmt = match cfg.format {
         ConfigFormat::KinesisAgent => "Kinesis Agent agent.json",
@@ -410,9 +437,10 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
     let facts = logferry::sinks::facts(&f.destination);
     let target = logferry::sinks::aws_target(cfg, f);
     let place = match &target {
+        Some((t, _)) if t.region.is_empty() => format!("no region here: run refuses this flow; {}", logferry::sinks::aws::NO_REGION_ADVICE),
         Some((t, _)) => match &t.endpoint {
-            Some(e) => format!("{} through {e}", t.region),
-            None => t.region.clone(),
+            Some(e) => format!("{} through {e}, region from {}", t.region, t.region_from),
+            None => format!("{}, from {}", t.region, t.region_from),
         },
         None => "local".into(),
     };

@@ -23,6 +23,7 @@ fn start_imds() -> (String, Arc<AtomicUsize>) {
                 "200 OK",
                 r#"{"accountId":"123456789012","architecture":"x86_64","availabilityZone":"eu-west-1b","imageId":"ami-0abc","instanceId":"i-0123456789abcdef0","instanceType":"m5.large","privateIp":"10.1.2.3","region":"eu-west-1"}"#,
             ),
+            ("GET", "/latest/meta-data/placement/region") => ("200 OK", "eu-west-2"),
             ("GET", "/latest/meta-data/tags/instance") => ("200 OK", "Name\nTeam"),
             ("GET", "/latest/meta-data/tags/instance/Name") => ("200 OK", "web-1"),
             ("GET", "/latest/meta-data/tags/instance/Team") => ("200 OK", "Payments"),
@@ -140,4 +141,59 @@ fn instance_tags_are_fetched_again_when_their_ttl_passes() {
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].contains("\"n\":1") && lines[0].contains("\"team\":\"Payments\""), "{text}");
     assert!(lines[1].contains("\"n\":2") && lines[1].contains("\"team\":\"Billing\""), "refreshed on its TTL: {text}");
+}
+
+/// `logferry ARGS` with no region in the environment and no profile; instance metadata at
+/// `imds` or, without it, off.
+fn without_a_region(args: &[&str], imds: Option<&str>, home: &std::path::Path) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_logferry"));
+    c.args(args)
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    match imds {
+        Some(e) => c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", e).env_remove("AWS_EC2_METADATA_DISABLED"),
+        None => c.env("AWS_EC2_METADATA_DISABLED", "true"),
+    };
+    c.output().unwrap()
+}
+
+#[test]
+fn a_kinesis_flow_without_a_region_sends_to_the_instances_region_and_without_any_is_refused_at_start_with_the_fix() {
+    let (endpoint, _) = start_imds();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "flows": [{{"filePattern": "{}", "kinesisStream": "events"}}, {{"filePattern": "{}", "deliveryStream": "fh"}}]}}"#,
+            d.path().join("cp.db").display(),
+            d.path().join("a.log").display(),
+            d.path().join("b.log").display()
+        ),
+    )
+    .unwrap();
+    let config = cfg.to_str().unwrap();
+    let r = without_a_region(&["check", "--config", config], Some(&endpoint), d.path());
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{out}{}", String::from_utf8_lossy(&r.stderr));
+    // Kinesis: the SDK's chain, instance metadata included; Firehose: us-east-1, as the Kinesis Agent
+    assert!(out.contains("KinesisStream:events (eu-west-2, from instance metadata)"), "{out}");
+    assert!(out.contains("DeliveryStream:fh (us-east-1, from the Kinesis Agent's default)"), "{out}");
+    // the environment's region comes first
+    let mut c = Command::new(env!("CARGO_BIN_EXE_logferry"));
+    let r =
+        c.args(["check", "--config", config]).env("AWS_REGION", "ap-south-1").env("AWS_EC2_METADATA_DISABLED", "true").output().unwrap();
+    assert!(String::from_utf8_lossy(&r.stdout).contains("KinesisStream:events (ap-south-1, from AWS_REGION or AWS_DEFAULT_REGION)"));
+    // no region anywhere: the agent does not start, and says what to set
+    let r = without_a_region(&["run", "--config", config], None, d.path());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("no region for flow kinesis:events") && err.contains("AWS_REGION") && err.contains("instance metadata"), "{err}");
+    assert!(!err.contains("flow fh:"), "Firehose keeps the Kinesis Agent's us-east-1: {err}");
+    let r = without_a_region(&["check", "--config", config], None, d.path());
+    assert!(String::from_utf8_lossy(&r.stdout).contains("no region here: run refuses this flow"), "{}", String::from_utf8_lossy(&r.stdout));
 }

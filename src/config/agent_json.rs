@@ -156,6 +156,7 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
         ),
         log_json: false,
         aws: AwsSettings {
+            host_region: None,
             access_key_id,
             secret_access_key,
             assume_role_arn: top.str(ctx, "assumeRoleARN").filter(|s| !s.is_empty()),

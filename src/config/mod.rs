@@ -118,9 +118,19 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The host's region as the AWS SDK's chain found it, and which link of the chain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostRegion {
+    pub region: String,
+    pub from: String,
+}
+
 /// Process-wide AWS settings (agent.json's global keys).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AwsSettings {
+    /// The host's region, found at start when a flow names neither a region nor an endpoint
+    /// (never read from a file).
+    pub host_region: Option<HostRegion>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<Secret>,
     pub assume_role_arn: Option<String>,

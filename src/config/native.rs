@@ -70,6 +70,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     let aws_obj = top.object(&mut ctx, "aws");
     let aws = match &aws_obj {
         Some(a) => AwsSettings {
+            host_region: None,
             access_key_id: a.str(&mut ctx, "access_key_id"),
             secret_access_key: a.str(&mut ctx, "secret_access_key").map(Secret),
             assume_role_arn: a.str(&mut ctx, "role_arn"),

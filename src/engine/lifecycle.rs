@@ -17,7 +17,7 @@ impl Engine {
     /// again from their positions; new flows start. A configuration that does not load is
     /// refused and the running one kept. Settings that only apply at start are reported.
     pub(super) fn reload(&mut self) {
-        let new = match crate::config::load(&self.cfg.path) {
+        let mut new = match crate::config::load(&self.cfg.path) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(
@@ -30,6 +30,8 @@ impl Engine {
         for w in &new.warnings {
             tracing::warn!("{w}");
         }
+        // the host's region was found at start (a flow without one is refused when it starts)
+        new.aws.host_region = self.cfg.aws.host_region.clone();
         let running = self.flows.iter().enumerate().filter(|(_, f)| !f.retiring).map(|(i, f)| (i, &f.flow));
         let plan = reload::plan(&self.cfg, &new, running, &self.waiting_to_start);
         if !plan.at_restart.is_empty() {

@@ -2,7 +2,7 @@
 //! configuration with every timeout set, backoff with jitter, and error messages that say what to
 //! fix, logged at most once a minute per kind. Credentials never appear in messages.
 
-use crate::config::{AwsSettings, AwsTarget, Compression, ConfigFormat};
+use crate::config::{AwsSettings, AwsTarget, Compression, ConfigFormat, HostRegion};
 use crate::ops::metrics::ErrorKind;
 pub use crate::sinks::deadletter::Rejected;
 use std::collections::BTreeMap;
@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 pub struct SinkTarget {
     /// Delivery stream or data stream name.
     pub stream: String,
+    /// Empty when nothing gave one: the flow cannot start.
     pub region: String,
+    /// Which setting, or link of the SDK's chain, decided the region.
+    pub region_from: String,
     pub endpoint: Option<String>,
     pub access_key: Option<(String, String)>,
     /// A role to assume (ARN and external id), through `sts_endpoint` when set.
@@ -45,6 +48,31 @@ impl std::fmt::Debug for SinkTarget {
             .finish_non_exhaustive()
     }
 }
+
+/// The host's region as the AWS SDK finds it: `AWS_REGION` / `AWS_DEFAULT_REGION`, the profile
+/// (`AWS_PROFILE`, `~/.aws/config`), then instance metadata; `None` when no link has one. On a
+/// runtime of its own, at start, and only when a flow needs it (instance metadata can take
+/// seconds to answer that it is not there).
+pub fn host_region() -> Option<HostRegion> {
+    use aws_config::meta::region::ProvideRegion;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(async {
+        let found = |r: aws_config::Region, from: &str| Some(HostRegion { region: r.to_string(), from: from.into() });
+        if let Some(r) = aws_config::environment::region::EnvironmentVariableRegionProvider::new().region().await {
+            return found(r, "AWS_REGION or AWS_DEFAULT_REGION");
+        }
+        if let Some(r) = aws_config::profile::ProfileFileRegionProvider::new().region().await {
+            return found(r, "the AWS profile");
+        }
+        if let Some(r) = aws_config::imds::region::ImdsRegionProvider::builder().build().region().await {
+            return found(r, "instance metadata");
+        }
+        None
+    })
+}
+
+/// What to do about a flow that has no region.
+pub const NO_REGION_ADVICE: &str = "set the sink's region (native), \"kinesis.region\" or \"kinesis.endpoint\" (agent.json), AWS_REGION or AWS_DEFAULT_REGION (logferry-kinesis-agent.service reads /etc/sysconfig/aws-kinesis-agent), or a region in the AWS profile; on EC2 the instance's region is found through instance metadata";
 
 /// A Kinesis Agent endpoint setting: a full URL, or a host name.
 pub fn endpoint_url(s: &str) -> String {
@@ -80,20 +108,25 @@ impl SinkTarget {
         backoff_ms: (u64, u64),
     ) -> SinkTarget {
         let endpoint = target.endpoint.clone().or_else(|| global_endpoint.cloned()).map(|e| endpoint_url(&e));
-        let chain = || std::env::var("AWS_REGION").ok().or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
-        let region = target
+        let from = |r: String, why: &str| (r, why.to_string());
+        let (region, region_from) = target
             .region
             .clone()
-            .or_else(|| global_region.cloned())
-            .or_else(|| endpoint.as_deref().and_then(region_of_endpoint))
+            .map(|r| from(r, "the sink's region"))
+            .or_else(|| global_region.cloned().map(|r| from(r, "kinesis.region")))
+            .or_else(|| endpoint.as_deref().and_then(region_of_endpoint).map(|r| from(r, "the endpoint's host name")))
             .or_else(|| match (format, &endpoint) {
-                (ConfigFormat::KinesisAgent, None) => kinesis_agent_default.map(String::from).or_else(chain),
-                _ => chain(),
+                (ConfigFormat::KinesisAgent, None) => kinesis_agent_default.map(|r| from(r.into(), "the Kinesis Agent's default")),
+                _ => None,
             })
-            .unwrap_or_else(|| "us-east-1".into());
+            .or_else(|| aws.host_region.as_ref().map(|h| (h.region.clone(), h.from.clone())))
+            // an endpoint that names no region (an emulator, a proxy): requests are signed for it
+            .or_else(|| endpoint.is_some().then(|| from("us-east-1".into(), "the default for an endpoint that names no region")))
+            .unwrap_or_default();
         SinkTarget {
             stream: stream.to_string(),
             region,
+            region_from,
             endpoint,
             access_key: aws.access_key_id.clone().zip(aws.secret_access_key.as_ref().map(|s| s.0.clone())),
             role: target
@@ -313,6 +346,24 @@ mod tests {
         assert_eq!(region_of_endpoint("https://firehose.eu-west-1.amazonaws.com"), Some("eu-west-1".into()));
         assert_eq!(region_of_endpoint("kinesis.ap-south-2.amazonaws.com:443"), Some("ap-south-2".into()));
         assert_eq!(region_of_endpoint("http://127.0.0.1:5000"), None);
+    }
+
+    #[test]
+    fn without_a_region_a_flow_takes_the_hosts_and_an_endpoint_that_names_none_signs_for_us_east_1() {
+        let mut aws = AwsSettings::default();
+        let kinesis = |aws: &AwsSettings, endpoint: Option<&String>| {
+            let t = SinkTarget::resolve(ConfigFormat::KinesisAgent, aws, &AwsTarget::default(), endpoint, None, None, "s", (1, 1));
+            (t.region, t.region_from)
+        };
+        assert_eq!(kinesis(&aws, None), (String::new(), String::new()), "nothing: the flow cannot start");
+        let emulator = "http://127.0.0.1:4567".to_string();
+        assert_eq!(kinesis(&aws, Some(&emulator)).0, "us-east-1");
+        aws.host_region = Some(HostRegion { region: "eu-west-2".into(), from: "instance metadata".into() });
+        assert_eq!(kinesis(&aws, None), ("eu-west-2".into(), "instance metadata".into()));
+        assert_eq!(kinesis(&aws, Some(&emulator)).0, "eu-west-2", "the host's region before the default");
+        let own = AwsTarget { region: Some("ca-central-1".into()), ..Default::default() };
+        let t = SinkTarget::resolve(ConfigFormat::Native, &aws, &own, None, None, None, "s", (1, 1));
+        assert_eq!((t.region.as_str(), t.region_from.as_str()), ("ca-central-1", "the sink's region"));
     }
 
     #[test]

@@ -166,9 +166,13 @@ pub fn start(
     died: impl Fn(WorkerDied) + Clone + Send + 'static,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let workers = Workers { index, flow_id: flow.id.clone(), batches: SharedBatches::new(batches), metrics: metrics.clone() };
+    if let Some((t, service)) = aws_target(cfg, flow).filter(|(t, _)| t.region.is_empty()) {
+        let why = format!("flow {}: no region for {service} {}: {}", flow.id, t.stream, aws::NO_REGION_ADVICE);
+        return Err(std::io::Error::other(why));
+    }
     let target = aws_target(cfg, flow).map(|(target, service)| {
         let through = target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default();
-        tracing::info!(flow = %flow.id, "sending to {service} {} in {}{through}", target.stream, target.region);
+        tracing::info!(flow = %flow.id, "sending to {service} {} in {} (from {}){through}", target.stream, target.region, target.region_from);
         target
     });
     match (&flow.destination, target) {
