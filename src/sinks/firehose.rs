@@ -23,7 +23,8 @@ use crate::batch::Batch;
 use crate::config::{AwsTarget, Compression};
 use crate::ops::metrics::FlowMetrics;
 use crate::sinks::aws::SinkTarget;
-use crate::sinks::record::{answered, encode_record, failed_call, pack_whole, with_body, Put, PutApi, RecordSink, Unit};
+use crate::sinks::record::{Put, PutApi, RecordSink, Unit};
+use crate::sinks::wire::{answered, encode_record, failed_call, pack_whole, with_body};
 use crate::sinks::Facts;
 use std::sync::Arc;
 

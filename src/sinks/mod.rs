@@ -20,6 +20,7 @@ pub mod local;
 pub mod pace;
 pub mod record;
 pub mod supervise;
+pub mod wire;
 pub mod worker;
 
 pub use deadletter::Rejected;
