@@ -48,6 +48,12 @@ pub trait Sink {
     /// backoff, a group written); returns the batches now delivered, each with the records
     /// rejected for good (by index in the batch).
     fn progress(&mut self) -> Vec<(Batch, Vec<Rejected>)>;
+
+    /// Waits `d` between the worker's own retries (the dead-letter file): a sink with requests
+    /// in flight keeps serving them meanwhile.
+    fn pause(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
 }
 
 /// A destination that writes whole groups of batches at once (the local sinks): made a [`Sink`]

@@ -329,6 +329,12 @@ impl<P: PutApi> crate::sinks::Sink for RecordSink<P> {
         self.held.is_empty()
     }
 
+    fn pause(&mut self, d: std::time::Duration) {
+        // the requests in flight are tasks of this runtime: they go on while it waits
+        // (the timer is made inside the runtime: outside it has no reactor)
+        self.rt.block_on(async { tokio::time::sleep(d).await });
+    }
+
     fn progress(&mut self) -> Vec<(Batch, Vec<Rejected>)> {
         let delivered = self.take_delivered();
         if !delivered.is_empty() {
@@ -447,7 +453,10 @@ mod tests {
             Box::pin(async move {
                 use std::sync::atomic::Ordering::SeqCst;
                 most.fetch_max(flying.fetch_add(1, SeqCst) + 1, SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                // in ten steps, as a real request's reads are: each step needs the runtime
+                for _ in 0..10 {
+                    tokio::time::sleep(std::time::Duration::from_micros(delay * 100)).await;
+                }
                 flying.fetch_sub(1, SeqCst);
                 answer
             })
@@ -560,6 +569,20 @@ mod tests {
         }
         assert_eq!(first[0].0.acks[0].tail, 1, "the new batch went while the slow request was out");
         assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn while_the_worker_pauses_the_requests_in_flight_go_on() {
+        use crate::sinks::Sink;
+        let api = Scripted::new(|_, rs| Attempt::Answered(vec![None; rs.len()]), |_| 200);
+        let (mut s, _m) = sink(api.clone(), 4);
+        s.take(batch(0, 10));
+        assert!(s.progress().is_empty(), "sent; back before the answer");
+        s.pause(std::time::Duration::from_millis(400));
+        let started = Instant::now();
+        let delivered = s.progress();
+        assert_eq!(delivered.len(), 1, "answered during the pause");
+        assert!(started.elapsed() < std::time::Duration::from_millis(100), "{:?}", started.elapsed());
     }
 
     #[test]

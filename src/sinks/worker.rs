@@ -100,7 +100,7 @@ pub fn run(
         }
         for (batch, rejected) in sink.progress() {
             if !rejected.is_empty() {
-                write_dead_letters(dead, flow_id, &batch, &rejected, &mut errors);
+                write_dead_letters(dead, flow_id, &batch, &rejected, &mut errors, |d| sink.pause(d));
             }
             delivered(Delivered { flow, acks: batch.acks, budget_bytes: batch.budget_bytes, dead_lettered: rejected.len() as u64 });
         }
@@ -108,7 +108,15 @@ pub fn run(
 }
 
 /// Writes `rejected` to the dead-letter file, retrying until it is durable.
-fn write_dead_letters(dead: Option<&DeadLetters>, flow_id: &str, batch: &Batch, rejected: &[Rejected], errors: &mut ErrorLog) {
+/// `pause` waits between attempts (the sink's own wait: its requests in flight go on).
+fn write_dead_letters(
+    dead: Option<&DeadLetters>,
+    flow_id: &str,
+    batch: &Batch,
+    rejected: &[Rejected],
+    errors: &mut ErrorLog,
+    mut pause: impl FnMut(Duration),
+) {
     let Some(d) = dead else {
         tracing::error!(flow = %flow_id, "{} records were rejected by a destination that has no dead-letter file; they are counted as dead-lettered", rejected.len());
         return;
@@ -130,7 +138,7 @@ fn write_dead_letters(dead: Option<&DeadLetters>, flow_id: &str, batch: &Batch, 
                 if errors.due("dead-letter-write").is_some() {
                     tracing::error!(flow = %flow_id, "cannot write the dead-letter file {}: {e}; retrying, the records wait in the log files", d.path.display());
                 }
-                std::thread::sleep(jitter(backoff));
+                pause(jitter(backoff));
                 backoff = (backoff * 2).min(d.max_backoff);
             }
         }
