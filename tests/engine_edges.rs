@@ -349,20 +349,9 @@ fn room_kept_by_line_buffers_after_long_partial_lines_does_not_stop_reading() {
 
 /// Accepts every PutRecordBatch, whatever its stream, and keeps the lines.
 fn accepting_firehose() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use base64::Engine as _;
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = accepted.clone();
-    let endpoint = support::http::serve(move |req| {
-        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-        let records = body["Records"].as_array().unwrap();
-        for r in records {
-            let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
-            seen.lock().unwrap().extend(String::from_utf8_lossy(&data).lines().map(String::from));
-        }
-        let responses: Vec<_> = (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
-        let out = serde_json::json!({"FailedPutCount": 0, "RequestResponses": responses}).to_string();
-        Some(support::http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], out.as_bytes()))
-    });
+    let endpoint = support::http::serve(move |req| Some(accept_every_record(&req.body, &seen, false)));
     (endpoint, accepted)
 }
 

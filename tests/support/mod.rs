@@ -307,3 +307,25 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
+
+/// Accepts every record of a PutRecordBatch (or, with `kinesis`, PutRecords) request body: their
+/// lines go to `seen`; returns the service's answer, every record accepted.
+#[allow(dead_code)]
+pub fn accept_every_record(body: &[u8], seen: &std::sync::Mutex<Vec<String>>, kinesis: bool) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let records = body["Records"].as_array().unwrap();
+    for r in records {
+        let data = base64::engine::general_purpose::STANDARD.decode(r["Data"].as_str().unwrap()).unwrap();
+        seen.lock().unwrap().extend(String::from_utf8_lossy(&data).lines().map(String::from));
+    }
+    let out = if kinesis {
+        let answers: Vec<_> =
+            (0..records.len()).map(|i| serde_json::json!({"SequenceNumber": i.to_string(), "ShardId": "shardId-000000000000"})).collect();
+        serde_json::json!({"FailedRecordCount": 0, "Records": answers})
+    } else {
+        let answers: Vec<_> = (0..records.len()).map(|i| serde_json::json!({"RecordId": i.to_string()})).collect();
+        serde_json::json!({"FailedPutCount": 0, "RequestResponses": answers})
+    };
+    http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], out.to_string().as_bytes())
+}
