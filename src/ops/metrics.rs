@@ -122,9 +122,8 @@ pub struct FlowMetrics {
     failing_since_ms: AtomicU64,
     /// Unix ms since which batches handed to the sink wait with none delivered; 0 when none wait.
     stalled_since_ms: AtomicU64,
-    /// Unix ms of the first request refused whole as invalid since the last success; 0 while none.
-    refused_since_ms: AtomicU64,
-    /// The last refusal's code and message (other errors of requests in flight do not replace it).
+    /// The code and message of the last request refused whole as invalid since the last
+    /// success (other errors of requests in flight do not replace it); `None` while none.
     refusal: Mutex<Option<(String, String)>>,
     last_error: Mutex<Option<(u64, String, String)>>,
     window: Mutex<CallWindow>,
@@ -348,7 +347,6 @@ impl Metrics {
             file_bytes_behind: f.per_file.clone(),
             failing_since_ms: AtomicU64::new(0),
             stalled_since_ms: AtomicU64::new(0),
-            refused_since_ms: AtomicU64::new(0),
             refusal: Mutex::new(None),
             last_error: Mutex::new(None),
             window: Mutex::new(CallWindow::default()),
@@ -473,9 +471,8 @@ impl Metrics {
                     failing_after_ms / 1000
                 ));
             }
-            if f.refused_since_ms.load(Ordering::Relaxed) > 0 {
-                let last =
-                    f.refusal.lock().ok().and_then(|r| r.clone()).map(|(code, message)| format!(": {code}: {message}")).unwrap_or_default();
+            if let Some((code, message)) = f.refusal.lock().ok().and_then(|r| r.clone()) {
+                let last = format!(": {code}: {message}");
                 out.push(format!(
                     "flow {}: {} refuses every request as invalid{last} (a configuration error: fix the stream or the flow; the records wait in the log files)",
                     f.id, f.destination
@@ -531,7 +528,9 @@ impl FlowMetrics {
         }
         if call.sent > 0 {
             self.failing_since_ms.store(0, Ordering::Relaxed);
-            self.refused_since_ms.store(0, Ordering::Relaxed);
+            if let Ok(mut r) = self.refusal.lock() {
+                *r = None;
+            }
             self.last_success_seconds.set((now_ms() / 1000) as i64);
         }
     }
@@ -548,7 +547,6 @@ impl FlowMetrics {
                 let _ = self.failing_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
             }
             ErrorKind::Refused => {
-                let _ = self.refused_since_ms.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
                 if let Ok(mut r) = self.refusal.lock() {
                     *r = Some((code.to_string(), message.chars().take(300).collect()));
                 }

@@ -82,6 +82,7 @@ impl<G: GroupSink> Grouped<G> {
         Grouped { inner, held: Vec::new(), bytes: 0 }
     }
 
+    #[cfg(test)]
     pub fn inner(&self) -> &G {
         &self.inner
     }

@@ -68,6 +68,7 @@ impl Pace {
     }
 
     /// The backoff in force (zero while answers make progress).
+    #[cfg(test)]
     pub fn backoff(&self) -> Duration {
         self.backoff
     }
