@@ -188,8 +188,10 @@ fn proxy_environment() {
 /// nor an endpoint; the flows still without one, with what they send to.
 fn find_host_region(cfg: &mut Config) -> Vec<String> {
     let unresolved = |cfg: &Config| -> Vec<String> {
+        // held flows too: a reload that fixes one starts it with the region found now
         cfg.flows
             .iter()
+            .chain(cfg.held.iter().map(|h| &h.flow))
             .filter_map(|f| {
                 logferry::sinks::aws_target(cfg, f)
                     .filter(|(t, _)| t.region.is_empty())
@@ -223,6 +225,7 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
     }
     let ctx = chain_context(&cfg, true);
     let flows = cfg.flows.len();
+    let held = cfg.held.len();
     let http = cfg.http.clone();
     let cloudwatch_cfg = cfg.clone();
     let engine = Engine::new(cfg, ctx)?;
@@ -270,7 +273,8 @@ fn run(path: &Path, listen: Option<String>) -> Result<ExitCode> {
             }
         }
     })?;
-    tracing::info!("logferry {} running {flows} flow{}", env!("CARGO_PKG_VERSION"), if flows == 1 { "" } else { "s" });
+    let held = if held > 0 { format!(" ({held} more held back, not started: see above)") } else { String::new() };
+    tracing::info!("logferry {} running {flows} flow{}{held}", env!("CARGO_PKG_VERSION"), if flows == 1 { "" } else { "s" });
     engine.run()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -306,7 +310,7 @@ fn notify_systemd(metrics: std::sync::Arc<logferry::ops::metrics::Metrics>) {
 fn chain_context(cfg: &Config, keep_fresh: bool) -> ChainContext {
     let mut ctx = ChainContext::default();
     // one fetch serves every flow: tags when any flow wants them, refreshed at the shortest TTL
-    let wanted = cfg.flows.iter().flat_map(|f| &f.processors).filter_map(|p| match p {
+    let wanted = cfg.flows.iter().chain(cfg.held.iter().map(|h| &h.flow)).flat_map(|f| &f.processors).filter_map(|p| match p {
         logferry::convert::ProcessorSpec::AddEc2Metadata { ttl_secs, tags, .. } => Some((*ttl_secs, *tags)),
         _ => None,
     });
@@ -412,7 +416,20 @@ fn check(path: &Path) -> Result<ExitCode> {
     for f in &cfg.flows {
         describe_flow(&mut out, &cfg, f)?;
     }
-    writeln!(out, "OK: {} flow{}", cfg.flows.len(), if cfg.flows.len() == 1 { "" } else { "s" })?;
+    for h in &cfg.held {
+        describe_flow(&mut out, &cfg, &h.flow)?;
+        for p in &h.problems {
+            writeln!(out, "  NOT STARTED: {p}")?;
+        }
+        writeln!(out, "  (run starts the other flows and leaves this one's files unread, nothing lost, until a reload with it fixed)")?;
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if !cfg.held.is_empty() {
+        let (n, h) = (cfg.flows.len(), cfg.held.len());
+        writeln!(out, "FAILED: {n} flow{} would start, {h} flow{} would not (NOT STARTED above)", plural(n), plural(h))?;
+        return Ok(ExitCode::FAILURE);
+    }
+    writeln!(out, "OK: {} flow{}", cfg.flows.len(), plural(cfg.flows.len()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -494,14 +511,19 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
     let Some(cfg) = load(path)? else {
         return Ok(ExitCode::FAILURE);
     };
+    // a held flow previews too: what it would do is why it is held
+    let all: Vec<&Flow> = cfg.flows.iter().chain(cfg.held.iter().map(|h| &h.flow)).collect();
     let flow = match flow_id {
-        Some(id) => match cfg.flow(id) {
-            Some(f) => f,
+        Some(id) => match all.iter().find(|f| f.id == id) {
+            Some(f) => *f,
             None => bail!("no flow {id:?} in {}; flows: {}", path.display(), flow_ids(&cfg)),
         },
-        None if cfg.flows.len() == 1 => &cfg.flows[0],
-        None => bail!("{} has {} flows; choose one with --flow: {}", path.display(), cfg.flows.len(), flow_ids(&cfg)),
+        None if all.len() == 1 => all[0],
+        None => bail!("{} has {} flows; choose one with --flow: {}", path.display(), all.len(), flow_ids(&cfg)),
     };
+    if let Some(h) = cfg.held.iter().find(|h| h.flow.id == flow.id) {
+        eprintln!("preview: flow {} is held back, not started by run: {}", flow.id, h.reason());
+    }
     let ctx = chain_context(&Config { flows: vec![flow.clone()], ..cfg.clone() }, false);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -526,7 +548,7 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
 }
 
 fn flow_ids(cfg: &Config) -> String {
-    cfg.flows.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+    cfg.flows.iter().chain(cfg.held.iter().map(|h| &h.flow)).map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn migrate(path: &Path) -> Result<ExitCode> {

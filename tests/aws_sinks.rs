@@ -5,83 +5,11 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::emulators::*;
 use support::*;
-
-/// An emulator process, killed when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn venv(bin: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(bin);
-    assert!(p.exists(), "{} is missing: scripts/test.sh installs moto into .venv", p.display());
-    p
-}
-
-fn moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(venv("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
-}
-
-/// kinesalite bound to loopback, with enough shards for every test stream.
-fn kinesalite() -> Moto {
-    let module = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/kinesalite/node_modules/kinesalite");
-    assert!(module.exists(), "{} is missing: scripts/test.sh installs kinesalite with npm", module.display());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let script = format!(
-        "require({:?})({{createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:1000}}).listen({port},'127.0.0.1')",
-        module.display().to_string()
-    );
-    let child = Command::new("node").args(["-e", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "kinesalite did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
-}
-
-fn aws(args: &[&str]) -> Vec<u8> {
-    let helper = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/aws.py");
-    let out = Command::new(venv("python")).arg(helper).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
-/// Lines read back with the helper `args` once at least `n` arrived, or after 60 s.
-fn arrived(args: &[&str], n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got: Vec<String> = String::from_utf8_lossy(&aws(args)).lines().map(String::from).collect();
-        if got.len() >= n || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn agent_json(dir: &std::path::Path, endpoint: &str, stream: &str, pattern: &str) -> PathBuf {
     let p = dir.join("agent.json");
@@ -478,4 +406,85 @@ fn a_missing_kinesis_stream_is_reported_with_the_fix_and_the_records_arrive_once
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_eq!(got, w.written, "every line, once, in order");
+}
+
+#[test]
+fn a_flow_that_would_drop_every_line_is_held_unread_while_the_others_ship_and_a_reload_that_fixes_it_ships_what_waited() {
+    let k = kinesalite();
+    aws(&[&k.endpoint, "kinesis-create", "good", "1"]);
+    aws(&[&k.endpoint, "kinesis-create", "parsed", "1"]);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    // the second flow's pattern has one group and names two fields: the Kinesis Agent drops
+    // every line of it
+    let config = |names: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"{{"checkpointFile": "{}", "cloudwatch.emitMetrics": false, "kinesis.endpoint": "{}", "kinesis.region": "us-east-1",
+                    "awsAccessKeyId": "test", "awsSecretAccessKey": "test",
+                    "flows": [{{"filePattern": "{}", "kinesisStream": "good", "initialPosition": "START_OF_FILE", "maxBufferAgeMillis": 1000}},
+                              {{"filePattern": "{}", "kinesisStream": "parsed", "maxBufferAgeMillis": 1000,
+                                "dataProcessingOptions": [{{"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "matchPattern": "(.*)", "customFieldNames": {names}}}]}}]}}"#,
+                d.path().join("checkpoints.db").display(),
+                k.endpoint,
+                d.path().join("app.log").display(),
+                d.path().join("web.log").display()
+            ),
+        )
+        .unwrap()
+    };
+    config(r#"["line", "extra"]"#);
+    // before the first start: skipped (END_OF_FILE, the default) as if the flow had started
+    let mut web = Writer::new(&d.path().join("web.log"), "before");
+    web.write(20);
+    let mut app = Writer::new(&d.path().join("app.log"), "good");
+    app.write(300);
+
+    let check = Command::new(env!("CARGO_BIN_EXE_logferry")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    assert!(said.contains("NOT STARTED") && said.contains("names 2 fields but matchPattern has 1 capturing groups"), "{said}");
+    assert!(said.contains("FAILED: 1 flow would start, 1 flow would not"), "{said}");
+
+    let err = d.path().join("agent.err");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let base = endpoint_in(&err);
+    let mut web = Writer { tag: "held".into(), ..web };
+    web.write(150);
+    // the other flow ships; the held one reads nothing and says why, in the log and /health
+    let got = arrived(&[&k.endpoint, "kinesis-read", "good"], app.written.len());
+    assert_exactly_once(&app.written, &got);
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert!(log.contains("ERROR") && log.contains("this flow is not started: ") && log.contains("capturing groups"), "{log}");
+    assert!(log.contains("running 1 flow (1 more held back"), "{log}");
+    let (status, body) = http::get(&base, "/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("kinesis:parsed:") && body.contains("is not started") && body.contains("capturing groups"), "{body}");
+    assert_eq!(metric_sum(&base, "logferry_flows_held"), 1.0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(aws(&[&k.endpoint, "kinesis-read", "parsed"]).is_empty(), "the held flow sent nothing");
+
+    // fixed while running: it starts where it was held, and what was written meanwhile ships
+    config(r#"["line"]"#);
+    unsafe_kill(agent.id(), "HUP");
+    wait_for_log(&err, "flow started (reload)", Duration::from_secs(30));
+    web.write(50);
+    let records = arrived(&[&k.endpoint, "kinesis-read", "parsed"], 200);
+    let lines: Vec<String> =
+        records.iter().map(|r| serde_json::from_str::<serde_json::Value>(r).unwrap()["line"].as_str().unwrap().to_string()).collect();
+    let after_start: Vec<String> = web.written[20..].to_vec();
+    assert_exactly_once(&after_start, &lines);
+    let (status, body) = wait_for_status(&base, "/health", 200, Duration::from_secs(10));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(metric_sum(&base, "logferry_flows_held"), 0.0);
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops").success());
 }

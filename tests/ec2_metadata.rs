@@ -197,3 +197,68 @@ fn a_kinesis_flow_without_a_region_sends_to_the_instances_region_and_without_any
     let r = without_a_region(&["check", "--config", config], None, d.path());
     assert!(String::from_utf8_lossy(&r.stdout).contains("no region here: run refuses this flow"), "{}", String::from_utf8_lossy(&r.stdout));
 }
+
+/// IMDSv2 for instance `id` in `region` with instance metadata tags off (the EC2 default).
+fn imds_without_tags(id: &str, region: &str) -> String {
+    let doc = format!(r#"{{"accountId":"123456789012","instanceId":"{id}","instanceType":"m5.large","region":"{region}"}}"#);
+    http::serve(move |req| {
+        let (status, body) = match (req.method.as_str(), req.path.as_str()) {
+            ("PUT", "/latest/api/token") => ("200 OK", "T".to_string()),
+            ("GET", "/latest/dynamic/instance-identity/document") => ("200 OK", doc.clone()),
+            _ => ("404 Not Found", String::new()),
+        };
+        Some(http::response(status, &[("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")], body.as_bytes()))
+    })
+}
+
+/// `logferry preview` of one JSON line through ADDEC2METADATA, with instance metadata at `imds`
+/// and EC2 at `ec2`: the record and the agent's log.
+fn preview_with_ec2(imds: &str, ec2: &str) -> (serde_json::Value, String) {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("agent.json");
+    std::fs::write(
+        &cfg,
+        r#"{"flows": [{"filePattern": "/var/log/a.log", "deliveryStream": "s", "dataProcessingOptions": [{"optionName": "ADDEC2METADATA", "logFormat": "SYSLOG"}]}]}"#,
+    )
+    .unwrap();
+    let log = d.path().join("a.log");
+    std::fs::write(&log, "{\"n\":1}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()])
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_ENDPOINT_URL_EC2", ec2)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("HOME", d.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let record: String = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    (serde_json::from_str(&record).unwrap(), stderr)
+}
+
+#[test]
+fn without_instance_metadata_tags_the_tags_come_from_ec2_describe_tags() {
+    let moto = support::emulators::moto();
+    let id = String::from_utf8(support::emulators::aws(&[&moto.endpoint, "ec2-instance", "Name=web-7", "CostCenter=4711"])).unwrap();
+    let imds = imds_without_tags(id.trim(), "us-east-1");
+    let (record, log) = preview_with_ec2(&imds, &moto.endpoint);
+    assert_eq!(record["instanceId"], id.trim(), "{record}");
+    assert_eq!(record["tags"], serde_json::json!({"name": "web-7", "costcenter": "4711"}), "{record} {log}");
+}
+
+#[test]
+fn when_describe_tags_is_not_allowed_records_go_without_tags_and_the_log_says_how_to_fix_it() {
+    let refusing = http::serve(|_| {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>1</RequestID></Response>"#;
+        Some(http::response("403 Forbidden", &[("Content-Type", "text/xml")], body.as_bytes()))
+    });
+    let imds = imds_without_tags("i-0123456789abcdef0", "eu-west-1");
+    let (record, log) = preview_with_ec2(&imds, &refusing);
+    assert_eq!(record["instanceId"], "i-0123456789abcdef0", "{record}");
+    assert!(record.get("tags").is_none(), "{record}");
+    assert!(log.contains("UnauthorizedOperation") && log.contains("allow ec2:DescribeTags"), "{log}");
+}

@@ -3,9 +3,9 @@
 //! beside the configuration.
 //!
 //! Differences from the Kinesis Agent, each on purpose: unknown keys are reported (with the closest
-//! known key); a `dataProcessingOptions` object instead of an array is an error; a `matchPattern`
-//! whose group count differs from `customFieldNames` is refused at start (the Kinesis Agent drops
-//! every line); the checkpoint database defaults to a persistent path; Java-only features
+//! known key); a `dataProcessingOptions` object instead of an array is an error; a flow whose
+//! `matchPattern` group count differs from `customFieldNames` is held back, not started, while the
+//! others run (the Kinesis Agent runs it and drops every line); the checkpoint database defaults to a persistent path; Java-only features
 //! (`userDefinedCredentialsProvider.*`, `USINGPLUGGIN`) are refused because they cannot work.
 
 use super::reader::{kind, Ctx, Obj, Scalars};
@@ -51,9 +51,9 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
     };
     let top = Obj::new(&root, "");
     let cfg = globals(&mut ctx, &top, path);
-    let mut flows = Vec::new();
+    let (mut flows, mut held) = (Vec::new(), Vec::new());
     match top.get("flows") {
-        Some(Value::Array(items)) => flows_from(&mut ctx, items, "flows", &mut flows),
+        Some(Value::Array(items)) => flows_from(&mut ctx, items, "flows", &mut flows, &mut held),
         Some(other) => ctx.error("flows", format!("expected a list of flows, found {}", kind(other))),
         None => {}
     }
@@ -74,7 +74,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                     Ok(Value::Object(m)) => {
                         let o = Obj::new(&m, "");
                         match o.get("flows") {
-                            Some(Value::Array(items)) => flows_from(&mut sub, items, "flows", &mut flows),
+                            Some(Value::Array(items)) => flows_from(&mut sub, items, "flows", &mut flows, &mut held),
                             Some(other) => sub.error("flows", format!("expected a list of flows, found {}", kind(other))),
                             None => sub.warn("flows", "no flows in this agent.d file"),
                         }
@@ -87,19 +87,20 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    if flows.is_empty() && errors.is_empty() {
+    if flows.is_empty() && held.is_empty() && errors.is_empty() {
         errors.push(ConfigError { file: path.to_path_buf(), key: "flows".into(), reason: "there are no flows configured".into() });
     }
-    for (i, f) in flows.iter().enumerate() {
-        if flows[..i].iter().any(|g| g.id == f.id) {
-            errors.push(ConfigError { file: path.to_path_buf(), key: "flows".into(), reason: format!("duplicate flow {:?}", f.id) });
+    let ids: Vec<&str> = flows.iter().chain(held.iter().map(|h| &h.flow)).map(|f| f.id.as_str()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) {
+            errors.push(ConfigError { file: path.to_path_buf(), key: "flows".into(), reason: format!("duplicate flow {id:?}") });
         }
     }
     if !errors.is_empty() {
         return Err(ConfigErrors::new(errors, warnings));
     }
     warnings.extend(cfg.warnings.iter().cloned());
-    Ok(Config { flows, warnings, ..cfg })
+    Ok(Config { flows, held, warnings, ..cfg })
 }
 
 fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
@@ -177,18 +178,19 @@ fn globals(ctx: &mut Ctx, top: &Obj<'_>, path: &Path) -> Config {
         max_open_files: DEFAULT_MAX_OPEN_FILES,
         idle_close_ms: DEFAULT_IDLE_CLOSE_MS,
         kinesis_agent_checkpoints: Some(explicit_checkpoint.unwrap_or_else(|| PathBuf::from(KINESIS_AGENT_CHECKPOINT_FILE))),
+        held: Vec::new(),
         warnings: Vec::new(),
     }
 }
 
-fn flows_from(ctx: &mut Ctx, items: &[Value], key: &str, flows: &mut Vec<Flow>) {
+fn flows_from(ctx: &mut Ctx, items: &[Value], key: &str, flows: &mut Vec<Flow>, held: &mut Vec<HeldFlow>) {
     for (i, item) in items.iter().enumerate() {
         let path = format!("{key}[{i}]");
         match item {
             Value::Object(m) => {
-                if let Some(f) = flow(ctx, &Obj::new(m, path)) {
-                    flows.push(f)
-                }
+                let holds_before = ctx.holds.len();
+                let read = flow(ctx, &Obj::new(m, path));
+                sort_flow(ctx, holds_before, read, flows, held);
             }
             other => ctx.error(&path, format!("expected a flow object, found {}", kind(other))),
         }
@@ -423,7 +425,7 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
             let fields = match (&pattern, custom) {
                 (Some(p), Some(f)) => {
                     if p.group_count() != f.len() {
-                        ctx.error(
+                        ctx.hold(
                             &o.key_path("customFieldNames"),
                             format!(
                                 "names {} fields but matchPattern has {} capturing groups; every line would be dropped",
@@ -495,4 +497,52 @@ pub fn processor(ctx: &mut Ctx, o: &Obj<'_>) -> Option<ProcessorSpec> {
     };
     o.finish(ctx);
     spec.filter(|_| ctx.errors.len() == errors_before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MISMATCHED: &str =
+        r#"{"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "matchPattern": "(\\w+) (.*)", "customFieldNames": ["word"]}"#;
+
+    fn flow_json(pattern: &str, stream: &str, processors: &str) -> String {
+        format!(r#"{{"filePattern": "{pattern}", "deliveryStream": "{stream}", "dataProcessingOptions": [{processors}]}}"#)
+    }
+
+    fn load_flows(flows: &[String]) -> Result<Config, ConfigErrors> {
+        load(Path::new("/nonexistent/agent.json"), &format!(r#"{{"flows": [{}]}}"#, flows.join(",")))
+    }
+
+    #[test]
+    fn a_flow_that_would_drop_every_line_is_held_and_the_others_load() {
+        let cfg = load_flows(&[flow_json("/var/log/a.log", "a", ""), flow_json("/var/log/b.log", "b", MISMATCHED)]).expect("loads");
+        assert_eq!(cfg.flows.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fh:a:/var/log/a.log"]);
+        assert_eq!(cfg.held.len(), 1);
+        assert_eq!(cfg.held[0].flow.id, "fh:b:/var/log/b.log");
+        assert_eq!(cfg.held[0].problems[0].key, "flows[1].dataProcessingOptions[0].customFieldNames");
+        assert!(cfg.held[0].reason().contains("names 1 fields but matchPattern has 2 capturing groups"), "{}", cfg.held[0].reason());
+        assert!(cfg.is_configured("fh:b:/var/log/b.log"));
+    }
+
+    #[test]
+    fn a_configuration_whose_every_flow_is_held_loads_and_holds_them_all() {
+        let cfg = load_flows(&[flow_json("/var/log/b.log", "b", MISMATCHED)]).expect("loads");
+        assert!(cfg.flows.is_empty());
+        assert_eq!(cfg.held.len(), 1);
+    }
+
+    #[test]
+    fn a_held_flow_with_another_error_is_refused_with_both_problems() {
+        let broken = flow_json("/var/log/b.log", "b", MISMATCHED).replacen('{', r#"{"initialPosition": "MIDDLE", "#, 1);
+        let e = load_flows(&[flow_json("/var/log/a.log", "a", ""), broken]).expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("MIDDLE") && text.contains("capturing groups"), "{text}");
+    }
+
+    #[test]
+    fn a_held_flow_counts_in_the_duplicate_check() {
+        let e = load_flows(&[flow_json("/var/log/b.log", "b", ""), flow_json("/var/log/b.log", "b", MISMATCHED)]).expect_err("refused");
+        assert!(e.to_string().contains("duplicate flow \"fh:b:/var/log/b.log\""), "{e}");
+    }
 }

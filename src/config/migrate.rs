@@ -128,9 +128,13 @@ pub fn to_native_yaml(cfg: &Config) -> String {
     aws.insert("connect_timeout_ms".into(), cfg.aws.connection_timeout_ms.into());
     aws.insert("read_timeout_ms".into(), cfg.aws.socket_timeout_ms.into());
     root.insert("aws".into(), Value::Object(aws));
-    let flows: Vec<Value> = cfg.flows.iter().map(|f| flow_value(cfg, f)).collect();
+    // held flows are carried over as they are: the native configuration holds them back too
+    let flows: Vec<Value> = cfg.flows.iter().chain(cfg.held.iter().map(|h| &h.flow)).map(|f| flow_value(cfg, f)).collect();
     root.insert("flows".into(), Value::Array(flows));
     let mut out = String::from("# Native logferry configuration, migrated from a Kinesis Agent agent.json.\n# Flow ids are unchanged, so checkpoints carry over; processors are kept verbatim, so records are unchanged.\n");
+    for h in &cfg.held {
+        out.push_str(&format!("# Flow {} is held back, not started, until it is fixed: {}\n", h.flow.id, h.reason()));
+    }
     if cfg.aws.secret_access_key.is_some() {
         out.push_str("# This file holds the static AWS secret key from agent.json: keep it readable by the agent's user only.\n");
     }

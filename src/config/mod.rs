@@ -74,6 +74,8 @@ pub struct Config {
     pub idle_close_ms: u64,
     /// Where the Kinesis Agent kept its checkpoints, to import positions on first start.
     pub kinesis_agent_checkpoints: Option<PathBuf>,
+    /// Flows loaded but not started: their configuration would drop every line.
+    pub held: Vec<HeldFlow>,
     /// Non-fatal findings (unknown keys, skipped agent.d files, legacy keys).
     pub warnings: Vec<String>,
 }
@@ -368,6 +370,36 @@ pub struct Flow {
     pub file_footer_pattern: Option<JavaRegex>,
 }
 
+/// A flow loaded but held back, not started, while the others run: its configuration would drop
+/// every line (a `matchPattern` with another number of groups than `customFieldNames` has names;
+/// the Kinesis Agent runs such a flow and drops them all). Its files are left unread and the
+/// engine keeps their positions from when it was first held, so nothing is lost: a reload that
+/// fixes it starts it there. Not kept: lines of files that rotate out of its pattern meanwhile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldFlow {
+    pub flow: Flow,
+    pub problems: Vec<ConfigError>,
+}
+
+impl HeldFlow {
+    /// The problems in one line.
+    pub fn reason(&self) -> String {
+        self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// Files a flow just read (`read`, `None` when it had errors) with the flows or the held flows:
+/// held when it brought problems that stop only it (`ctx.holds` past `holds_before`). A flow
+/// with errors too is refused with the configuration, and its holds are reported as errors.
+pub(crate) fn sort_flow(ctx: &mut reader::Ctx, holds_before: usize, read: Option<Flow>, flows: &mut Vec<Flow>, held: &mut Vec<HeldFlow>) {
+    let problems = ctx.holds.split_off(holds_before.min(ctx.holds.len()));
+    match read {
+        Some(flow) if problems.is_empty() => flows.push(flow),
+        Some(flow) => held.push(HeldFlow { flow, problems }),
+        None => ctx.errors.extend(problems),
+    }
+}
+
 /// Loads a configuration: YAML when the file name ends in `.yaml`/`.yml`, agent.json otherwise.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -470,6 +502,11 @@ impl Config {
             );
         }
         out
+    }
+
+    /// Whether a flow of this id is configured, started or held.
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.flows.iter().chain(self.held.iter().map(|h| &h.flow)).any(|f| f.id == id)
     }
 
     pub fn flow(&self, id: &str) -> Option<&Flow> {

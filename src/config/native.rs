@@ -120,6 +120,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         max_open_files: top.int(&mut ctx, "max_open_files", DEFAULT_MAX_OPEN_FILES as i64, 8, 1 << 20) as usize,
         idle_close_ms: top.int(&mut ctx, "idle_close_ms", DEFAULT_IDLE_CLOSE_MS as i64, 100, DAY_MS) as u64,
         kinesis_agent_checkpoints: None,
+        held: Vec::new(),
         warnings: Vec::new(),
     };
     match top.get("flows") {
@@ -128,7 +129,12 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 let p = format!("flows[{i}]");
                 match item {
                     Value::Object(m) => {
-                        if let Some(mut f) = flow(&mut ctx, &Obj::new(m, p.clone())) {
+                        let holds_before = ctx.holds.len();
+                        let read = flow(&mut ctx, &Obj::new(m, p.clone()));
+                        let (mut flows, mut held) = (Vec::new(), Vec::new());
+                        sort_flow(&mut ctx, holds_before, read, &mut flows, &mut held);
+                        cfg.held.append(&mut held);
+                        if let Some(mut f) = flows.pop() {
                             // a line being completed must fit the budget, or reading could stall
                             let budget = cfg.max_bytes_in_flight as usize;
                             if f.max_line_bytes > budget {
@@ -154,8 +160,13 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         None => ctx.error("flows", "is required: at least one flow"),
     }
     top.finish(&mut ctx);
-    if cfg.flows.is_empty() && ctx.errors.is_empty() {
+    if cfg.flows.is_empty() && cfg.held.is_empty() && ctx.errors.is_empty() {
         ctx.error("flows", "there are no flows configured");
+    }
+    for h in &cfg.held {
+        if cfg.flows.iter().chain(cfg.held.iter().map(|g| &g.flow)).filter(|g| g.id == h.flow.id).count() > 1 {
+            ctx.error("flows", format!("duplicate flow id {:?}", h.flow.id));
+        }
     }
     for (i, f) in cfg.flows.iter().enumerate() {
         if cfg.flows[..i].iter().any(|g| g.id == f.id) {

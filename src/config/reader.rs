@@ -71,15 +71,24 @@ pub struct Ctx {
     pub scalars: Scalars,
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<String>,
+    /// Problems that stop only the flow being read (it would drop every line): the flow is
+    /// loaded but held back, not started, while the others run.
+    pub holds: Vec<ConfigError>,
 }
 
 impl Ctx {
     pub fn new(file: &Path, scalars: Scalars) -> Self {
-        Ctx { file: file.to_path_buf(), scalars, errors: Vec::new(), warnings: Vec::new() }
+        Ctx { file: file.to_path_buf(), scalars, errors: Vec::new(), warnings: Vec::new(), holds: Vec::new() }
     }
 
     pub fn error(&mut self, key: &str, reason: impl Into<String>) {
         self.errors.push(ConfigError { file: self.file.clone(), key: key.to_string(), reason: reason.into() });
+    }
+
+    /// A problem of the flow being read that would make it drop every line: the flow is held
+    /// back (see [`Ctx::holds`]).
+    pub fn hold(&mut self, key: &str, reason: impl Into<String>) {
+        self.holds.push(ConfigError { file: self.file.clone(), key: key.to_string(), reason: reason.into() });
     }
 
     pub fn warn(&mut self, key: &str, msg: impl fmt::Display) {

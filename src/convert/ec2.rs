@@ -10,8 +10,10 @@
 //!   instanceType, accountId, amiId, region, metadataTimestamp, tags); an existing key keeps its
 //!   place and takes the new value.
 //!
-//! Not reproduced: the Kinesis Agent reads tags with ec2:DescribeTags; logferry reads the IMDS
-//! tags endpoint, which needs "instance metadata tags" enabled on the instance.
+//! Tags come from the IMDS tags endpoint when "instance metadata tags" is on for the instance,
+//! else with `ec2:DescribeTags` as the Kinesis Agent gets them ([`super::describe_tags`]); when
+//! neither answers, `tags` is left out (as in the Kinesis Agent) and a warning says why and how to
+//! fix it.
 
 use super::json::{write_value, JsonLayout};
 use super::Step;
@@ -103,7 +105,18 @@ pub async fn fetch(with_tags: bool) -> Result<Ec2Metadata, String> {
                 }
                 Some(tags)
             }
-            Err(_) => None,
+            // instance metadata tags are off (the EC2 default): ask EC2, as the Kinesis Agent does
+            Err(_) => {
+                let field = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                let (id, region) = (field("instanceId"), field("region"));
+                match super::describe_tags::describe_tags(&id, &region).await {
+                    Ok(tags) => Some(tags),
+                    Err(e) => {
+                        tracing::warn!("ADDEC2METADATA: records go without `tags`: instance metadata tags are off and ec2:DescribeTags failed ({e}); allow ec2:DescribeTags to the instance's role, or turn instance metadata tags on");
+                        None
+                    }
+                }
+            }
         }
     } else {
         None

@@ -17,6 +17,7 @@
 
 pub mod apache;
 mod civil;
+pub mod describe_tags;
 pub mod ec2;
 pub mod json;
 pub mod logtojson;

@@ -2,14 +2,16 @@
 //! it is started.
 //!
 //! Guarantees: a flow starts from its saved positions (or the Kinesis Agent's, at the first
-//! start); problems a scan meets are logged once per path and counted. Not done here: running it
-//! (the engine's loop).
+//! start); problems a scan meets are logged once per path and counted; a held flow (its
+//! configuration would drop every line) is not started, and its files' positions are saved as
+//! its first start would have set them, so a fixed flow reads what was written while it was held.
+//! Not done here: running it (the engine's loop).
 
 use super::{EngineError, Event};
 use crate::batch::pipeline::{FlowStats, Outbox};
 use crate::batch::Batch;
 use crate::checkpoint::{Row, Store};
-use crate::config::{Config, Flow};
+use crate::config::{Config, Flow, HeldFlow};
 use crate::convert::{Chain, ChainContext};
 use crate::ops::metrics::{FlowMetrics, Metrics};
 use crate::source::discover::Discovery;
@@ -121,7 +123,7 @@ pub(super) fn start_flow(
 fn adopt_positions(cfg: &Config, flow: &Flow, store: &mut Store) -> Result<Vec<Row>, EngineError> {
     let mut by_file: HashMap<FileKey, Row> = HashMap::new();
     for row in store.rows(None)? {
-        if cfg.flows.iter().any(|f| f.id == row.flow) {
+        if cfg.is_configured(&row.flow) {
             continue;
         }
         match by_file.get(&row.key) {
@@ -151,6 +153,43 @@ fn adopt_positions(cfg: &Config, flow: &Flow, store: &mut Store) -> Result<Vec<R
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Holds back a flow whose configuration would drop every line: it is not started, and says so
+/// at ERROR level. The first time (no positions, never started), its files' positions are saved
+/// as its first start would set them (`initialPosition`, the Kinesis Agent's checkpoints, or those
+/// of a flow no longer configured), and it counts as started: a reload that fixes it resumes there
+/// and reads what was written meanwhile, files that appeared meanwhile included.
+pub(super) fn hold_flow(
+    cfg: &Config,
+    held: &HeldFlow,
+    store: &mut Store,
+    imported_positions: &[crate::checkpoint::KinesisAgentPosition],
+) -> Result<(), EngineError> {
+    let flow = &held.flow;
+    tracing::error!(
+        flow = %flow.id,
+        "this flow is not started: {}; its files wait unread (nothing is lost) until a reload with the flow fixed starts it",
+        held.reason()
+    );
+    if store.meta(&started_key(&flow.id))?.is_some() || !store.rows(Some(&flow.id))?.is_empty() {
+        return Ok(()); // its positions are kept as they are
+    }
+    let discovery = Discovery::new(&flow.sources, flow.path_rules)
+        .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
+        .with_symlinks(flow.symlinks.clone())
+        .with_own_files(crate::source::discover::own_files(cfg));
+    let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
+    let first_start = imported.is_empty();
+    let saved = if first_start { adopt_positions(cfg, flow, store)? } else { Vec::new() };
+    let mut tails = TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now());
+    let mut scan = crate::source::discover::Scan::default();
+    discovery.scan(&mut scan);
+    tails.on_scan(Instant::now(), &scan, store);
+    tails.release(store);
+    store.commit()?;
+    store.set_meta(&started_key(&flow.id), "1")?;
+    Ok(())
 }
 
 pub(super) fn started_key(flow: &str) -> String {

@@ -6,7 +6,7 @@
 //! acknowledged, or at its deadline (what was not acknowledged is read again by its successor or
 //! at the next start); shutdown flushes rotated-away files' last lines and commits positions.
 
-use super::flow::start_flow;
+use super::flow::{hold_flow, start_flow};
 use super::{reload, Engine, Event};
 use crate::batch::pipeline::FlowStats;
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ impl Engine {
             self.cfg.aws = new.aws.clone();
             tracing::info!("SIGHUP: the AWS settings changed (credentials included): the flows sending to AWS start again with them");
         }
+        self.waiting_to_start.retain(|w| !plan.drop_waiting.contains(&w.id));
         self.waiting_to_start.extend(plan.start);
         for &fi in &plan.retire {
             self.retire(fi);
@@ -51,9 +52,12 @@ impl Engine {
         self.cfg.status_period_secs = new.status_period_secs;
         self.cfg.shutdown_timeout_ms = new.shutdown_timeout_ms;
         self.cfg.flows = new.flows;
-        self.metrics.in_flight_budget_bytes.set(self.cfg.max_bytes_in_flight as i64);
+        self.waiting_to_hold = new.held.clone();
+        self.cfg.held = new.held;
+        self.metrics.set_held(self.cfg.held.iter().map(|h| (h.flow.id.clone(), h.reason())).collect());
         let reload::Plan { kept, added, changed, removed, .. } = plan;
-        tracing::info!("SIGHUP: configuration reloaded: {kept} flows unchanged, {added} started, {changed} changed (they restart once what they read is acknowledged), {removed} removed");
+        let held = self.cfg.held.len();
+        tracing::info!("SIGHUP: configuration reloaded: {kept} flows unchanged, {added} started, {changed} changed (they restart once what they read is acknowledged), {removed} removed, {held} held back (not started)");
         self.start_waiting_flows();
     }
 
@@ -132,18 +136,25 @@ impl Engine {
     /// Starts the flows of a reload whose previous version (same id) has retired, and flows
     /// restarted after their sink died once their delay passed.
     pub(super) fn start_waiting_flows(&mut self) {
+        // a flow that may take over the positions of a flow no longer configured waits until
+        // that one has retired and saved them
+        let unconfigured_retiring =
+            self.flows.iter().enumerate().any(|(i, f)| f.retiring && !self.retired.contains(&i) && !self.cfg.is_configured(&f.flow.id));
+        for held in std::mem::take(&mut self.waiting_to_hold) {
+            let running = self.flows.iter().enumerate().any(|(i, f)| f.flow.id == held.flow.id && !self.retired.contains(&i));
+            if running || unconfigured_retiring {
+                self.waiting_to_hold.push(held);
+                continue;
+            }
+            if let Err(e) = hold_flow(&self.cfg, &held, &mut self.store, &[]) {
+                tracing::error!(flow = %held.flow.id, "cannot save the positions of this held flow: {e:#}");
+            }
+        }
         let waiting = std::mem::take(&mut self.waiting_to_start);
         let now = Instant::now();
         for flow in waiting {
             let busy = self.flows.iter().enumerate().any(|(i, f)| f.flow.id == flow.id && !self.retired.contains(&i));
-            // a flow that may take over the positions of a flow no longer configured waits until
-            // that one has retired and saved them
-            let busy = busy
-                || self
-                    .flows
-                    .iter()
-                    .enumerate()
-                    .any(|(i, f)| f.retiring && !self.retired.contains(&i) && !self.cfg.flows.iter().any(|n| n.id == f.flow.id));
+            let busy = busy || unconfigured_retiring;
             let delayed = self.restart_not_before.get(&flow.id).is_some_and(|t| now < *t);
             if busy || delayed {
                 self.waiting_to_start.push(flow);

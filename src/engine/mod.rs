@@ -37,7 +37,7 @@ use crate::ops::metrics::Metrics;
 use crate::source::fs::RealFs;
 use crate::source::identity::FileKey;
 use crate::source::tail::{Room, TailSet};
-use flow::{report_scan_problems, start_flow, started_key, FlowState};
+use flow::{hold_flow, report_scan_problems, start_flow, started_key, FlowState};
 use notify::Watcher;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -94,6 +94,9 @@ pub struct Engine {
     acked_since_publish: bool,
     /// Changed flows of a reload, started once their previous version has retired.
     waiting_to_start: Vec<Flow>,
+    /// Flows a reload holds back, held once no flow no longer configured is retiring (it may
+    /// have positions for their files).
+    waiting_to_hold: Vec<crate::config::HeldFlow>,
     /// Flows restarted after their sink died wait until then.
     restart_not_before: HashMap<String, Instant>,
     /// When each flow's sink died, over the last ten minutes.
@@ -160,6 +163,10 @@ impl Engine {
         for flow in &cfg.flows {
             flows.push(start_flow(&cfg, flow, flows.len(), &mut store, &imported_positions, &events_tx, &metrics, &ctx)?);
         }
+        for held in &cfg.held {
+            hold_flow(&cfg, held, &mut store, &imported_positions)?;
+        }
+        metrics.set_held(cfg.held.iter().map(|h| (h.flow.id.clone(), h.reason())).collect());
         if cfg.kinesis_agent_checkpoints.is_some() {
             store.set_meta("kinesis_agent_import", "done")?;
         }
@@ -177,6 +184,7 @@ impl Engine {
             ctx,
             acked_since_publish: false,
             waiting_to_start: Vec::new(),
+            waiting_to_hold: Vec::new(),
             restart_not_before: HashMap::new(),
             sink_deaths: HashMap::new(),
             retired: HashSet::new(),
@@ -355,7 +363,7 @@ impl Engine {
             self.timers(i);
         }
         self.close_idle();
-        if !self.waiting_to_start.is_empty() {
+        if !self.waiting_to_start.is_empty() || !self.waiting_to_hold.is_empty() {
             self.start_waiting_flows();
         }
         if self.committer.is_due(now, self.store.has_staged()) {

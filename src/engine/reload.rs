@@ -14,6 +14,9 @@ pub(super) struct Plan {
     pub retire: Vec<usize>,
     /// Flows to start, once a running flow of the same id has retired.
     pub start: Vec<Flow>,
+    /// Flows waiting to start (by id) that the new configuration changes, holds back or removes:
+    /// they do not start as they were (a changed one is in `start`).
+    pub drop_waiting: Vec<String>,
     /// What changed that applies only at the next start.
     pub at_restart: Vec<&'static str>,
     pub aws_changed: bool,
@@ -59,8 +62,10 @@ pub(super) fn plan<'a>(old: &Config, new: &Config, running: impl IntoIterator<It
             }
         }
     }
+    p.drop_waiting = waiting.iter().filter(|w| !new.flows.contains(w)).map(|w| w.id.clone()).collect();
     for n in &new.flows {
-        let known = still_running.contains(&&n.id) || waiting.iter().chain(&p.start).any(|w| w.id == n.id);
+        let still_waiting = waiting.iter().any(|w| w == n);
+        let known = still_running.contains(&&n.id) || still_waiting || p.start.iter().any(|w| w.id == n.id);
         if !known {
             p.added += 1;
             p.start.push(n.clone());
@@ -118,6 +123,21 @@ mod tests {
         let p = plan(&old, &new, old.flows.iter().enumerate(), &waiting);
         assert_eq!(p.at_restart, ["the HTTP endpoint"]);
         assert!(p.start.is_empty(), "b already waits");
+        assert!(p.drop_waiting.is_empty());
         assert_eq!(p.kept, 1);
+    }
+
+    #[test]
+    fn a_flow_waiting_to_start_that_the_reload_changes_or_removes_does_not_start_as_it_was() {
+        let old = config(A, "");
+        let waiting = [config(B, "").flows[0].clone()];
+        let changed = config(&[A, B2].concat(), "");
+        let p = plan(&old, &changed, old.flows.iter().enumerate(), &waiting);
+        assert_eq!(p.drop_waiting, ["b"]);
+        assert_eq!(p.start, [changed.flows[1].clone()], "the new version starts instead");
+        let removed = config(A, "");
+        let p = plan(&old, &removed, old.flows.iter().enumerate(), &waiting);
+        assert_eq!(p.drop_waiting, ["b"]);
+        assert!(p.start.is_empty());
     }
 }

@@ -8,7 +8,8 @@
 //! request heads must arrive within [`HEADER_READ_TIMEOUT`] (also the idle time allowed between
 //! requests), a connection lives at most [`CONNECTION_LIFETIME`], request bodies are never read,
 //! and each connection buffers at most [`MAX_BUFFER`] bytes. Accept errors (descriptors run
-//! out) are logged and backed off, never spun on. `/health` answers 503 with the reasons when
+//! out) are logged and backed off, never spun on. `/health` answers 503 with the reasons when a
+//! configured flow is held back (its configuration would drop every line), when
 //! the engine made no pass for 30 s, a sink has failed (throttling aside) or the checkpoints
 //! have not been saved for longer than the configured time; `/live` answers 503 only when the
 //! engine is wedged (for a liveness probe: restarting does not mend a failing destination);
@@ -178,5 +179,6 @@ pub fn status(metrics: &Metrics) -> serde_json::Value {
         "in_flight_bytes": metrics.in_flight_bytes.get(),
         "in_flight_budget_bytes": metrics.in_flight_budget_bytes.get(),
         "flows": flows,
+        "held_flows": metrics.held().into_iter().map(|(flow, reason)| serde_json::json!({"flow": flow, "reason": reason})).collect::<Vec<_>>(),
     })
 }

@@ -178,6 +178,9 @@ pub struct Metrics {
     pub checkpoint_commit_failures: Counter,
     /// Connections to the HTTP endpoint closed at once because it had its most.
     pub http_connections_refused: Counter,
+    /// Flows configured but not started (their configuration would drop every line).
+    pub flows_held: Gauge,
+    held: Mutex<Vec<(String, String)>>,
     /// Unix ms of the first failed checkpoint commit since the last one that succeeded; 0 while
     /// they succeed.
     checkpoint_failing_since_ms: AtomicU64,
@@ -274,6 +277,12 @@ impl Metrics {
         );
         let refused = Counter::default();
         registry.register("http_connections_refused", "Connections to the endpoint closed at once: it had its most", refused.clone());
+        let flows_held = Gauge::default();
+        registry.register(
+            "flows_held",
+            "Flows configured but not started because their configuration would drop every line (their files wait unread)",
+            flows_held.clone(),
+        );
         let m = Metrics {
             registry,
             families,
@@ -284,6 +293,8 @@ impl Metrics {
             line_buffer_bytes: line_buffers,
             checkpoint_commit_failures: commit_failures,
             http_connections_refused: refused,
+            flows_held,
+            held: Mutex::new(Vec::new()),
             checkpoint_failing_since_ms: AtomicU64::new(0),
             checkpoint_last_error: Mutex::new(String::new()),
             unhealthy_dead_letters: AtomicU64::new(u64::MAX),
@@ -411,6 +422,19 @@ impl Metrics {
         self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// The flows held back, not started (id and why), as the running configuration has them.
+    pub fn set_held(&self, held: Vec<(String, String)>) {
+        self.flows_held.set(held.len() as i64);
+        if let Ok(mut h) = self.held.lock() {
+            *h = held;
+        }
+    }
+
+    /// The flows held back, not started: id and why.
+    pub fn held(&self) -> Vec<(String, String)> {
+        self.held.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
     /// A flow is unhealthy once it dead-letters `n` records within the failing time.
     pub fn set_unhealthy_dead_letters(&self, n: u64) {
         self.unhealthy_dead_letters.store(n, Ordering::Relaxed);
@@ -445,10 +469,13 @@ impl Metrics {
     /// What is wrong, if anything: the engine has not made a pass for `wedged_after_ms`; a sink
     /// has failed (other than by throttling) for `failing_after_ms` without a success, or, at once,
     /// its destination refuses whole requests as invalid (a configuration error); the checkpoints
-    /// have not been saved for `failing_after_ms`.
+    /// have not been saved for `failing_after_ms`; at once, a configured flow is held back.
     pub fn health_problems(&self, wedged_after_ms: u64, failing_after_ms: u64) -> Vec<String> {
         let now = now_ms();
         let mut out = Vec::new();
+        for (id, reason) in self.held() {
+            out.push(format!("flow {id} is not started: {reason} (its files wait unread; fix the flow and reload)"));
+        }
         let beat = self.heartbeat_ms.load(Ordering::Relaxed);
         if now.saturating_sub(beat) > wedged_after_ms {
             out.push(format!("the tailing engine has not made progress for {} s", (now - beat) / 1000));

@@ -2,7 +2,8 @@
 data stream, and read back what arrived.
 Usage: aws.py ENDPOINT create BUCKET STREAM | aws.py ENDPOINT read BUCKET
        aws.py ENDPOINT kinesis-create STREAM SHARDS | aws.py ENDPOINT kinesis-read STREAM
-       aws.py ENDPOINT kinesis-deaggregate STREAM
+       aws.py ENDPOINT kinesis-deaggregate STREAM | aws.py ENDPOINT ec2-instance KEY=VALUE...
+ec2-instance runs an instance with these tags (in us-east-1) and prints its id.
 kinesis-deaggregate prints one JSON document: the number of Kinesis records per shard, and every
 user record after de-aggregation with the KPL's own library (PyPI aws-kinesis-agg) as
 [shard, partition key, base64 data, whether it came from an aggregate]."""
@@ -23,6 +24,12 @@ if action == "create":
         DeliveryStreamName=sys.argv[4],
         ExtendedS3DestinationConfiguration={"BucketARN": f"arn:aws:s3:::{bucket}", "RoleARN": "arn:aws:iam::123456789012:role/firehose"},
     )
+elif action == "ec2-instance":
+    ec2 = boto3.client("ec2", **kw)
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    tags = [dict(zip(("Key", "Value"), t.split("=", 1))) for t in sys.argv[3:]]
+    spec = [{"ResourceType": "instance", "Tags": tags}]
+    print(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=spec)["Instances"][0]["InstanceId"])
 elif action == "kinesis-create":
     k = boto3.client("kinesis", **kw)
     k.create_stream(StreamName=bucket, ShardCount=int(sys.argv[4]))

@@ -2,6 +2,7 @@
 //! lines, and comparison of what was written with what was delivered.
 #![allow(dead_code)]
 
+pub mod emulators;
 pub mod http;
 
 use std::collections::HashMap;
