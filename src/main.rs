@@ -184,8 +184,9 @@ fn proxy_environment() {
     }
 }
 
-/// Finds the host's region (the SDK's chain) when a flow sending to AWS names neither a region
-/// nor an endpoint; the flows still without one, with what they send to.
+/// Finds the host's region (the SDK's chain) when a flow sending to AWS, or CloudWatch in the
+/// native format, names neither a region nor an endpoint; those still without one, with what
+/// they send to.
 fn find_host_region(cfg: &mut Config) -> Vec<String> {
     let unresolved = |cfg: &Config| -> Vec<String> {
         // held flows too: a reload that fixes one starts it with the region found now
@@ -197,6 +198,11 @@ fn find_host_region(cfg: &mut Config) -> Vec<String> {
                     .filter(|(t, _)| t.region.is_empty())
                     .map(|(t, what)| format!("flow {} ({what} {})", f.id, t.stream))
             })
+            .chain(
+                logferry::ops::cloudwatch::target(cfg)
+                    .filter(|t| t.region.is_empty())
+                    .map(|_| "CloudWatch metrics (or set cloudwatch.region)".to_string()),
+            )
             .collect()
     };
     if unresolved(cfg).is_empty() {
@@ -398,14 +404,16 @@ fn check(path: &Path) -> Result<ExitCode> {
     };
     writeln!(out, "configuration: {} ({fmt})", cfg.path.display())?;
     writeln!(out, "checkpoints: {} (rows not updated for {} days are removed)", cfg.checkpoint_file.display(), cfg.checkpoint_ttl_days)?;
-    if cfg.cloudwatch.emit_metrics {
-        let where_ = cfg.cloudwatch.endpoint.clone().or(cfg.cloudwatch.region.clone()).unwrap_or_else(|| match cfg.format {
-            ConfigFormat::KinesisAgent => "us-east-1 (default; set cloudwatch.endpoint)".into(),
-            ConfigFormat::Native => "the region of the host".into(),
-        });
-        writeln!(out, "cloudwatch: metrics on, namespace {}, to {where_}", cfg.cloudwatch.namespace)?;
-    } else {
-        writeln!(out, "cloudwatch: metrics off")?;
+    match logferry::ops::cloudwatch::target(&cfg) {
+        Some(t) => {
+            let where_ = match &t.endpoint {
+                _ if t.region.is_empty() => format!("no region here: run refuses to start; {}", logferry::sinks::aws::NO_REGION_ADVICE),
+                Some(e) => format!("{} through {e}, region from {}", t.region, t.region_from),
+                None => format!("{}, from {}", t.region, t.region_from),
+            };
+            writeln!(out, "cloudwatch: metrics on, namespace {}, to {where_}", cfg.cloudwatch.namespace)?;
+        }
+        None => writeln!(out, "cloudwatch: metrics off")?,
     }
     for n in cfg.start_notices() {
         writeln!(out, "note: {n}")?;

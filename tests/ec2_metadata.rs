@@ -198,6 +198,32 @@ fn a_kinesis_flow_without_a_region_sends_to_the_instances_region_and_without_any
     assert!(String::from_utf8_lossy(&r.stdout).contains("no region here: run refuses this flow"), "{}", String::from_utf8_lossy(&r.stdout));
 }
 
+#[test]
+fn cloudwatch_metrics_without_a_region_go_to_the_instances_region_and_without_any_the_agent_is_refused_at_start() {
+    let (endpoint, _) = start_imds();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\ncloudwatch: {{emit_metrics: true}}\nflows:\n  - id: local\n    path: {}\n    sink: {{type: file, path: {}}}\n",
+            d.path().join("cp.db").display(),
+            d.path().join("a.log").display(),
+            d.path().join("out.log").display()
+        ),
+    )
+    .unwrap();
+    let config = cfg.to_str().unwrap();
+    let r = without_a_region(&["check", "--config", config], Some(&endpoint), d.path());
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{out}{}", String::from_utf8_lossy(&r.stderr));
+    assert!(out.contains("cloudwatch: metrics on, namespace logferry, to eu-west-2, from instance metadata"), "{out}");
+    let r = without_a_region(&["run", "--config", config], None, d.path());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("no region for CloudWatch metrics (or set cloudwatch.region)") && err.contains("AWS_REGION"), "{err}");
+}
+
 /// IMDSv2 for instance `id` in `region` with instance metadata tags off (the EC2 default).
 fn imds_without_tags(id: &str, region: &str) -> String {
     let doc = format!(r#"{{"accountId":"123456789012","instanceId":"{id}","instanceType":"m5.large","region":"{region}"}}"#);

@@ -136,16 +136,24 @@ async fn instance_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Starts the publisher thread when the configuration asks for metrics.
-pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let cw = cfg.cloudwatch.clone();
+/// Where the metrics go, when the configuration asks for them: `cloudwatch.region` or
+/// `cloudwatch.endpoint`; else us-east-1 in agent.json (as the Kinesis Agent does) and the host's
+/// region in the native format (empty when none was found: the binary refuses to start).
+pub fn target(cfg: &Config) -> Option<SinkTarget> {
+    let cw = &cfg.cloudwatch;
     if !cw.emit_metrics {
-        return Ok(());
+        return None;
     }
     let target_settings =
         AwsTarget { region: cw.region.clone(), endpoint: cw.endpoint.as_deref().map(endpoint_url), ..AwsTarget::default() };
     let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
-    let target = SinkTarget::resolve(cfg.format, &cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000));
+    Some(SinkTarget::resolve(cfg.format, &cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000)))
+}
+
+/// Starts the publisher thread when the configuration asks for metrics.
+pub fn spawn(cfg: &Config, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let cw = cfg.cloudwatch.clone();
+    let Some(target) = target(cfg) else { return Ok(()) };
     let window_ms = cw.buffer_time_ms.max(1000);
     let offset_ms = crate::sinks::aws::jitter(Duration::from_millis(window_ms)).as_millis() as u64 % window_ms;
     tracing::info!(
