@@ -102,6 +102,8 @@ fn init_logging(json: bool, level: Option<&str>) {
 }
 
 fn main() -> ExitCode {
+    // the host's UTC offset can be read safely only while the process has one thread
+    logferry::convert::journal::read_host_offset();
     let cli = Cli::parse();
     match &cli.command {
         // the configuration says how the agent logs; loading it again below reports its problems

@@ -96,6 +96,8 @@ pub struct Store {
     path: PathBuf,
     staged: HashMap<(String, FileKey), Row>,
     deleted: Vec<(String, FileKey)>,
+    /// Metadata written with the next commit (journal cursors).
+    staged_meta: HashMap<String, String>,
     /// The exclusive lock on `<database>.lock`, held while the store is open for the agent.
     _lock: Option<std::fs::File>,
 }
@@ -225,7 +227,7 @@ impl Store {
             .map_err(err("creating the schema"))?;
         }
         conn.query_row("SELECT count(*) FROM logferry_checkpoints", [], |_| Ok(())).map_err(err("reading checkpoints"))?;
-        Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new(), _lock: None })
+        Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new(), staged_meta: HashMap::new(), _lock: None })
     }
 
     /// How long a write waits for a lock held by another process before it fails.
@@ -274,7 +276,12 @@ impl Store {
     }
 
     pub fn has_staged(&self) -> bool {
-        !self.staged.is_empty() || !self.deleted.is_empty()
+        !self.staged.is_empty() || !self.deleted.is_empty() || !self.staged_meta.is_empty()
+    }
+
+    /// Stages a metadata value (a journal source's cursor) for the next commit.
+    pub fn stage_meta(&mut self, key: &str, value: &str) {
+        self.staged_meta.insert(key.to_string(), value.to_string());
     }
 
     /// Writes everything staged in one transaction; on failure nothing is lost from the stage.
@@ -282,7 +289,7 @@ impl Store {
         if !self.has_staged() {
             return Ok(0);
         }
-        let n = self.staged.len() + self.deleted.len();
+        let n = self.staged.len() + self.deleted.len() + self.staged_meta.len();
         let tx = self.conn.transaction().map_err(|source| CheckpointError::Sqlite {
             path: self.path.clone(),
             action: "writing checkpoints".into(),
@@ -312,6 +319,10 @@ impl Store {
                 for (flow, key) in &self.deleted {
                     del.execute(params![flow, i(key.dev), i(key.ino)])?;
                 }
+                let mut meta = tx.prepare_cached("INSERT OR REPLACE INTO logferry_meta (key, value) VALUES (?1, ?2)")?;
+                for (k, v) in &self.staged_meta {
+                    meta.execute(params![k, v])?;
+                }
             }
             tx.commit()
         })();
@@ -319,6 +330,7 @@ impl Store {
             Ok(()) => {
                 self.staged.clear();
                 self.deleted.clear();
+                self.staged_meta.clear();
                 Ok(n)
             }
             Err(source) => Err(CheckpointError::Sqlite { path: self.path.clone(), action: "writing checkpoints".into(), source }),
@@ -345,7 +357,11 @@ impl Store {
             .map_err(self.error("removing checkpoints"))
     }
 
+    /// A metadata value, staged or committed.
     pub fn meta(&self, key: &str) -> Result<Option<String>, CheckpointError> {
+        if let Some(v) = self.staged_meta.get(key) {
+            return Ok(Some(v.clone()));
+        }
         self.conn
             .query_row("SELECT value FROM logferry_meta WHERE key = ?1", params![key], |r| r.get(0))
             .optional()

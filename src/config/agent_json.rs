@@ -291,6 +291,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let flow = Flow {
         id: format!("{id_prefix}:{}", pattern.clone().unwrap_or_default()),
         sources: pattern.iter().map(|p| Source { include: p.clone(), exclude: Vec::new() }).collect(),
+        journals: Vec::new(),
         path_rules: PathRules::KinesisAgent,
         symlinks: SymlinkPolicy::SameOwner,
         initial_position: o.enumeration(

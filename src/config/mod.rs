@@ -334,12 +334,50 @@ pub struct BufferLimits {
     pub max_records: u64,
 }
 
+/// What a journald source writes for each entry (see `convert::journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalShape {
+    /// The entry's fields as a JSON object.
+    Fields,
+    /// The Kinesis Agent's `LOGTOJSON SYSLOG` object of the line rsyslog would have written.
+    Syslog,
+}
+
+/// Where a journald source begins when it has no saved cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalStart {
+    Head,
+    Tail,
+    /// Entries from this time on (Unix seconds).
+    Since(i64),
+}
+
+/// A journald source: the journal read through `journalctl`, filtered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSource {
+    /// A journal directory; `None` is the system journal (`/var/log/journal`, `/run/log/journal`).
+    pub directory: Option<PathBuf>,
+    /// `_SYSTEMD_UNIT` globs (a name without a dot is `NAME.service`); empty: every entry.
+    pub units: Vec<String>,
+    /// Entries up to this priority (0 emerg .. 7 debug); `None`: all.
+    pub max_priority: Option<u8>,
+    /// Field matches: an entry passes when, for each field named, it has one of its values.
+    pub matches: Vec<(String, String)>,
+    /// Kernel messages (`_TRANSPORT=kernel`).
+    pub kernel: bool,
+    pub current_boot_only: bool,
+    pub start_at: JournalStart,
+    pub shape: JournalShape,
+}
+
 /// One flow: sources → framing → processors → destination. Equality is what a reload compares
 /// (every setting, secrets included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flow {
     pub id: String,
     pub sources: Vec<Source>,
+    /// journald sources (native format only).
+    pub journals: Vec<JournalSource>,
     pub path_rules: PathRules,
     pub symlinks: SymlinkPolicy,
     pub destination: Destination,

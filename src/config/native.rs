@@ -197,6 +197,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let before = ctx.errors.len();
     let id = o.required_str(ctx, "id");
     let mut sources = Vec::new();
+    let mut journals = Vec::new();
     if let Some(p) = o.nonempty_str(ctx, "path") {
         sources.push(Source { include: resolve(ctx, &p), exclude: o.str_list(ctx, "exclude").unwrap_or_default() });
     }
@@ -207,6 +208,13 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
                 match it {
                     Value::String(s) if s.trim().is_empty() => ctx.error(&key, "must not be empty"),
                     Value::String(s) => sources.push(Source { include: resolve(ctx, s), exclude: Vec::new() }),
+                    Value::Object(m) if m.contains_key("journald") => {
+                        let so = Obj::new(m, key);
+                        if let Some(j) = so.object(ctx, "journald") {
+                            journals.extend(journal_source(ctx, &j));
+                        }
+                        so.finish(ctx);
+                    }
                     Value::Object(m) => {
                         let so = Obj::new(m, key);
                         if let Some(p) = so.required_str(ctx, "path") {
@@ -214,14 +222,14 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
                         }
                         so.finish(ctx);
                     }
-                    other => ctx.error(&key, format!("expected a path or a mapping with `path`, found {}", kind(other))),
+                    other => ctx.error(&key, format!("expected a path, or a mapping with `path` or `journald`, found {}", kind(other))),
                 }
             }
         }
         Some(other) => ctx.error(&o.key_path("sources"), format!("expected a list, found {}", kind(other))),
         None => {}
     }
-    if sources.is_empty() && ctx.errors.len() == before {
+    if sources.is_empty() && journals.is_empty() && ctx.errors.len() == before {
         ctx.error(&o.key_path("sources"), "a flow needs `path` or `sources`");
     }
     let symlinks = match o.get("follow_symlinks") {
@@ -367,9 +375,16 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     if let Some(r) = retry {
         r.finish(ctx);
     }
+    if !journals.is_empty() && !matches!(assembly, Assembly::Lines) {
+        ctx.error(
+            &o.key_path("sources"),
+            "journald sources give whole entries: `multiline` and `container` apply to files only; put the files in a flow of their own",
+        );
+    }
     let flow = Flow {
         id: id.unwrap_or_default(),
         sources,
+        journals,
         path_rules: PathRules::Native,
         symlinks,
         initial_position: o.enumeration(
@@ -577,4 +592,74 @@ fn resolve(ctx: &Ctx, p: &str) -> String {
     let base = ctx.file.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let base = std::fs::canonicalize(&base).unwrap_or(base);
     base.join(p).display().to_string()
+}
+
+/// A `journald:` source: the journal's directory (default: the system journal), filters, where a
+/// first start begins and the record shape.
+fn journal_source(ctx: &mut Ctx, o: &Obj<'_>) -> Option<JournalSource> {
+    let before = ctx.errors.len();
+    let directory = o.nonempty_str(ctx, "directory").map(|d| PathBuf::from(resolve(ctx, &d)));
+    let units = o.str_list(ctx, "units").unwrap_or_default();
+    for (i, u) in units.iter().enumerate() {
+        if let Err(e) = globset::Glob::new(u) {
+            ctx.error(&format!("{}[{i}]", o.key_path("units")), format!("{u:?} is not a glob: {e}"));
+        }
+    }
+    const LEVELS: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+    let max_priority = match o.get("priority") {
+        None => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 7) => n.as_u64().map(|n| n as u8),
+        Some(Value::String(s)) if LEVELS.contains(&s.as_str()) => LEVELS.iter().position(|l| l == s).map(|p| p as u8),
+        Some(other) => {
+            ctx.error(&o.key_path("priority"), format!("{other} is not a priority: 0 to 7, or one of {}", LEVELS.join(", ")));
+            None
+        }
+    };
+    let mut matches = Vec::new();
+    match o.get("matches") {
+        None => {}
+        Some(Value::Object(m)) => {
+            for (field, v) in m {
+                let key = format!("{}.{field}", o.key_path("matches"));
+                if field.is_empty() || !field.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                    ctx.error(&key, "a journal field name is upper-case letters, digits and `_`");
+                }
+                match v {
+                    Value::String(s) => matches.push((field.clone(), s.clone())),
+                    Value::Array(items) if items.iter().all(Value::is_string) && !items.is_empty() => {
+                        matches.extend(items.iter().filter_map(Value::as_str).map(|s| (field.clone(), s.to_string())))
+                    }
+                    _ => ctx.error(&key, "expected a value or a list of values"),
+                }
+            }
+        }
+        Some(other) => ctx.error(&o.key_path("matches"), format!("expected a mapping of journal fields to values, found {}", kind(other))),
+    }
+    matches.sort_by(|a, b| a.0.cmp(&b.0));
+    let start_at = match o.str(ctx, "start_at").as_deref() {
+        None | Some("head") => JournalStart::Head,
+        Some("tail") => JournalStart::Tail,
+        Some(t) => match time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => JournalStart::Since(t.unix_timestamp()),
+            Err(e) => {
+                ctx.error(
+                    &o.key_path("start_at"),
+                    format!("{t:?} is not head, tail or an RFC 3339 time such as 2026-12-01T00:00:00Z: {e}"),
+                );
+                JournalStart::Tail
+            }
+        },
+    };
+    let source = JournalSource {
+        directory,
+        units,
+        max_priority,
+        matches,
+        kernel: o.bool(ctx, "kernel", true),
+        current_boot_only: o.bool(ctx, "current_boot_only", false),
+        start_at,
+        shape: o.enumeration(ctx, "shape", &[("fields", JournalShape::Fields), ("syslog", JournalShape::Syslog)], JournalShape::Fields),
+    };
+    o.finish(ctx);
+    (ctx.errors.len() == before).then_some(source)
 }

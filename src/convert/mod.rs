@@ -19,6 +19,7 @@ pub mod apache;
 mod civil;
 pub mod describe_tags;
 pub mod ec2;
+pub mod journal;
 pub mod json;
 pub mod logtojson;
 pub mod native;

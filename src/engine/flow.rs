@@ -39,6 +39,8 @@ pub(super) struct FlowState {
     pub retire_deadline: Option<Instant>,
     /// What the metrics were last given (counters get the difference).
     pub published: FlowStats,
+    /// The flow's journald sources.
+    pub journals: Vec<crate::source::journal::JournalTail>,
     /// When a checkpoint of the flow last moved.
     pub last_advance: Instant,
     /// Directories that could not be listed at the last scan (logged once).
@@ -107,6 +109,7 @@ pub(super) fn start_flow(
         refused: HashSet::new(),
         stats: FlowStats::default(),
         published: FlowStats::default(),
+        journals: start_journals(flow, store)?,
         last_advance: Instant::now(),
         metrics: flow_metrics,
         retiring: false,
@@ -190,6 +193,26 @@ pub(super) fn hold_flow(
     store.commit()?;
     store.set_meta(&started_key(&flow.id), "1")?;
     Ok(())
+}
+
+/// The flow's journald sources, each resuming after its saved cursor.
+fn start_journals(flow: &Flow, store: &Store) -> Result<Vec<crate::source::journal::JournalTail>, EngineError> {
+    use crate::source::journal::{source_key, JournalTail, JOURNAL_TAIL_BASE};
+    // rsyslog writes local time: the host's offset, read at start
+    let offset = crate::convert::journal::host_offset();
+    let mut out = Vec::new();
+    for (i, src) in flow.journals.iter().enumerate() {
+        let nth = flow.journals[..i].iter().filter(|s| s.directory == src.directory).count();
+        let key = source_key(src, nth);
+        let saved = store.meta(&super::journal_cursor_key(&flow.id, &key))?;
+        if let Some(c) = &saved {
+            tracing::info!(flow = %flow.id, "{key} resumes after cursor {c}");
+        }
+        let tail = JournalTail::new(JOURNAL_TAIL_BASE + i as u64, key, src.clone(), saved, offset)
+            .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?;
+        out.push(tail);
+    }
+    Ok(out)
 }
 
 pub(super) fn started_key(flow: &str) -> String {

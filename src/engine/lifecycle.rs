@@ -71,6 +71,7 @@ impl Engine {
         let f = &mut self.flows[fi];
         f.out.send();
         f.out.sink = None;
+        f.journals.iter_mut().for_each(|j| j.stop());
         tracing::info!(flow = %f.flow.id, "stopping this flow (reload): sending what it read");
     }
 
@@ -80,7 +81,7 @@ impl Engine {
             return;
         }
         let f = &self.flows[fi];
-        let unacknowledged = f.out.waiting > 0 || f.tails.outstanding() > 0;
+        let unacknowledged = f.out.waiting > 0 || f.tails.outstanding() > 0 || f.journals.iter().any(|j| j.outstanding() > 0);
         if unacknowledged && f.retire_deadline.is_none_or(|at| Instant::now() < at) {
             return;
         }

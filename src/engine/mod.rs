@@ -76,6 +76,8 @@ pub enum Event {
     Reload,
     /// A sink worker panicked or stopped while its flow still sends it batches.
     SinkDied(crate::sinks::supervise::WorkerDied),
+    /// A journald source has output waiting.
+    Journal,
 }
 
 pub struct Engine {
@@ -247,6 +249,11 @@ impl Engine {
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
         let mut d = now + HEARTBEAT_EVERY;
+        for j in self.flows.iter().filter(|f| !f.retiring).flat_map(|f| &f.journals) {
+            if let Some(t) = j.restart_due() {
+                d = d.min(t);
+            }
+        }
         for flow in &self.waiting_to_start {
             if let Some(t) = self.restart_not_before.get(&flow.id) {
                 d = d.min(*t);
@@ -297,6 +304,7 @@ impl Engine {
             Event::Reload => self.reload(),
             Event::Delivered(d) => self.delivered(d),
             Event::SinkDied(d) => self.sink_died(d),
+            Event::Journal => {}
             Event::Fs(Ok(e)) => {
                 use notify::EventKind;
                 match e.kind {
@@ -337,7 +345,18 @@ impl Engine {
         let mut moved = false;
         // a batch holds long runs of one file's records: one lookup per run
         for run in d.acks.chunk_by(|a, b| a.tail == b.tail) {
-            moved |= flow.tails.ack(run[0].tail, run.iter().map(|a| a.seq), &mut self.store);
+            let seqs = run.iter().map(|a| a.seq);
+            match run[0].tail.checked_sub(crate::source::journal::JOURNAL_TAIL_BASE) {
+                Some(j) => {
+                    if let Some(jt) = flow.journals.get_mut(j as usize) {
+                        moved |= jt.ack(seqs);
+                        if let Some(cursor) = jt.to_save.take() {
+                            self.store.stage_meta(&journal_cursor_key(&flow.flow.id, &jt.key), &cursor);
+                        }
+                    }
+                }
+                None => moved |= flow.tails.ack(run[0].tail, seqs, &mut self.store),
+            }
         }
         if moved {
             flow.last_advance = Instant::now();
@@ -449,6 +468,28 @@ impl Engine {
     }
 
     /// Runs `body` with flow `fi`'s tails and its record pipeline.
+    /// Starts the flow's journalctl readers when due, and reads what they wrote while there is
+    /// room; the cursors acknowledged meanwhile are staged.
+    fn read_journals(&mut self, fi: usize, now: Instant) {
+        if self.flows[fi].journals.is_empty() {
+            return;
+        }
+        let (others_held, share, budget) = (self.held_except(fi), self.flow_share(), self.cfg.max_bytes_in_flight);
+        let Engine { flows, store, in_flight, events_tx, .. } = self;
+        let FlowState { flow, chain, out, stats, journals, .. } = &mut flows[fi];
+        let mut pipe = FlowPipe { flow, chain, stats, out, in_flight, others_held, budget, share };
+        for j in journals.iter_mut() {
+            let tx = events_tx.clone();
+            j.start_if_due(now, &pipe.flow.id, move || {
+                let _ = tx.send(Event::Journal);
+            });
+            j.read(now, &pipe.flow.id, &mut pipe);
+            if let Some(cursor) = j.to_save.take() {
+                store.stage_meta(&journal_cursor_key(&pipe.flow.id, &j.key), &cursor);
+            }
+        }
+    }
+
     fn with_pipe<R>(&mut self, fi: usize, body: impl FnOnce(&mut TailSet<RealFs>, &mut FlowPipe<'_>, &mut Store, &mut [u8]) -> R) -> R {
         let (others_held, share, budget) = (self.held_except(fi), self.flow_share(), self.cfg.max_bytes_in_flight);
         let Engine { flows, store, buf, in_flight, .. } = self;
@@ -460,6 +501,7 @@ impl Engine {
     fn read_flow(&mut self, fi: usize) {
         let now = Instant::now();
         self.with_pipe(fi, |tails, pipe, store, buf| tails.read(now, buf, pipe, store));
+        self.read_journals(fi, now);
         // held back by its share or the budget with nothing at the sink: what the batch holds
         // goes now, instead of at its age (a share can be smaller than a full batch)
         let (share, budget, held) = (self.flow_share(), self.cfg.max_bytes_in_flight, self.held_total());
@@ -503,6 +545,11 @@ impl Engine {
             self.flows[fi].tails.close(id);
         }
     }
+}
+
+/// The metadata key of a journald source's cursor.
+pub fn journal_cursor_key(flow: &str, source: &str) -> String {
+    format!("journal_cursor:{flow}:{source}")
 }
 
 /// Helper for `logferry checkpoints`: current size of a file if it still has this identity.

@@ -28,6 +28,7 @@
 //! Not done here: conversion (see `convert`), and deciding when a timeout has passed.
 
 pub mod container;
+pub mod journal_export;
 
 use crate::javaregex::JavaRegex;
 use container::{ContainerAssembler, ContainerFormat, PodInfo};

@@ -1,7 +1,9 @@
 //! Where records come from: files found by [`discover`], known by [`identity`], read through
-//! [`fs`], and followed across rotation by [`tail`].
+//! [`fs`], and followed across rotation by [`tail`]; and the systemd journal, read through
+//! `journalctl` by [`journal`].
 
 pub mod discover;
 pub mod fs;
 pub mod identity;
+pub mod journal;
 pub mod tail;
