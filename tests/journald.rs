@@ -33,8 +33,10 @@ fn append_entries(dir: &Path, first: usize, entries: &[Fields]) {
 /// Appends entries stamped with their `__REALTIME_TIMESTAMP` (microseconds).
 fn append_entries_at(dir: &Path, entries: &[(u64, Fields)]) {
     let mut export = Vec::new();
-    for (i, (ts, fields)) in entries.iter().enumerate() {
-        write!(export, "__REALTIME_TIMESTAMP={ts}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={BOOT}\n", 1_000_000 + ts / 1000 + i as u64).unwrap();
+    for (ts, fields) in entries {
+        // one boot: the monotonic clock runs with the wall clock (the journal orders a boot's
+        // entries by it)
+        write!(export, "__REALTIME_TIMESTAMP={ts}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={BOOT}\n", ts - 1_765_000_000_000_000).unwrap();
         for (name, value) in fields {
             if value.contains(&b'\n') {
                 export.extend_from_slice(format!("{name}\n").as_bytes());
@@ -299,4 +301,69 @@ fn twenty_sigkills_while_entries_are_appended_lose_nothing() {
     eprintln!("{} records for {written} entries after 20 SIGKILLs", all.len());
     // sent again after a kill: only what was not yet saved (about a second's worth at most)
     assert!(all.len() < written * 2, "{} records", all.len());
+}
+
+#[test]
+fn a_damaged_journal_file_is_skipped_with_a_warning_and_a_rotated_one_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("journal");
+    std::fs::create_dir(&dir).unwrap();
+    append_entries(&dir, 0, &(0..300).map(message).collect::<Vec<_>>());
+    // a file that is not a journal, and one cut short
+    std::fs::write(dir.join("damaged.journal"), vec![0x5au8; 100_000]).unwrap();
+    let whole = std::fs::read(dir.join("remote.journal")).unwrap();
+    std::fs::write(dir.join("cut.journal"), &whole[..whole.len() / 3]).unwrap();
+    let cfg = config(d.path(), "");
+    let log = d.path().join("agent.log");
+    let mut agent = start(&cfg, &log);
+    wait_records(d.path(), 300, &log);
+    let said = wait_for_log(&log, "damaged.journal", T);
+    assert!(said.contains("WARN") && said.contains("journalctl: ") && said.contains("damaged.journal"), "{said}");
+    std::fs::remove_file(dir.join("cut.journal")).unwrap();
+    // rotated as journald does: the active file renamed to an archived name, a new one begun
+    std::fs::rename(dir.join("remote.journal"), dir.join("remote@0000000000000001-0000000000000001.journal")).unwrap();
+    append_entries(&dir, 300, &(300..600).map(message).collect::<Vec<_>>());
+    wait_records(d.path(), 600, &log);
+    std::thread::sleep(Duration::from_secs(1));
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    let expected: Vec<String> = (0..600).map(|i| format!("entry {i:06}")).collect();
+    assert_eq!(messages(&records(d.path())), expected);
+}
+
+#[test]
+fn a_saved_cursor_whose_entries_were_vacuumed_resumes_at_the_oldest_entry_with_an_error_and_a_counted_gap() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("journal");
+    std::fs::create_dir(&dir).unwrap();
+    append_entries(&dir, 0, &(0..100).map(message).collect::<Vec<_>>());
+    let cfg = config(d.path(), "");
+    let log = d.path().join("agent.log");
+    let mut agent = start(&cfg, &log);
+    wait_records(d.path(), 100, &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    // while stopped: 100 more written, then every file holding them vacuumed; 50 more after
+    append_entries(&dir, 100, &(100..200).map(message).collect::<Vec<_>>());
+    std::fs::remove_file(dir.join("remote.journal")).unwrap();
+    append_entries(&dir, 200, &(200..250).map(message).collect::<Vec<_>>());
+    let mut agent = agent_command(&cfg, &log).args(["--listen", "127.0.0.1:0"]).spawn().unwrap();
+    let got = wait_records(d.path(), 150, &log);
+    let expected: Vec<String> = (0..100).chain(200..250).map(|i| format!("entry {i:06}")).collect();
+    assert_eq!(messages(&got), expected);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("ERROR") && text.contains("is no longer in the journal") && text.contains("2025-12-07T08:00:05.200000Z"),
+        "{text}"
+    );
+    let base = endpoint_in(&log);
+    assert_eq!(metric_sum(&base, "logferry_journal_gaps_total"), 1.0);
+    let (_, status) = http::get(&base, "/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let journal = &status["flows"][0]["journals"][0];
+    assert_eq!(journal["source"], format!("journal:{}#0", dir.display()));
+    assert_eq!(journal["gaps"], 1);
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
 }

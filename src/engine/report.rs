@@ -32,6 +32,19 @@ impl Engine {
             fm.files_behind.set(files.iter().filter(|(_, b)| *b > 0).count() as i64);
             fm.checkpoint_age_seconds.set(if total > 0 { f.last_advance.elapsed().as_secs() as i64 } else { 0 });
             fm.set_files_behind(&files);
+            if !f.journals.is_empty() {
+                let mut status = Vec::new();
+                for j in &mut f.journals {
+                    let (read, gaps) = j.take_counts();
+                    fm.journal_entries_read.inc_by(read);
+                    fm.journal_gaps.inc_by(gaps);
+                    status.push(j.status());
+                }
+                if let Some(t) = f.journals.iter().filter_map(|j| j.acked_realtime_us()).max() {
+                    fm.journal_cursor_timestamp.set((t / 1_000_000) as i64);
+                }
+                fm.set_journals(status);
+            }
             fm.set_stalled_since(f.out.waiting_since.map(|t| crate::ops::metrics::now_ms().saturating_sub(t.elapsed().as_millis() as u64)));
         }
     }

@@ -169,6 +169,7 @@ pub fn status(metrics: &Metrics) -> serde_json::Value {
                 "lines_lost": f.lines_lost.get(),
                 "checkpoint_age_seconds": f.checkpoint_age_seconds.get(),
                 "files": f.files_behind_list().into_iter().map(|(p, b)| serde_json::json!({"file": p, "bytes_behind": b})).collect::<Vec<_>>(),
+                "journals": f.journals(),
                 "last_error": last_error,
             })
         })

@@ -114,6 +114,12 @@ pub struct FlowMetrics {
     pub deleted_bytes_behind: Gauge,
     pub deleted_files_behind: Gauge,
     pub files_behind: Gauge,
+    /// journald sources: entries read, gaps (the saved entry gone at a start), and when the
+    /// last acknowledged entry was written (Unix seconds).
+    pub journal_entries_read: Counter,
+    pub journal_gaps: Counter,
+    pub journal_cursor_timestamp: Gauge,
+    journals: Mutex<Vec<JournalStatus>>,
     pub checkpoint_age_seconds: Gauge,
     pub last_success_seconds: Gauge,
     errors_by_code: Family<CodeLabels, Counter>,
@@ -131,6 +137,18 @@ pub struct FlowMetrics {
     dead_letters: Mutex<std::collections::VecDeque<(u64, u64)>>,
     /// Files with a per-file series and their bytes behind (series of files that went are removed).
     files: Mutex<Vec<(String, u64)>>,
+}
+
+/// One journald source as `/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JournalStatus {
+    pub source: String,
+    pub entries_read: u64,
+    /// Records read and not yet acknowledged.
+    pub unacknowledged: u64,
+    pub gaps: u64,
+    /// When the last acknowledged entry was written (RFC 3339), if any.
+    pub cursor_time: Option<String>,
 }
 
 /// The per-flow series, by family.
@@ -159,6 +177,9 @@ struct Families {
     deleted_behind: Family<FlowLabels, Gauge>,
     deleted_files: Family<FlowLabels, Gauge>,
     files_behind: Family<FlowLabels, Gauge>,
+    journal_entries: Family<FlowLabels, Counter>,
+    journal_gaps: Family<FlowLabels, Counter>,
+    journal_cursor: Family<FlowLabels, Gauge>,
     age: Family<FlowLabels, Gauge>,
     success: Family<FlowLabels, Gauge>,
     by_code: Family<CodeLabels, Counter>,
@@ -256,6 +277,15 @@ impl Metrics {
             ),
             deleted_files: family!("deleted_files_behind", "Files deleted while held open with bytes not yet acknowledged"),
             files_behind: family!("files_behind", "Files of the flow with bytes not yet acknowledged"),
+            journal_entries: family!("journal_entries_read", "Entries the flow's journald sources read (filtered ones included)"),
+            journal_gaps: family!(
+                "journal_gaps",
+                "Starts of a journald source whose saved entry was gone: the entries after it were vacuumed or rotated away unread"
+            ),
+            journal_cursor: family!(
+                "journal_cursor_timestamp_seconds",
+                "When the last acknowledged entry of the flow's journald sources was written (Unix time)"
+            ),
             age: family!("checkpoint_age_seconds", "Seconds since a checkpoint of the flow last moved while bytes are behind"),
             success: family!("last_success_timestamp_seconds", "When the sink last had a request accepted (Unix time)"),
             by_code: family!("send_errors_by_code", "Records or requests refused, by error code"),
@@ -352,6 +382,10 @@ impl Metrics {
             deleted_bytes_behind: g(&f.deleted_behind),
             deleted_files_behind: g(&f.deleted_files),
             files_behind: g(&f.files_behind),
+            journal_entries_read: c(&f.journal_entries),
+            journal_gaps: c(&f.journal_gaps),
+            journal_cursor_timestamp: g(&f.journal_cursor),
+            journals: Mutex::new(Vec::new()),
             checkpoint_age_seconds: g(&f.age),
             last_success_seconds: g(&f.success),
             errors_by_code: f.by_code.clone(),
@@ -398,10 +432,12 @@ impl Metrics {
             &f.dead,
             &f.lines_lost,
             &f.bytes_lost,
+            &f.journal_entries,
+            &f.journal_gaps,
         ] {
             c.remove(&l);
         }
-        for g in [&f.consecutive, &f.behind, &f.files_behind, &f.age, &f.success, &f.deleted_behind, &f.deleted_files] {
+        for g in [&f.consecutive, &f.behind, &f.files_behind, &f.age, &f.success, &f.deleted_behind, &f.deleted_files, &f.journal_cursor] {
             g.remove(&l);
         }
     }
@@ -633,6 +669,17 @@ impl FlowMetrics {
     /// The files of the flow and their bytes behind, as last set.
     pub fn files_behind_list(&self) -> Vec<(String, u64)> {
         self.files.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// The flow's journald sources, as the engine last published them.
+    pub fn set_journals(&self, journals: Vec<JournalStatus>) {
+        if let Ok(mut j) = self.journals.lock() {
+            *j = journals;
+        }
+    }
+
+    pub fn journals(&self) -> Vec<JournalStatus> {
+        self.journals.lock().map(|j| j.clone()).unwrap_or_default()
     }
 }
 

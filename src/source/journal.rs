@@ -9,16 +9,18 @@
 //! - entries are acknowledged in stream order exactly as file pieces are (an [`AckTracker`] over
 //!   export-stream offsets); an entry a filter leaves out counts as acknowledged, so the cursor
 //!   moves past it;
-//! - a restart resumes after the saved cursor (`--after-cursor`); a first start (no cursor) begins
-//!   where the source says: the journal's head, its tail, or a time;
+//! - a restart resumes after the saved cursor (journalctl starts at the cursor's entry, which is
+//!   skipped; when that entry is gone, the entries after it were vacuumed or rotated away unread:
+//!   an error says so and the gap is counted); a first start (no cursor) begins where the source
+//!   says: the journal's head, its tail, or a time;
 //! - `journalctl` runs on a thread that hands the engine chunks through a bounded channel: when
 //!   the flow may not read (budget, sink backed up), the pipe fills and journalctl waits, so
 //!   memory stays bounded; a journalctl that exits is started again after a pause, after the last
 //!   entry read (what was read is in flight and will be acknowledged), and its error is logged;
 //! - the decisions (arguments, filters) are pure functions.
 //!
-//! Not done: per-source metrics beyond the flow's; detecting entries vacuumed before they were
-//! read (journalctl resumes at the oldest entry left).
+//! Not done: how many entries a gap lost (the journal does not say); how far behind the
+//! journal's end a source is (journalctl cannot tell cheaply).
 
 use crate::checkpoint::acks::AckTracker;
 use crate::config::{JournalShape, JournalSource, JournalStart};
@@ -62,8 +64,10 @@ pub fn journalctl_args(src: &JournalSource, cursor: Option<&str>) -> Vec<String>
         a.push("--boot".into());
     }
     match (cursor, &src.start_at) {
+        // the saved entry itself first: if it is still there it is skipped, and if it is not the
+        // entries after it were vacuumed or rotated away unread (see `JournalTail::take`)
         (Some(c), _) => {
-            a.push(format!("--after-cursor={c}"));
+            a.push(format!("--cursor={c}"));
             a.push("--no-tail".into());
         }
         (None, JournalStart::Head) => a.push("--no-tail".into()),
@@ -117,6 +121,11 @@ pub fn unit_globs(src: &JournalSource) -> Result<Option<globset::GlobSet>, Strin
     b.build().map(Some).map_err(|e| e.to_string())
 }
 
+/// The boot id a cursor names (`b=`), as the journal writes `_BOOT_ID`.
+fn boot_of(cursor: &str) -> Option<&str> {
+    cursor.split(';').find_map(|p| p.strip_prefix("b="))
+}
+
 /// What the reader thread hands the engine.
 enum Chunk {
     Bytes(Vec<u8>),
@@ -137,10 +146,32 @@ impl Drop for Reader {
     }
 }
 
-fn spawn_reader(args: &[String], wake: impl Fn() + Send + 'static) -> std::io::Result<Reader> {
+fn spawn_reader(args: &[String], flow: &str, wake: impl Fn() + Send + 'static) -> std::io::Result<Reader> {
     let mut child = Command::new("journalctl").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    // what journalctl says (a damaged file it skips, a directory it cannot read) is logged as it
+    // comes, and its last lines explain an exit
+    let last_said = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
+    let said = last_said.clone();
+    let flow_id = flow.to_string();
+    let errors = std::thread::Builder::new().name("journalctl-err".into()).spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).trim().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            tracing::warn!(flow = %flow_id, "journalctl: {line}");
+            if let Ok(mut s) = said.lock() {
+                s.push_back(line);
+                if s.len() > 3 {
+                    s.pop_front();
+                }
+            }
+        }
+    })?;
     let (tx, rx): (SyncSender<Chunk>, Receiver<Chunk>) = mpsc::sync_channel(CHANNEL_CHUNKS);
     std::thread::Builder::new().name("journalctl".into()).spawn(move || {
         loop {
@@ -156,10 +187,9 @@ fn spawn_reader(args: &[String], wake: impl Fn() + Send + 'static) -> std::io::R
                 }
             }
         }
-        let mut err = String::new();
-        let _ = (&mut stderr).take(4096).read_to_string(&mut err);
-        let first: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
-        let _ = tx.send(Chunk::Ended(if first.is_empty() { "journalctl ended".into() } else { first.join("; ") }));
+        let _ = errors.join();
+        let said: Vec<String> = last_said.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let _ = tx.send(Chunk::Ended(if said.is_empty() { "journalctl ended".into() } else { said.join("; ") }));
         wake();
     })?;
     Ok(Reader { child, rx })
@@ -179,10 +209,21 @@ pub struct JournalTail {
     /// Where the last entry read ends in the stream.
     read_end: u64,
     acks: AckTracker,
-    /// Cursors of entries read and not yet covered by the acknowledged prefix, by their end.
-    cursors: VecDeque<(u64, String)>,
+    /// Cursors (and times) of entries read and not yet covered by the acknowledged prefix, by
+    /// their end.
+    cursors: VecDeque<(u64, String, Option<u64>)>,
+    /// When the last acknowledged entry was written (µs since the epoch).
+    acked_realtime_us: Option<u64>,
+    /// Entries read and gaps seen, up to what the metrics were given.
+    published: (u64, u64),
     /// The last entry read, where a restarted journalctl begins.
     last_read: Option<String>,
+    /// The cursor journalctl was started at, until its first entry is seen: that entry is the
+    /// cursor's own (already sent: skipped), or the entries after it are gone.
+    resumed_at: Option<String>,
+    /// Times the saved entry was gone at a start: entries between it and the oldest one left
+    /// were lost (vacuumed or rotated away before they were read).
+    pub gaps: u64,
     /// The last acknowledged cursor, not yet saved.
     pub to_save: Option<String>,
     reader: Option<Reader>,
@@ -209,7 +250,11 @@ impl JournalTail {
             read_end: 0,
             acks: AckTracker::new(0),
             cursors: VecDeque::new(),
+            acked_realtime_us: None,
+            published: (0, 0),
             last_read: saved,
+            resumed_at: None,
+            gaps: 0,
             to_save: None,
             reader: None,
             restart_at: Some(Instant::now()),
@@ -219,6 +264,29 @@ impl JournalTail {
             entries_read: 0,
             errors: 0,
         })
+    }
+
+    /// Entries read and gaps seen since the last call.
+    pub fn take_counts(&mut self) -> (u64, u64) {
+        let d = (self.entries_read - self.published.0, self.gaps - self.published.1);
+        self.published = (self.entries_read, self.gaps);
+        d
+    }
+
+    /// When the last acknowledged entry was written (µs since the epoch).
+    pub fn acked_realtime_us(&self) -> Option<u64> {
+        self.acked_realtime_us
+    }
+
+    /// The source as `/status` shows it.
+    pub fn status(&self) -> crate::ops::metrics::JournalStatus {
+        crate::ops::metrics::JournalStatus {
+            source: self.key.clone(),
+            entries_read: self.entries_read,
+            unacknowledged: self.acks.outstanding() as u64,
+            gaps: self.gaps,
+            cursor_time: self.acked_realtime_us.map(crate::convert::journal::rfc3339_micros),
+        }
     }
 
     /// Stops reading: journalctl ends (a retiring flow reads nothing more).
@@ -244,10 +312,11 @@ impl JournalTail {
         }
         self.restart_at = None;
         let args = journalctl_args(&self.src, self.last_read.as_deref());
-        match spawn_reader(&args, wake) {
+        match spawn_reader(&args, flow, wake) {
             Ok(r) => {
                 tracing::info!(flow = %flow, "reading the journal: journalctl {}", args.join(" "));
                 self.reader = Some(r);
+                self.resumed_at = self.last_read.clone();
             }
             Err(e) => {
                 self.errors += 1;
@@ -300,12 +369,28 @@ impl JournalTail {
                     tracing::warn!(flow = %flow, "{err}; that entry is skipped");
                 }
                 Ok(entry) => {
-                    self.entries_read += 1;
                     let (start, end) = (self.read_end, self.base + entry.end);
                     self.read_end = end;
+                    if let Some(saved) = self.resumed_at.take() {
+                        if entry.cursor() == Some(saved.as_str()) {
+                            // the saved entry itself: sent before
+                            pipe.piece(&mut self.acks, self.id, Path::new(&self.key), Piece::Skipped { start, end });
+                            continue;
+                        }
+                        if !(self.src.current_boot_only && boot_of(&saved) != entry.get_str("_BOOT_ID")) {
+                            self.gaps += 1;
+                            tracing::error!(
+                                flow = %flow,
+                                "{}: the entry of the saved cursor is no longer in the journal (vacuumed or rotated away before it was read): reading resumes at the oldest entry left, {}; what was written between is lost",
+                                self.key,
+                                entry.realtime_us().map(crate::convert::journal::rfc3339_micros).unwrap_or_default()
+                            );
+                        }
+                    }
+                    self.entries_read += 1;
                     self.emit(&entry, start, end, pipe);
                     if let Some(c) = entry.cursor() {
-                        self.cursors.push_back((end, c.to_string()));
+                        self.cursors.push_back((end, c.to_string(), entry.realtime_us()));
                         self.last_read = Some(c.to_string());
                     }
                 }
@@ -350,11 +435,14 @@ impl JournalTail {
 
     fn collect_saved(&mut self) {
         let done = self.acks.committed();
-        while let Some((end, _)) = self.cursors.front() {
+        while let Some((end, _, _)) = self.cursors.front() {
             if *end > done {
                 break;
             }
-            self.to_save = self.cursors.pop_front().map(|(_, c)| c);
+            if let Some((_, cursor, realtime)) = self.cursors.pop_front() {
+                self.to_save = Some(cursor);
+                self.acked_realtime_us = realtime.or(self.acked_realtime_us);
+            }
         }
     }
 }
@@ -385,7 +473,7 @@ mod tests {
         let s = JournalSource { directory: Some("/var/log/journal".into()), current_boot_only: true, ..source() };
         assert_eq!(
             journalctl_args(&s, Some("s=1;i=2")).join(" "),
-            "--output=export --follow --no-pager --quiet --directory=/var/log/journal --boot --after-cursor=s=1;i=2 --no-tail"
+            "--output=export --follow --no-pager --quiet --directory=/var/log/journal --boot --cursor=s=1;i=2 --no-tail"
         );
         assert_eq!(journalctl_args(&source(), None).join(" "), "--output=export --follow --no-pager --quiet --system --no-tail");
         let tail = JournalSource { start_at: JournalStart::Tail, ..source() };
