@@ -443,6 +443,44 @@ fn check(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One journald source in a line: what it reads, which entries, from where, as what.
+fn describe_journal(j: &config::JournalSource) -> String {
+    let mut s = match &j.directory {
+        Some(d) => d.display().to_string(),
+        None => "the system journal".into(),
+    };
+    if !j.units.is_empty() {
+        s += &format!(", units {}", j.units.join(", "));
+    }
+    if let Some(p) = j.max_priority {
+        s += &format!(
+            ", priority {p} ({}) and more urgent",
+            ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"][p as usize]
+        );
+    }
+    for (field, value) in &j.matches {
+        s += &format!(", {field}={value}");
+    }
+    if !j.kernel {
+        s += ", no kernel messages";
+    }
+    if j.current_boot_only {
+        s += ", this boot only";
+    }
+    s += &match j.start_at {
+        config::JournalStart::Head => ", first start at its head".to_string(),
+        config::JournalStart::Tail => ", first start at its end".to_string(),
+        config::JournalStart::Since(t) => {
+            format!(", first start at {}", logferry::convert::journal::rfc3339_micros(t.max(0) as u64 * 1_000_000))
+        }
+    };
+    s += match j.shape {
+        config::JournalShape::Fields => ", records: the entry's fields as JSON",
+        config::JournalShape::Syslog => ", records: LOGTOJSON SYSLOG of the line rsyslog would write",
+    };
+    s
+}
+
 fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Result<()> {
     writeln!(out, "flow {}", f.id)?;
     for s in &f.sources {
@@ -456,11 +494,16 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         }
         writeln!(out)?;
     }
-    let pos = match f.initial_position {
-        InitialPosition::StartOfFile => "START_OF_FILE",
-        InitialPosition::EndOfFile => "END_OF_FILE",
-    };
-    writeln!(out, "  first start without a checkpoint: {pos}")?;
+    for j in &f.journals {
+        writeln!(out, "  journal: {}", describe_journal(j))?;
+    }
+    if !f.sources.is_empty() {
+        let pos = match f.initial_position {
+            InitialPosition::StartOfFile => "START_OF_FILE",
+            InitialPosition::EndOfFile => "END_OF_FILE",
+        };
+        writeln!(out, "  first start without a checkpoint: {pos}")?;
+    }
     let facts = logferry::sinks::facts(&f.destination);
     let target = logferry::sinks::aws_target(cfg, f);
     let place = match &target {
@@ -495,11 +538,15 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         Oversized::Truncate => format!("truncated with {:?}", String::from_utf8_lossy(&f.truncated_record_terminator)),
         Oversized::Split => "split into pieces that concatenate to the record".into(),
     };
-    writeln!(
-        out,
-        "  records: {framing}; {} header lines skipped; longer than {} bytes {oversized}",
-        f.skip_header_lines, f.max_record_bytes
-    )?;
+    if f.sources.is_empty() {
+        writeln!(out, "  records: one per journal entry; longer than {} bytes {oversized}", f.max_record_bytes)?;
+    } else {
+        writeln!(
+            out,
+            "  records: {framing}; {} header lines skipped; longer than {} bytes {oversized}",
+            f.skip_header_lines, f.max_record_bytes
+        )?;
+    }
     if let (Some(aws), Some((t, _))) = (f.destination.aws(), &target) {
         let mut notes = facts.notes;
         match aws.compression {

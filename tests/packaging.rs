@@ -261,6 +261,18 @@ fn the_kubernetes_manifests_validate_strictly_and_their_config_checks() {
     std::fs::write(&cfg, cm["data"]["logferry.yaml"].as_str().unwrap()).unwrap();
     let check = Command::new(env!("CARGO_BIN_EXE_logferry")).args(["check", "--config"]).arg(&cfg).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // the node's kubelet and containerd from the host's journal, mounted read-only, read by a
+    // group that may, with journalctl in the image
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(said.contains("journal: /var/log/journal, units kubelet, containerd"), "{said}");
+    let mounts = c["volumeMounts"].as_sequence().unwrap();
+    for path in ["/var/log", "/run/log/journal"] {
+        let m = mounts.iter().find(|m| m["mountPath"].as_str() == Some(path)).unwrap_or_else(|| panic!("{path} is mounted"));
+        assert_eq!(m["readOnly"].as_bool(), Some(true), "{path} read-only");
+    }
+    assert!(ds["spec"]["template"]["spec"]["securityContext"]["supplementalGroups"].as_sequence().is_some_and(|g| !g.is_empty()));
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("apt-get install -y --no-install-recommends systemd="), "journalctl in the image");
 }
 
 #[test]
