@@ -56,7 +56,10 @@ sleep 0.3
 agent=$(pgrep -n -f "^$bin run --config $work/flow.yaml")
 jctl_cpu=0
 jctl_rss=0
+agent_rss=0
 while :; do
+  r=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status" 2>/dev/null || echo 0)
+  [ "${r:-0}" -gt "$agent_rss" ] && agent_rss=$r
   sent=$(grep -c '' "$work/out.log" 2>/dev/null || echo 0)
   # journalctl's own figures, read while it runs (it is a child of the agent)
   jpid=$(pgrep -P "$agent" journalctl || true)
@@ -72,11 +75,11 @@ done
 end=$(date +%s.%N)
 kill -TERM "$agent"
 wait "$timer" || true
-read -r user sys maxrss < "$work/time.txt"
+read -r user sys _ < "$work/time.txt"
 ticks=$(getconf CLK_TCK)
 jcpu=$(echo "scale=2; $jctl_cpu / $ticks" | bc)
 cpu=$(echo "$user + $sys" | bc)
 echo "$entries entries, shape $shape: wall $(echo "$end - $start" | bc) s"
 echo "  CPU: $cpu s in all (user $user, sys $sys), of which journalctl $jcpu s"
 echo "  CPU-seconds per million entries: $(echo "scale=3; $cpu * 1000000 / $entries" | bc) (journalctl $(echo "scale=3; $jcpu * 1000000 / $entries" | bc))"
-echo "  peak RSS: logferry $((maxrss / 1024)) MiB, journalctl $((jctl_rss / 1024)) MiB"
+echo "  peak RSS: logferry $((agent_rss / 1024)) MiB, journalctl $((jctl_rss / 1024)) MiB (mostly journal files it maps)"

@@ -174,13 +174,15 @@ fn spawn_reader(args: &[String], flow: &str, wake: impl Fn() + Send + 'static) -
     })?;
     let (tx, rx): (SyncSender<Chunk>, Receiver<Chunk>) = mpsc::sync_channel(CHANNEL_CHUNKS);
     std::thread::Builder::new().name("journalctl".into()).spawn(move || {
+        // one read buffer; each hand-over is what one read gave (up to CHUNK: while the engine
+        // is busy the pipe fills, so a backlog goes in large chunks and a quiet journal's entry
+        // at once)
+        let mut read_buf = vec![0u8; CHUNK];
         loop {
-            let mut buf = vec![0u8; CHUNK];
-            match stdout.read(&mut buf) {
+            match stdout.read(&mut read_buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    buf.truncate(n);
-                    if tx.send(Chunk::Bytes(buf)).is_err() {
+                    if tx.send(Chunk::Bytes(read_buf[..n].to_vec())).is_err() {
                         return;
                     }
                     wake();
