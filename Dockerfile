@@ -6,9 +6,9 @@ COPY . .
 RUN cargo build --release -j2 --bin logferry
 
 FROM debian:bookworm-slim
-# journalctl, through which journald sources read the journal
+# libsystemd, through which journald sources read the journal (loaded when one starts)
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends systemd=252* \
+    && apt-get install -y --no-install-recommends libsystemd0=252* \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/logferry /usr/bin/logferry
 # root certificates for TLS to AWS, from the build stage's Debian

@@ -12,7 +12,6 @@ command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
-command -v journalctl >/dev/null 2>&1 || need_apt+=(systemd)
 [ -x /lib/systemd/systemd-journal-remote ] || need_apt+=(systemd-journal-remote)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} for the tests"

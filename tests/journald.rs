@@ -1,6 +1,6 @@
 //! journald sources against real journal files: entries are written with systemd's own
 //! `systemd-journal-remote` (Debian's package, installed by scripts/test.sh), which turns an export
-//! stream into a journal file, and read back by the agent through `journalctl --directory`.
+//! stream into a journal file, and read back by the agent through libsystemd's `sd_journal`.
 
 mod support;
 
@@ -32,11 +32,15 @@ fn append_entries(dir: &Path, first: usize, entries: &[Fields]) {
 
 /// Appends entries stamped with their `__REALTIME_TIMESTAMP` (microseconds).
 fn append_entries_at(dir: &Path, entries: &[(u64, Fields)]) {
+    append_entries_of_boot(dir, entries, BOOT)
+}
+
+/// Appends entries of boot `boot`.
+fn append_entries_of_boot(dir: &Path, entries: &[(u64, Fields)], boot: &str) {
     let mut export = Vec::new();
     for (ts, fields) in entries {
-        // one boot: the monotonic clock runs with the wall clock (the journal orders a boot's
-        // entries by it)
-        write!(export, "__REALTIME_TIMESTAMP={ts}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={BOOT}\n", ts - 1_765_000_000_000_000).unwrap();
+        // the monotonic clock runs with the wall clock (the journal orders a boot's entries by it)
+        write!(export, "__REALTIME_TIMESTAMP={ts}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={boot}\n", ts - 1_765_000_000_000_000).unwrap();
         for (name, value) in fields {
             if value.contains(&b'\n') {
                 export.extend_from_slice(format!("{name}\n").as_bytes());
@@ -317,8 +321,11 @@ fn a_damaged_journal_file_is_skipped_with_a_warning_and_a_rotated_one_loses_noth
     let log = d.path().join("agent.log");
     let mut agent = start(&cfg, &log);
     wait_records(d.path(), 300, &log);
-    let said = wait_for_log(&log, "damaged.journal", T);
-    assert!(said.contains("WARN") && said.contains("journalctl: ") && said.contains("damaged.journal"), "{said}");
+    let said = wait_for_log(&log, "cut.journal", T);
+    for file in ["damaged.journal", "cut.journal"] {
+        let line = said.lines().find(|l| l.contains(file)).unwrap_or_default();
+        assert!(line.contains("WARN") && line.contains("skipped, the others are read"), "{said}");
+    }
     std::fs::remove_file(dir.join("cut.journal")).unwrap();
     // rotated as journald does: the active file renamed to an archived name, a new one begun
     std::fs::rename(dir.join("remote.journal"), dir.join("remote@0000000000000001-0000000000000001.journal")).unwrap();
@@ -366,4 +373,68 @@ fn a_saved_cursor_whose_entries_were_vacuumed_resumes_at_the_oldest_entry_with_a
     assert_eq!(journal["gaps"], 1);
     unsafe_kill(agent.id(), "TERM");
     assert!(wait_timeout(&mut agent, T).expect("stops").success());
+}
+
+#[test]
+fn a_first_start_begins_at_the_tail_or_at_a_time_only_this_boot_is_read_when_asked_and_processors_apply() {
+    let run = |journald: &str, flow_extra: &str, write: &dyn Fn(&Path), expected: Vec<String>, after_start: &dyn Fn(&Path)| {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal");
+        std::fs::create_dir(&dir).unwrap();
+        write(&dir);
+        let cfg = d.path().join("logferry.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "checkpoint_file: {}\nflows:\n  - id: journal\n    sources:\n      - journald: {{directory: {}{journald}}}\n{flow_extra}    sink: {{type: file, path: {}}}\n",
+                d.path().join("cp.db").display(),
+                dir.display(),
+                d.path().join("out.log").display()
+            ),
+        )
+        .unwrap();
+        let log = d.path().join("agent.log");
+        let mut agent = start(&cfg, &log);
+        wait_for_log(&log, "reading the journal", T);
+        std::thread::sleep(Duration::from_millis(500));
+        after_start(&dir);
+        let got = wait_records(d.path(), expected.len(), &log);
+        std::thread::sleep(Duration::from_secs(1));
+        unsafe_kill(agent.id(), "TERM");
+        assert!(wait_timeout(&mut agent, T).expect("stops").success());
+        assert_eq!(messages(&got), expected);
+        assert_eq!(records(d.path()).len(), expected.len());
+    };
+    let entries = |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("entry {i:06}")).collect() };
+    // tail: what was there before the first start is not read, what comes after is
+    run(
+        ", start_at: tail",
+        "",
+        &|dir| append_entries(dir, 0, &(0..100).map(message).collect::<Vec<_>>()),
+        entries(100..150),
+        &|dir| append_entries(dir, 100, &(100..150).map(message).collect::<Vec<_>>()),
+    );
+    // a time: entries one second apart, from the sixth on
+    let by_second = |dir: &Path| {
+        let e: Vec<(u64, Fields)> = (0..10).map(|i| (1_765_094_400_000_000 + i as u64 * 1_000_000, message(i))).collect();
+        append_entries_at(dir, &e);
+    };
+    run(", start_at: '2025-12-07T08:00:05Z'", "", &by_second, entries(5..10), &|_| {});
+    // this boot only: entries of another boot are left out
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().replace('-', "");
+    let two_boots = move |dir: &Path| {
+        let old: Vec<(u64, Fields)> = (0..10).map(|i| (1_765_094_400_000_000 + i as u64 * 1000, message(i))).collect();
+        append_entries_at(dir, &old);
+        let now: Vec<(u64, Fields)> = (10..20).map(|i| (1_765_094_500_000_000 + i as u64 * 1000, message(i))).collect();
+        append_entries_of_boot(dir, &now, &boot);
+    };
+    run(", current_boot_only: true", "", &two_boots, entries(10..20), &|_| {});
+    // processors run on the entries' records as on lines
+    run(
+        "",
+        "    processors: [{type: filter, exclude: ['entry 00000[0-4]']}]\n",
+        &|dir| append_entries(dir, 0, &(0..20).map(message).collect::<Vec<_>>()),
+        entries(5..20),
+        &|_| {},
+    );
 }

@@ -352,7 +352,7 @@ pub enum JournalStart {
     Since(i64),
 }
 
-/// A journald source: the journal read through `journalctl`, filtered.
+/// A journald source: the journal read through libsystemd, filtered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalSource {
     /// A journal directory; `None` is the system journal (`/var/log/journal`, `/run/log/journal`).

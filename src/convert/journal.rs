@@ -18,7 +18,7 @@
 
 use super::json::{write_str, JsonLayout, ObjectWriter};
 use super::{LogFormat, Step};
-use crate::framing::journal_export::JournalEntry;
+use crate::framing::journal::JournalEntry;
 use base64::Engine as _;
 
 static HOST_OFFSET: std::sync::OnceLock<time::UtcOffset> = std::sync::OnceLock::new();
@@ -47,7 +47,9 @@ pub fn rfc3339_micros(us: u64) -> String {
 
 fn write_value(out: &mut Vec<u8>, v: &[u8]) {
     if std::str::from_utf8(v).is_ok() {
-        write_str(out, v);
+        out.push(b'"');
+        super::json::escape_valid(out, v);
+        out.push(b'"');
     } else {
         out.push(b'"');
         out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(v).as_bytes());
@@ -61,18 +63,19 @@ pub fn fields_record(e: &JournalEntry, layout: JsonLayout, out: &mut Vec<u8>) {
     if let Some(us) = e.realtime_us() {
         write_str(w.key(b"timestamp"), rfc3339_micros(us).as_bytes());
     }
-    for (i, (name, value)) in e.fields.iter().enumerate() {
-        if ADDRESS_FIELDS.contains(&name.as_str()) || e.fields[..i].iter().any(|(n, _)| n == name) {
+    let fields: Vec<(&str, &[u8])> = e.fields().collect();
+    for (i, &(name, value)) in fields.iter().enumerate() {
+        if ADDRESS_FIELDS.contains(&name) || fields[..i].iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let repeats = e.fields[i + 1..].iter().any(|(n, _)| n == name);
+        let repeats = fields[i + 1..].iter().any(|(n, _)| *n == name);
         let buf = w.key(name.as_bytes());
         if !repeats {
             write_value(buf, value);
             continue;
         }
         buf.push(b'[');
-        for (j, (_, v)) in e.fields[i..].iter().filter(|(n, _)| n == name).enumerate() {
+        for (j, (_, v)) in fields[i..].iter().filter(|(n, _)| *n == name).enumerate() {
             if j > 0 {
                 buf.push(b',');
             }
@@ -147,7 +150,7 @@ mod tests {
     use super::*;
 
     fn entry(fields: &[(&str, &[u8])]) -> JournalEntry {
-        JournalEntry { fields: fields.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(), truncated: false, end: 0 }
+        JournalEntry::of(fields.iter().copied())
     }
 
     fn sshd() -> JournalEntry {
@@ -166,9 +169,9 @@ mod tests {
     #[test]
     fn fields_are_written_in_journal_order_without_addresses_and_binary_as_base64() {
         let mut e = sshd();
-        e.fields.push(("BLOB".into(), vec![0xff, 0x00, 0x01]));
-        e.fields.push(("TAG".into(), b"a".to_vec()));
-        e.fields.push(("TAG".into(), b"b".to_vec()));
+        e.push("BLOB", &[0xff, 0x00, 0x01]);
+        e.push("TAG", b"a");
+        e.push("TAG", b"b");
         let mut out = Vec::new();
         fields_record(&e, JsonLayout::Compact, &mut out);
         assert_eq!(

@@ -70,7 +70,7 @@ pub enum Text {
 }
 
 /// Escapes valid UTF-8, skipping eight bytes at a time where nothing needs escaping.
-fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn escape_valid(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while let Some(word) = s.get(i..i + 8) {

@@ -467,8 +467,7 @@ impl Engine {
         self.flows.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, f)| f.tails.held()).sum()
     }
 
-    /// Runs `body` with flow `fi`'s tails and its record pipeline.
-    /// Starts the flow's journalctl readers when due, and reads what they wrote while there is
+    /// Starts the flow's journal readers when due, and takes what they read while there is
     /// room; the cursors acknowledged meanwhile are staged.
     fn read_journals(&mut self, fi: usize, now: Instant) {
         if self.flows[fi].journals.is_empty() {
@@ -490,6 +489,7 @@ impl Engine {
         }
     }
 
+    /// Runs `body` with flow `fi`'s tails and its record pipeline.
     fn with_pipe<R>(&mut self, fi: usize, body: impl FnOnce(&mut TailSet<RealFs>, &mut FlowPipe<'_>, &mut Store, &mut [u8]) -> R) -> R {
         let (others_held, share, budget) = (self.held_except(fi), self.flow_share(), self.cfg.max_bytes_in_flight);
         let Engine { flows, store, buf, in_flight, .. } = self;

@@ -28,7 +28,7 @@
 //! Not done here: conversion (see `convert`), and deciding when a timeout has passed.
 
 pub mod container;
-pub mod journal_export;
+pub mod journal;
 
 use crate::javaregex::JavaRegex;
 use container::{ContainerAssembler, ContainerFormat, PodInfo};

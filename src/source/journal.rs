@@ -1,38 +1,39 @@
-//! journald sources: each reads the journal through `journalctl --output=export --follow` (the
-//! journal's own code reads its files: rotation, vacuuming, corruption and the file format stay
-//! systemd's business), frames the export stream ([`crate::framing::journal_export`]), keeps the
-//! entries its filters admit, turns each into a record ([`crate::convert::journal`]) and
-//! remembers the entry's cursor; the cursor of the last entry whose record (and every record
-//! before it) was acknowledged is saved with the file positions.
+//! journald sources: each reads the journal through `sd_journal` from libsystemd
+//! ([`super::sd_journal`]: the journal's own code reads its files, so rotation, vacuuming,
+//! corruption and the file format stay systemd's business). It keeps the entries its filters
+//! admit, turns each into a record ([`crate::convert::journal`]) and remembers the entry's cursor.
+//! The cursor of the last entry whose record (and every record before it) was acknowledged is
+//! saved with the file positions.
 //!
 //! Guarantees:
-//! - entries are acknowledged in stream order exactly as file pieces are (an [`AckTracker`] over
-//!   export-stream offsets); an entry a filter leaves out counts as acknowledged, so the cursor
-//!   moves past it;
-//! - a restart resumes after the saved cursor (journalctl starts at the cursor's entry, which is
-//!   skipped; when that entry is gone, the entries after it were vacuumed or rotated away unread:
-//!   an error says so and the gap is counted); a first start (no cursor) begins where the source
-//!   says: the journal's head, its tail, or a time;
-//! - `journalctl` runs on a thread that hands the engine chunks through a bounded channel: when
-//!   the flow may not read (budget, sink backed up), the pipe fills and journalctl waits, so
-//!   memory stays bounded; a journalctl that exits is started again after a pause, after the last
-//!   entry read (what was read is in flight and will be acknowledged), and its error is logged;
-//! - the decisions (arguments, filters) are pure functions.
+//! - entries are acknowledged in read order exactly as file pieces are (an [`AckTracker`] over
+//!   the bytes of the entries read); an entry a filter leaves out counts as acknowledged, so the
+//!   cursor moves past it;
+//! - a restart resumes after the saved cursor. When the cursor's entry is gone, the entries
+//!   after it were vacuumed or rotated away unread: an error says so and the gap is counted. A
+//!   first start (no cursor) begins where the source says: the journal's head, its tail, or a time;
+//! - the reader runs on a thread that hands the engine batches of entries through a bounded
+//!   channel: when the flow may not read (budget, sink backed up), the reader waits, so memory
+//!   stays bounded. A reader that ends (no libsystemd, a journal that cannot be opened) is logged
+//!   with the reason and started again after a pause, after the last entry read (what was read
+//!   is in flight and will be acknowledged);
+//! - the filters are pure functions.
 //!
 //! Not done: how many entries a gap lost (the journal does not say); how far behind the
-//! journal's end a source is (journalctl cannot tell cheaply).
+//! journal's end a source is.
 
+use super::sd_journal::{self, Batch};
 use crate::checkpoint::acks::AckTracker;
-use crate::config::{JournalShape, JournalSource, JournalStart};
+use crate::config::{JournalShape, JournalSource};
 use crate::convert::json::JsonLayout;
-use crate::framing::journal_export::{ExportParser, JournalEntry};
+use crate::framing::journal::JournalEntry;
 use crate::framing::{Piece, Record};
 use crate::source::tail::Pipeline;
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tail ids of journal sources start here (file tails count up from 0), so an acknowledgement
@@ -40,10 +41,9 @@ use std::time::{Duration, Instant};
 pub const JOURNAL_TAIL_BASE: u64 = 1 << 62;
 /// The largest journal field value kept; a longer one is cut (the entry counts as a runaway).
 pub const MAX_VALUE: usize = 1 << 20;
-/// Chunks of journalctl's output waiting for the engine.
-const CHANNEL_CHUNKS: usize = 4;
-const CHUNK: usize = 64 << 10;
-/// How long a journalctl that exited waits before it is started again.
+/// Batches of entries waiting for the engine.
+const CHANNEL_BATCHES: usize = 4;
+/// How long a reader that ended waits before it is started again.
 const RESTART_AFTER: Duration = Duration::from_secs(5);
 
 /// The key under which a source's cursor is saved: its directory (or `system`) and its place
@@ -51,33 +51,6 @@ const RESTART_AFTER: Duration = Duration::from_secs(5);
 pub fn source_key(src: &JournalSource, nth_of_directory: usize) -> String {
     let dir = src.directory.as_deref().map_or_else(|| "system".to_string(), |d| d.display().to_string());
     format!("journal:{dir}#{nth_of_directory}")
-}
-
-/// The arguments `journalctl` gets for `src`, resuming after `cursor` when there is one.
-pub fn journalctl_args(src: &JournalSource, cursor: Option<&str>) -> Vec<String> {
-    let mut a = vec!["--output=export".to_string(), "--follow".into(), "--no-pager".into(), "--quiet".into()];
-    match &src.directory {
-        Some(d) => a.push(format!("--directory={}", d.display())),
-        None => a.push("--system".into()),
-    }
-    if src.current_boot_only {
-        a.push("--boot".into());
-    }
-    match (cursor, &src.start_at) {
-        // the saved entry itself first: if it is still there it is skipped, and if it is not the
-        // entries after it were vacuumed or rotated away unread (see `JournalTail::take`)
-        (Some(c), _) => {
-            a.push(format!("--cursor={c}"));
-            a.push("--no-tail".into());
-        }
-        (None, JournalStart::Head) => a.push("--no-tail".into()),
-        (None, JournalStart::Tail) => a.push("--lines=0".into()),
-        (None, JournalStart::Since(unix_secs)) => {
-            a.push(format!("--since=@{unix_secs}"));
-            a.push("--no-tail".into());
-        }
-    }
-    a
 }
 
 /// Whether the source's filters admit the entry: its unit (`_SYSTEMD_UNIT`) matches one of the
@@ -103,7 +76,7 @@ pub fn admits(src: &JournalSource, units: Option<&globset::GlobSet>, e: &Journal
     fields.dedup();
     fields.iter().all(|field| {
         let wanted: Vec<&[u8]> = src.matches.iter().filter(|(f, _)| f == field).map(|(_, v)| v.as_bytes()).collect();
-        e.fields.iter().any(|(n, v)| n == field && wanted.contains(&v.as_slice()))
+        e.fields().any(|(n, v)| n == *field && wanted.contains(&v))
     })
 }
 
@@ -121,80 +94,26 @@ pub fn unit_globs(src: &JournalSource) -> Result<Option<globset::GlobSet>, Strin
     b.build().map(Some).map_err(|e| e.to_string())
 }
 
-/// The boot id a cursor names (`b=`), as the journal writes `_BOOT_ID`.
-fn boot_of(cursor: &str) -> Option<&str> {
-    cursor.split(';').find_map(|p| p.strip_prefix("b="))
-}
-
-/// What the reader thread hands the engine.
-enum Chunk {
-    Bytes(Vec<u8>),
-    /// journalctl ended: its status and the first lines it wrote on stderr.
-    Ended(String),
-}
-
-/// One running journalctl and the thread reading it.
+/// One running reader thread.
 struct Reader {
-    child: Child,
-    rx: Receiver<Chunk>,
+    stop: Arc<AtomicBool>,
+    rx: Receiver<Batch>,
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-fn spawn_reader(args: &[String], flow: &str, wake: impl Fn() + Send + 'static) -> std::io::Result<Reader> {
-    let mut child = Command::new("journalctl").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    // what journalctl says (a damaged file it skips, a directory it cannot read) is logged as it
-    // comes, and its last lines explain an exit
-    let last_said = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
-    let said = last_said.clone();
-    let flow_id = flow.to_string();
-    let errors = std::thread::Builder::new().name("journalctl-err".into()).spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).split(b'\n') {
-            let Ok(line) = line else { break };
-            let line = String::from_utf8_lossy(&line).trim().to_string();
-            if line.is_empty() {
-                continue;
-            }
-            tracing::warn!(flow = %flow_id, "journalctl: {line}");
-            if let Ok(mut s) = said.lock() {
-                s.push_back(line);
-                if s.len() > 3 {
-                    s.pop_front();
-                }
-            }
-        }
-    })?;
-    let (tx, rx): (SyncSender<Chunk>, Receiver<Chunk>) = mpsc::sync_channel(CHANNEL_CHUNKS);
-    std::thread::Builder::new().name("journalctl".into()).spawn(move || {
-        // one read buffer; each hand-over is what one read gave (up to CHUNK: while the engine
-        // is busy the pipe fills, so a backlog goes in large chunks and a quiet journal's entry
-        // at once)
-        let mut read_buf = vec![0u8; CHUNK];
-        loop {
-            match stdout.read(&mut read_buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(Chunk::Bytes(read_buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                    wake();
-                }
-            }
-        }
-        let _ = errors.join();
-        let said: Vec<String> = last_said.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
-        let _ = tx.send(Chunk::Ended(if said.is_empty() { "journalctl ended".into() } else { said.join("; ") }));
-        wake();
-    })?;
-    Ok(Reader { child, rx })
+fn spawn_reader(src: &JournalSource, cursor: Option<String>, wake: impl Fn() + Send + 'static) -> std::io::Result<Reader> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::sync_channel(CHANNEL_BATCHES);
+    let (src, stopping) = (src.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || sd_journal::read(&src, cursor.as_deref(), MAX_VALUE, stopping, tx, &wake))?;
+    Ok(Reader { stop, rx })
 }
 
 /// One journald source of a flow, as the engine runs it.
@@ -205,10 +124,7 @@ pub struct JournalTail {
     units: Option<globset::GlobSet>,
     layout: JsonLayout,
     offset: time::UtcOffset,
-    parser: ExportParser,
-    /// Stream offset of the current journalctl's byte 0 (offsets keep growing across restarts).
-    base: u64,
-    /// Where the last entry read ends in the stream.
+    /// The bytes of the entries read so far: where the last one ends, for the acknowledgements.
     read_end: u64,
     acks: AckTracker,
     /// Cursors (and times) of entries read and not yet covered by the acknowledged prefix, by
@@ -218,11 +134,8 @@ pub struct JournalTail {
     acked_realtime_us: Option<u64>,
     /// Entries read and gaps seen, up to what the metrics were given.
     published: (u64, u64),
-    /// The last entry read, where a restarted journalctl begins.
+    /// The last entry read, where a restarted reader begins.
     last_read: Option<String>,
-    /// The cursor journalctl was started at, until its first entry is seen: that entry is the
-    /// cursor's own (already sent: skipped), or the entries after it are gone.
-    resumed_at: Option<String>,
     /// Times the saved entry was gone at a start: entries between it and the oldest one left
     /// were lost (vacuumed or rotated away before they were read).
     pub gaps: u64,
@@ -247,15 +160,12 @@ impl JournalTail {
             layout: JsonLayout::Compact,
             src,
             offset,
-            parser: ExportParser::new(MAX_VALUE),
-            base: 0,
             read_end: 0,
             acks: AckTracker::new(0),
             cursors: VecDeque::new(),
             acked_realtime_us: None,
             published: (0, 0),
             last_read: saved,
-            resumed_at: None,
             gaps: 0,
             to_save: None,
             reader: None,
@@ -291,7 +201,7 @@ impl JournalTail {
         }
     }
 
-    /// Stops reading: journalctl ends (a retiring flow reads nothing more).
+    /// Stops reading: the reader ends (a retiring flow reads nothing more).
     pub fn stop(&mut self) {
         self.reader = None;
         self.restart_at = None;
@@ -302,33 +212,32 @@ impl JournalTail {
         self.acks.outstanding()
     }
 
-    /// When journalctl is to be started (again), if it is not running.
+    /// When the reader is to be started (again), if it is not running.
     pub fn restart_due(&self) -> Option<Instant> {
         self.restart_at
     }
 
-    /// Starts journalctl when due.
+    /// Starts the reader when due.
     pub fn start_if_due(&mut self, now: Instant, flow: &str, wake: impl Fn() + Send + 'static) {
         if self.restart_at.is_none_or(|t| now < t) {
             return;
         }
         self.restart_at = None;
-        let args = journalctl_args(&self.src, self.last_read.as_deref());
-        match spawn_reader(&args, flow, wake) {
+        match spawn_reader(&self.src, self.last_read.clone(), wake) {
             Ok(r) => {
-                tracing::info!(flow = %flow, "reading the journal: journalctl {}", args.join(" "));
+                let from = self.last_read.as_deref().map_or_else(|| format!("{:?}", self.src.start_at), |c| format!("after cursor {c}"));
+                tracing::info!(flow = %flow, "reading the journal ({}) from {from}", self.key);
                 self.reader = Some(r);
-                self.resumed_at = self.last_read.clone();
             }
             Err(e) => {
                 self.errors += 1;
-                tracing::error!(flow = %flow, "cannot run journalctl ({e}): is it installed and on PATH? Trying again in {} s", RESTART_AFTER.as_secs());
+                tracing::error!(flow = %flow, "cannot start the journal reader ({e}); trying again in {} s", RESTART_AFTER.as_secs());
                 self.restart_at = Some(now + RESTART_AFTER);
             }
         }
     }
 
-    /// Reads what journalctl wrote while the pipeline has room; each admitted entry becomes a
+    /// Takes what the reader read while the pipeline has room; each admitted entry becomes a
     /// record, each other one a skipped piece.
     pub fn read(&mut self, now: Instant, flow: &str, pipe: &mut impl Pipeline) {
         loop {
@@ -337,23 +246,30 @@ impl JournalTail {
                 return;
             }
             let Some(reader) = &self.reader else { return };
-            let chunk = match reader.rx.try_recv() {
-                Ok(c) => c,
+            let batch = match reader.rx.try_recv() {
+                Ok(b) => b,
                 Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => Chunk::Ended("journalctl's reader stopped".into()),
+                Err(TryRecvError::Disconnected) => Batch::Ended("the journal reader stopped".into()),
             };
-            match chunk {
-                Chunk::Bytes(bytes) => {
-                    pipe.bytes_read(bytes.len() as u64);
-                    self.take(&bytes, flow, pipe);
+            match batch {
+                Batch::Entries(entries) => self.take(entries, pipe),
+                Batch::Gap(at) => {
+                    self.gaps += 1;
+                    tracing::error!(
+                        flow = %flow,
+                        "{}: the entry of the saved cursor is no longer in the journal (vacuumed or rotated away before it was read): reading resumes at the oldest entry left, {}; what was written between is lost",
+                        self.key,
+                        at.map(crate::convert::journal::rfc3339_micros).unwrap_or_default()
+                    );
                 }
-                Chunk::Ended(why) => {
+                Batch::Unreadable(what) => {
                     self.errors += 1;
-                    tracing::error!(flow = %flow, "journalctl stopped: {why}; started again in {} s after the last entry read", RESTART_AFTER.as_secs());
+                    tracing::warn!(flow = %flow, "{}: journal file {what}: skipped, the others are read", self.key);
+                }
+                Batch::Ended(why) => {
+                    self.errors += 1;
+                    tracing::error!(flow = %flow, "{}: {why}; reading starts again in {} s after the last entry read", self.key, RESTART_AFTER.as_secs());
                     self.reader = None;
-                    self.base += self.parser.offset();
-                    self.read_end = self.read_end.max(self.base);
-                    self.parser.finish();
                     self.restart_at = Some(now + RESTART_AFTER);
                     return;
                 }
@@ -361,41 +277,17 @@ impl JournalTail {
         }
     }
 
-    fn take(&mut self, bytes: &[u8], flow: &str, pipe: &mut impl Pipeline) {
-        let mut entries = Vec::new();
-        self.parser.push(bytes, |e| entries.push(e));
-        for e in entries {
-            match e {
-                Err(err) => {
-                    self.errors += 1;
-                    tracing::warn!(flow = %flow, "{err}; that entry is skipped");
-                }
-                Ok(entry) => {
-                    let (start, end) = (self.read_end, self.base + entry.end);
-                    self.read_end = end;
-                    if let Some(saved) = self.resumed_at.take() {
-                        if entry.cursor() == Some(saved.as_str()) {
-                            // the saved entry itself: sent before
-                            pipe.piece(&mut self.acks, self.id, Path::new(&self.key), Piece::Skipped { start, end });
-                            continue;
-                        }
-                        if !(self.src.current_boot_only && boot_of(&saved) != entry.get_str("_BOOT_ID")) {
-                            self.gaps += 1;
-                            tracing::error!(
-                                flow = %flow,
-                                "{}: the entry of the saved cursor is no longer in the journal (vacuumed or rotated away before it was read): reading resumes at the oldest entry left, {}; what was written between is lost",
-                                self.key,
-                                entry.realtime_us().map(crate::convert::journal::rfc3339_micros).unwrap_or_default()
-                            );
-                        }
-                    }
-                    self.entries_read += 1;
-                    self.emit(&entry, start, end, pipe);
-                    if let Some(c) = entry.cursor() {
-                        self.cursors.push_back((end, c.to_string(), entry.realtime_us()));
-                        self.last_read = Some(c.to_string());
-                    }
-                }
+    fn take(&mut self, entries: Vec<JournalEntry>, pipe: &mut impl Pipeline) {
+        for entry in entries {
+            let size = entry.size() + 1;
+            pipe.bytes_read(size as u64);
+            let (start, end) = (self.read_end, self.read_end + size as u64);
+            self.read_end = end;
+            self.entries_read += 1;
+            self.emit(&entry, start, end, pipe);
+            if let Some(c) = entry.cursor() {
+                self.cursors.push_back((end, c.to_string(), entry.realtime_us()));
+                self.last_read = Some(c.to_string());
             }
         }
         self.collect_saved();
@@ -452,6 +344,7 @@ impl JournalTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::JournalStart;
 
     fn source() -> JournalSource {
         JournalSource {
@@ -467,21 +360,7 @@ mod tests {
     }
 
     fn entry(fields: &[(&str, &str)]) -> JournalEntry {
-        JournalEntry { fields: fields.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect(), truncated: false, end: 0 }
-    }
-
-    #[test]
-    fn journalctl_resumes_after_the_cursor_else_starts_where_the_source_says() {
-        let s = JournalSource { directory: Some("/var/log/journal".into()), current_boot_only: true, ..source() };
-        assert_eq!(
-            journalctl_args(&s, Some("s=1;i=2")).join(" "),
-            "--output=export --follow --no-pager --quiet --directory=/var/log/journal --boot --cursor=s=1;i=2 --no-tail"
-        );
-        assert_eq!(journalctl_args(&source(), None).join(" "), "--output=export --follow --no-pager --quiet --system --no-tail");
-        let tail = JournalSource { start_at: JournalStart::Tail, ..source() };
-        assert!(journalctl_args(&tail, None).ends_with(&["--lines=0".to_string()]));
-        let since = JournalSource { start_at: JournalStart::Since(1_765_000_000), ..source() };
-        assert!(journalctl_args(&since, None).join(" ").ends_with("--since=@1765000000 --no-tail"));
+        JournalEntry::of(fields.iter().map(|(n, v)| (*n, v.as_bytes())))
     }
 
     #[test]
