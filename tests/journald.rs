@@ -407,13 +407,9 @@ fn a_first_start_begins_at_the_tail_or_at_a_time_only_this_boot_is_read_when_ask
     };
     let entries = |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("entry {i:06}")).collect() };
     // tail: what was there before the first start is not read, what comes after is
-    run(
-        ", start_at: tail",
-        "",
-        &|dir| append_entries(dir, 0, &(0..100).map(message).collect::<Vec<_>>()),
-        entries(100..150),
-        &|dir| append_entries(dir, 100, &(100..150).map(message).collect::<Vec<_>>()),
-    );
+    run(", start_at: tail", "", &|dir| append_entries(dir, 0, &(0..100).map(message).collect::<Vec<_>>()), entries(100..150), &|dir| {
+        append_entries(dir, 100, &(100..150).map(message).collect::<Vec<_>>())
+    });
     // a time: entries one second apart, from the sixth on
     let by_second = |dir: &Path| {
         let e: Vec<(u64, Fields)> = (0..10).map(|i| (1_765_094_400_000_000 + i as u64 * 1_000_000, message(i))).collect();
