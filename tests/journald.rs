@@ -434,3 +434,50 @@ fn a_first_start_begins_at_the_tail_or_at_a_time_only_this_boot_is_read_when_ask
         &|_| {},
     );
 }
+
+#[test]
+fn two_journald_sources_of_one_flow_keep_cursors_of_their_own() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    let tagged = |tag: &'static str, i: usize| -> Fields {
+        let mut f = message(i);
+        f.retain(|(n, _)| *n != "MESSAGE");
+        f.push(("MESSAGE", format!("{tag} {i:06}").into_bytes()));
+        f
+    };
+    append_entries(&a, 0, &(0..100).map(|i| tagged("a", i)).collect::<Vec<_>>());
+    append_entries(&b, 0, &(0..60).map(|i| tagged("b", i)).collect::<Vec<_>>());
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\nflows:\n  - id: journal\n    sources:\n      - journald: {{directory: {}}}\n      - journald: {{directory: {}, shape: syslog}}\n    sink: {{type: file, path: {}}}\n",
+            d.path().join("cp.db").display(),
+            a.display(),
+            b.display(),
+            d.path().join("out.log").display()
+        ),
+    )
+    .unwrap();
+    let log = d.path().join("agent.log");
+    let mut agent = start(&cfg, &log);
+    wait_records(d.path(), 160, &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    // each resumes after its own cursor
+    append_entries(&a, 100, &(100..110).map(|i| tagged("a", i)).collect::<Vec<_>>());
+    append_entries(&b, 60, &(60..65).map(|i| tagged("b", i)).collect::<Vec<_>>());
+    let mut agent = start(&cfg, &log);
+    let got = wait_records(d.path(), 175, &log);
+    std::thread::sleep(Duration::from_secs(1));
+    unsafe_kill(agent.id(), "TERM");
+    assert!(wait_timeout(&mut agent, T).expect("stops").success());
+    let from_a: Vec<String> = got.iter().filter_map(|r| r["MESSAGE"].as_str().map(String::from)).collect();
+    let from_b: Vec<String> = got.iter().filter_map(|r| r["message"].as_str().map(String::from)).collect();
+    assert_eq!(from_a, (0..110).map(|i| format!("a {i:06}")).collect::<Vec<_>>());
+    assert_eq!(from_b, (0..65).map(|i| format!("b {i:06}")).collect::<Vec<_>>());
+    assert_eq!(records(d.path()).len(), 175);
+}
