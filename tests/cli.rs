@@ -504,3 +504,36 @@ fn preview_splits_an_oversized_record_where_run_splits_it() {
         }
     }
 }
+
+#[test]
+fn environment_values_fill_native_strings_and_an_unset_one_without_default_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "logferry.yaml",
+        "checkpoint_file: ${STATE_DIR}/cp.db\nflows:\n  - id: app\n    path: ${LOG_DIR}/app.log\n    multiline: {start_pattern: '^\\d+$'}\n    sink: {type: file, path: '${OUT_FILE:-/tmp/logferry-env-test.out}'}\n",
+    );
+    let run = |vars: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_logferry"));
+        c.args(["check", "--config", cfg.to_str().unwrap()]).env("AWS_EC2_METADATA_DISABLED", "true");
+        for v in ["STATE_DIR", "LOG_DIR", "OUT_FILE"] {
+            c.env_remove(v);
+        }
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = run(&[("STATE_DIR", "/var/lib/x"), ("LOG_DIR", "/srv/app/logs")]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("checkpoints: /var/lib/x/cp.db"), "{said}");
+    assert!(said.contains("files: /srv/app/logs/app.log"), "{said}");
+    assert!(said.contains("File:/tmp/logferry-env-test.out"), "the default: {said}");
+    assert!(said.contains("^\\\\d+$"), "a regex's `$` stays: {said}");
+    // LOG_DIR unset: refused, naming the variable and the key
+    let out = run(&[("STATE_DIR", "/var/lib/x")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`flows[0].path`") && err.contains("the environment variable LOG_DIR is not set"), "{err}");
+}

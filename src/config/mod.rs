@@ -7,6 +7,7 @@
 //! through [`ConfigFormat`] where defaults differ on purpose (documented in the README).
 
 pub mod agent_json;
+pub mod env;
 pub mod migrate;
 pub mod native;
 mod native_processors;

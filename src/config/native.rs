@@ -546,7 +546,14 @@ fn yaml_to_json(ctx: &mut Ctx, path: &str, v: serde_yaml_ng::Value) -> Value {
                 }
             }
         }
-        Y::String(s) => Value::String(s),
+        // environment values in strings, after parsing: a value cannot change the structure
+        Y::String(s) => match super::env::expand(&s, |name| std::env::var(name).ok()) {
+            Ok(v) => Value::String(v),
+            Err(e) => {
+                ctx.error(path, e);
+                Value::String(s)
+            }
+        },
         Y::Sequence(items) => {
             Value::Array(items.into_iter().enumerate().map(|(i, v)| yaml_to_json(ctx, &format!("{path}[{i}]"), v)).collect())
         }
