@@ -524,3 +524,27 @@ fn a_growing_file_that_only_shares_a_banner_with_a_tailed_file_ships_as_it_grows
     expected.extend(w2.written.clone());
     a.finish_exactly_once(&expected);
 }
+
+#[test]
+fn records_carry_their_files_path_and_the_host_when_the_flow_asks() {
+    let mut a = Agent::new("*.log", "    provenance: {path_key: file, host_key: host}", "");
+    let (one, two) = (a.logs().join("one.log"), a.logs().join("two.log"));
+    std::fs::write(&one, "plain line\n{\"level\":\"info\",\"n\":1}\n").unwrap();
+    std::fs::write(&two, "second file\n").unwrap();
+    a.start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.delivered().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(a.stop(), 0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let mut got: Vec<serde_json::Value> = a.delivered().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    got.sort_by_key(|r| r.to_string());
+    let mut expected = vec![
+        serde_json::json!({"message": "plain line", "file": one.to_str().unwrap(), "host": host}),
+        serde_json::json!({"level": "info", "n": 1, "file": one.to_str().unwrap(), "host": host}),
+        serde_json::json!({"message": "second file", "file": two.to_str().unwrap(), "host": host}),
+    ];
+    expected.sort_by_key(|r| r.to_string());
+    assert_eq!(got, expected);
+}

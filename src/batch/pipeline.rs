@@ -82,6 +82,10 @@ pub(crate) fn emit(
         }
         Outcome::Emitted => stats.consecutive_processing_errors = 0,
     }
+    // journal entries carry their host and source already
+    if source.0 < crate::source::journal::JOURNAL_TAIL_BASE {
+        add_provenance(&mut out.batch.data, start, &flow.provenance, source.1);
+    }
     stats.records += 1;
     let len = out.batch.data.len() - start;
     // a container record may report an end before its start (held back for a partial line)
@@ -111,6 +115,54 @@ pub(crate) fn emit(
         stats.truncated += 1;
     }
     add(out, acks, in_flight, start, r.end, cost);
+}
+
+/// The host's name, read once.
+fn host_name() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    })
+}
+
+/// Adds the record's provenance (its file's path, the host's name) under the keys asked for:
+/// into a record that is a JSON object, after its last field; a record that is not becomes
+/// `{"message": <the record without its newline>, ...}`. Nothing when no key is asked for.
+pub(crate) fn add_provenance(data: &mut Vec<u8>, start: usize, p: &crate::config::Provenance, path: &Path) {
+    use crate::convert::json::write_str;
+    if p.path_key.is_none() && p.host_key.is_none() {
+        return;
+    }
+    let newline = data.last() == Some(&b'\n') && data.len() > start;
+    let end = data.len() - usize::from(newline);
+    let record = &data[start..end];
+    let is_object =
+        record.first() == Some(&b'{') && record.last() == Some(&b'}') && serde_json::from_slice::<serde::de::IgnoredAny>(record).is_ok();
+    let mut fields = Vec::new();
+    for (key, value) in [(&p.path_key, path.to_string_lossy().as_bytes().to_vec()), (&p.host_key, host_name().as_bytes().to_vec())] {
+        if let Some(k) = key {
+            fields.push(b',');
+            write_str(&mut fields, k.as_bytes());
+            fields.push(b':');
+            write_str(&mut fields, &value);
+        }
+    }
+    if is_object {
+        let empty = record.iter().filter(|b| !b.is_ascii_whitespace()).count() == 2;
+        let close = end - 1;
+        let insert = if empty { &fields[1..] } else { &fields[..] };
+        data.splice(close..close, insert.iter().copied());
+    } else {
+        let mut wrapped = b"{\"message\":".to_vec();
+        write_str(&mut wrapped, record);
+        wrapped.extend_from_slice(&fields);
+        wrapped.push(b'}');
+        if newline {
+            wrapped.push(b'\n');
+        }
+        data.truncate(start);
+        data.extend_from_slice(&wrapped);
+    }
 }
 
 /// One flow's record pipeline as its tails see it: pieces go through [`emit`] into the batch.
@@ -231,5 +283,37 @@ impl Outbox {
                 self.waiting_since.get_or_insert_with(Instant::now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod provenance_tests {
+    use super::*;
+    use crate::config::Provenance;
+
+    fn with(record: &str, p: &Provenance) -> String {
+        let mut data = b"earlier record\n".to_vec();
+        let start = data.len();
+        data.extend_from_slice(record.as_bytes());
+        add_provenance(&mut data, start, p, Path::new("/var/log/app \"a\".log"));
+        assert!(data.starts_with(b"earlier record\n"));
+        String::from_utf8(data[start..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_path_and_host_join_a_json_record_and_wrap_any_other() {
+        let both = Provenance { path_key: Some("file".into()), host_key: Some("host".into()) };
+        let host = host_name();
+        assert_eq!(with("{\"a\":1}\n", &both), format!("{{\"a\":1,\"file\":\"/var/log/app \\\"a\\\".log\",\"host\":\"{host}\"}}\n"));
+        assert_eq!(with("{ }\n", &Provenance { path_key: Some("f".into()), host_key: None }), "{ \"f\":\"/var/log/app \\\"a\\\".log\"}\n");
+        assert_eq!(
+            with("plain {x}\n", &Provenance { host_key: Some("h".into()), path_key: None }),
+            format!("{{\"message\":\"plain {{x}}\",\"h\":\"{host}\"}}\n")
+        );
+        assert_eq!(
+            with("{not json}\n", &Provenance { host_key: Some("h".into()), path_key: None }),
+            format!("{{\"message\":\"{{not json}}\",\"h\":\"{host}\"}}\n")
+        );
+        assert_eq!(with("as is\n", &Provenance::default()), "as is\n");
     }
 }

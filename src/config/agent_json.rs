@@ -320,6 +320,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         max_time_between_file_tracker_refresh_ms: o.int(ctx, "maxTimeBetweenFileTrackerRefreshMillis", 10_000, 1, DAY_MS) as u64,
         rotated_grace_ms: DEFAULT_ROTATED_GRACE_MS,
         deleted_files_max_bytes: crate::config::DEFAULT_DELETED_FILES_MAX_BYTES,
+        provenance: Provenance::default(),
         file_footer_pattern: o
             .str(ctx, "fileFooterPattern")
             .filter(|s| !s.is_empty())

@@ -407,6 +407,16 @@ pub struct Flow {
     /// them open (they take disk space, and a stop loses them); past it the oldest is let go.
     pub deleted_files_max_bytes: u64,
     pub file_footer_pattern: Option<JavaRegex>,
+    /// Where each record of a file came from, added as fields when asked.
+    pub provenance: Provenance,
+}
+
+/// The fields that tell where a file's record came from (Fluent Bit's `Path_Key`, Vector's
+/// `file` and `host`): the file's path and the host's name, under these keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub path_key: Option<String>,
+    pub host_key: Option<String>,
 }
 
 /// A flow loaded but held back, not started, while the others run: its configuration would drop

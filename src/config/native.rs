@@ -414,6 +414,17 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         max_time_between_file_tracker_refresh_ms: o.int(ctx, "scan_interval_ms", 10_000, 50, 3_600_000) as u64,
         rotated_grace_ms: o.int(ctx, "rotated_file_grace_ms", DEFAULT_ROTATED_GRACE_MS as i64, 100, DAY_MS) as u64,
         deleted_files_max_bytes: o.int(ctx, "deleted_files_max_bytes", DEFAULT_DELETED_FILES_MAX_BYTES as i64, 1 << 20, 1 << 50) as u64,
+        provenance: match o.object(ctx, "provenance") {
+            Some(p) => {
+                let keys = Provenance { path_key: p.nonempty_str(ctx, "path_key"), host_key: p.nonempty_str(ctx, "host_key") };
+                if keys.path_key.is_none() && keys.host_key.is_none() {
+                    ctx.error(&p.path, "names no key: give `path_key`, `host_key` or both");
+                }
+                p.finish(ctx);
+                keys
+            }
+            None => Provenance::default(),
+        },
         file_footer_pattern: o.str(ctx, "file_footer_pattern").and_then(|p| match JavaRegex::new(&p) {
             Ok(r) => Some(r),
             Err(e) => {
