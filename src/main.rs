@@ -453,10 +453,7 @@ fn describe_journal(j: &config::JournalSource) -> String {
         s += &format!(", units {}", j.units.join(", "));
     }
     if let Some(p) = j.max_priority {
-        s += &format!(
-            ", priority {p} ({}) and more urgent",
-            ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"][p as usize]
-        );
+        s += &format!(", priority {p} ({}) and more urgent", config::JOURNAL_PRIORITIES[p as usize]);
     }
     for (field, value) in &j.matches {
         s += &format!(", {field}={value}");

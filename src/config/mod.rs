@@ -344,6 +344,9 @@ pub enum JournalShape {
     Syslog,
 }
 
+/// The journal's priorities by number (0 to 7), as `journalctl --priority` names them.
+pub const JOURNAL_PRIORITIES: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+
 /// Where a journald source begins when it has no saved cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalStart {

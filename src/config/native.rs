@@ -623,7 +623,7 @@ fn journal_source(ctx: &mut Ctx, o: &Obj<'_>) -> Option<JournalSource> {
             ctx.error(&format!("{}[{i}]", o.key_path("units")), format!("{u:?} is not a glob: {e}"));
         }
     }
-    const LEVELS: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+    const LEVELS: [&str; 8] = JOURNAL_PRIORITIES;
     let max_priority = match o.get("priority") {
         None => None,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 7) => n.as_u64().map(|n| n as u8),

@@ -6,7 +6,7 @@
 //!   addresses (`__CURSOR`, `__REALTIME_TIMESTAMP`, `__MONOTONIC_TIMESTAMP`, `__SEQNUM`,
 //!   `__SEQNUM_ID`). A value that is UTF-8 is a string; any other (binary) value is its base64;
 //!   a field given several times is an array of its values, in order.
-//! - [`syslog_record`]: exactly the object the Kinesis Agent's `LOGTOJSON SYSLOG` makes of the line
+//! - `syslog_record`: exactly the object the Kinesis Agent's `LOGTOJSON SYSLOG` makes of the line
 //!   rsyslog's default template (`RSYSLOG_TraditionalFileFormat`) writes to `/var/log/messages` for
 //!   the entry: the line is built (`Mmm dd hh:mm:ss` in the host's offset, `_HOSTNAME`, the tag
 //!   `SYSLOG_IDENTIFIER[SYSLOG_PID or _PID]:`, a space, `MESSAGE` with control characters escaped
@@ -123,7 +123,7 @@ pub fn rsyslog_line(e: &JournalEntry, offset: time::UtcOffset, line: &mut Vec<u8
     Some(())
 }
 
-/// The keys LOGTOJSON SYSLOG writes, encoded once for [`syslog_record`].
+/// The keys LOGTOJSON SYSLOG writes, encoded once for `syslog_record`.
 pub fn syslog_keys() -> Vec<Vec<u8>> {
     LogFormat::Syslog.fields().iter().map(|f| super::json::encode_key(f)).collect()
 }

@@ -64,10 +64,7 @@ pub(super) fn start_flow(
     ctx: &ChainContext,
 ) -> Result<FlowState, EngineError> {
     let flow_metrics = metrics.add_flow(&flow.id, &crate::sinks::facts(&flow.destination).name);
-    let discovery = Discovery::new(&flow.sources, flow.path_rules)
-        .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
-        .with_symlinks(flow.symlinks.clone())
-        .with_own_files(crate::source::discover::own_files(cfg));
+    let discovery = discovery(cfg, flow)?;
     let mut saved = store.rows(Some(&flow.id))?;
     let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
     // an emptied table (deleted files, pruning) is not a first start: a flag says it
@@ -178,10 +175,7 @@ pub(super) fn hold_flow(
     if store.meta(&started_key(&flow.id))?.is_some() || !store.rows(Some(&flow.id))?.is_empty() {
         return Ok(()); // its positions are kept as they are
     }
-    let discovery = Discovery::new(&flow.sources, flow.path_rules)
-        .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
-        .with_symlinks(flow.symlinks.clone())
-        .with_own_files(crate::source::discover::own_files(cfg));
+    let discovery = discovery(cfg, flow)?;
     let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();
     let first_start = imported.is_empty();
     let saved = if first_start { adopt_positions(cfg, flow, store)? } else { Vec::new() };
@@ -213,6 +207,14 @@ fn start_journals(flow: &Flow, store: &Store) -> Result<Vec<crate::source::journ
         out.push(tail);
     }
     Ok(out)
+}
+
+/// How the flow finds its files: its patterns and symlink rule, never the agent's own files.
+fn discovery(cfg: &Config, flow: &Flow) -> Result<Discovery, EngineError> {
+    Ok(Discovery::new(&flow.sources, flow.path_rules)
+        .map_err(|reason| EngineError::Sources { flow: flow.id.clone(), reason })?
+        .with_symlinks(flow.symlinks.clone())
+        .with_own_files(crate::source::discover::own_files(cfg)))
 }
 
 pub(super) fn started_key(flow: &str) -> String {

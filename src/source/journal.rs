@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 pub const JOURNAL_TAIL_BASE: u64 = 1 << 62;
 /// The largest journal field value kept; a longer one is cut (the entry counts as a runaway).
 pub const MAX_VALUE: usize = 1 << 20;
+/// Records are written compact.
+const LAYOUT: JsonLayout = JsonLayout::Compact;
 /// Batches of entries waiting for the engine.
 const CHANNEL_BATCHES: usize = 4;
 /// How long a reader that ended waits before it is started again.
@@ -122,7 +124,6 @@ pub struct JournalTail {
     pub key: String,
     src: JournalSource,
     units: Option<globset::GlobSet>,
-    layout: JsonLayout,
     offset: time::UtcOffset,
     /// The bytes of the entries read so far: where the last one ends, for the acknowledgements.
     read_end: u64,
@@ -148,7 +149,6 @@ pub struct JournalTail {
     /// The keys of the `syslog` shape, encoded once.
     keys: Vec<Vec<u8>>,
     pub entries_read: u64,
-    pub errors: u64,
 }
 
 impl JournalTail {
@@ -157,7 +157,6 @@ impl JournalTail {
             id,
             key,
             units: unit_globs(&src)?,
-            layout: JsonLayout::Compact,
             src,
             offset,
             read_end: 0,
@@ -174,7 +173,6 @@ impl JournalTail {
             scratch: Vec::new(),
             keys: crate::convert::journal::syslog_keys(),
             entries_read: 0,
-            errors: 0,
         })
     }
 
@@ -230,7 +228,6 @@ impl JournalTail {
                 self.reader = Some(r);
             }
             Err(e) => {
-                self.errors += 1;
                 tracing::error!(flow = %flow, "cannot start the journal reader ({e}); trying again in {} s", RESTART_AFTER.as_secs());
                 self.restart_at = Some(now + RESTART_AFTER);
             }
@@ -263,11 +260,9 @@ impl JournalTail {
                     );
                 }
                 Batch::Unreadable(what) => {
-                    self.errors += 1;
                     tracing::warn!(flow = %flow, "{}: journal file {what}: skipped, the others are read", self.key);
                 }
                 Batch::Ended(why) => {
-                    self.errors += 1;
                     tracing::error!(flow = %flow, "{}: {why}; reading starts again in {} s after the last entry read", self.key, RESTART_AFTER.as_secs());
                     self.reader = None;
                     self.restart_at = Some(now + RESTART_AFTER);
@@ -301,11 +296,11 @@ impl JournalTail {
         self.record.clear();
         let made = match self.src.shape {
             JournalShape::Fields => {
-                crate::convert::journal::fields_record(entry, self.layout, &mut self.record);
+                crate::convert::journal::fields_record(entry, LAYOUT, &mut self.record);
                 true
             }
             JournalShape::Syslog => matches!(
-                crate::convert::journal::syslog_record(entry, self.offset, self.layout, &self.keys, &mut self.scratch, &mut self.record),
+                crate::convert::journal::syslog_record(entry, self.offset, LAYOUT, &self.keys, &mut self.scratch, &mut self.record),
                 crate::convert::Step::Ok
             ),
         };
