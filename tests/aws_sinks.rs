@@ -469,6 +469,10 @@ fn a_flow_that_would_drop_every_line_is_held_unread_while_the_others_ship_and_a_
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("kinesis:parsed:") && body.contains("is not started") && body.contains("capturing groups"), "{body}");
     assert_eq!(metric_sum(&base, "logferry_flows_held"), 1.0);
+    let (_, status) = http::get(&base, "/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["held_flows"][0]["flow"].as_str().is_some_and(|f| f.starts_with("kinesis:parsed:")), "{status}");
+    assert!(status["held_flows"][0]["reason"].as_str().is_some_and(|r| r.contains("capturing groups")), "{status}");
     std::thread::sleep(Duration::from_secs(2));
     assert!(aws(&[&k.endpoint, "kinesis-read", "parsed"]).is_empty(), "the held flow sent nothing");
 

@@ -537,3 +537,23 @@ fn environment_values_fill_native_strings_and_an_unset_one_without_default_is_re
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("`flows[0].path`") && err.contains("the environment variable LOG_DIR is not set"), "{err}");
 }
+
+#[test]
+fn a_held_flow_still_previews_and_migrates_with_a_note() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write(
+        d.path(),
+        "agent.json",
+        r#"{"flows": [{"filePattern": "/var/log/app.log", "deliveryStream": "s", "dataProcessingOptions": [
+            {"optionName": "LOGTOJSON", "logFormat": "SYSLOG", "matchPattern": "(\\w+) (.*)", "customFieldNames": ["word"]}]}]}"#,
+    );
+    let log = write(d.path(), "app.log", "hello world\n");
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("is held back, not started by run") && r.stderr.contains("capturing groups"), "{}", r.stderr);
+    assert!(r.stderr.contains("1 dropped"), "what it would do is why it is held: {}", r.stderr);
+    let r = logferry(&["migrate", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("# Flow fh:s:/var/log/app.log is held back, not started, until it is fixed"), "{}", r.stdout);
+    assert!(r.stdout.contains("id: fh:s:/var/log/app.log"), "{}", r.stdout);
+}

@@ -366,6 +366,13 @@ fn a_saved_cursor_whose_entries_were_vacuumed_resumes_at_the_oldest_entry_with_a
     );
     let base = endpoint_in(&log);
     assert_eq!(metric_sum(&base, "logferry_journal_gaps_total"), 1.0);
+    assert_eq!(metric_sum(&base, "logferry_journal_entries_read_total"), 50.0);
+    // the last acknowledged entry, 249, was written 08:00:05.249 on 2025-12-07
+    let deadline = Instant::now() + T;
+    while metric_sum(&base, "logferry_journal_cursor_timestamp_seconds") != 1_765_094_405.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric_sum(&base, "logferry_journal_cursor_timestamp_seconds"), 1_765_094_405.0);
     let (_, status) = http::get(&base, "/status");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let journal = &status["flows"][0]["journals"][0];
