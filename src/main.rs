@@ -514,14 +514,21 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
     writeln!(out, "  destination: {} ({place})", facts.name)?;
     let framing = match &f.assembly {
         Assembly::Lines => "one record per line".to_string(),
-        Assembly::MultiLine { start } => {
-            format!("multi-line records starting at {:?} (sent after {} ms without a new line)", start.as_str(), f.multiline_flush_ms)
+        Assembly::MultiLine { rule } => {
+            format!("multi-line: {} (sent after {} ms without a new line)", rule.describe(), f.multiline_flush_ms)
         }
         Assembly::Aggregate { max_bytes } => {
             format!("whole lines packed into records of up to {max_bytes} bytes")
         }
-        Assembly::Container { format, include_namespaces, exclude_namespaces } => {
-            let mut s = format!("container logs ({format:?}): partial lines merged, one JSON record per line with the pod's identity");
+        Assembly::Container { format, include_namespaces, exclude_namespaces, multiline } => {
+            let mut s = match multiline {
+                Some(rule) => format!(
+                    "container logs ({format:?}): partial lines merged, then multi-line per stream: {} (sent after {} ms without a new line of that stream); one JSON record each with the pod's identity",
+                    rule.describe(),
+                    f.multiline_flush_ms
+                ),
+                None => format!("container logs ({format:?}): partial lines merged, one JSON record per line with the pod's identity"),
+            };
             if !include_namespaces.is_empty() {
                 s += &format!("; namespaces {}", include_namespaces.join(", "));
             }

@@ -47,7 +47,9 @@ pub fn preview_file(
     let mut chain = Chain::new(&flow.processors, ctx);
     let mut framer = LineFramer::new(0, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split);
     let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
-    let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines).with_limit(flow.max_line_bytes).with_pod(&pod);
+    let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines, std::time::Instant::now())
+        .with_limit(flow.max_line_bytes)
+        .with_pod(&pod);
     let (batches_tx, batches) = std::sync::mpsc::channel::<Batch>();
     let mut outbox = Outbox::new(batches_tx, flow, usize::MAX);
     let (mut stats, mut acks, mut in_flight) = (FlowStats::default(), AckTracker::new(0), 0u64);

@@ -557,3 +557,78 @@ fn a_held_flow_still_previews_and_migrates_with_a_note() {
     assert!(r.stdout.contains("# Flow fh:s:/var/log/app.log is held back, not started, until it is fixed"), "{}", r.stdout);
     assert!(r.stdout.contains("id: fh:s:/var/log/app.log"), "{}", r.stdout);
 }
+
+#[test]
+fn multiline_presets_group_plain_files_and_container_streams_in_preview_and_mistakes_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    // a plain file: Python tracebacks from real projects' logs
+    let cfg = write(
+        d.path(),
+        "py.yaml",
+        "flows:\n  - id: app\n    path: /var/log/app.log\n    multiline: {preset: python}\n    sink: {type: stdout}\n",
+    );
+    let input = root().join("tests/data/stacktraces/python.log");
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), input.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/data/stacktraces/expected.json")).unwrap()).unwrap();
+    let got: Vec<String> =
+        r.stdout.lines().map(|l| serde_json::from_str::<String>(l).unwrap().trim_end_matches('\n').to_string()).collect();
+    let want: Vec<&str> = expected["python"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(got, want);
+
+    // a container log: a Java trace on stderr in CRI partial lines, stdout lines in between
+    let cfg = write(
+        d.path(),
+        "k8s.yaml",
+        "flows:\n  - id: pods\n    path: /var/log/containers/*.log\n    container_logs: {format: cri}\n    multiline: {preset: java, flush_timeout_ms: 2000}\n    sink: {type: stdout}\n",
+    );
+    let log = write(
+        d.path(),
+        "containers/web-1_shop_app-0000.log",
+        "2024-05-01T10:00:00.1Z stderr F java.lang.IllegalStateException: boom\n\
+         2024-05-01T10:00:00.2Z stdout F GET / 200\n\
+         2024-05-01T10:00:00.3Z stderr P \tat com.example.App.ru\n\
+         2024-05-01T10:00:00.4Z stderr F n(App.java:10)\n\
+         2024-05-01T10:00:00.5Z stdout F GET /a 200\n\
+         2024-05-01T10:00:00.6Z stderr F Caused by: java.io.IOException: disk\n\
+         2024-05-01T10:00:00.7Z stderr F \t... 3 more\n\
+         2024-05-01T10:00:00.8Z stderr F INFO recovered\n",
+    );
+    let r = logferry(&["preview", "--config", cfg.to_str().unwrap(), log.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records: Vec<serde_json::Value> =
+        r.stdout.lines().map(|l| serde_json::from_str(&serde_json::from_str::<String>(l).unwrap()).unwrap()).collect();
+    let logs: Vec<&str> = records.iter().map(|r| r["log"].as_str().unwrap()).collect();
+    assert_eq!(
+        logs,
+        [
+            "GET / 200",
+            "GET /a 200",
+            "java.lang.IllegalStateException: boom\n\tat com.example.App.run(App.java:10)\nCaused by: java.io.IOException: disk\n\t... 3 more",
+            "INFO recovered"
+        ]
+    );
+    assert_eq!(records[2]["kubernetes"]["pod"], "web-1");
+    let r = check(&cfg);
+    assert!(r.stdout.contains("then multi-line per stream: the java preset"), "{}", r.stdout);
+
+    for (yaml, error) in [
+        (
+            "{preset: java, start_pattern: 'x'}",
+            "give exactly one of start_pattern, continuation_pattern and preset (found start_pattern and preset)",
+        ),
+        ("{flush_timeout_ms: 5}", "give exactly one of start_pattern, continuation_pattern and preset (found none)"),
+        ("{preset: ruby}", "unknown preset \"ruby\": expected one of java, python, go, indented"),
+        ("{continuation_pattern: '(?<=a)b'}", "`flows[0].multiline.continuation_pattern`: pattern"),
+    ] {
+        let cfg = write(
+            d.path(),
+            "bad.yaml",
+            &format!("flows:\n  - id: app\n    path: /var/log/app.log\n    multiline: {yaml}\n    sink: {{type: stdout}}\n"),
+        );
+        let r = check(&cfg);
+        assert_eq!(r.code, 1, "{yaml}");
+        assert!(r.stderr.contains(error), "{yaml}: {}", r.stderr);
+    }
+}

@@ -2,6 +2,7 @@
 
 use logferry::convert::json::JsonLayout;
 use logferry::convert::{Chain, ChainContext, LogFormat, MismatchPolicy, NativeFormat, Outcome, Pattern, ProcessorSpec};
+use logferry::framing::multiline::{MultiLineRule, Preset};
 use logferry::framing::{Assembly, LineFramer, Piece, RecordAssembler};
 use logferry::javaregex::JavaRegex;
 use proptest::prelude::*;
@@ -170,17 +171,20 @@ proptest! {
     #[test]
     fn assembled_records_cover_every_byte_once(
         input in prop::collection::vec(prop::sample::select(vec![b'a', b'1', b' ', b'\n']), 0..300),
-        mode in 0usize..3,
+        mode in 0usize..6,
         skip in 0u64..3,
         end_of_data_every in 1usize..50,
     ) {
         let assembly = match mode {
             0 => Assembly::Lines,
-            1 => Assembly::MultiLine { start: JavaRegex::new(r"\d").unwrap() },
+            1 => Assembly::MultiLine { rule: MultiLineRule::Start(JavaRegex::new(r"\d").unwrap()) },
+            2 => Assembly::MultiLine { rule: MultiLineRule::Continuation(JavaRegex::new(r"\s").unwrap()) },
+            3 => Assembly::MultiLine { rule: MultiLineRule::Presets(vec![Preset::Indented]) },
+            4 => Assembly::MultiLine { rule: MultiLineRule::Presets(vec![Preset::Java, Preset::Python, Preset::Go]) },
             _ => Assembly::Aggregate { max_bytes: 7 },
         };
         let mut f = LineFramer::new(0, 1 << 20);
-        let mut a = RecordAssembler::new(assembly, skip);
+        let mut a = RecordAssembler::new(assembly, skip, std::time::Instant::now());
         let mut next = 0u64;
         let mut rebuilt = Vec::new();
         let mut ok = true;

@@ -12,6 +12,7 @@ use super::reader::{kind, Ctx, Obj, Scalars};
 use super::*;
 use crate::convert::json::JsonLayout;
 use crate::convert::{LogFormat, ProcessorSpec};
+use crate::framing::multiline::MultiLineRule;
 use serde_json::Value;
 use std::io::Read;
 
@@ -264,7 +265,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         ctx.warn(&o.key_path("aggregatedRecordSizeBytes"), "ignored because multiLineStartPattern is set, as in the Kinesis Agent");
     }
     let assembly = match multi {
-        Some(start) => Assembly::MultiLine { start },
+        Some(start) => Assembly::MultiLine { rule: MultiLineRule::Start(start) },
         None if aggregated > 0 && is_firehose => Assembly::Aggregate { max_bytes: aggregated },
         None => Assembly::Lines,
     };

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::convert::json::JsonLayout;
+use crate::framing::multiline::MultiLineRule;
 use serde_json::{json, Map, Value};
 
 fn layout_name(l: JsonLayout) -> &'static str {
@@ -172,13 +173,13 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     }
     match &f.assembly {
         Assembly::Lines => {}
-        Assembly::MultiLine { start } => {
-            m.insert("multiline".into(), json!({"start_pattern": start.as_str(), "flush_timeout_ms": f.multiline_flush_ms}));
+        Assembly::MultiLine { rule } => {
+            m.insert("multiline".into(), multiline_json(rule, f.multiline_flush_ms));
         }
         Assembly::Aggregate { max_bytes } => {
             m.insert("aggregate_record_bytes".into(), (*max_bytes).into());
         }
-        Assembly::Container { format, include_namespaces, exclude_namespaces } => {
+        Assembly::Container { format, include_namespaces, exclude_namespaces, multiline } => {
             let format = match format {
                 crate::framing::container::ContainerFormat::Cri => "cri",
                 crate::framing::container::ContainerFormat::Docker => "docker",
@@ -187,6 +188,9 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
                 "container_logs".into(),
                 json!({"format": format, "include_namespaces": include_namespaces, "exclude_namespaces": exclude_namespaces}),
             );
+            if let Some(rule) = multiline {
+                m.insert("multiline".into(), multiline_json(rule, f.multiline_flush_ms));
+            }
         }
     }
     m.insert("max_line_bytes".into(), f.max_line_bytes.into());
@@ -290,4 +294,16 @@ fn to_yaml(v: Value) -> serde_yaml_ng::Value {
         Value::Array(a) => Y::Sequence(a.into_iter().map(to_yaml).collect()),
         Value::Object(m) => Y::Mapping(m.into_iter().map(|(k, v)| (Y::String(k), to_yaml(v))).collect()),
     }
+}
+
+/// The native `multiline` mapping of a rule.
+fn multiline_json(rule: &MultiLineRule, flush_ms: u64) -> serde_json::Value {
+    let mut m = match rule {
+        MultiLineRule::Start(p) => json!({"start_pattern": p.as_str()}),
+        MultiLineRule::Continuation(p) => json!({"continuation_pattern": p.as_str()}),
+        MultiLineRule::Presets(p) if p.len() == 1 => json!({"preset": p[0].name()}),
+        MultiLineRule::Presets(p) => json!({"preset": p.iter().map(|p| p.name()).collect::<Vec<_>>()}),
+    };
+    m["flush_timeout_ms"] = flush_ms.into();
+    m
 }

@@ -9,6 +9,7 @@
 use super::reader::{kind, Ctx, Obj, Scalars};
 use super::*;
 use crate::framing::container::ContainerFormat;
+use crate::framing::multiline::{MultiLineRule, Preset};
 use serde_json::Value;
 
 pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -264,30 +265,18 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let destination = destination.unwrap_or(Destination::Stdout);
     let max_record_bytes = crate::sinks::facts(&destination).max_record_bytes;
     let multi = o.object(ctx, "multiline");
-    let (start, flush_ms) = match &multi {
+    let (rule, flush_ms) = match &multi {
         Some(m) => {
-            let pattern = m.required_str(ctx, "start_pattern").and_then(|p| match JavaRegex::new(&p) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    ctx.error(&m.key_path("start_pattern"), format!("pattern {p:?}: {e}"));
-                    None
-                }
-            });
-            (pattern, m.int(ctx, "flush_timeout_ms", 1000, 1, 3_600_000) as u64)
+            let rule = multiline_rule(ctx, m);
+            let flush_ms = m.int(ctx, "flush_timeout_ms", 1000, 1, 3_600_000) as u64;
+            m.finish(ctx);
+            (rule, flush_ms)
         }
         None => (None, 1000),
     };
-    if let Some(m) = multi {
-        m.finish(ctx);
-    }
     let container = o.object(ctx, "container_logs");
-    let assembly = match (start, &container) {
-        (Some(_), Some(_)) => {
-            ctx.error(&o.key_path("container_logs"), "cannot be combined with `multiline`");
-            Assembly::Lines
-        }
-        (Some(start), None) => Assembly::MultiLine { start },
-        (None, Some(c)) => Assembly::Container {
+    let assembly = match (rule, &container) {
+        (rule, Some(c)) => Assembly::Container {
             format: c.enumeration(
                 ctx,
                 "format",
@@ -296,7 +285,9 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
             ),
             include_namespaces: c.str_list(ctx, "include_namespaces").unwrap_or_default(),
             exclude_namespaces: c.str_list(ctx, "exclude_namespaces").unwrap_or_default(),
+            multiline: rule,
         },
+        (Some(rule), None) => Assembly::MultiLine { rule },
         (None, None) => Assembly::Lines,
     };
     if let Some(c) = container {
@@ -439,6 +430,48 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     }
     o.finish(ctx);
     (ctx.errors.len() == before).then_some(flow)
+}
+
+/// `multiline`: exactly one of `start_pattern`, `continuation_pattern` and `preset`.
+fn multiline_rule(ctx: &mut Ctx, m: &Obj<'_>) -> Option<MultiLineRule> {
+    let given: Vec<&'static str> = ["start_pattern", "continuation_pattern", "preset"].into_iter().filter(|k| m.has(k)).collect();
+    if given.len() != 1 {
+        let found = if given.is_empty() { "none".to_string() } else { given.join(" and ") };
+        ctx.error(
+            &m.key_path(given.get(1).copied().unwrap_or("start_pattern")),
+            format!("give exactly one of start_pattern, continuation_pattern and preset (found {found})"),
+        );
+        return None;
+    }
+    let key = given[0];
+    if key == "preset" {
+        // one name, or a list of them
+        let names: Vec<&str> = Preset::ALL.iter().map(|(n, _)| *n).collect();
+        let given = m.str_list(ctx, "preset")?;
+        if given.is_empty() {
+            ctx.error(&m.key_path("preset"), format!("an empty list: name one or more of {}", names.join(", ")));
+            return None;
+        }
+        let errors_before = ctx.errors.len();
+        let mut presets = Vec::new();
+        for name in given {
+            match Preset::ALL.iter().find(|(n, _)| *n == name) {
+                Some((_, p)) if !presets.contains(p) => presets.push(*p),
+                Some(_) => {}
+                None => ctx.error(&m.key_path("preset"), format!("unknown preset {name:?}: expected one of {}", names.join(", "))),
+            }
+        }
+        return (ctx.errors.len() == errors_before).then_some(MultiLineRule::Presets(presets));
+    }
+    let pattern = m.required_str(ctx, key)?;
+    match JavaRegex::new(&pattern) {
+        Ok(r) if key == "start_pattern" => Some(MultiLineRule::Start(r)),
+        Ok(r) => Some(MultiLineRule::Continuation(r)),
+        Err(e) => {
+            ctx.error(&m.key_path(key), format!("pattern {pattern:?}: {e}"));
+            None
+        }
+    }
 }
 
 fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {

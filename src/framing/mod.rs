@@ -18,9 +18,10 @@
 //!   against its memory budget, and can release a waiting line to read it again later
 //!   ([`LineFramer::release`]);
 //! - `skipHeaderLines` counts lines from offset 0 and carries over when the file is shorter;
-//! - multi-line (`multiLineStartPattern`): the first line of a record is never tested; a later line
-//!   whose start matches (Java `lookingAt`) begins a new record; the pending record is emitted when
-//!   the next one starts or when the caller flushes it (timeout, end of a finished file);
+//! - multi-line (`multiLineStartPattern`, a continuation pattern or a preset, see [`multiline`]):
+//!   the record waiting is emitted when a line the rule does not join comes, when it would grow
+//!   past the limit, or when the caller flushes it (no line for the flush timeout, end of a
+//!   finished file); a line the rule can never continue is emitted at once;
 //! - aggregation (`aggregatedRecordSizeBytes`): whole lines are packed greedily while the record
 //!   stays within the limit; a longer line is a record of its own; what is packed is emitted when
 //!   the caller reports the end of the available data.
@@ -29,9 +30,11 @@
 
 pub mod container;
 pub mod journal;
+pub mod multiline;
 
-use crate::javaregex::JavaRegex;
 use container::{ContainerAssembler, ContainerFormat, PodInfo};
+use multiline::{GroupState, MultiLineRule, Step};
+use std::time::{Duration, Instant};
 
 /// One line as the framer saw it. `start..end` is the file range consumed, which is longer than
 /// `bytes` for a runaway line.
@@ -259,13 +262,19 @@ impl LineFramer {
 pub enum Assembly {
     /// One line, one record.
     Lines,
-    /// `multiLineStartPattern`.
-    MultiLine { start: JavaRegex },
+    /// `multiLineStartPattern`, a continuation pattern or a preset ([`multiline`]).
+    MultiLine { rule: MultiLineRule },
     /// `aggregatedRecordSizeBytes`.
     Aggregate { max_bytes: usize },
     /// Container runtime logs ([`crate::framing::container`]): partial lines merged, one JSON record per
-    /// log line with the pod's identity; files of namespaces not wanted are read and skipped.
-    Container { format: ContainerFormat, include_namespaces: Vec<String>, exclude_namespaces: Vec<String> },
+    /// log line (or per multi-line record of a stream, with `multiline`) with the pod's identity;
+    /// files of namespaces not wanted are read and skipped.
+    Container {
+        format: ContainerFormat,
+        include_namespaces: Vec<String>,
+        exclude_namespaces: Vec<String>,
+        multiline: Option<MultiLineRule>,
+    },
 }
 
 /// What the assembler hands on: a record, or a range consumed with nothing to send (header lines).
@@ -294,6 +303,12 @@ pub struct RecordAssembler {
     buf_end: u64,
     buf_runaway: bool,
     has_buf: bool,
+    /// What may join the multi-line record waiting.
+    buf_state: GroupState,
+    /// When the last line joined the record waiting.
+    buf_since: Instant,
+    /// The time lines are pushed at.
+    now: Instant,
     /// A multi-line record is sent when it would grow past this many bytes.
     limit: usize,
     /// Container logs: the merging state, or `None` when the file's namespace is not wanted.
@@ -303,8 +318,9 @@ pub struct RecordAssembler {
 }
 
 impl RecordAssembler {
-    /// `skip_header_lines` applies only when the file is read from offset 0.
-    pub fn new(mode: Assembly, skip_header_lines: u64) -> Self {
+    /// `skip_header_lines` applies only when the file is read from offset 0; `now` is the time
+    /// the first lines are pushed at (see [`RecordAssembler::set_clock`]).
+    pub fn new(mode: Assembly, skip_header_lines: u64, now: Instant) -> Self {
         RecordAssembler {
             mode,
             skip_remaining: skip_header_lines,
@@ -313,6 +329,9 @@ impl RecordAssembler {
             buf_end: 0,
             buf_runaway: false,
             has_buf: false,
+            buf_state: GroupState::Open,
+            buf_since: now,
+            now,
             limit: usize::MAX,
             container: None,
             last_end: 0,
@@ -322,13 +341,42 @@ impl RecordAssembler {
     /// Container logs: the identity of the file's pod (from its paths). Files of namespaces the
     /// flow does not want are skipped.
     pub fn with_pod(mut self, pod: &PodInfo) -> Self {
-        if let Assembly::Container { format, include_namespaces, exclude_namespaces } = &self.mode {
+        if let Assembly::Container { format, include_namespaces, exclude_namespaces, multiline } = &self.mode {
             let ns = pod.namespace.as_deref().unwrap_or_default();
             let wanted = (include_namespaces.is_empty() || include_namespaces.iter().any(|n| n == ns))
                 && !exclude_namespaces.iter().any(|n| n == ns);
-            self.container = wanted.then(|| ContainerAssembler::new(*format, pod, self.limit));
+            self.container = wanted.then(|| ContainerAssembler::new(*format, pod, self.limit, multiline.clone(), self.now));
         }
         self
+    }
+
+    /// The time the next lines are pushed at: a record waiting for more lines is sent once
+    /// no line came for it for the flush timeout ([`RecordAssembler::flush_stale`]).
+    pub fn set_clock(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(c) = &mut self.container {
+            c.set_clock(now);
+        }
+    }
+
+    /// When a record waiting for more lines will have waited `after` (`None`: none waits).
+    pub fn next_flush(&self, after: Duration) -> Option<Instant> {
+        let own = (self.has_buf && matches!(self.mode, Assembly::MultiLine { .. })).then_some(self.buf_since + after);
+        let container = self.container.as_ref().and_then(|c| c.next_flush(after));
+        own.into_iter().chain(container).min()
+    }
+
+    /// Sends the records that waited `after` without a new line (for container logs, per
+    /// stream: a busy stream does not keep another's record waiting).
+    pub fn flush_stale(&mut self, now: Instant, after: Duration, mut emit: impl FnMut(Piece<'_>)) {
+        if self.has_buf && self.buf_since + after <= now {
+            self.emit_buf(&mut emit);
+        }
+        if let Some(c) = &mut self.container {
+            c.flush_stale(now, after, self.last_end, |f| {
+                emit(Piece::Record(Record { start: f.start, end: f.end, bytes: &f.json, runaway: f.cut }))
+            });
+        }
     }
 
     /// Bounds a multi-line record: a line that would take it past `limit` bytes starts the next
@@ -380,13 +428,28 @@ impl RecordAssembler {
                 None => emit(Piece::Skipped { start: line.start, end: line.end }),
             },
             Assembly::Lines => emit(Piece::Record(Record { start: line.start, end: line.end, bytes: line.bytes, runaway: line.runaway })),
-            Assembly::MultiLine { start } => {
-                if self.has_buf
-                    && (self.buf.len() + line.bytes.len() > self.limit || start.prefix_match(&String::from_utf8_lossy(line.bytes)))
-                {
-                    self.emit_buf(&mut emit);
+            Assembly::MultiLine { rule } => {
+                let mut step = rule.step(self.has_buf.then_some(self.buf_state), &String::from_utf8_lossy(line.bytes));
+                if let Step::Join(s) = step {
+                    if self.buf.len() + line.bytes.len() > self.limit {
+                        step = Step::Begin(s);
+                    }
                 }
-                self.append(line);
+                match step {
+                    Step::Join(s) => {
+                        self.append(line);
+                        self.buf_state = s;
+                    }
+                    Step::Begin(s) => {
+                        self.emit_buf(&mut emit);
+                        self.append(line);
+                        self.buf_state = s;
+                    }
+                    Step::Alone => {
+                        self.emit_buf(&mut emit);
+                        emit(Piece::Record(Record { start: line.start, end: line.end, bytes: line.bytes, runaway: line.runaway }));
+                    }
+                }
             }
             Assembly::Aggregate { max_bytes } => {
                 let max = *max_bytes;
@@ -411,6 +474,7 @@ impl RecordAssembler {
         }
         self.buf.extend_from_slice(line.bytes);
         self.buf_end = line.end;
+        self.buf_since = self.now;
         self.buf_runaway |= line.runaway;
     }
 
@@ -491,7 +555,7 @@ mod tests {
 
     fn assemble(mode: Assembly, skip: u64, input: &[u8], end_of_data_each_push: bool) -> Vec<String> {
         let mut f = LineFramer::new(0, 1 << 20);
-        let mut a = RecordAssembler::new(mode, skip);
+        let mut a = RecordAssembler::new(mode, skip, Instant::now());
         let mut out = Vec::new();
         let mut next = 0;
         let mut on_piece = |p: Piece<'_>| match p {
@@ -524,15 +588,20 @@ mod tests {
 
     #[test]
     fn multiline_never_tests_the_first_line() {
-        let start = JavaRegex::new(r"\d{4}-").unwrap();
-        let got = assemble(Assembly::MultiLine { start }, 0, b"  orphan\n  more\n2024-01 a\n  at x\n2024-02 b\n", false);
+        let rule = MultiLineRule::Start(crate::javaregex::JavaRegex::new(r"\d{4}-").unwrap());
+        let got = assemble(Assembly::MultiLine { rule }, 0, b"  orphan\n  more\n2024-01 a\n  at x\n2024-02 b\n", false);
         assert_eq!(got, ["  orphan\n  more\n", "2024-01 a\n  at x\n", "2024-02 b\n"]);
     }
 
     #[test]
     fn multiline_records_are_bounded() {
         let mut f = LineFramer::new(0, 1 << 20);
-        let mut a = RecordAssembler::new(Assembly::MultiLine { start: JavaRegex::new("x").unwrap() }, 0).with_limit(10);
+        let mut a = RecordAssembler::new(
+            Assembly::MultiLine { rule: MultiLineRule::Start(crate::javaregex::JavaRegex::new("x").unwrap()) },
+            0,
+            Instant::now(),
+        )
+        .with_limit(10);
         let mut out = Vec::new();
         let mut on = |p: Piece<'_>| {
             if let Piece::Record(r) = p {

@@ -416,10 +416,51 @@ impl<F: FileSystem> TailSet<F> {
         for item in new_files {
             self.add_file(now, item, store);
         }
+        if !self.initial_scan_done {
+            self.follow_rotated_while_stopped(now, store);
+        }
         self.maybe_copies.retain(|k, _| seen.contains(k));
         let by_key = &self.by_key;
         self.unreadable.retain(|k| seen.contains(k) && !by_key.contains_key(k));
         self.initial_scan_done = true;
+    }
+
+    /// A checkpointed file the first scan did not find may have been rotated to a name no
+    /// pattern matches while the agent was stopped, with lines it never read: a container log's
+    /// rotated `0.log.<time>` is never in `/var/log/containers`. It is looked for by identity
+    /// beside its path and beside the file its link leads to now, and read from its checkpoint
+    /// to its end when it is still the file the checkpoint describes (fingerprint and the bytes
+    /// before the offset); a file that only shares its inode number is left alone.
+    fn follow_rotated_while_stopped(&mut self, now: Instant, store: &mut impl Checkpoints) {
+        let rows: Vec<Row> = self.saved.values().cloned().collect();
+        for row in rows {
+            let path = PathBuf::from(&row.path);
+            let places = [Some(path.clone()), self.fs.canonicalize(&path)];
+            let Some(found) = places.iter().flatten().find_map(|p| self.fs.find_by_key(p, row.key)) else { continue };
+            let Ok(file) = self.fs.open(&found) else { continue };
+            let Ok(stat) = file.stat() else { continue };
+            if stat.key != row.key || self.by_key.contains_key(&row.key) {
+                continue;
+            }
+            let Resume::Checkpoint(offset) = rotation::resume(&file, stat.len, Some(&row), None, false, self.flow.initial_position) else {
+                continue;
+            };
+            self.saved.remove(&row.key);
+            if offset >= stat.len {
+                self.saved.insert(row.key, row);
+                continue; // read to its end before the stop
+            }
+            tracing::info!(flow = %self.flow.id, "{} was rotated to {} while logferry was stopped; reading the {} bytes after its checkpoint", row.path, found.display(), stat.len - offset);
+            let id = self.next_tail_id;
+            self.next_tail_id += 1;
+            let mut tail = Tail::new(id, row.key, found.clone(), None, file, stat.len, offset, &self.flow, now);
+            tail.phase = Phase::Orphaned { missed_scans: 1 };
+            tail.dirty = true;
+            self.open_files += 1;
+            stage_row(store, &self.flow.id, &tail);
+            self.tails.insert(id, tail);
+            self.by_key.insert(row.key, id);
+        }
     }
 
     fn add_file(&mut self, now: Instant, item: &crate::source::discover::Found, store: &mut impl Checkpoints) {
@@ -517,9 +558,9 @@ impl<F: FileSystem> TailSet<F> {
         let mut gone = Vec::new();
         for t in self.tails.values_mut() {
             let id = t.id;
-            if t.assembler.has_pending() && now >= t.last_line + flush_after {
+            if t.assembler.next_flush(flush_after).is_some_and(|due| now >= due) {
                 let Tail { assembler, acks, path, .. } = &mut *t;
-                assembler.flush(|p| pipe.piece(acks, id, path, p));
+                assembler.flush_stale(now, flush_after, |p| pipe.piece(acks, id, path, p));
             }
             if matches!(t.phase, Phase::AwaitingCopy { until } if now >= until) {
                 // no copy appeared: the truncated content is gone; send what was read and end
@@ -577,8 +618,8 @@ impl<F: FileSystem> TailSet<F> {
             if t.wants_read() && !room.backed_up && self.may_read(t, room) {
                 return Some(now);
             }
-            if t.assembler.has_pending() {
-                at(t.last_line + Duration::from_millis(self.flow.multiline_flush_ms));
+            if let Some(due) = t.assembler.next_flush(Duration::from_millis(self.flow.multiline_flush_ms)) {
+                at(due);
             }
             if let Phase::AwaitingCopy { until } = t.phase {
                 at(until);

@@ -95,7 +95,6 @@ impl<F: FileSystem> TailSet<F> {
             acks,
             dirty,
             last_change,
-            last_line,
             read_error_logged,
             path,
             size,
@@ -159,7 +158,7 @@ impl<F: FileSystem> TailSet<F> {
             read_now += n as u64;
             pipe.bytes_read(n as u64);
             *last_change = now;
-            *last_line = now;
+            assembler.set_clock(now);
             framer.push(&buf[..n], |line| assembler.push_line(line, |p| pipe.piece(acks, id, path, p)));
             if n < want {
                 break;

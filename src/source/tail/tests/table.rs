@@ -157,6 +157,28 @@ fn a_file_replaced_while_stopped_is_read_from_its_start() {
 }
 
 #[test]
+fn lines_written_before_a_rotation_out_of_the_glob_while_stopped_are_read_from_the_new_name() {
+    let mut got = across_a_restart("1\n2\n", |fs, ino| {
+        fs.append(ino, b"3\n");
+        fs.rename(Path::new(CURRENT), Path::new(ROTATED));
+        write(fs, CURRENT, "4\n");
+    });
+    got.sort();
+    assert_eq!(got, ["3", "4"]);
+}
+
+#[test]
+fn a_file_out_of_the_glob_that_only_shares_the_inode_number_is_not_read() {
+    let got = across_a_restart("1\n2\n", |fs, ino| {
+        fs.rename(Path::new(CURRENT), Path::new(ROTATED));
+        fs.truncate(ino);
+        fs.append(ino, b"another file's content\n");
+        write(fs, CURRENT, "4\n");
+    });
+    assert_eq!(got, ["4"]);
+}
+
+#[test]
 fn a_restart_resumes_at_the_checkpoint() {
     assert_eq!(across_a_restart("1\n2\n", |fs, ino| fs.append(ino, b"3\n")), ["3"]);
 }

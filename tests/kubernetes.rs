@@ -1,0 +1,287 @@
+//! A Kubernetes node's container logs as the kubelet and containerd leave them: the real binary
+//! over `/var/log/containers` links into `/var/log/pods`, lines cut into CRI partial lines,
+//! stdout and stderr interleaved, files rotated the containerd way, the agent restarted and
+//! killed.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::Agent;
+
+/// Writes a container's log as containerd does: each line as CRI lines of at most `max_part`
+/// bytes of message (`P` for all but the last part, `F` for the last), each stamped.
+struct Containerd {
+    path: PathBuf,
+    file: std::fs::File,
+    max_part: usize,
+    clock: u64,
+    rotations: usize,
+    written_since_rotation: usize,
+    opened: std::time::Instant,
+}
+
+impl Containerd {
+    fn new(path: &Path, max_part: usize) -> Containerd {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        Containerd {
+            path: path.to_path_buf(),
+            file,
+            max_part,
+            clock: 0,
+            rotations: 0,
+            written_since_rotation: 0,
+            opened: std::time::Instant::now(),
+        }
+    }
+
+    fn stamp(&mut self) -> String {
+        self.clock += 1;
+        format!("2024-05-01T10:{:02}:{:02}.{:09}Z", (self.clock / 60_000_000) % 60, (self.clock / 1_000_000) % 60, self.clock % 1_000_000)
+    }
+
+    /// The parts of one line, as containerd would cut it.
+    fn parts(&self, message: &str) -> Vec<(bool, String)> {
+        let bytes = message.as_bytes();
+        if bytes.is_empty() {
+            return vec![(false, String::new())];
+        }
+        let chunks: Vec<&[u8]> = bytes.chunks(self.max_part).collect();
+        let n = chunks.len();
+        chunks.into_iter().enumerate().map(|(k, c)| (k + 1 < n, String::from_utf8(c.to_vec()).unwrap())).collect()
+    }
+
+    /// Writes one part; returns its time.
+    fn write_part(&mut self, stream: &str, partial: bool, text: &str) -> String {
+        let time = self.stamp();
+        let line = format!("{time} {stream} {} {text}\n", if partial { "P" } else { "F" });
+        self.file.write_all(line.as_bytes()).unwrap();
+        self.written_since_rotation += line.len();
+        time
+    }
+
+    /// containerd's rotation (driven by the kubelet): the file is renamed with a time suffix and
+    /// a new one is opened at the same path.
+    fn rotate(&mut self) {
+        self.rotations += 1;
+        let rotated = self.path.with_file_name(format!("0.log.20240501-1000{:02}", self.rotations));
+        std::fs::rename(&self.path, rotated).unwrap();
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).unwrap();
+        self.written_since_rotation = 0;
+        self.opened = std::time::Instant::now();
+    }
+}
+
+/// Deterministic pseudo-random numbers.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// The Java records of the real stack-trace samples (tests/data/stacktraces): stack traces and
+/// the ordinary log lines between them.
+fn java_records() -> Vec<String> {
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string("tests/data/stacktraces/expected.json").unwrap()).unwrap();
+    expected["java"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect()
+}
+
+/// A copy of `record` made unique by `n`: a trace gets a frame naming it after its first line,
+/// a log line a suffix.
+fn numbered(record: &str, n: usize) -> String {
+    match record.split_once('\n') {
+        Some((head, rest)) => format!("{head}\n\tat logferry.Copy.n{n}(Copy.java:{n})\n{rest}"),
+        None => format!("{record} #{n}"),
+    }
+}
+
+/// What was written: stderr's records (each its lines joined by `\n`, with the time of its
+/// first part), the file each went to (how many rotations came before), and stdout's lines.
+#[derive(Default)]
+struct Written {
+    stderr: Vec<(String, String)>,
+    stderr_file: Vec<usize>,
+    stdout: Vec<String>,
+}
+
+/// Writes `copies` rounds of the Java samples to stderr, request lines to stdout in between,
+/// the two streams' parts interleaved at random as containerd interleaves its two pipes;
+/// rotates at about `rotate_bytes` where no line and no trace is half written (a trace cut by
+/// a rotation arrives in two records: see the container framing's notes), and not before the
+/// file is a second old (the kubelet looks every 10 s; a file renamed away before any scan
+/// saw it is one no agent can know of).
+fn write_rounds(w: &mut Containerd, rng: &mut Rng, first: usize, copies: usize, rotate_bytes: usize, out: &mut Written) {
+    let samples = java_records();
+    for round in first..first + copies {
+        for (k, record) in samples.iter().enumerate() {
+            let n = round * samples.len() + k;
+            let record = numbered(record, n);
+            // every part of the record's lines, in order
+            let mut err_parts: Vec<(bool, String)> = Vec::new();
+            for line in record.split('\n') {
+                err_parts.extend(w.parts(line));
+            }
+            let mut out_parts: Vec<(bool, String)> = Vec::new();
+            for j in 0..1 + rng.below(4) {
+                let line = format!("GET /items/{n}/{j} HTTP/1.1 200 {}", "x".repeat(rng.below(90) as usize));
+                out_parts.extend(w.parts(&line));
+                out.stdout.push(line);
+            }
+            let (mut e, mut o) = (0, 0);
+            let mut first_time = None;
+            while e < err_parts.len() || o < out_parts.len() {
+                let take_err = o == out_parts.len() || (e < err_parts.len() && rng.below(2) == 0);
+                if take_err {
+                    let (partial, text) = err_parts[e].clone();
+                    let t = w.write_part("stderr", partial, &text);
+                    first_time.get_or_insert(t);
+                    e += 1;
+                } else {
+                    let (partial, text) = out_parts[o].clone();
+                    w.write_part("stdout", partial, &text);
+                    o += 1;
+                }
+            }
+            out.stderr.push((record, first_time.unwrap()));
+            out.stderr_file.push(w.rotations);
+            if w.written_since_rotation > rotate_bytes && w.opened.elapsed() > Duration::from_secs(1) {
+                w.rotate();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn records(a: &Agent) -> Vec<Value> {
+    a.delivered().iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+fn logs_of<'a>(records: &'a [Value], stream: &str) -> Vec<&'a str> {
+    records.iter().filter(|r| r["stream"] == stream).map(|r| r["log"].as_str().unwrap()).collect()
+}
+
+/// Waits until every stderr record and stdout line written has arrived at least once.
+fn wait_for_all(a: &Agent, written: &Written) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = records(a);
+        let err: std::collections::HashSet<&str> = logs_of(&got, "stderr").into_iter().collect();
+        let out: std::collections::HashSet<&str> = logs_of(&got, "stdout").into_iter().collect();
+        let missing_err = written.stderr.iter().filter(|(r, _)| !err.contains(r.as_str())).count();
+        let missing_out = written.stdout.iter().filter(|l| !out.contains(l.as_str())).count();
+        if missing_err + missing_out == 0 {
+            return got;
+        }
+        if std::time::Instant::now() > deadline {
+            std::fs::write("/tmp/k8s-agent.log", a.stderr()).ok();
+            let example = written.stderr.iter().find(|(r, _)| !err.contains(r.as_str())).map(|(r, _)| r.clone());
+            let pieces: Vec<&str> =
+                logs_of(&got, "stderr").into_iter().filter(|l| !written.stderr.iter().any(|(r, _)| r == l)).take(3).collect();
+            panic!(
+                "{missing_err} stderr records and {missing_out} stdout lines never arrived whole; e.g. {example:?}\nrecords that are no written record: {pieces:?}\nagent stderr:\n{}",
+                a.stderr().chars().rev().take(3000).collect::<String>().chars().rev().collect::<String>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every delivered stderr record is a written record, whole (no trace arrives in pieces).
+fn assert_no_pieces(got: &[Value], written: &Written) {
+    let whole: HashMap<&str, &str> = written.stderr.iter().map(|(r, t)| (r.as_str(), t.as_str())).collect();
+    for r in got.iter().filter(|r| r["stream"] == "stderr") {
+        let log = r["log"].as_str().unwrap();
+        let time = whole.get(log).unwrap_or_else(|| panic!("a record that is not a whole written record: {log:?}"));
+        assert_eq!(r["time"].as_str(), Some(*time), "a record carries the time of its first part");
+    }
+}
+
+fn node_layout(a: &Agent) -> PathBuf {
+    let logs = a.logs();
+    let pod_dir = logs.join("pods/shop_api-7f9c_0b6a2c1e-aaaa-bbbb-cccc-444455556666/app");
+    std::fs::create_dir_all(&pod_dir).unwrap();
+    std::fs::create_dir_all(logs.join("containers")).unwrap();
+    let log = pod_dir.join("0.log");
+    std::fs::write(&log, "").unwrap();
+    let id = "e".repeat(64);
+    std::os::unix::fs::symlink(&log, logs.join(format!("containers/api-7f9c_shop_app-{id}.log"))).unwrap();
+    log
+}
+
+#[test]
+fn java_stack_traces_cut_into_cri_partial_lines_arrive_one_record_each_through_rotations_restarts_and_kills() {
+    let mut a =
+        Agent::new("containers/*.log", "    container_logs: {format: cri}\n    multiline: {preset: java, flush_timeout_ms: 500}", "");
+    let log = node_layout(&a);
+    let mut w = Containerd::new(&log, 40);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut written = Written::default();
+    a.start();
+    // a file renamed away before the agent ever saw it is not one it can know of
+    support::wait_for_log(&a.stderr_log, "running 1 flow", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    // clean restarts: every record exactly once
+    for step in 0..6 {
+        write_rounds(&mut w, &mut rng, step * 20, 20, 150_000, &mut written);
+        std::thread::sleep(Duration::from_millis(300 + rng.below(500)));
+        if step % 2 == 1 {
+            assert_eq!(a.stop(), 0);
+            a.start();
+        }
+    }
+    // while stopped: the file gets lines, then is rotated to a name outside the glob; they are
+    // read from there at the next start
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(a.stop(), 0);
+    let rotations = w.rotations;
+    std::thread::sleep(Duration::from_millis(1100));
+    write_rounds(&mut w, &mut rng, 1000, 3, 0, &mut written);
+    assert_eq!(w.rotations, rotations + 1);
+    a.start();
+    let got = wait_for_all(&a, &written);
+    assert!(a.stderr().contains("while logferry was stopped; reading the"), "the rotated file was followed by identity");
+    assert_no_pieces(&got, &written);
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for l in logs_of(&got, "stderr").into_iter().chain(logs_of(&got, "stdout")) {
+        *count.entry(l).or_default() += 1;
+    }
+    let repeated: Vec<_> = count.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    assert!(repeated.is_empty(), "sent more than once across clean restarts: {repeated:?}");
+    // a stream's order is kept within each file (a rotated file's rest and the new file are
+    // read side by side)
+    let file_of: HashMap<&str, usize> = written.stderr.iter().zip(&written.stderr_file).map(|((r, _), f)| (r.as_str(), *f)).collect();
+    for file in 0..=w.rotations {
+        let got_here: Vec<&str> = logs_of(&got, "stderr").into_iter().filter(|r| file_of[r] == file).collect();
+        let want: Vec<&str> = written.stderr.iter().filter(|(r, _)| file_of[r.as_str()] == file).map(|(r, _)| r.as_str()).collect();
+        assert!(got_here == want, "stderr's records of file {file} in the order written");
+    }
+    let traces = written.stderr.iter().filter(|(r, _)| r.contains('\n')).count();
+    eprintln!(
+        "phase 1: {traces} traces and {} log lines on stderr, {} stdout lines, {} rotations, {} bytes of CRI lines",
+        written.stderr.len() - traces,
+        written.stdout.len(),
+        w.rotations,
+        got.iter().map(|r| r["log"].as_str().unwrap().len()).sum::<usize>()
+    );
+    assert!(w.rotations >= 5 && traces >= 500, "the test writes at scale: {} rotations, {traces} traces", w.rotations);
+
+    // SIGKILLs while writing: nothing lost, no trace in pieces (a record may come twice)
+    for step in 6..12 {
+        write_rounds(&mut w, &mut rng, step * 20, 20, 150_000, &mut written);
+        std::thread::sleep(Duration::from_millis(100 + rng.below(600)));
+        a.kill9();
+        a.start();
+    }
+    let got = wait_for_all(&a, &written);
+    assert_eq!(a.stop(), 0);
+    assert_no_pieces(&records(&a), &written);
+    let duplicates = logs_of(&got, "stderr").len() - written.stderr.len();
+    eprintln!("phase 2: 6 SIGKILLs; {} stderr records written in all, {duplicates} delivered twice", written.stderr.len());
+}
