@@ -598,12 +598,20 @@ fn preview(path: &Path, flow_id: Option<&str>, files: &[PathBuf]) -> Result<Exit
         total.truncated += s.truncated;
         total.split += s.split;
         total.processing_errors += s.processing_errors;
+        total.fields_unparsed += s.fields_unparsed;
         total.runaway_lines += s.runaway_lines;
     }
     out.flush()?;
     eprintln!(
-        "preview: {} records, {} dropped, {} truncated, {} split, {} processing errors (sent raw), {} lines longer than {} bytes",
-        total.records, total.dropped, total.truncated, total.split, total.processing_errors, total.runaway_lines, flow.max_line_bytes
+        "preview: {} records, {} dropped, {} truncated, {} split, {} processing errors (sent raw), {} with a field that did not parse (kept as it was), {} lines longer than {} bytes",
+        total.records,
+        total.dropped,
+        total.truncated,
+        total.split,
+        total.processing_errors,
+        total.fields_unparsed,
+        total.runaway_lines,
+        flow.max_line_bytes
     );
     Ok(ExitCode::SUCCESS)
 }

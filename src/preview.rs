@@ -26,6 +26,8 @@ pub struct Summary {
     /// Records sent in pieces (`oversized_records: split`), and lines streamed in pieces.
     pub split: u64,
     pub processing_errors: u64,
+    /// Records sent with a field a field step could not parse.
+    pub fields_unparsed: u64,
     pub runaway_lines: u64,
 }
 
@@ -46,7 +48,9 @@ pub fn preview_file(
 ) -> io::Result<Summary> {
     let mut chain = Chain::new(&flow.processors, ctx);
     let mut framer = LineFramer::new(0, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split);
-    let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().collect::<Vec<_>>());
+    // as `run` does: the path, and the file a link leads to (the pod's uid is in its path)
+    let target = path.and_then(|p| std::fs::canonicalize(p).ok()).filter(|t| Some(t.as_path()) != path);
+    let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().chain(target.as_deref()).collect::<Vec<_>>());
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines, std::time::Instant::now())
         .with_limit(flow.max_line_bytes)
         .with_pod(&pod);
@@ -106,6 +110,7 @@ pub fn preview_file(
         truncated: stats.truncated,
         split: stats.split + framer.take_streamed_lines(),
         processing_errors: stats.processing_errors,
+        fields_unparsed: stats.fields_unparsed,
         runaway_lines: stats.runaway_lines,
     })
 }

@@ -632,3 +632,44 @@ fn multiline_presets_group_plain_files_and_container_streams_in_preview_and_mist
         assert!(r.stderr.contains(error), "{yaml}: {}", r.stderr);
     }
 }
+
+#[test]
+fn field_processors_are_described_by_check_and_mistakes_refused_by_key() {
+    let d = tempfile::tempdir().unwrap();
+    let flow = |processors: &str| {
+        format!("flows:\n  - id: pods\n    path: /var/log/containers/*.log\n    container_logs: {{format: cri}}\n    processors:\n{processors}    sink: {{type: stdout}}\n")
+    };
+    let good = write(
+        d.path(),
+        "good.yaml",
+        &flow("      - {type: json, field: log, merge: true, keep_original: true}\n      - {type: regex, field: msg, pattern: '^(?<level>[A-Z]+) ', into: parsed, on_mismatch: drop}\n      - {type: rename, fields: {kubernetes.pod: pod}}\n      - {type: remove, fields: [stream]}\n      - {type: lift, field: kubernetes}\n"),
+    );
+    let r = check(&good);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for shown in [
+        "parse field log as json, merged into the record, original kept",
+        "parse field msg as regex",
+        "rename kubernetes.pod → pod",
+        "remove stream",
+        "lift kubernetes",
+    ] {
+        assert!(r.stdout.contains(shown), "{shown}: {}", r.stdout);
+    }
+    for (processors, error) in [
+        (
+            "      - {type: json, field: log}\n",
+            "`flows[0].processors[0].field`: say where the parsed fields go: `merge: true` (into the record) or `into: FIELD`",
+        ),
+        ("      - {type: json, field: log, merge: true, into: x}\n", "`flows[0].processors[0].into`: give `merge: true`"),
+        ("      - {type: parse, field: 'a..b', format: syslog, merge: true}\n", "\"a..b\" is not a field path"),
+        ("      - {type: parse, field: log, format: nginx, merge: true}\n", "\"nginx\" is not one of apache_common"),
+        ("      - {type: rename, fields: [a, b]}\n", "`flows[0].processors[0].fields`: expected a mapping of field names (from: to)"),
+        ("      - {type: remove}\n", "`flows[0].processors[0].fields`: is required: the fields to remove"),
+        ("      - {type: lift}\n", "`flows[0].processors[0].field`: is required"),
+        ("      - {type: merge}\n", "is not one of parse, regex, json, filter, rename, copy, remove, lift"),
+    ] {
+        let r = check(&write(d.path(), "bad.yaml", &flow(processors)));
+        assert_eq!(r.code, 1, "{processors}");
+        assert!(r.stderr.contains(error), "{processors}: {}", r.stderr);
+    }
+}

@@ -285,3 +285,117 @@ fn java_stack_traces_cut_into_cri_partial_lines_arrive_one_record_each_through_r
     let duplicates = logs_of(&got, "stderr").len() - written.stderr.len();
     eprintln!("phase 2: 6 SIGKILLs; {} stderr records written in all, {duplicates} delivered twice", written.stderr.len());
 }
+
+/// A pod's CRI log with the given `log` messages on stdout, linked from `containers/`.
+fn pod_log(a: &Agent, namespace: &str, pod: &str, container: &str, messages: &[&str]) -> PathBuf {
+    let logs = a.logs();
+    let dir = logs.join(format!("pods/{namespace}_{pod}_uid-{pod}/{container}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(logs.join("containers")).unwrap();
+    let log = dir.join("0.log");
+    let mut w = Containerd::new(&log, 16 << 10);
+    for m in messages {
+        for (partial, part) in w.parts(m) {
+            w.write_part("stdout", partial, &part);
+        }
+    }
+    let link = logs.join(format!("containers/{pod}_{namespace}_{container}-{}.log", "f".repeat(64)));
+    std::os::unix::fs::symlink(&log, &link).unwrap();
+    link
+}
+
+#[test]
+fn a_json_logging_pod_is_merged_and_an_apache_logging_pod_parsed_the_same_in_run_and_preview() {
+    let mut a = Agent::new("unused", "", "");
+    let api = pod_log(
+        &a,
+        "shop",
+        "api-1",
+        "api",
+        &[
+            r#"{"level":"info","msg":"order placed","order":{"id":17,"items":3},"stream":"app"}"#,
+            "plain text from a library",
+            r#"{"level":"error","msg":"payment declined","code":402}"#,
+        ],
+    );
+    let web = pod_log(
+        &a,
+        "shop",
+        "web-1",
+        "nginx",
+        &[
+            r#"10.0.0.7 - - [01/May/2024:10:00:00 +0000] "GET /cart HTTP/1.1" 200 512 "-" "Mozilla/5.0""#,
+            r#"10.0.0.8 - bob [01/May/2024:10:00:01 +0000] "POST /pay HTTP/1.1" 402 - "https://shop/cart" "curl/8.0""#,
+        ],
+    );
+    let state = a.dir.path().join("state");
+    let out = a.out.clone();
+    let web_out = a.dir.path().join("out/web.log");
+    let yaml = format!(
+        "checkpoint_file: {}/cp.db\nhttp: {{listen: '127.0.0.1:0'}}\nflows:\n\
+         - id: api\n    path: {}\n    container_logs: {{format: cri}}\n    processors:\n\
+         \x20     - {{type: json, field: log, merge: true}}\n\
+         \x20     - {{type: lift, field: kubernetes, prefix: k8s_}}\n\
+         \x20     - {{type: remove, fields: [k8s_pod_uid, k8s_container_id]}}\n\
+         \x20   sink: {{type: file, path: {}}}\n\
+         - id: web\n    path: {}\n    container_logs: {{format: cri}}\n    processors:\n\
+         \x20     - {{type: parse, field: log, format: apache_combined, into: http}}\n\
+         \x20     - {{type: rename, fields: {{http.response: http.status, kubernetes.pod: pod}}}}\n\
+         \x20     - {{type: copy, fields: {{kubernetes.namespace: index}}}}\n\
+         \x20   sink: {{type: file, path: {}}}\n",
+        state.display(),
+        api.display(),
+        out.display(),
+        web.display(),
+        web_out.display()
+    )
+    .replace("\n- id:", "\n  - id:");
+    std::fs::write(&a.config, yaml).unwrap();
+    a.start();
+    let base = support::endpoint_in(&a.stderr_log);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let web_delivered = || -> Vec<Value> {
+        std::fs::read_to_string(&web_out).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    while a.delivered().len() + web_delivered().len() < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(support::metric_sum(&base, "logferry_field_parse_failures_total"), 1.0, "the plain line is counted");
+    assert_eq!(a.stop(), 0);
+    let mut got = records(&a);
+    got.extend(web_delivered());
+    let api_records: Vec<&Value> = got.iter().filter(|r| r["k8s_pod"] == "api-1").collect();
+    assert_eq!(api_records.len(), 3, "{got:#?}");
+    assert_eq!(
+        api_records[0],
+        &serde_json::json!({"time": api_records[0]["time"], "stream": "app", "k8s_namespace": "shop", "k8s_pod": "api-1", "k8s_container": "api", "level": "info", "msg": "order placed", "order": {"id": 17, "items": 3}}),
+        "log merged (its own `stream` taking the place of the record's), kubernetes lifted, ids removed"
+    );
+    assert_eq!(api_records[1]["log"], "plain text from a library", "a line that is not JSON keeps its field");
+    assert_eq!(api_records[2]["code"], 402);
+    let web_records: Vec<&Value> = got.iter().filter(|r| r["pod"] == "web-1").collect();
+    assert_eq!(web_records.len(), 2, "{got:#?}");
+    assert_eq!(web_records[1]["http"]["status"], 402);
+    assert_eq!(web_records[1]["http"]["authuser"], "bob");
+    assert_eq!(web_records[1]["http"]["datetime"], "2024-05-01T10:00:01Z");
+    assert_eq!(web_records[1]["index"], "shop");
+    assert!(web_records[1].get("log").is_none(), "the parsed field is removed");
+
+    // preview shows the same records, from the same files
+    for (flow, file, mine) in [("api", &api, &api_records), ("web", &web, &web_records)] {
+        let p = std::process::Command::new(env!("CARGO_BIN_EXE_logferry"))
+            .args(["preview", "--config", a.config.to_str().unwrap(), "--flow", flow, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+        let previewed: Vec<Value> = String::from_utf8_lossy(&p.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(&serde_json::from_str::<String>(l).unwrap()).unwrap())
+            .collect();
+        assert_eq!(previewed.iter().collect::<Vec<_>>(), **mine, "{flow}: preview and run agree");
+        let summary = String::from_utf8_lossy(&p.stderr);
+        let expected = if flow == "api" { "1 with a field that did not parse" } else { "0 with a field that did not parse" };
+        assert!(summary.contains(expected), "{summary}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Properties of framing and conversion over arbitrary input.
 
+use logferry::convert::fields::{FieldParser, FieldPath, FieldStep, ParsedTo};
 use logferry::convert::json::JsonLayout;
 use logferry::convert::{Chain, ChainContext, LogFormat, MismatchPolicy, NativeFormat, Outcome, Pattern, ProcessorSpec};
 use logferry::framing::multiline::{MultiLineRule, Preset};
@@ -49,6 +50,29 @@ fn every_processor() -> Vec<ProcessorSpec> {
     for format in NativeFormat::NAMES.iter().map(|n| NativeFormat::from_name(n).unwrap()) {
         v.push(ProcessorSpec::Parse { format, on_mismatch: MismatchPolicy::Drop });
     }
+    let path = |s: &str| FieldPath::parse(s).unwrap();
+    for step in [
+        FieldStep::Parse {
+            field: path("a"),
+            parser: FieldParser::Json,
+            to: ParsedTo::Merge,
+            keep_original: false,
+            on_mismatch: MismatchPolicy::Raw,
+        },
+        FieldStep::Parse {
+            field: path("k"),
+            parser: FieldParser::Format(NativeFormat::ApacheCombined),
+            to: ParsedTo::Into(path("x.y")),
+            keep_original: true,
+            on_mismatch: MismatchPolicy::Drop,
+        },
+        FieldStep::Rename(vec![(path("a"), path("b.c")), (path("k.z"), path("k"))]),
+        FieldStep::Copy(vec![(path("k"), path("a.k"))]),
+        FieldStep::Remove(vec![path("b"), path("k.z")]),
+        FieldStep::Lift { field: path("k"), prefix: String::new() },
+    ] {
+        v.push(ProcessorSpec::Field(step));
+    }
     v
 }
 
@@ -87,6 +111,12 @@ fn loggy_bytes() -> impl Strategy<Value = Vec<u8>> {
         b"host",
         b"prog[1]: ",
         b"<165>1 ",
+        // JSON objects for the field steps
+        b"{\"a\":",
+        b"\"k\":{\"z\":",
+        b",",
+        b"\"{\\\"z\\\":1}\"",
+        b"1",
     ]);
     prop_oneof![prop::collection::vec(any::<u8>(), 0..300), prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat()),]
 }
@@ -110,7 +140,7 @@ proptest! {
     /// Every processor, alone and chained with all the others, on arbitrary bytes: no panic, and
     /// the outcome is consistent with the output buffer.
     #[test]
-    fn converters_never_panic_on_arbitrary_bytes(input in loggy_bytes(), first in 0usize..23) {
+    fn converters_never_panic_on_arbitrary_bytes(input in loggy_bytes(), first in 0usize..29) {
         let all = every_processor();
         let ec2 = logferry::convert::ec2::Ec2MetadataHandle::default();
         ec2.set(Some(logferry::convert::ec2::metadata_from_identity(&serde_json::json!({"instanceId": "i-1"}), None, time_now())));
@@ -121,7 +151,7 @@ proptest! {
             match chain.convert(&input, &mut out) {
                 Outcome::Dropped => prop_assert!(out.is_empty()),
                 Outcome::FellBack => prop_assert_eq!(&out, &input),
-                Outcome::Emitted => {}
+                Outcome::Emitted | Outcome::FieldKept => {}
                 // the chain contains a panic to one record; a processor must not panic at all
                 Outcome::Panicked => prop_assert!(false, "{} panicked on {:?}", p.describe(), String::from_utf8_lossy(&input)),
             }

@@ -31,6 +31,8 @@ pub struct FlowStats {
     /// Records on which a processor panicked (sent as they were read; counted in
     /// `processing_errors` too).
     pub processor_panics: u64,
+    /// Records sent with a field a field step could not parse, kept as it was.
+    pub fields_unparsed: u64,
     /// Records in a row that failed conversion, up to the last one.
     pub consecutive_processing_errors: u64,
     pub runaway_lines: u64,
@@ -81,6 +83,10 @@ pub(crate) fn emit(
             }
         }
         Outcome::Emitted => stats.consecutive_processing_errors = 0,
+        Outcome::FieldKept => {
+            stats.consecutive_processing_errors = 0;
+            stats.fields_unparsed += 1;
+        }
     }
     // journal entries carry their host and source already
     if source.0 < crate::source::journal::JOURNAL_TAIL_BASE {

@@ -6,6 +6,7 @@
 //! `.gz/.bz2/.zip` exclusion), so behaviour does not change by moving to YAML.
 
 use super::*;
+use crate::convert::fields::{FieldParser, FieldPath, FieldStep, ParsedTo};
 use crate::convert::json::JsonLayout;
 use crate::framing::multiline::MultiLineRule;
 use serde_json::{json, Map, Value};
@@ -17,8 +18,37 @@ fn layout_name(l: JsonLayout) -> &'static str {
     }
 }
 
+/// A field step as the native format writes it.
+fn field_step_value(s: &FieldStep) -> Value {
+    let pairs = |v: &[(FieldPath, FieldPath)]| -> Value {
+        v.iter().map(|(a, b)| (a.to_string(), Value::String(b.to_string()))).collect::<Map<_, _>>().into()
+    };
+    match s {
+        FieldStep::Parse { field, parser, to, keep_original, on_mismatch } => {
+            let mut m = match parser {
+                FieldParser::Format(f) => json!({"type": "parse", "format": f.name()}),
+                FieldParser::Regex(p) => json!({"type": "regex", "pattern": p.as_str()}),
+                FieldParser::Json => json!({"type": "json"}),
+            };
+            m["field"] = field.to_string().into();
+            match to {
+                ParsedTo::Merge => m["merge"] = true.into(),
+                ParsedTo::Into(p) => m["into"] = p.to_string().into(),
+            }
+            m["keep_original"] = (*keep_original).into();
+            m["on_mismatch"] = policy_name(*on_mismatch).into();
+            m
+        }
+        FieldStep::Rename(v) => json!({"type": "rename", "fields": pairs(v)}),
+        FieldStep::Copy(v) => json!({"type": "copy", "fields": pairs(v)}),
+        FieldStep::Remove(v) => json!({"type": "remove", "fields": v.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+        FieldStep::Lift { field, prefix } => json!({"type": "lift", "field": field.to_string(), "prefix": prefix}),
+    }
+}
+
 fn processor_value(p: &ProcessorSpec) -> Value {
     match p {
+        ProcessorSpec::Field(step) => field_step_value(step),
         ProcessorSpec::SingleLine { no_trim, escape_new_line } => {
             let mut opts = Vec::new();
             if *no_trim {

@@ -19,6 +19,7 @@ pub mod apache;
 mod civil;
 pub mod describe_tags;
 pub mod ec2;
+pub mod fields;
 pub mod journal;
 pub mod json;
 pub mod logtojson;
@@ -41,6 +42,9 @@ pub enum Outcome {
     Dropped,
     /// A step failed; the original bytes are in the output buffer (counted as a processing error).
     FellBack,
+    /// As [`Outcome::Emitted`], but a field step could not parse its field, which was kept as it
+    /// was (counted).
+    FieldKept,
     /// A step panicked (a bug): as [`Outcome::FellBack`], the original bytes are in the output
     /// buffer; the caller counts and reports it.
     Panicked,
@@ -211,6 +215,8 @@ pub enum ProcessorSpec {
         include: Vec<Pattern<regex::bytes::Regex>>,
         exclude: Vec<Pattern<regex::bytes::Regex>>,
     },
+    /// Native: a step on a structured record's fields ([`fields`]).
+    Field(fields::FieldStep),
 }
 
 impl ProcessorSpec {
@@ -234,6 +240,7 @@ impl ProcessorSpec {
             ProcessorSpec::Regex { pattern, .. } => format!("regex {:?}", pattern.as_str()),
             ProcessorSpec::Json { .. } => "json".into(),
             ProcessorSpec::Filter { include, exclude } => format!("filter ({} include, {} exclude)", include.len(), exclude.len()),
+            ProcessorSpec::Field(step) => step.describe(),
         }
     }
 }
@@ -268,6 +275,8 @@ pub struct Chain {
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
     native: native::NativeScratch,
+    /// A parsed field's fields, as JSON text.
+    field_scratch: Vec<u8>,
 }
 
 impl Chain {
@@ -289,6 +298,7 @@ impl Chain {
             scratch: Vec::with_capacity(4096),
             scratch2: Vec::with_capacity(4096),
             native: native::NativeScratch::default(),
+            field_scratch: Vec::new(),
         }
     }
 
@@ -332,16 +342,40 @@ impl Chain {
         let mut cur = std::mem::take(&mut self.scratch);
         let mut next = std::mem::take(&mut self.scratch2);
         let mut outcome = Outcome::Emitted;
-        for i in 0..n {
+        let mut i = 0;
+        while i < n {
+            // consecutive field steps share one parse of the record
+            let field_steps: Vec<&fields::FieldStep> = self.specs[i..]
+                .iter()
+                .map_while(|s| match s {
+                    ProcessorSpec::Field(f) => Some(f),
+                    _ => None,
+                })
+                .collect();
+            let j = i + field_steps.len().max(1);
             let input: &[u8] = if i == 0 { record } else { &cur };
-            let last = i + 1 == n;
+            let last = j == n;
             let out = if last {
                 &mut *dst
             } else {
                 next.clear();
                 &mut next
             };
-            match run_step(&self.specs[i], &self.keys[i], &self.ctx, &mut self.native, input, out) {
+            let step = if field_steps.is_empty() {
+                run_step(&self.specs[i], &self.keys[i], &self.ctx, &mut self.native, input, out)
+            } else {
+                let clock = || self.ctx.now();
+                match fields::apply(&field_steps, input, &clock, &mut self.native, &mut self.field_scratch, out) {
+                    fields::Fields::Done => Step::Ok,
+                    fields::Fields::Unparsed => {
+                        outcome = Outcome::FieldKept;
+                        Step::Ok
+                    }
+                    fields::Fields::Drop => Step::Drop,
+                }
+            };
+            i = j;
+            match step {
                 Step::Ok if last => {}
                 Step::Ok => std::mem::swap(&mut cur, &mut next),
                 Step::Drop => {
@@ -392,6 +426,8 @@ fn run_step(
         ProcessorSpec::Regex { pattern, on_mismatch } => native::regex_fields(input, pattern, *on_mismatch, out),
         ProcessorSpec::Json { on_mismatch } => native::json_passthrough(input, *on_mismatch, out),
         ProcessorSpec::Filter { include, exclude } => native::filter(input, include, exclude, out),
+        // run by the chain, several at a time
+        ProcessorSpec::Field(_) => unreachable!("field steps are applied by Chain::run_steps"),
     }
 }
 

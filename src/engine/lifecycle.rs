@@ -232,7 +232,7 @@ impl Engine {
                     let _ = h.join();
                 }
             }
-            tracing::info!(flow = %f.flow.id, "records handed to the sink {}, dropped {}, truncated {}, split {}, dead-lettered {}, processing errors {}, lines cut at max_line_bytes {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.split, f.stats.dead_lettered, f.stats.processing_errors, f.stats.runaway_lines, f.stats.bytes_read);
+            tracing::info!(flow = %f.flow.id, "records handed to the sink {}, dropped {}, truncated {}, split {}, dead-lettered {}, processing errors {}, fields that did not parse {}, lines cut at max_line_bytes {}, bytes read {}", f.stats.records, f.stats.dropped, f.stats.truncated, f.stats.split, f.stats.dead_lettered, f.stats.processing_errors, f.stats.fields_unparsed, f.stats.runaway_lines, f.stats.bytes_read);
         }
         Ok(stats)
     }

@@ -23,6 +23,7 @@ impl Engine {
             fm.records_split.inc_by(s.split - p.split);
             fm.processing_errors.inc_by(s.processing_errors - p.processing_errors);
             fm.processor_panics.inc_by(s.processor_panics - p.processor_panics);
+            fm.fields_unparsed.inc_by(s.fields_unparsed - p.fields_unparsed);
             fm.note_dead_letters(s.dead_lettered - p.dead_lettered);
             fm.consecutive_processing_errors.set(s.consecutive_processing_errors as i64);
             f.published = s;

@@ -97,6 +97,7 @@ pub struct FlowMetrics {
     pub records_split: Counter,
     pub processing_errors: Counter,
     pub processor_panics: Counter,
+    pub fields_unparsed: Counter,
     pub sink_restarts: Counter,
     pub consecutive_processing_errors: Gauge,
     pub discovery_errors: Counter,
@@ -162,6 +163,7 @@ struct Families {
     split: Family<FlowLabels, Counter>,
     processing: Family<FlowLabels, Counter>,
     panics: Family<FlowLabels, Counter>,
+    fields_unparsed: Family<FlowLabels, Counter>,
     sink_restarts: Family<FlowLabels, Counter>,
     consecutive: Family<FlowLabels, Gauge>,
     discovery: Family<FlowLabels, Counter>,
@@ -253,6 +255,10 @@ impl Metrics {
             split: family!("records_split", "Records sent in pieces (oversized_records: split)"),
             processing: family!("processing_errors", "Records a processor could not convert (sent as they were or dropped)"),
             panics: family!("processor_panics", "Records on which a processor failed by a bug (sent as they were read)"),
+            fields_unparsed: family!(
+                "field_parse_failures",
+                "Records whose field a field parse step could not parse (sent with the field as it was)"
+            ),
             sink_restarts: family!("sink_restarts", "Times the flow was restarted because its sink worker panicked or stopped"),
             consecutive: family!("consecutive_processing_errors", "Records in a row that failed conversion"),
             discovery: family!(
@@ -367,6 +373,7 @@ impl Metrics {
             records_split: c(&f.split),
             processing_errors: c(&f.processing),
             processor_panics: c(&f.panics),
+            fields_unparsed: c(&f.fields_unparsed),
             sink_restarts: c(&f.sink_restarts),
             consecutive_processing_errors: g(&f.consecutive),
             discovery_errors: c(&f.discovery),
