@@ -520,7 +520,7 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         Assembly::Aggregate { max_bytes } => {
             format!("whole lines packed into records of up to {max_bytes} bytes")
         }
-        Assembly::Container { format, include_namespaces, exclude_namespaces, multiline } => {
+        Assembly::Container { format, include_namespaces, exclude_namespaces, multiline, metadata } => {
             let mut s = match multiline {
                 Some(rule) => format!(
                     "container logs ({format:?}): partial lines merged, then multi-line per stream: {} (sent after {} ms without a new line of that stream); one JSON record each with the pod's identity",
@@ -534,6 +534,9 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
             }
             if !exclude_namespaces.is_empty() {
                 s += &format!("; not namespaces {}", exclude_namespaces.join(", "));
+            }
+            if let Some(m) = metadata {
+                s += &format!("; {}", m.describe());
             }
             s
         }

@@ -53,7 +53,7 @@ pub fn preview_file(
     let pod = crate::framing::container::PodInfo::from_paths(&path.into_iter().chain(target.as_deref()).collect::<Vec<_>>());
     let mut assembler = RecordAssembler::new(flow.assembly.clone(), flow.skip_header_lines, std::time::Instant::now())
         .with_limit(flow.max_line_bytes)
-        .with_pod(&pod);
+        .with_pod(&pod, None);
     let (batches_tx, batches) = std::sync::mpsc::channel::<Batch>();
     let mut outbox = Outbox::new(batches_tx, flow, usize::MAX);
     let (mut stats, mut acks, mut in_flight) = (FlowStats::default(), AckTracker::new(0), 0u64);

@@ -399,3 +399,219 @@ fn a_json_logging_pod_is_merged_and_an_apache_logging_pod_parsed_the_same_in_run
         assert!(summary.contains(expected), "{summary}");
     }
 }
+
+/// A Pod object as the API server returns it (`GET /api/v1/namespaces/{ns}/pods/{name}`).
+fn pod_object(namespace: &str, name: &str, node: &str, labels: Value) -> Value {
+    serde_json::json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": format!("uid-{name}"),
+            "resourceVersion": "4711",
+            "creationTimestamp": "2024-05-01T09:00:00Z",
+            "labels": labels,
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "2024-05-01T08:59:00Z", "team.example.com/owner": "checkout"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-rs"), "uid": "rs-1", "controller": true}]
+        },
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": "default",
+            "containers": [{"name": "app", "image": format!("registry.example.com/{name}:1.4.2"), "resources": {}}]
+        },
+        "status": {"phase": "Running", "podIP": "10.0.1.17", "hostIP": "10.0.0.5"}
+    })
+}
+
+/// A Status object, as the API server answers errors.
+fn status_object(code: u16, reason: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})).unwrap()
+}
+
+#[test]
+fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_what_the_path_gives() {
+    let mut a = Agent::new("unused", "", "");
+    let certs = a.dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = support::http::test_certificates(&certs, "kubernetes-test-ca");
+    let token_file = a.dir.path().join("token");
+    std::fs::write(&token_file, "projected-token-1\n").unwrap();
+    let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>> = Default::default();
+    let valid_token = std::sync::Arc::new(std::sync::Mutex::new("projected-token-1".to_string()));
+    let seen = requests.clone();
+    let valid = valid_token.clone();
+    let api = support::http::serve_tls(&cert, &key, move |r| {
+        let authorised = r.header("authorization") == Some(format!("Bearer {}", valid.lock().unwrap()).as_str());
+        seen.lock().unwrap().push((r.path.clone(), authorised));
+        let json = |status: &str, body: Vec<u8>| Some(support::http::response(status, &[("Content-Type", "application/json")], &body));
+        if !authorised {
+            return json("401 Unauthorized", status_object(401, "Unauthorized", "Unauthorized"));
+        }
+        let labels = |app: &str| serde_json::json!({"app.kubernetes.io/name": app, "pod-template-hash": "5f7c9", "tier": "backend"});
+        match r.path.as_str() {
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-1" => json(
+                "200 OK",
+                serde_json::to_vec(&serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": [pod_object("shop", "api-1", "node-1", labels("api"))]})).unwrap(),
+            ),
+            "/api/v1/namespaces/shop/pods/next-1" => json("200 OK", serde_json::to_vec(&pod_object("shop", "next-1", "node-1", labels("next"))).unwrap()),
+            "/api/v1/namespaces/shop/pods/late-1" => json("200 OK", serde_json::to_vec(&pod_object("shop", "late-1", "node-1", labels("late"))).unwrap()),
+            "/api/v1/namespaces/shop/pods/gone-1" => json("404 Not Found", status_object(404, "NotFound", "pods \"gone-1\" not found")),
+            "/api/v1/namespaces/shop/pods/old-1" => json("410 Gone", status_object(410, "Gone", "pods \"old-1\" is gone")),
+            "/api/v1/namespaces/secret/pods/vault-1" => json(
+                "403 Forbidden",
+                status_object(403, "Forbidden", "pods \"vault-1\" is forbidden: User \"system:serviceaccount:logging:logferry\" cannot get resource \"pods\" in the namespace \"secret\""),
+            ),
+            "/api/v1/namespaces/slow/pods/slow-1" => {
+                std::thread::sleep(Duration::from_secs(3));
+                json("200 OK", serde_json::to_vec(&pod_object("slow", "slow-1", "node-1", labels("slow"))).unwrap())
+            }
+            "/api/v1/namespaces/shop" | "/api/v1/namespaces/secret" | "/api/v1/namespaces/slow" => json(
+                "200 OK",
+                serde_json::to_vec(&serde_json::json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "shop", "labels": {"team": "checkout", "kubernetes.io/metadata.name": "shop"}}})).unwrap(),
+            ),
+            _ => json("404 Not Found", status_object(404, "NotFound", "the server could not find the requested resource")),
+        }
+    });
+    pod_log(&a, "shop", "api-1", "app", &["GET /orders 200", "GET /cart 200"]);
+    let out = a.out.clone();
+    let yaml = format!(
+        "checkpoint_file: {}\nhttp: {{listen: '127.0.0.1:0'}}\nflows:\n  - id: pods\n    path: {}/containers/*.log\n    scan_interval_ms: 200\n    container_logs:\n      format: cri\n      metadata:\n        url: {api}\n        token_file: {}\n        ca_file: {}\n        node_name: node-1\n        cluster_name: prod-eu\n        exclude_labels: [pod-template-hash]\n        annotations: true\n        include_annotations: ['team.example.com/*']\n        namespace_labels: true\n        ttl_secs: 2\n        timeout_ms: 1000\n    buffer: {{max_age_ms: 100}}\n    sink: {{type: file, path: {}}}\n",
+        a.dir.path().join("state/cp.db").display(),
+        a.logs().display(),
+        token_file.display(),
+        ca.display(),
+        out.display()
+    );
+    std::fs::write(&a.config, yaml).unwrap();
+    a.start();
+    let base = support::endpoint_in(&a.stderr_log);
+    let wait_for = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = records(&a);
+            if got.len() >= n || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let got = wait_for(2);
+    // a running pod: listed at start, so its first record carries its metadata
+    let k = &got[0]["kubernetes"];
+    assert_eq!(
+        k,
+        &serde_json::json!({
+            "namespace": "shop", "pod": "api-1", "pod_uid": "uid-api-1", "container": "app", "container_id": "f".repeat(64),
+            "node": "node-1", "container_image": "registry.example.com/api-1:1.4.2",
+            "labels": {"app.kubernetes.io/name": "api", "tier": "backend"},
+            "annotations": {"team.example.com/owner": "checkout"},
+            "namespace_labels": {"team": "checkout", "kubernetes.io/metadata.name": "shop"},
+            "cluster": "prod-eu"
+        }),
+        "{got:#?}"
+    );
+    // pods started later: fetched when their files appear (a file waits for that, up to
+    // timeout_ms); those the API cannot give, or not in time, ship with what their paths say
+    for (ns, pod) in [("shop", "late-1"), ("shop", "gone-1"), ("shop", "old-1"), ("secret", "vault-1"), ("slow", "slow-1")] {
+        pod_log(&a, ns, pod, "app", &[&format!("{pod} first"), &format!("{pod} second")]);
+    }
+    let got = wait_for(12);
+    assert_eq!(got.len(), 12, "every record ships, whatever the API says: {got:#?}");
+    let of = |pod: &str| got.iter().filter(|r| r["kubernetes"]["pod"] == pod).map(|r| &r["kubernetes"]).collect::<Vec<_>>();
+    for k in of("late-1") {
+        assert_eq!(k["labels"]["app.kubernetes.io/name"], "late", "a new pod's file waits for its first fetch: {k}");
+    }
+    for pod in ["gone-1", "old-1", "vault-1", "slow-1"] {
+        for k in of(pod) {
+            assert!(k.get("labels").is_none() && k["pod_uid"] == format!("uid-{pod}") && k["cluster"] == "prod-eu", "{pod}: {k}");
+        }
+    }
+    // later records of the pod carry its labels too
+    let appended = a.logs().join("pods/shop_late-1_uid-late-1/app/0.log");
+    let mut w = std::fs::OpenOptions::new().append(true).open(&appended).unwrap();
+    w.write_all(b"2024-05-01T10:00:05.000000001Z stdout F late-1 third\n").unwrap();
+    let got = wait_for(13);
+    let third = got.iter().find(|r| r["log"] == "late-1 third").expect("the third line");
+    assert_eq!(third["kubernetes"]["labels"]["app.kubernetes.io/name"], "late", "{third}");
+    // the error said what to do
+    let log = a.stderr();
+    assert!(log.contains("may not get pod secret/vault-1; apply packaging/kubernetes/rbac.yaml"), "{log}");
+    assert!(log.contains("no answer within 1000 ms"), "{log}");
+    let misses = support::metric_sum(&base, "logferry_kubernetes_metadata_misses_total");
+    assert!(misses >= 6.0, "records without metadata are counted: {misses}");
+    assert!(support::metric_sum(&base, "logferry_kubernetes_metadata_errors_total") >= 2.0);
+    // the TTL: a pod looked up after it passed is asked for again (and only then)
+    let asked = |path: &str| requests.lock().unwrap().iter().filter(|(p, _)| p == path).count();
+    let before = asked("/api/v1/namespaces/shop/pods/late-1");
+    std::thread::sleep(Duration::from_millis(2500));
+    w.write_all(b"2024-05-01T10:00:06.000000001Z stdout F late-1 fourth\n").unwrap();
+    wait_for(14);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(asked("/api/v1/namespaces/shop/pods/late-1"), before + 1, "asked again once after the TTL");
+    assert!(requests.lock().unwrap().iter().all(|(_, authorised)| *authorised), "every request carries the token");
+    // the kubelet rotates the projected token: the next request carries the new one
+    *valid_token.lock().unwrap() = "projected-token-2".into();
+    std::fs::write(&token_file, "projected-token-2\n").unwrap();
+    pod_log(&a, "shop", "next-1", "app", &["next-1 first"]);
+    let got = wait_for(15);
+    let next = got.iter().find(|r| r["log"] == "next-1 first").expect("the new pod's line");
+    assert_eq!(next["kubernetes"]["labels"]["app.kubernetes.io/name"], "next", "fetched with the rotated token: {next}");
+    assert_eq!(a.stop(), 0);
+}
+
+#[test]
+fn pod_labels_come_from_the_kubelets_pod_list_without_asking_the_api_server() {
+    let mut a = Agent::new("unused", "", "");
+    let certs = a.dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = support::http::test_certificates(&certs, "kubelet-test-ca");
+    let token_file = a.dir.path().join("token");
+    std::fs::write(&token_file, "kubelet-token").unwrap();
+    let paths: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = paths.clone();
+    let kubelet = support::http::serve_tls(&cert, &key, move |r| {
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            seen.push(r.path.clone());
+            seen.len()
+        };
+        if r.header("authorization") != Some("Bearer kubelet-token") {
+            return Some(support::http::response("401 Unauthorized", &[], b"Unauthorized"));
+        }
+        // the second pod is scheduled after the agent's first list
+        let pods: &[&str] = if n == 1 { &["api-1"] } else { &["api-1", "late-1"] };
+        let items: Vec<Value> =
+            pods.iter().map(|p| pod_object("shop", p, "node-1", serde_json::json!({"app.kubernetes.io/name": p}))).collect();
+        let body = serde_json::to_vec(&serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})).unwrap();
+        Some(support::http::response("200 OK", &[("Content-Type", "application/json")], &body))
+    });
+    pod_log(&a, "shop", "api-1", "app", &["running"]);
+    let yaml = format!(
+        "checkpoint_file: {}\nflows:\n  - id: pods\n    path: {}/containers/*.log\n    scan_interval_ms: 200\n    container_logs:\n      format: cri\n      metadata: {{from: kubelet, url: '{kubelet}', token_file: {}, ca_file: {}}}\n    buffer: {{max_age_ms: 100}}\n    sink: {{type: file, path: {}}}\n",
+        a.dir.path().join("state/cp.db").display(),
+        a.logs().display(),
+        token_file.display(),
+        ca.display(),
+        a.out.display()
+    );
+    std::fs::write(&a.config, yaml).unwrap();
+    a.start();
+    std::thread::sleep(Duration::from_millis(800));
+    pod_log(&a, "shop", "late-1", "app", &["started later"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while records(&a).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(a.stop(), 0);
+    let got = records(&a);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    for r in &got {
+        let k = &r["kubernetes"];
+        assert_eq!(k["labels"]["app.kubernetes.io/name"], k["pod"], "{r}");
+        assert_eq!(k["node"], "node-1");
+    }
+    let paths = paths.lock().unwrap();
+    assert!(paths.iter().all(|p| p == "/pods"), "only the kubelet's pod list is asked for: {paths:?}");
+    assert!(paths.len() >= 2, "listed at start, and again for the new pod: {paths:?}");
+}

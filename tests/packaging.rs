@@ -259,7 +259,13 @@ fn the_kubernetes_manifests_validate_strictly_and_their_config_checks() {
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("logferry.yaml");
     std::fs::write(&cfg, cm["data"]["logferry.yaml"].as_str().unwrap()).unwrap();
-    let check = Command::new(env!("CARGO_BIN_EXE_logferry")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_logferry"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("NODE_NAME", "ip-10-0-1-5.ec2.internal")
+        .env("CLUSTER_NAME", "prod")
+        .output()
+        .unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     // the node's kubelet and containerd from the host's journal, mounted read-only, read by a
     // group that may, with libsystemd in the image
@@ -271,6 +277,20 @@ fn the_kubernetes_manifests_validate_strictly_and_their_config_checks() {
         assert_eq!(m["readOnly"].as_bool(), Some(true), "{path} read-only");
     }
     assert!(ds["spec"]["template"]["spec"]["securityContext"]["supplementalGroups"].as_sequence().is_some_and(|g| !g.is_empty()));
+    // pod metadata: the node's name from the downward API, read-only RBAC for the service account
+    let node = c["env"].as_sequence().unwrap().iter().find(|e| e["name"].as_str() == Some("NODE_NAME")).expect("NODE_NAME in the env");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("spec.nodeName"));
+    assert!(said.contains("pod metadata (node, container image, labels) from the in-cluster API server"), "{said}");
+    let rbac = std::fs::read_to_string(dir.join("rbac.yaml")).unwrap();
+    let docs: Vec<serde_yaml_ng::Value> = rbac.split("\n---\n").map(|d| serde_yaml_ng::from_str(d).unwrap()).collect();
+    let role = docs.iter().find(|d| d["kind"].as_str() == Some("ClusterRole")).expect("a ClusterRole");
+    for rule in role["rules"].as_sequence().unwrap() {
+        for verb in rule["verbs"].as_sequence().unwrap() {
+            assert!(["get", "list", "watch"].contains(&verb.as_str().unwrap()), "read only: {verb:?}");
+        }
+    }
+    let binding = docs.iter().find(|d| d["kind"].as_str() == Some("ClusterRoleBinding")).expect("a ClusterRoleBinding");
+    assert_eq!(binding["subjects"][0]["name"].as_str(), ds["spec"]["template"]["spec"]["serviceAccountName"].as_str());
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("apt-get install -y --no-install-recommends libsystemd0="), "libsystemd in the image");
 }

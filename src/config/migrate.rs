@@ -209,7 +209,8 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
         Assembly::Aggregate { max_bytes } => {
             m.insert("aggregate_record_bytes".into(), (*max_bytes).into());
         }
-        Assembly::Container { format, include_namespaces, exclude_namespaces, multiline } => {
+        // agent.json has no metadata settings: migrate never meets them
+        Assembly::Container { format, include_namespaces, exclude_namespaces, multiline, .. } => {
             let format = match format {
                 crate::framing::container::ContainerFormat::Cri => "cri",
                 crate::framing::container::ContainerFormat::Docker => "docker",

@@ -10,6 +10,7 @@ use super::reader::{kind, Ctx, Obj, Scalars};
 use super::*;
 use crate::framing::container::ContainerFormat;
 use crate::framing::multiline::{MultiLineRule, Preset};
+use crate::source::kubernetes::MetadataSettings;
 use serde_json::Value;
 
 pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -286,6 +287,11 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
             include_namespaces: c.str_list(ctx, "include_namespaces").unwrap_or_default(),
             exclude_namespaces: c.str_list(ctx, "exclude_namespaces").unwrap_or_default(),
             multiline: rule,
+            metadata: c.object(ctx, "metadata").and_then(|m| {
+                let settings = kubernetes_metadata(ctx, &m);
+                m.finish(ctx);
+                settings.map(Box::new)
+            }),
         },
         (Some(rule), None) => Assembly::MultiLine { rule },
         (None, None) => Assembly::Lines,
@@ -430,6 +436,65 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     }
     o.finish(ctx);
     (ctx.errors.len() == before).then_some(flow)
+}
+
+/// `container_logs.metadata`: pod metadata from the Kubernetes API server or the kubelet.
+fn kubernetes_metadata(ctx: &mut Ctx, m: &Obj<'_>) -> Option<MetadataSettings> {
+    use crate::source::kubernetes::{KeyPatterns, MetadataSource, DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE};
+    let source = m.enumeration(
+        ctx,
+        "from",
+        &[("api_server", MetadataSource::ApiServer), ("kubelet", MetadataSource::Kubelet)],
+        MetadataSource::ApiServer,
+    );
+    let url = m.nonempty_str(ctx, "url");
+    if let Some(u) = &url {
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            ctx.error(&m.key_path("url"), format!("{u:?} is not an http(s) URL"));
+        }
+    }
+    if source == MetadataSource::Kubelet && url.is_none() {
+        ctx.error(&m.key_path("url"), "is required with `from: kubelet` (the node's kubelet, such as https://${NODE_IP}:10250)");
+    }
+    let patterns = |ctx: &mut Ctx, on: &'static str, default: bool, include: &'static str, exclude: &'static str| {
+        let p = KeyPatterns {
+            on: m.bool(ctx, on, default),
+            include: m.str_list(ctx, include).unwrap_or_default(),
+            exclude: m.str_list(ctx, exclude).unwrap_or_default(),
+        };
+        for (key, list) in [(include, &p.include), (exclude, &p.exclude)] {
+            for g in list {
+                if let Err(e) = globset::Glob::new(g) {
+                    ctx.error(&m.key_path(key), format!("{g:?} is not a glob: {e}"));
+                }
+            }
+        }
+        p
+    };
+    let labels = patterns(ctx, "labels", true, "include_labels", "exclude_labels");
+    let annotations = patterns(ctx, "annotations", false, "include_annotations", "exclude_annotations");
+    let namespace_labels = m.bool(ctx, "namespace_labels", false);
+    if namespace_labels && source == MetadataSource::Kubelet {
+        ctx.error(&m.key_path("namespace_labels"), "the kubelet does not serve namespaces: use `from: api_server` for namespace labels");
+    }
+    let path = |ctx: &mut Ctx, key: &'static str, default: &str| {
+        let given = m.str(ctx, key).unwrap_or_else(|| default.to_string());
+        PathBuf::from(resolve(ctx, &given))
+    };
+    Some(MetadataSettings {
+        source,
+        url,
+        token_file: path(ctx, "token_file", DEFAULT_TOKEN_FILE),
+        ca_file: path(ctx, "ca_file", DEFAULT_CA_FILE),
+        labels,
+        annotations,
+        namespace_labels,
+        node_name: m.str(ctx, "node_name").filter(|n| !n.trim().is_empty()),
+        cluster_name: m.str(ctx, "cluster_name").filter(|n| !n.trim().is_empty()),
+        ttl_secs: m.int(ctx, "ttl_secs", 300, 1, 86_400) as u64,
+        max_pods: m.int(ctx, "max_pods", 5000, 1, 1_000_000) as usize,
+        timeout_ms: m.int(ctx, "timeout_ms", 3000, 100, 60_000) as u64,
+    })
 }
 
 /// `multiline`: exactly one of `start_pattern`, `continuation_pattern` and `preset`.

@@ -50,6 +50,19 @@ pub(super) struct FlowState {
     pub stats: FlowStats,
 }
 
+/// A container flow's pod metadata from the Kubernetes API, started (its first list within its
+/// timeout); without it (no credentials, say) records carry what their paths give, said at ERROR.
+fn pod_metadata(flow: &Flow) -> Option<crate::source::kubernetes::PodMetadata> {
+    let crate::framing::Assembly::Container { metadata: Some(settings), .. } = &flow.assembly else { return None };
+    match crate::source::kubernetes::PodMetadata::start(&flow.id, settings) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(flow = %flow.id, "no Kubernetes metadata for this flow: {e}; its records carry what their paths give");
+            None
+        }
+    }
+}
+
 /// Starts one flow: its discovery, its saved positions, its sink threads. `index` is its place
 /// in the engine's flows, which sinks report deliveries with.
 #[allow(clippy::too_many_arguments)]
@@ -93,7 +106,7 @@ pub(super) fn start_flow(
         flow: flow.clone(),
         discovery,
         chain: Chain::new(&flow.processors, ctx.clone()),
-        tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()),
+        tails: TailSet::new(RealFs, flow.clone(), saved, imported, first_start, Instant::now()).with_pod_metadata(pod_metadata(flow)),
         // AWS sinks: eight batches per request in flight and one more. A batch is delivered only
         // when its last record was accepted, and with 30 % of the records of every request
         // refused that takes about five requests: with two batches per request the queue ran dry

@@ -24,6 +24,12 @@ impl Engine {
             fm.processing_errors.inc_by(s.processing_errors - p.processing_errors);
             fm.processor_panics.inc_by(s.processor_panics - p.processor_panics);
             fm.fields_unparsed.inc_by(s.fields_unparsed - p.fields_unparsed);
+            if let Some(meta) = f.tails.pod_metadata() {
+                let (misses, errors, pods) = meta.take_counts();
+                fm.kubernetes_misses.inc_by(misses);
+                fm.kubernetes_errors.inc_by(errors);
+                fm.kubernetes_pods.set(pods as i64);
+            }
             fm.note_dead_letters(s.dead_lettered - p.dead_lettered);
             fm.consecutive_processing_errors.set(s.consecutive_processing_errors as i64);
             f.published = s;

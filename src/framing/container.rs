@@ -17,8 +17,12 @@
 //! to the next file after a rotation (both parts are sent, as two records).
 
 use super::multiline::{GroupState, MultiLineRule, Step};
+use crate::source::kubernetes::api::PodMeta;
+use crate::source::kubernetes::cache::PodKey;
+use crate::source::kubernetes::PodMetadata;
 use serde_json::{json, Map, Value};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,11 +206,32 @@ pub struct Finished {
     pub cut: bool,
 }
 
+/// The pod's metadata from the API, as one file's records see it.
+#[derive(Debug)]
+struct MetaLink {
+    handle: PodMetadata,
+    key: PodKey,
+    container: Option<String>,
+    /// The cache generation last looked at, and when to look again regardless (a stale entry
+    /// is refreshed only when looked up).
+    seen: Option<u64>,
+    next_check: Instant,
+    meta: Option<Arc<PodMeta>>,
+    /// `pod` was made with this link.
+    built: bool,
+    /// The first request for the pod is out, and the file waits for it until this instant.
+    first_fetch: Option<Instant>,
+}
+
 /// Merges one file's container log lines into records.
 #[derive(Debug)]
 pub struct ContainerAssembler {
     format: ContainerFormat,
+    /// What the path says of the pod.
+    path_info: Value,
+    /// What records carry under `kubernetes`: the path's fields and the API's.
     pod: Value,
+    meta: Option<MetaLink>,
     limit: usize,
     rule: Option<MultiLineRule>,
     /// Streams holding a partial line or a multi-line record (no others are kept).
@@ -218,12 +243,106 @@ impl ContainerAssembler {
     /// `rule` groups each stream's merged lines into multi-line records; `now` is the time the
     /// first lines are pushed at (see [`ContainerAssembler::set_clock`]).
     pub fn new(format: ContainerFormat, pod: &PodInfo, limit: usize, rule: Option<MultiLineRule>, now: Instant) -> Self {
-        ContainerAssembler { format, pod: pod.to_json(), limit: limit.max(1), rule, streams: Vec::new(), now }
+        ContainerAssembler {
+            format,
+            path_info: pod.to_json(),
+            pod: pod.to_json(),
+            meta: None,
+            limit: limit.max(1),
+            rule,
+            streams: Vec::new(),
+            now,
+        }
+    }
+
+    /// Records also carry what the API says of the pod (`node`, `labels`, `annotations`,
+    /// `namespace_labels`, `container_image`, and the cluster's name), once it is known; until
+    /// then, they carry what the path says, counted as misses.
+    pub fn with_metadata(mut self, handle: &PodMetadata, pod: &PodInfo) -> Self {
+        if let (Some(namespace), Some(name)) = (&pod.namespace, &pod.pod) {
+            let key = PodKey { namespace: namespace.clone(), pod: name.clone() };
+            self.meta = Some(MetaLink {
+                handle: handle.clone(),
+                key,
+                container: pod.container.clone(),
+                seen: None,
+                next_check: self.now,
+                meta: None,
+                built: false,
+                first_fetch: None,
+            });
+            self.refresh_meta();
+            if let Some(link) = &mut self.meta {
+                if link.meta.is_none() && link.handle.is_pending(&link.key) {
+                    link.first_fetch = Some(self.now + link.handle.wait());
+                }
+            }
+        }
+        self
+    }
+
+    /// While the pod's metadata is fetched for the first time, until when the file waits before
+    /// it is read (so that a new pod's first lines carry their labels); `None` once the cache
+    /// answered for this pod (its metadata, or a failure) or the wait is over.
+    pub fn metadata_wait(&self, now: Instant) -> Option<Instant> {
+        let link = self.meta.as_ref()?;
+        let until = link.first_fetch?;
+        (link.meta.is_none() && now < until && link.handle.is_pending(&link.key)).then_some(until)
+    }
+
+    /// Looks the pod up again when the cache learnt something or the TTL's half passed.
+    fn refresh_meta(&mut self) {
+        let Some(link) = &mut self.meta else { return };
+        let generation = link.handle.generation();
+        if link.seen == Some(generation) && self.now < link.next_check {
+            return;
+        }
+        link.seen = Some(generation);
+        link.next_check = self.now + (link.handle.ttl() / 2).max(Duration::from_secs(1));
+        let meta = link.handle.lookup(&link.key);
+        if meta.is_some() || link.built {
+            link.first_fetch = None;
+        }
+        let same = match (&meta, &link.meta) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same && link.built {
+            return;
+        }
+        link.built = true;
+        link.meta = meta;
+        let mut pod = self.path_info.clone();
+        if let Value::Object(m) = &mut pod {
+            if let Some(meta) = &link.meta {
+                if let Some(node) = &meta.node {
+                    m.insert("node".into(), Value::String(node.clone()));
+                }
+                if let Some((_, image)) = meta.images.iter().find(|(c, _)| Some(c) == link.container.as_ref()) {
+                    m.insert("container_image".into(), Value::String(image.clone()));
+                }
+                if !meta.labels.is_empty() {
+                    m.insert("labels".into(), Value::Object(meta.labels.clone()));
+                }
+                if !meta.annotations.is_empty() {
+                    m.insert("annotations".into(), Value::Object(meta.annotations.clone()));
+                }
+                if let Some(ns) = &meta.namespace_labels {
+                    m.insert("namespace_labels".into(), Value::Object(ns.clone()));
+                }
+            }
+            if let Some(cluster) = link.handle.cluster() {
+                m.insert("cluster".into(), Value::String(cluster.to_string()));
+            }
+        }
+        self.pod = pod;
     }
 
     /// The time the next lines are pushed at.
     pub fn set_clock(&mut self, now: Instant) {
         self.now = now;
+        self.refresh_meta();
     }
 
     /// Bytes of memory held by partial lines and multi-line records waiting.
@@ -245,6 +364,11 @@ impl ContainerAssembler {
     }
 
     fn record(&self, time: &str, stream: &str, message: &[u8]) -> Vec<u8> {
+        if let Some(link) = &self.meta {
+            if link.meta.is_none() {
+                link.handle.count_miss();
+            }
+        }
         let mut out = serde_json::to_vec(&json!({
             "time": time,
             "stream": stream,

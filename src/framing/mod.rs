@@ -32,6 +32,7 @@ pub mod container;
 pub mod journal;
 pub mod multiline;
 
+use crate::source::kubernetes::{MetadataSettings, PodMetadata};
 use container::{ContainerAssembler, ContainerFormat, PodInfo};
 use multiline::{GroupState, MultiLineRule, Step};
 use std::time::{Duration, Instant};
@@ -274,6 +275,8 @@ pub enum Assembly {
         include_namespaces: Vec<String>,
         exclude_namespaces: Vec<String>,
         multiline: Option<MultiLineRule>,
+        /// Pod metadata from the Kubernetes API ([`crate::source::kubernetes`]).
+        metadata: Option<Box<MetadataSettings>>,
     },
 }
 
@@ -340,12 +343,19 @@ impl RecordAssembler {
 
     /// Container logs: the identity of the file's pod (from its paths). Files of namespaces the
     /// flow does not want are skipped.
-    pub fn with_pod(mut self, pod: &PodInfo) -> Self {
-        if let Assembly::Container { format, include_namespaces, exclude_namespaces, multiline } = &self.mode {
+    /// With `metadata`, records also carry what the Kubernetes API says of the pod.
+    pub fn with_pod(mut self, pod: &PodInfo, metadata: Option<&PodMetadata>) -> Self {
+        if let Assembly::Container { format, include_namespaces, exclude_namespaces, multiline, .. } = &self.mode {
             let ns = pod.namespace.as_deref().unwrap_or_default();
             let wanted = (include_namespaces.is_empty() || include_namespaces.iter().any(|n| n == ns))
                 && !exclude_namespaces.iter().any(|n| n == ns);
-            self.container = wanted.then(|| ContainerAssembler::new(*format, pod, self.limit, multiline.clone(), self.now));
+            self.container = wanted.then(|| {
+                let c = ContainerAssembler::new(*format, pod, self.limit, multiline.clone(), self.now);
+                match metadata {
+                    Some(m) => c.with_metadata(m, pod),
+                    None => c,
+                }
+            });
         }
         self
     }
@@ -357,6 +367,12 @@ impl RecordAssembler {
         if let Some(c) = &mut self.container {
             c.set_clock(now);
         }
+    }
+
+    /// Until when a new pod's file waits before it is read: its pod's metadata is being fetched
+    /// for the first time (see `ContainerAssembler::metadata_wait`).
+    pub fn metadata_wait(&self, now: Instant) -> Option<Instant> {
+        self.container.as_ref().and_then(|c| c.metadata_wait(now))
     }
 
     /// When a record waiting for more lines will have waited `after` (`None`: none waits).

@@ -6,5 +6,6 @@ pub mod discover;
 pub mod fs;
 pub mod identity;
 pub mod journal;
+pub mod kubernetes;
 pub mod sd_journal;
 pub mod tail;

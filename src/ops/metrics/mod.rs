@@ -98,6 +98,9 @@ pub struct FlowMetrics {
     pub processing_errors: Counter,
     pub processor_panics: Counter,
     pub fields_unparsed: Counter,
+    pub kubernetes_misses: Counter,
+    pub kubernetes_errors: Counter,
+    pub kubernetes_pods: Gauge,
     pub sink_restarts: Counter,
     pub consecutive_processing_errors: Gauge,
     pub discovery_errors: Counter,
@@ -164,6 +167,9 @@ struct Families {
     processing: Family<FlowLabels, Counter>,
     panics: Family<FlowLabels, Counter>,
     fields_unparsed: Family<FlowLabels, Counter>,
+    kubernetes_misses: Family<FlowLabels, Counter>,
+    kubernetes_errors: Family<FlowLabels, Counter>,
+    kubernetes_pods: Family<FlowLabels, Gauge>,
     sink_restarts: Family<FlowLabels, Counter>,
     consecutive: Family<FlowLabels, Gauge>,
     discovery: Family<FlowLabels, Counter>,
@@ -259,6 +265,12 @@ impl Metrics {
                 "field_parse_failures",
                 "Records whose field a field parse step could not parse (sent with the field as it was)"
             ),
+            kubernetes_misses: family!(
+                "kubernetes_metadata_misses",
+                "Container records sent without their pod's metadata from the Kubernetes API (not fetched yet, or the fetch failed)"
+            ),
+            kubernetes_errors: family!("kubernetes_metadata_errors", "Requests to the Kubernetes API server or kubelet that failed"),
+            kubernetes_pods: family!("kubernetes_metadata_pods", "Pods whose metadata the flow keeps"),
             sink_restarts: family!("sink_restarts", "Times the flow was restarted because its sink worker panicked or stopped"),
             consecutive: family!("consecutive_processing_errors", "Records in a row that failed conversion"),
             discovery: family!(
@@ -374,6 +386,9 @@ impl Metrics {
             processing_errors: c(&f.processing),
             processor_panics: c(&f.panics),
             fields_unparsed: c(&f.fields_unparsed),
+            kubernetes_misses: c(&f.kubernetes_misses),
+            kubernetes_errors: c(&f.kubernetes_errors),
+            kubernetes_pods: g(&f.kubernetes_pods),
             sink_restarts: c(&f.sink_restarts),
             consecutive_processing_errors: g(&f.consecutive),
             discovery_errors: c(&f.discovery),

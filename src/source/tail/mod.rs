@@ -46,6 +46,9 @@ use std::time::{Duration, Instant};
 /// file that starts like a followed one waits for that file's truncation.
 pub const COPY_WAIT: Duration = Duration::from_secs(5);
 
+/// How often a new pod's file waiting for its metadata looks whether it came.
+const METADATA_POLL: Duration = Duration::from_millis(20);
+
 /// The most bytes read to count the lines of a part of a file ([`TailSet::lines_between`]).
 pub const COUNT_LINES_MAX: u64 = 64 << 20;
 
@@ -159,6 +162,8 @@ pub struct TailSet<F: FileSystem> {
     /// Bytes the tails' line and record buffers hold.
     held: u64,
     open_files: usize,
+    /// Container logs: the pods' metadata from the Kubernetes API, when the flow asks.
+    metadata: Option<crate::source::kubernetes::PodMetadata>,
 }
 
 impl<F: FileSystem> TailSet<F> {
@@ -182,7 +187,19 @@ impl<F: FileSystem> TailSet<F> {
             next_tail_id: 1,
             held: 0,
             open_files: 0,
+            metadata: None,
         }
+    }
+
+    /// Container records of this flow carry their pods' metadata from `metadata`.
+    pub fn with_pod_metadata(mut self, metadata: Option<crate::source::kubernetes::PodMetadata>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The pods' metadata this flow's records carry, if any.
+    pub fn pod_metadata(&self) -> Option<&crate::source::kubernetes::PodMetadata> {
+        self.metadata.as_ref()
     }
 
     /// Whether a scan is due.
@@ -453,7 +470,7 @@ impl<F: FileSystem> TailSet<F> {
             tracing::info!(flow = %self.flow.id, "{} was rotated to {} while logferry was stopped; reading the {} bytes after its checkpoint", row.path, found.display(), stat.len - offset);
             let id = self.next_tail_id;
             self.next_tail_id += 1;
-            let mut tail = Tail::new(id, row.key, found.clone(), None, file, stat.len, offset, &self.flow, now);
+            let mut tail = Tail::new(id, row.key, found.clone(), None, file, stat.len, offset, &self.flow, self.metadata.as_ref(), now);
             tail.phase = Phase::Orphaned { missed_scans: 1 };
             tail.dirty = true;
             self.open_files += 1;
@@ -539,7 +556,7 @@ impl<F: FileSystem> TailSet<F> {
         let id = self.next_tail_id;
         self.next_tail_id += 1;
         let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
-        let tail = Tail::new(id, key, item.path.clone(), target.clone(), file, size, start, &self.flow, now);
+        let tail = Tail::new(id, key, item.path.clone(), target.clone(), file, size, start, &self.flow, self.metadata.as_ref(), now);
         self.open_files += 1;
         stage_row(store, &self.flow.id, &tail);
         self.tails.insert(id, tail);
@@ -616,7 +633,11 @@ impl<F: FileSystem> TailSet<F> {
         let mut at = |i: Instant| d = Some(d.map_or(i, |d| d.min(i)));
         for t in self.tails.values() {
             if t.wants_read() && !room.backed_up && self.may_read(t, room) {
-                return Some(now);
+                match t.assembler.metadata_wait(now) {
+                    // a new pod's file waits for its metadata: looked at again soon
+                    Some(until) => at(until.min(now + METADATA_POLL)),
+                    None => return Some(now),
+                }
             }
             if let Some(due) = t.assembler.next_flush(Duration::from_millis(self.flow.multiline_flush_ms)) {
                 at(due);
@@ -631,7 +652,8 @@ impl<F: FileSystem> TailSet<F> {
         d
     }
 
-    /// Whether the budget and the flow's share let `t` read now.
+    /// Whether the budget and the flow's share let `t` read now (a new pod's file may also wait
+    /// for its metadata: `RecordAssembler::metadata_wait`).
     fn may_read(&self, t: &Tail<F::File>, room: Room) -> bool {
         t.fits(room.in_flight, room.others_held + self.held, room.budget, self.flow.max_line_bytes)
             && (room.flow_in_flight < room.share || t.may_finish_line())
@@ -685,7 +707,7 @@ impl<F: FileSystem> TailSet<F> {
         let size = file.stat().map(|m| m.len).unwrap_or(0);
         let new_id = self.next_tail_id;
         self.next_tail_id += 1;
-        let tail = Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &self.flow, now);
+        let tail = Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &self.flow, self.metadata.as_ref(), now);
         stage_row(store, &self.flow.id, &tail);
         self.tails.insert(new_id, tail);
         self.by_key.insert(key, new_id);

@@ -27,7 +27,7 @@ impl<F: FileSystem> TailSet<F> {
             if room.backed_up {
                 break;
             }
-            if !self.tails.get(&id).is_some_and(|t| self.may_read(t, room)) {
+            if !self.tails.get(&id).is_some_and(|t| self.may_read(t, room) && t.assembler.metadata_wait(now).is_none()) {
                 continue;
             }
             self.read_tail(now, id, buf, pipe, store);
