@@ -147,6 +147,8 @@ cat > "$work/fluent-bit.conf" <<CONF
     Match                 kube.*
     multiline.key_content log
     multiline.parser      java
+    # its default (10 MB) pauses the emitter under this load and the run stalls at half
+    emitter_mem_buf_limit 512M
 [FILTER]
     Name             kubernetes
     Match            kube.*

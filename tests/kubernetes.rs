@@ -454,6 +454,15 @@ fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_
                 "200 OK",
                 serde_json::to_vec(&serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "4711"}, "items": [pod_object("shop", "api-1", "node-1", labels("api"))]})).unwrap(),
             ),
+            // recreated under the same name: the first answer is the old pod (another uid)
+            "/api/v1/namespaces/shop/pods/re-1" => {
+                let asked = seen.lock().unwrap().iter().filter(|(p, _)| p == &r.path).count();
+                let mut pod = pod_object("shop", "re-1", "node-1", labels(if asked == 1 { "old" } else { "new" }));
+                if asked == 1 {
+                    pod["metadata"]["uid"] = "uid-of-the-old-pod".into();
+                }
+                json("200 OK", serde_json::to_vec(&pod).unwrap())
+            }
             "/api/v1/namespaces/shop/pods/next-1" => json("200 OK", serde_json::to_vec(&pod_object("shop", "next-1", "node-1", labels("next"))).unwrap()),
             "/api/v1/namespaces/shop/pods/late-1" => json("200 OK", serde_json::to_vec(&pod_object("shop", "late-1", "node-1", labels("late"))).unwrap()),
             "/api/v1/namespaces/shop/pods/gone-1" => json("404 Not Found", status_object(404, "NotFound", "pods \"gone-1\" not found")),
@@ -513,14 +522,19 @@ fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_
     );
     // pods started later: fetched when their files appear (a file waits for that, up to
     // timeout_ms); those the API cannot give, or not in time, ship with what their paths say
-    for (ns, pod) in [("shop", "late-1"), ("shop", "gone-1"), ("shop", "old-1"), ("secret", "vault-1"), ("slow", "slow-1")] {
+    for (ns, pod) in
+        [("shop", "late-1"), ("shop", "gone-1"), ("shop", "old-1"), ("secret", "vault-1"), ("slow", "slow-1"), ("shop", "re-1")]
+    {
         pod_log(&a, ns, pod, "app", &[&format!("{pod} first"), &format!("{pod} second")]);
     }
-    let got = wait_for(12);
-    assert_eq!(got.len(), 12, "every record ships, whatever the API says: {got:#?}");
+    let got = wait_for(14);
+    assert_eq!(got.len(), 14, "every record ships, whatever the API says: {got:#?}");
     let of = |pod: &str| got.iter().filter(|r| r["kubernetes"]["pod"] == pod).map(|r| &r["kubernetes"]).collect::<Vec<_>>();
     for k in of("late-1") {
         assert_eq!(k["labels"]["app.kubernetes.io/name"], "late", "a new pod's file waits for its first fetch: {k}");
+    }
+    for k in of("re-1") {
+        assert_eq!(k["labels"]["app.kubernetes.io/name"], "new", "the old pod of that name is not taken for this one: {k}");
     }
     for pod in ["gone-1", "old-1", "vault-1", "slow-1"] {
         for k in of(pod) {
@@ -531,22 +545,34 @@ fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_
     let appended = a.logs().join("pods/shop_late-1_uid-late-1/app/0.log");
     let mut w = std::fs::OpenOptions::new().append(true).open(&appended).unwrap();
     w.write_all(b"2024-05-01T10:00:05.000000001Z stdout F late-1 third\n").unwrap();
-    let got = wait_for(13);
+    let got = wait_for(15);
     let third = got.iter().find(|r| r["log"] == "late-1 third").expect("the third line");
     assert_eq!(third["kubernetes"]["labels"]["app.kubernetes.io/name"], "late", "{third}");
     // the error said what to do
     let log = a.stderr();
     assert!(log.contains("may not get pod secret/vault-1; apply packaging/kubernetes/rbac.yaml"), "{log}");
     assert!(log.contains("no answer within 1000 ms"), "{log}");
-    let misses = support::metric_sum(&base, "logferry_kubernetes_metadata_misses_total");
+    // the metrics are published every second or so
+    let metric_reaches = |name: &str, least: f64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = support::metric_sum(&base, name);
+            if v >= least || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let misses = metric_reaches("logferry_kubernetes_metadata_misses_total", 6.0);
     assert!(misses >= 6.0, "records without metadata are counted: {misses}");
-    assert!(support::metric_sum(&base, "logferry_kubernetes_metadata_errors_total") >= 2.0);
+    let errors = metric_reaches("logferry_kubernetes_metadata_errors_total", 2.0);
+    assert!(errors >= 2.0, "the 403 and the timeout are counted: {errors}");
     // the TTL: a pod looked up after it passed is asked for again (and only then)
     let asked = |path: &str| requests.lock().unwrap().iter().filter(|(p, _)| p == path).count();
     let before = asked("/api/v1/namespaces/shop/pods/late-1");
     std::thread::sleep(Duration::from_millis(2500));
     w.write_all(b"2024-05-01T10:00:06.000000001Z stdout F late-1 fourth\n").unwrap();
-    wait_for(14);
+    wait_for(16);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(asked("/api/v1/namespaces/shop/pods/late-1"), before + 1, "asked again once after the TTL");
     assert!(requests.lock().unwrap().iter().all(|(_, authorised)| *authorised), "every request carries the token");
@@ -554,7 +580,7 @@ fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_
     *valid_token.lock().unwrap() = "projected-token-2".into();
     std::fs::write(&token_file, "projected-token-2\n").unwrap();
     pod_log(&a, "shop", "next-1", "app", &["next-1 first"]);
-    let got = wait_for(15);
+    let got = wait_for(17);
     let next = got.iter().find(|r| r["log"] == "next-1 first").expect("the new pod's line");
     assert_eq!(next["kubernetes"]["labels"]["app.kubernetes.io/name"], "next", "fetched with the rotated token: {next}");
     assert_eq!(a.stop(), 0);
@@ -603,6 +629,24 @@ fn pod_labels_come_from_the_kubelets_pod_list_without_asking_the_api_server() {
     while records(&a).len() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    // a reload that changes the flow starts a new fetcher; the old one ends with its flow
+    let threads = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "k8s-meta-pods"))
+            .count()
+    };
+    assert_eq!(threads(a.pid()), 1);
+    let changed = std::fs::read_to_string(&a.config).unwrap().replace("ca_file:", "ttl_secs: 60, ca_file:");
+    std::fs::write(&a.config, changed).unwrap();
+    support::unsafe_kill(a.pid(), "HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !a.stderr().contains("configuration reloaded") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(threads(a.pid()), 1, "one fetcher after the reload: {}", a.stderr());
     assert_eq!(a.stop(), 0);
     let got = records(&a);
     assert_eq!(got.len(), 2, "{got:#?}");

@@ -449,7 +449,9 @@ fn kubernetes_metadata(ctx: &mut Ctx, m: &Obj<'_>) -> Option<MetadataSettings> {
     );
     let url = m.nonempty_str(ctx, "url");
     if let Some(u) = &url {
-        if !(u.starts_with("https://") || u.starts_with("http://")) {
+        if u.starts_with("http://") {
+            ctx.warn(&m.key_path("url"), "plain http: the service account token is sent in clear (use https, or a local `kubectl proxy`)");
+        } else if !u.starts_with("https://") {
             ctx.error(&m.key_path("url"), format!("{u:?} is not an http(s) URL"));
         }
     }

@@ -165,6 +165,9 @@ pub(crate) fn apply(
         }
     };
     let mut result = Fields::Done;
+    // a record no step changed goes out as it came (most lines of a pod that logs JSON only
+    // sometimes, say), not written again
+    let mut changed = false;
     for step in steps {
         match step {
             FieldStep::Parse { field, parser, to, keep_original, on_mismatch } => {
@@ -175,6 +178,7 @@ pub(crate) fn apply(
                     result = Fields::Unparsed;
                     continue;
                 };
+                changed = true;
                 if !keep_original {
                     field.take(&mut map);
                 }
@@ -187,6 +191,7 @@ pub(crate) fn apply(
                 for (from, to) in pairs {
                     if let Some(v) = from.take(&mut map) {
                         to.set(&mut map, v);
+                        changed = true;
                     }
                 }
             }
@@ -194,23 +199,29 @@ pub(crate) fn apply(
                 for (from, to) in pairs {
                     if let Some(v) = from.get(&map).cloned() {
                         to.set(&mut map, v);
+                        changed = true;
                     }
                 }
             }
             FieldStep::Remove(fields) => {
                 for f in fields {
-                    f.take(&mut map);
+                    changed |= f.take(&mut map).is_some();
                 }
             }
             FieldStep::Lift { field, prefix } => {
                 if let Some(Value::Object(_)) = field.get(&map) {
                     let Some(Value::Object(inner)) = field.take(&mut map) else { continue };
+                    changed = true;
                     for (k, v) in inner {
                         map.insert(format!("{prefix}{k}"), v);
                     }
                 }
             }
         }
+    }
+    if !changed {
+        out.extend_from_slice(record);
+        return result;
     }
     super::json::write_value(out, &Value::Object(map), super::json::JsonLayout::Compact, 0);
     if body.len() < record.len() {
@@ -236,10 +247,14 @@ fn parse_field(
     buf.clear();
     let step = match parser {
         FieldParser::Json => {
-            return match serde_json::from_slice::<Value>(text.trim_ascii()) {
+            let text = text.trim_ascii();
+            if !text.starts_with(b"{") {
+                return None;
+            }
+            return match serde_json::from_slice::<Value>(text) {
                 Ok(Value::Object(m)) => Some(m),
                 _ => None,
-            }
+            };
         }
         FieldParser::Format(f) => native::parse(text, *f, MismatchPolicy::Drop, clock, scratch, buf),
         FieldParser::Regex(re) => native::regex_fields(text, re, MismatchPolicy::Drop, buf),

@@ -20,7 +20,7 @@ use super::multiline::{GroupState, MultiLineRule, Step};
 use crate::source::kubernetes::api::PodMeta;
 use crate::source::kubernetes::cache::PodKey;
 use crate::source::kubernetes::PodMetadata;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,7 +147,8 @@ pub fn parse_docker(line: &[u8]) -> Option<DockerLine> {
     };
     Some(DockerLine {
         time: v.get("time").and_then(Value::as_str).unwrap_or_default().to_string(),
-        stream: v.get("stream").and_then(Value::as_str).unwrap_or("unknown").to_string(),
+        // an empty name would be taken for "every stream" when the checkpoint is held back
+        stream: v.get("stream").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or("unknown").to_string(),
         partial,
         message: message.as_bytes().to_vec(),
     })
@@ -211,6 +212,10 @@ pub struct Finished {
 struct MetaLink {
     handle: PodMetadata,
     key: PodKey,
+    /// The pod's uid as its path says.
+    uid: Option<String>,
+    /// Asked again because the API's pod of that name had another uid.
+    refetched: bool,
     container: Option<String>,
     /// The cache generation last looked at, and when to look again regardless (a stale entry
     /// is refreshed only when looked up).
@@ -229,8 +234,8 @@ pub struct ContainerAssembler {
     format: ContainerFormat,
     /// What the path says of the pod.
     path_info: Value,
-    /// What records carry under `kubernetes`: the path's fields and the API's.
-    pod: Value,
+    /// What records carry under `kubernetes`: the path's fields and the API's, serialised.
+    pod_json: Vec<u8>,
     meta: Option<MetaLink>,
     limit: usize,
     rule: Option<MultiLineRule>,
@@ -246,7 +251,7 @@ impl ContainerAssembler {
         ContainerAssembler {
             format,
             path_info: pod.to_json(),
-            pod: pod.to_json(),
+            pod_json: serde_json::to_vec(&pod.to_json()).expect("a JSON value serialises"),
             meta: None,
             limit: limit.max(1),
             rule,
@@ -264,6 +269,8 @@ impl ContainerAssembler {
             self.meta = Some(MetaLink {
                 handle: handle.clone(),
                 key,
+                uid: pod.pod_uid.clone(),
+                refetched: false,
                 container: pod.container.clone(),
                 seen: None,
                 next_check: self.now,
@@ -299,8 +306,23 @@ impl ContainerAssembler {
         }
         link.seen = Some(generation);
         link.next_check = self.now + (link.handle.ttl() / 2).max(Duration::from_secs(1));
-        let meta = link.handle.lookup(&link.key);
-        if meta.is_some() || link.built {
+        let mut meta = link.handle.lookup(&link.key);
+        // another pod of the same name (recreated): what is known is not this one's
+        let other_pod = |m: &Option<Arc<PodMeta>>| m.as_ref().is_some_and(|m| m.uid.is_some() && link.uid.is_some() && m.uid != link.uid);
+        // (asked again once: a file of a deleted pod read after its successor came keeps
+        // meeting the successor, and ships with what its path gives)
+        if other_pod(&meta) && !link.refetched {
+            link.refetched = true;
+            meta = link.handle.refetch(&link.key);
+        }
+        if other_pod(&meta) {
+            meta = None;
+        }
+        if meta.is_none() {
+            // a failed fetch is asked for again after its retry time, not half a TTL later
+            link.next_check = link.next_check.min(self.now + link.handle.retry_after());
+        }
+        if meta.is_some() || !link.handle.is_pending(&link.key) {
             link.first_fetch = None;
         }
         let same = match (&meta, &link.meta) {
@@ -336,7 +358,7 @@ impl ContainerAssembler {
                 m.insert("cluster".into(), Value::String(cluster.to_string()));
             }
         }
-        self.pod = pod;
+        self.pod_json = serde_json::to_vec(&pod).expect("a JSON value serialises");
     }
 
     /// The time the next lines are pushed at.
@@ -369,14 +391,20 @@ impl ContainerAssembler {
                 link.handle.count_miss();
             }
         }
-        let mut out = serde_json::to_vec(&json!({
-            "time": time,
-            "stream": stream,
-            "log": String::from_utf8_lossy(message),
-            "kubernetes": self.pod,
-        }))
-        .expect("a JSON value serialises");
-        out.push(b'\n');
+        // written as serde_json writes the object {"time","stream","log","kubernetes"}, without
+        // building it: the pod's part is serialised once, when it changes
+        let log = String::from_utf8_lossy(message);
+        let mut out = Vec::with_capacity(48 + time.len() + stream.len() + log.len() + self.pod_json.len());
+        let field = |out: &mut Vec<u8>, key: &str, value: &str| {
+            out.extend_from_slice(key.as_bytes());
+            serde_json::to_writer(&mut *out, value).expect("a string serialises");
+        };
+        field(&mut out, "{\"time\":", time);
+        field(&mut out, ",\"stream\":", stream);
+        field(&mut out, ",\"log\":", &log);
+        out.extend_from_slice(b",\"kubernetes\":");
+        out.extend_from_slice(&self.pod_json);
+        out.extend_from_slice(b"}\n");
         out
     }
 
@@ -675,6 +703,21 @@ mod tests {
         let trace = out.iter().position(|(l, _, _)| l == "trace\n  frame").expect("the trace went at its timeout");
         assert!(trace < out.len() - 1, "stdout's lines did not keep it waiting: {out:?}");
         assert_eq!(a.next_flush(after), Some(t0 + Duration::from_millis(1900) + after), "only stdout's last line waits now");
+    }
+
+    proptest! {
+        /// A record's bytes are what serde_json writes for the object, whatever the message
+        /// holds (quotes, control characters, invalid UTF-8, non-ASCII).
+        #[test]
+        fn records_are_written_as_serde_json_writes_them(message in prop::collection::vec(any::<u8>(), 0..64), time in "[0-9TZ:\\\".-]{0,12}") {
+            let pod = PodInfo { namespace: Some("ns\"1".into()), pod: Some("p".into()), ..PodInfo::default() };
+            let a = ContainerAssembler::new(ContainerFormat::Cri, &pod, 1000, None, Instant::now());
+            let mut want = serde_json::to_vec(&serde_json::json!({
+                "time": time, "stream": "stderr", "log": String::from_utf8_lossy(&message), "kubernetes": pod.to_json(),
+            })).unwrap();
+            want.push(b'\n');
+            prop_assert_eq!(a.record(&time, "stderr", &message), want);
+        }
     }
 
     proptest! {

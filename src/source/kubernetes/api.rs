@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 /// What the API says of a pod, as records carry it under `kubernetes`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodMeta {
+    /// The pod's uid: a pod recreated under the same name has another.
+    pub uid: Option<String>,
     pub node: Option<String>,
     pub labels: Map<String, Value>,
     pub annotations: Map<String, Value>,
@@ -50,6 +52,7 @@ pub fn pod_meta(pod: &Value, labels: &KeyFilter, annotations: &KeyFilter) -> Pod
         .map(|cs| cs.iter().filter_map(|c| Some((c.get("name")?.as_str()?.to_string(), c.get("image")?.as_str()?.to_string()))).collect())
         .unwrap_or_default();
     PodMeta {
+        uid: md.and_then(|m| m.get("uid")).and_then(Value::as_str).map(String::from),
         node: pod.pointer("/spec/nodeName").and_then(Value::as_str).map(String::from),
         labels: labels.apply(md.and_then(|m| m.get("labels"))),
         annotations: annotations.apply(md.and_then(|m| m.get("annotations"))),

@@ -87,6 +87,20 @@ impl PodCache {
         Lookup { meta, fetch }
     }
 
+    /// Whether `key` is known and fresh at `now`.
+    pub fn is_fresh(&self, key: &PodKey, now: Instant) -> bool {
+        self.entries.get(key).is_some_and(|e| matches!(e.state, State::Known(_, at) if now < at + self.ttl))
+    }
+
+    pub fn contains(&self, key: &PodKey) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// Forgets `key` (what is known describes another pod of the same name).
+    pub fn forget(&mut self, key: &PodKey) {
+        self.entries.remove(key);
+    }
+
     /// Whether a request for `key` is out and not answered yet.
     pub fn is_pending(&self, key: &PodKey) -> bool {
         self.entries.get(key).is_some_and(|e| matches!(e.state, State::Asked(_)))

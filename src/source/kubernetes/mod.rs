@@ -9,9 +9,14 @@
 //!   ships with what its path gives, counted as a miss;
 //! - one fetcher thread per flow asks for each pod at most once per TTL (and not again before a
 //!   retry time after a failure); the cache holds at most `max_pods` pods (see [`cache`]);
+//!   with the kubelet, one `/pods` list (at most one a second) answers every pod asked for;
 //! - at start, when the node's name is given (API server) or from the kubelet, the node's pods
-//!   are listed once, within the timeout, so records of running pods carry their labels from
-//!   the first line;
+//!   are listed once (not waited for: the files of pods asked for meanwhile wait for it, as a
+//!   new pod's file waits for its fetch), so records of running pods carry their labels from
+//!   the first line; pods are fetched as they are asked for, up to 16 side by side (a slow
+//!   answer holds no other back); the fetcher ends when its flow's last handle goes, dropping
+//!   what is in flight;
+//! - a pod recreated under the same name (another uid than its path says) is fetched again;
 //! - the token is read again before each request (projected tokens rotate), the CA once;
 //! - errors are logged with what to do, each kind at most once a minute, and counted.
 //!
@@ -26,8 +31,9 @@ use cache::{PodCache, PodKey};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Where pod metadata comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +105,8 @@ pub const DEFAULT_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 
 /// How long a failed pod is not asked for again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Pods fetched side by side.
+const CONCURRENT_FETCHES: usize = 16;
 /// At most one kubelet `/pods` list per this long.
 const KUBELET_LIST_EVERY: Duration = Duration::from_secs(1);
 
@@ -106,7 +114,6 @@ struct Shared {
     cache: Mutex<PodCache>,
     /// Bumped whenever the cache learns something: lookups compare it with what they saw.
     generation: AtomicU64,
-    requests: Mutex<mpsc::Sender<PodKey>>,
     misses: AtomicU64,
     errors: AtomicU64,
     ttl: Duration,
@@ -114,10 +121,13 @@ struct Shared {
     cluster: Option<String>,
 }
 
-/// A flow's pod metadata: lookups from the framing, a fetcher thread behind.
+/// A flow's pod metadata: lookups from the framing, a fetcher thread behind. The thread ends
+/// when the last clone goes (the flow stopped or was reloaded): it holds the cache, not the
+/// requests' sender.
 #[derive(Clone)]
 pub struct PodMetadata {
     shared: Arc<Shared>,
+    requests: UnboundedSender<PodKey>,
 }
 
 impl std::fmt::Debug for PodMetadata {
@@ -130,28 +140,30 @@ impl PodMetadata {
     /// Starts the fetcher for `flow`, and lists the node's pods within the timeout.
     pub fn start(flow: &str, settings: &MetadataSettings) -> Result<PodMetadata, String> {
         let client = Client::new(settings)?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let ttl = Duration::from_secs(settings.ttl_secs);
         let shared = Arc::new(Shared {
             cache: Mutex::new(PodCache::new(ttl, settings.max_pods)),
             generation: AtomicU64::new(0),
-            requests: Mutex::new(tx),
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             ttl,
             wait: Duration::from_millis(settings.timeout_ms),
             cluster: settings.cluster_name.clone(),
         });
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let fetcher =
-            Fetcher { shared: shared.clone(), client, settings: settings.clone(), flow: flow.to_string(), logged: HashMap::new() };
+        let fetcher = Fetcher {
+            shared: shared.clone(),
+            client: Arc::new(client),
+            settings: settings.clone(),
+            flow: flow.to_string(),
+            logged: HashMap::new(),
+        };
         std::thread::Builder::new()
             .name(format!("k8s-meta-{flow}"))
-            .spawn(move || fetcher.run(rx, ready_tx))
+            .spawn(move || fetcher.run(rx))
             .map_err(|e| format!("cannot start the Kubernetes metadata thread: {e}"))?;
-        // the first list, so running pods' records carry their labels from the first line
-        let _ = ready_rx.recv_timeout(Duration::from_millis(settings.timeout_ms) + Duration::from_millis(500));
-        Ok(PodMetadata { shared })
+        // not waited for: the files of pods asked for meanwhile wait for it (metadata_wait)
+        Ok(PodMetadata { shared, requests: tx })
     }
 
     /// What is known of the pod now; asks the fetcher for it when it is unknown or stale.
@@ -159,7 +171,7 @@ impl PodMetadata {
     pub fn lookup(&self, key: &PodKey) -> Option<Arc<PodMeta>> {
         let l = self.shared.cache.lock().unwrap_or_else(|p| p.into_inner()).lookup(key, Instant::now());
         if l.fetch {
-            let _ = self.shared.requests.lock().unwrap_or_else(|p| p.into_inner()).send(key.clone());
+            let _ = self.requests.send(key.clone());
         }
         l.meta
     }
@@ -172,6 +184,18 @@ impl PodMetadata {
     /// How long a new pod's file waits for its first fetch before it is read anyway.
     pub fn wait(&self) -> Duration {
         self.shared.wait
+    }
+
+    /// Forgets what is known of `key` and asks for it again (the pod was recreated under the
+    /// same name).
+    pub fn refetch(&self, key: &PodKey) -> Option<Arc<PodMeta>> {
+        self.shared.cache.lock().unwrap_or_else(|p| p.into_inner()).forget(key);
+        self.lookup(key)
+    }
+
+    /// How long a pod whose fetch failed is not asked for again.
+    pub fn retry_after(&self) -> Duration {
+        RETRY_AFTER
     }
 
     /// Changes whenever the cache learns something.
@@ -283,7 +307,7 @@ impl Client {
 /// The fetcher thread's state.
 struct Fetcher {
     shared: Arc<Shared>,
-    client: Client,
+    client: Arc<Client>,
     settings: MetadataSettings,
     flow: String,
     /// When each kind of error was last logged.
@@ -291,7 +315,7 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    fn run(mut self, rx: mpsc::Receiver<PodKey>, ready: mpsc::Sender<()>) {
+    fn run(mut self, mut rx: UnboundedReceiver<PodKey>) {
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
@@ -299,9 +323,13 @@ impl Fetcher {
                 return;
             }
         };
+        rt.block_on(self.serve(&mut rx));
+    }
+
+    /// Answers requests until every handle of the flow is gone.
+    async fn serve(&mut self, rx: &mut UnboundedReceiver<PodKey>) {
         let (labels, annotations) = (filter(&self.settings.labels), filter(&self.settings.annotations));
         let mut namespaces: HashMap<String, (serde_json::Map<String, serde_json::Value>, Instant)> = HashMap::new();
-        let mut last_kubelet_list: Option<Instant> = None;
         // the node's pods, once at start
         let initial = match self.settings.source {
             MetadataSource::Kubelet => Some("/pods".to_string()),
@@ -309,44 +337,61 @@ impl Fetcher {
                 self.settings.node_name.as_ref().map(|n| format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{}", encode(n)))
             }
         };
+        let mut last_list = Instant::now();
         if let Some(path) = initial {
-            let listed = rt.block_on(self.client.get(&path, "pods of this node", "list"));
-            last_kubelet_list = Some(Instant::now());
-            self.take_list(&rt, listed, &labels, &annotations, &mut namespaces, None);
+            let listed = self.client.get(&path, "pods of this node", "list").await;
+            last_list = Instant::now();
+            self.take_list(listed, &labels, &annotations, &mut namespaces, None).await;
         }
-        let _ = ready.send(());
-        while let Ok(first) = rx.recv() {
-            // what else was asked for meanwhile, each pod once
-            let mut wanted: HashSet<PodKey> = HashSet::from([first]);
-            wanted.extend(rx.try_iter());
-            if self.settings.source == MetadataSource::Kubelet {
-                if let Some(at) = last_kubelet_list {
-                    std::thread::sleep(KUBELET_LIST_EVERY.saturating_sub(at.elapsed()));
+        if self.settings.source == MetadataSource::Kubelet {
+            // the kubelet lists every pod of the node: one list answers what was asked meanwhile
+            while let Some(first) = rx.recv().await {
+                let mut wanted: HashSet<PodKey> = HashSet::from([first]);
+                tokio::time::sleep(KUBELET_LIST_EVERY.saturating_sub(last_list.elapsed())).await;
+                while let Ok(k) = rx.try_recv() {
+                    wanted.insert(k);
                 }
-                wanted.extend(rx.try_iter());
-                let listed = rt.block_on(self.client.get("/pods", "pods of this node", "list"));
-                last_kubelet_list = Some(Instant::now());
-                self.take_list(&rt, listed, &labels, &annotations, &mut namespaces, Some(&wanted));
-                continue;
+                let listed = self.client.get("/pods", "pods of this node", "list").await;
+                last_list = Instant::now();
+                self.take_list(listed, &labels, &annotations, &mut namespaces, Some(&wanted)).await;
             }
-            for key in wanted {
-                let path = format!("/api/v1/namespaces/{}/pods/{}", encode(&key.namespace), encode(&key.pod));
-                match rt.block_on(self.client.get(&path, &format!("pod {}/{}", key.namespace, key.pod), "get")) {
-                    Ok(pod) => {
-                        let mut meta = api::pod_meta(&pod, &labels, &annotations);
-                        meta.namespace_labels = self.namespace_labels(&rt, &key.namespace, &mut namespaces);
-                        self.known(key, meta);
+            return;
+        }
+        // each pod as soon as it is asked for, several side by side: a slow one holds no other back
+        let mut inflight = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                key = rx.recv(), if inflight.len() < CONCURRENT_FETCHES => {
+                    let Some(key) = key else { return };
+                    // listed meanwhile (the first list answers what was asked during it)
+                    if self.shared.cache.lock().unwrap_or_else(|p| p.into_inner()).is_fresh(&key, Instant::now()) {
+                        continue;
                     }
-                    Err(e) => self.failed(&key, e),
+                    let client = self.client.clone();
+                    inflight.spawn(async move {
+                        let path = format!("/api/v1/namespaces/{}/pods/{}", encode(&key.namespace), encode(&key.pod));
+                        let answer = client.get(&path, &format!("pod {}/{}", key.namespace, key.pod), "get").await;
+                        (key, answer)
+                    });
+                }
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    let Ok((key, answer)) = done else { continue };
+                    match answer {
+                        Ok(pod) => {
+                            let mut meta = api::pod_meta(&pod, &labels, &annotations);
+                            meta.namespace_labels = self.namespace_labels(&key.namespace, &mut namespaces).await;
+                            self.known(key, meta);
+                        }
+                        Err(e) => self.failed(&key, e),
+                    }
                 }
             }
         }
     }
 
     /// Takes a PodList: each pod into the cache; pods asked for and not in it are gone.
-    fn take_list(
+    async fn take_list(
         &mut self,
-        rt: &tokio::runtime::Runtime,
         listed: Result<serde_json::Value, FetchError>,
         labels: &KeyFilter,
         annotations: &KeyFilter,
@@ -366,8 +411,14 @@ impl Fetcher {
         let mut seen = HashSet::new();
         for pod in api::list_items(&list) {
             let Some((namespace, name)) = api::pod_name(pod) else { continue };
+            // after the first list, only pods asked for or already kept: a node with more pods
+            // than max_pods must not push out the ones files use
+            let key = PodKey { namespace: namespace.clone(), pod: name.clone() };
+            if wanted.is_some_and(|w| !w.contains(&key)) && !self.shared.cache.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+                continue;
+            }
             let mut meta = api::pod_meta(pod, labels, annotations);
-            meta.namespace_labels = self.namespace_labels(rt, &namespace, namespaces);
+            meta.namespace_labels = self.namespace_labels(&namespace, namespaces).await;
             let key = PodKey { namespace, pod: name };
             seen.insert(key.clone());
             self.known(key, meta);
@@ -379,9 +430,8 @@ impl Fetcher {
     }
 
     /// The namespace's labels, when asked for (fetched once per TTL).
-    fn namespace_labels(
+    async fn namespace_labels(
         &mut self,
-        rt: &tokio::runtime::Runtime,
         namespace: &str,
         namespaces: &mut HashMap<String, (serde_json::Map<String, serde_json::Value>, Instant)>,
     ) -> Option<serde_json::Map<String, serde_json::Value>> {
@@ -394,7 +444,7 @@ impl Fetcher {
             }
         }
         let all = KeyFilter { on: true, include: None, exclude: None };
-        match rt.block_on(self.client.get(&format!("/api/v1/namespaces/{}", encode(namespace)), &format!("namespace {namespace}"), "get")) {
+        match self.client.get(&format!("/api/v1/namespaces/{}", encode(namespace)), &format!("namespace {namespace}"), "get").await {
             Ok(ns) => {
                 let labels = api::namespace_labels(&ns, &all);
                 namespaces.insert(namespace.to_string(), (labels.clone(), Instant::now()));

@@ -447,13 +447,19 @@ impl<F: FileSystem> TailSet<F> {
     /// rotated `0.log.<time>` is never in `/var/log/containers`. It is looked for by identity
     /// beside its path and beside the file its link leads to now, and read from its checkpoint
     /// to its end when it is still the file the checkpoint describes (fingerprint and the bytes
-    /// before the offset); a file that only shares its inode number is left alone.
+    /// before the offset); a file that only shares its inode number, or one still at its own
+    /// path (the flow no longer covers it), is left alone.
     fn follow_rotated_while_stopped(&mut self, now: Instant, store: &mut impl Checkpoints) {
         let rows: Vec<Row> = self.saved.values().cloned().collect();
         for row in rows {
             let path = PathBuf::from(&row.path);
             let places = [Some(path.clone()), self.fs.canonicalize(&path)];
             let Some(found) = places.iter().flatten().find_map(|p| self.fs.find_by_key(p, row.key)) else { continue };
+            // still at its own path (or a link to it there): the flow no longer covers it (a
+            // narrowed glob, an exclude), so it is not this rule's to read
+            if found == path || self.fs.canonicalize(&path).is_some_and(|t| t == found && places[0].as_ref() == Some(&found)) {
+                continue;
+            }
             let Ok(file) = self.fs.open(&found) else { continue };
             let Ok(stat) = file.stat() else { continue };
             if stat.key != row.key || self.by_key.contains_key(&row.key) {
@@ -668,10 +674,16 @@ impl<F: FileSystem> TailSet<F> {
     }
 
     /// Files rotated away get no more lines: what waits in them (a multi-line record, a partial
-    /// container line, an unterminated last line) goes now; the glob may not find them after a
-    /// restart.
+    /// container line, an unterminated last line) goes now, unless the next start finds the file
+    /// again (still there, beside its path or its link's target: see
+    /// `follow_rotated_while_stopped`) and reads it whole.
     pub fn flush_orphans(&mut self, pipe: &mut impl Pipeline) {
-        for t in self.tails.values_mut().filter(|t| t.phase.is_orphaned()) {
+        let fs = &self.fs;
+        let found_again = |t: &Tail<F::File>| {
+            let exists = t.file.as_ref().and_then(|f| f.stat().ok()).is_some_and(|s| s.links > 0);
+            exists && [Some(&t.path), t.target.as_ref()].into_iter().flatten().any(|p| fs.find_by_key(p, t.key).is_some())
+        };
+        for t in self.tails.values_mut().filter(|t| t.phase.is_orphaned() && !found_again(t)) {
             let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
             framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
             assembler.flush(|p| pipe.piece(acks, *id, path, p));
@@ -688,6 +700,8 @@ impl<F: FileSystem> TailSet<F> {
         self.by_path.clear();
         self.held = 0;
         self.open_files = 0;
+        // its pod metadata fetcher ends with the last handle
+        self.metadata = None;
     }
 
     /// A file shrank below what was read: its old state waits for a copytruncate copy, and the

@@ -27,6 +27,10 @@ impl<F: FileSystem> TailSet<F> {
             if room.backed_up {
                 break;
             }
+            // the pod's metadata looked at now: a file whose pod is being fetched (again) waits
+            if let Some(t) = self.tails.get_mut(&id) {
+                t.assembler.set_clock(now);
+            }
             if !self.tails.get(&id).is_some_and(|t| self.may_read(t, room) && t.assembler.metadata_wait(now).is_none()) {
                 continue;
             }

@@ -179,6 +179,22 @@ fn a_file_out_of_the_glob_that_only_shares_the_inode_number_is_not_read() {
 }
 
 #[test]
+fn a_file_still_at_its_path_that_the_flow_no_longer_covers_is_not_read_after_a_restart() {
+    let fs = MemFs::default();
+    write(&fs, CURRENT, "a\n");
+    let rotated = write(&fs, ROTATED, "1\n2\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass().len(), 3);
+    let store = std::mem::take(&mut agent.store);
+    drop(agent);
+    fs.append(rotated, b"3\n");
+    // the flow now reads app.log only: app.log.1, still where it was, is not its file any more
+    let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, false, ""), store, Instant::now());
+    assert!(agent.pass().is_empty());
+    assert_eq!(agent.tails.open_files(), 1);
+}
+
+#[test]
 fn a_restart_resumes_at_the_checkpoint() {
     assert_eq!(across_a_restart("1\n2\n", |fs, ino| fs.append(ino, b"3\n")), ["3"]);
 }
