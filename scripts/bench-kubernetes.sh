@@ -81,7 +81,8 @@ port, work = int(sys.argv[1]), sys.argv[2]
 def pod(ns, name):
     labels = {"app.kubernetes.io/name": name.rsplit("-", 1)[0], "app.kubernetes.io/part-of": "shop", "team": "checkout", "tier": "backend",
               "version": "4.2.1", "pod-template-hash": "7f9c5", "env": "prod", "region": "eu-west-1", "cost-center": "cc-17", "owner": "payments"}
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "namespace": ns, "uid": "uid-" + name, "labels": labels,
+    uid = "uid-" + name.split("-")[1]  # as the log directory names it
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "namespace": ns, "uid": uid, "labels": labels,
             "annotations": {"kubectl.kubernetes.io/restartedAt": "2024-05-01T08:59:00Z"}},
             "spec": {"nodeName": "node-1", "containers": [{"name": "app", "image": "registry.example.com/%s:4.2.1" % name}]},
             "status": {"phase": "Running"}}
@@ -203,6 +204,6 @@ for run in $(seq "$runs"); do
     measure fluent-bit "$work/fb-out.log" "$BENCH_FLUENT_BIT" -c "$work/fluent-bit.conf"
   fi
 done
-echo "API requests: $(grep -c '' "$work/api.log")"
+echo "API requests: $(grep -c '' "$work/api.log"); logferry records with their pod's labels: $(grep -c '"labels"' "$work/logferry-out.log") of $expected"
 head -c 600 "$work/logferry-out.log" | head -2
 [ -n "${BENCH_FLUENT_BIT:-}" ] && head -c 600 "$work/fb-out.log" | head -2 || true

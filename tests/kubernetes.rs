@@ -659,3 +659,43 @@ fn pod_labels_come_from_the_kubelets_pod_list_without_asking_the_api_server() {
     assert!(paths.iter().all(|p| p == "/pods"), "only the kubelet's pod list is asked for: {paths:?}");
     assert!(paths.len() >= 2, "listed at start, and again for the new pod: {paths:?}");
 }
+
+#[test]
+fn a_new_container_log_written_and_rotated_between_two_scans_is_read_through_its_links_target() {
+    // scans an hour apart: only notifications of the pods' directories bring the new files
+    let mut a = Agent::new("containers/*.log", "    container_logs: {format: cri}\n    scan_interval_ms: 3600000", "");
+    let config = std::fs::read_to_string(&a.config).unwrap().replace("    scan_interval_ms: 300\n", "");
+    std::fs::write(&a.config, config).unwrap();
+    let log = node_layout(&a);
+    a.start();
+    support::wait_for_log(&a.stderr_log, "running 1 flow", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    // the container's log was empty when the agent found it; now it is written, then rotated
+    let mut w = Containerd::new(&log, 1 << 14);
+    let mut written = Vec::new();
+    for n in 0..200 {
+        let line = format!("first file line {n}");
+        w.write_part("stdout", false, &line);
+        written.push(line);
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    w.rotate();
+    for n in 0..100 {
+        let line = format!("second file line {n}");
+        w.write_part("stdout", false, &line);
+        written.push(line);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = records(&a);
+        if got.len() >= written.len() || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(a.stop(), 0);
+    let mut got: Vec<String> = records(&a).iter().map(|r| r["log"].as_str().unwrap().to_string()).collect();
+    got.sort();
+    written.sort();
+    assert_eq!(got, written, "every line once, neither file waiting for a scan");
+}

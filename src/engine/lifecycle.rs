@@ -175,7 +175,7 @@ impl Engine {
     pub(super) fn shutdown(mut self) -> Result<Vec<FlowStats>, super::EngineError> {
         for fi in 0..self.flows.len() {
             // files rotated away get no more lines: what waits in them (a multi-line record, a
-            // partial container line) goes now; the glob may not find them after a restart
+            // partial container line) goes now, unless the next start finds them again
             if self.flows[fi].retiring {
                 continue; // already flushed when it retired, its sink closed
             }

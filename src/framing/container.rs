@@ -308,7 +308,9 @@ impl ContainerAssembler {
         link.next_check = self.now + (link.handle.ttl() / 2).max(Duration::from_secs(1));
         let mut meta = link.handle.lookup(&link.key);
         // another pod of the same name (recreated): what is known is not this one's
-        let other_pod = |m: &Option<Arc<PodMeta>>| m.as_ref().is_some_and(|m| m.uid.is_some() && link.uid.is_some() && m.uid != link.uid);
+        let other_pod = |m: &Option<Arc<PodMeta>>| {
+            m.as_ref().is_some_and(|m| !m.uids.is_empty() && link.uid.as_ref().is_some_and(|u| !m.uids.contains(u)))
+        };
         // (asked again once: a file of a deleted pod read after its successor came keeps
         // meeting the successor, and ships with what its path gives)
         if other_pod(&meta) && !link.refetched {

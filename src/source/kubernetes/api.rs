@@ -12,8 +12,9 @@ use serde_json::{Map, Value};
 /// What the API says of a pod, as records carry it under `kubernetes`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodMeta {
-    /// The pod's uid: a pod recreated under the same name has another.
-    pub uid: Option<String>,
+    /// The pod's uids: its own, and for a static pod the hash its log directory is named by
+    /// (`kubernetes.io/config.mirror`). A pod recreated under the same name has others.
+    pub uids: Vec<String>,
     pub node: Option<String>,
     pub labels: Map<String, Value>,
     pub annotations: Map<String, Value>,
@@ -52,7 +53,11 @@ pub fn pod_meta(pod: &Value, labels: &KeyFilter, annotations: &KeyFilter) -> Pod
         .map(|cs| cs.iter().filter_map(|c| Some((c.get("name")?.as_str()?.to_string(), c.get("image")?.as_str()?.to_string()))).collect())
         .unwrap_or_default();
     PodMeta {
-        uid: md.and_then(|m| m.get("uid")).and_then(Value::as_str).map(String::from),
+        uids: [md.and_then(|m| m.get("uid")), md.and_then(|m| m.pointer("/annotations/kubernetes.io~1config.mirror"))]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
         node: pod.pointer("/spec/nodeName").and_then(Value::as_str).map(String::from),
         labels: labels.apply(md.and_then(|m| m.get("labels"))),
         annotations: annotations.apply(md.and_then(|m| m.get("annotations"))),
@@ -166,6 +171,11 @@ mod tests {
         let annotations = KeyFilter { on: true, include: globs(&["prometheus.io/*"]), exclude: None };
         let m = pod_meta(&pod(), &labels, &annotations);
         assert_eq!(m.node.as_deref(), Some("ip-10-0-1-5.ec2.internal"));
+        assert_eq!(m.uids, ["0b6a2c1e-1111-2222-3333-444455556666"]);
+        // a static pod's log directory is named by its config hash, which its mirror pod carries
+        let mut mirror = pod();
+        mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"] = json!("5c1b0f3e7a2d");
+        assert_eq!(pod_meta(&mirror, &labels, &annotations).uids, ["0b6a2c1e-1111-2222-3333-444455556666", "5c1b0f3e7a2d"]);
         assert_eq!(Value::Object(m.labels), json!({"app.kubernetes.io/name": "web", "team": "checkout"}));
         assert_eq!(Value::Object(m.annotations), json!({"prometheus.io/scrape": "true"}));
         assert_eq!(m.images, [("nginx".to_string(), "nginx:1.27".to_string()), ("app".to_string(), "shop/app:4".to_string())]);

@@ -330,7 +330,10 @@ impl<F: FileSystem> TailSet<F> {
             t.dirty = true;
             return true;
         }
-        if self.maybe_copies.values().any(|(_, p, _)| p == path) {
+        // a file waiting to say more (empty, or maybe a copy) changed: under its path, or, for
+        // a link (a container log), under the file it leads to, whose directory is watched
+        let fs = &self.fs;
+        if self.maybe_copies.values().any(|(_, p, _)| p == path || fs.canonicalize(p).is_some_and(|t| t == path)) {
             self.rescan_requested = true;
         }
         false
