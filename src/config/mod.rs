@@ -103,11 +103,18 @@ pub struct HttpSettings {
     pub unhealthy_after_secs: u64,
     /// `/health` fails when a flow dead-letters this many records within `unhealthy_after_secs`.
     pub unhealthy_dead_letters: u64,
+    /// At most this many files per flow have a `logferry_file_bytes_behind` series.
+    pub per_file_series: usize,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { listen: None, unhealthy_after_secs: 300, unhealthy_dead_letters: 1000 }
+        HttpSettings {
+            listen: None,
+            unhealthy_after_secs: 300,
+            unhealthy_dead_letters: 1000,
+            per_file_series: crate::ops::metrics::DEFAULT_PER_FILE_SERIES,
+        }
     }
 }
 

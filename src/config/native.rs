@@ -58,6 +58,7 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
             listen: h.str(&mut ctx, "listen"),
             unhealthy_after_secs: h.int(&mut ctx, "unhealthy_after_secs", 300, 1, 30 * 86_400) as u64,
             unhealthy_dead_letters: h.int(&mut ctx, "unhealthy_dead_letters", 1000, 1, I) as u64,
+            per_file_series: h.int(&mut ctx, "per_file_series", crate::ops::metrics::DEFAULT_PER_FILE_SERIES as i64, 0, 100_000) as usize,
         },
         None => HttpSettings::default(),
     };

@@ -77,6 +77,7 @@ pub(super) fn start_flow(
     ctx: &ChainContext,
 ) -> Result<FlowState, EngineError> {
     let flow_metrics = metrics.add_flow(&flow.id, &crate::sinks::facts(&flow.destination).name);
+    flow_metrics.set_file_series_max(cfg.http.per_file_series);
     let discovery = discovery(cfg, flow)?;
     let mut saved = store.rows(Some(&flow.id))?;
     let imported: HashMap<FileKey, u64> = imported_positions.iter().filter(|p| p.flow == flow.id).map(|p| (p.key, p.offset)).collect();

@@ -16,7 +16,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -141,9 +142,16 @@ pub struct FlowMetrics {
     window: Mutex<CallWindow>,
     /// Dead-lettered records by when (Unix ms), for the health check; pruned past a day.
     dead_letters: Mutex<std::collections::VecDeque<(u64, u64)>>,
-    /// Files with a per-file series and their bytes behind (series of files that went are removed).
+    /// Every file of the flow and its bytes behind, as last set (for `/status` and `top`).
     files: Mutex<Vec<(String, u64)>>,
+    /// The files that have a `file_bytes_behind` series now.
+    file_series: Mutex<HashSet<String>>,
+    /// At most this many files have a series: those most behind.
+    file_series_max: AtomicUsize,
 }
+
+/// The default of `http.per_file_series`.
+pub const DEFAULT_PER_FILE_SERIES: usize = 100;
 
 /// One journald source as `/status` shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -421,6 +429,8 @@ impl Metrics {
             window: Mutex::new(CallWindow::default()),
             dead_letters: Mutex::new(Default::default()),
             files: Mutex::new(Vec::new()),
+            file_series: Mutex::new(HashSet::new()),
+            file_series_max: AtomicUsize::new(DEFAULT_PER_FILE_SERIES),
         });
         if let Ok(mut flows) = self.flows.write() {
             flows.retain(|x| x.id != id);
@@ -564,18 +574,43 @@ impl FlowMetrics {
         self.window.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
     }
 
-    /// Sets the per-file bytes behind; files not listed lose their series.
+    /// At most `n` files have a `file_bytes_behind` series (`http.per_file_series`).
+    pub fn set_file_series_max(&self, n: usize) {
+        self.file_series_max.store(n, Ordering::Relaxed);
+    }
+
+    /// Sets the per-file bytes behind. Only the files most behind have a series, at most
+    /// `file_series_max` of them, and only while something of them is behind: the number of
+    /// series stays bounded however many files there are (the flow's total is
+    /// `bytes_behind`). Linear in the number of files.
     pub fn set_files_behind(&self, files: &[(String, u64)]) {
-        let Ok(mut known) = self.files.lock() else { return };
-        for (old, _) in known.iter() {
-            if !files.iter().any(|(p, _)| p == old) {
-                self.file_bytes_behind.remove(&FileLabels { flow: self.id.clone(), file: old.clone() });
+        let max = self.file_series_max.load(Ordering::Relaxed);
+        let mut behind: Vec<&(String, u64)> = files.iter().filter(|(_, b)| *b > 0).collect();
+        if behind.len() > max {
+            if max > 0 {
+                behind.select_nth_unstable_by(max - 1, |a, b| b.1.cmp(&a.1));
+            }
+            behind.truncate(max);
+        }
+        if let Ok(mut series) = self.file_series.lock() {
+            let keep: HashSet<&str> = behind.iter().map(|(p, _)| p.as_str()).collect();
+            series.retain(|old| {
+                let stays = keep.contains(old.as_str());
+                if !stays {
+                    self.file_bytes_behind.remove(&FileLabels { flow: self.id.clone(), file: old.clone() });
+                }
+                stays
+            });
+            for (p, n) in behind {
+                self.file_bytes_behind.get_or_create(&FileLabels { flow: self.id.clone(), file: p.clone() }).set(*n as i64);
+                if !series.contains(p) {
+                    series.insert(p.clone());
+                }
             }
         }
-        for (p, n) in files {
-            self.file_bytes_behind.get_or_create(&FileLabels { flow: self.id.clone(), file: p.clone() }).set(*n as i64);
+        if let Ok(mut known) = self.files.lock() {
+            *known = files.to_vec();
         }
-        *known = files.to_vec();
     }
 
     /// The files of the flow and their bytes behind, as last set.
@@ -653,12 +688,31 @@ mod tests {
     }
 
     #[test]
-    fn files_that_went_lose_their_series() {
+    fn files_that_went_or_caught_up_lose_their_series() {
         let m = Metrics::new(&[("f".into(), "Stdout".into())]);
         m.flows()[0].set_files_behind(&[("/a".into(), 5), ("/b".into(), 7)]);
         assert!(m.prometheus_text().contains(r#"file="/b"} 7"#));
-        m.flows()[0].set_files_behind(&[("/a".into(), 0)]);
+        m.flows()[0].set_files_behind(&[("/a".into(), 0), ("/c".into(), 3)]);
         let text = m.prometheus_text();
-        assert!(!text.contains(r#"file="/b""#) && text.contains(r#"file="/a"} 0"#), "{text}");
+        assert!(!text.contains(r#"file="/b""#) && !text.contains(r#"file="/a""#) && text.contains(r#"file="/c"} 3"#), "{text}");
+        assert_eq!(m.flows()[0].files_behind_list().len(), 2, "/status still lists every file");
+    }
+
+    #[test]
+    fn only_the_files_most_behind_have_a_series() {
+        let m = Metrics::new(&[("f".into(), "Stdout".into())]);
+        let f = &m.flows()[0];
+        let files: Vec<(String, u64)> = (0..10_000u64).map(|n| (format!("/logs/{n}.log"), n % 1_000)).collect();
+        f.set_files_behind(&files);
+        let series = |m: &Metrics| m.prometheus_text().lines().filter(|l| l.starts_with("logferry_file_bytes_behind{")).count();
+        assert_eq!(series(&m), DEFAULT_PER_FILE_SERIES);
+        assert!(m.prometheus_text().contains(r#"file="/logs/999.log"} 999"#), "the most behind are kept");
+        f.set_file_series_max(5);
+        f.set_files_behind(&files);
+        assert_eq!(series(&m), 5);
+        f.set_file_series_max(0);
+        f.set_files_behind(&files);
+        assert_eq!(series(&m), 0);
+        assert_eq!(f.files_behind_list().len(), 10_000);
     }
 }
