@@ -548,3 +548,39 @@ fn records_carry_their_files_path_and_the_host_when_the_flow_asks() {
     expected.sort_by_key(|r| r.to_string());
     assert_eq!(got, expected);
 }
+
+#[test]
+fn thousands_of_unreadable_files_are_reported_in_one_line_with_a_count_and_an_example() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut a = Agent::new("*.log", "", "");
+    for n in 0..3000 {
+        let bad = a.logs().join(format!("secret-{n:04}.log"));
+        std::fs::write(&bad, "secret\n").unwrap();
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let mut w = Writer::new(&a.logs().join("good.log"), "g");
+    w.write(50);
+    std::fs::create_dir_all(a.dir.path().join("state")).unwrap();
+    std::fs::create_dir_all(a.dir.path().join("out")).unwrap();
+    if is_root() {
+        // root reads every file: run the agent as an unprivileged user instead
+        open_to_all(a.dir.path());
+        for n in 0..3000 {
+            let bad = a.logs().join(format!("secret-{n:04}.log"));
+            std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }
+        a.as_nobody = true;
+    }
+    a.start();
+    a.wait_for(&w.written, T);
+    std::thread::sleep(Duration::from_millis(1000)); // more scans: still said once
+    assert_eq!(a.stop(), 0);
+    let err = a.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("cannot read")).collect();
+    assert_eq!(lines.len(), 1, "one line for one cause: {lines:?}");
+    assert!(
+        lines[0].contains("cannot read 3000 files, such as ") && lines[0].contains("secret-") && lines[0].contains("ermission denied"),
+        "{}",
+        lines[0]
+    );
+}

@@ -433,8 +433,20 @@ impl<F: FileSystem> TailSet<F> {
                 }
             }
         }
+        // files that could not be opened, by cause: one line per cause, not one per file
+        let mut cannot_open: Vec<(String, usize, PathBuf)> = Vec::new();
         for item in new_files {
-            self.add_file(now, item, store);
+            if let Some(e) = self.add_file(now, item, store) {
+                match cannot_open.iter_mut().find(|(cause, _, _)| *cause == e) {
+                    Some((_, n, _)) => *n += 1,
+                    None => cannot_open.push((e, 1, item.path.clone())),
+                }
+            }
+        }
+        for (cause, n, example) in cannot_open {
+            let what = if n == 1 { example.display().to_string() } else { format!("{n} files, such as {},", example.display()) };
+            let these = if n == 1 { "this one is" } else { "these are" };
+            tracing::error!(flow = %self.flow.id, "cannot read {what}: {cause}; other files keep flowing, {these} retried at each scan");
         }
         if !self.initial_scan_done {
             self.follow_rotated_while_stopped(now, store);
@@ -489,21 +501,21 @@ impl<F: FileSystem> TailSet<F> {
         }
     }
 
-    fn add_file(&mut self, now: Instant, item: &crate::source::discover::Found, store: &mut impl Checkpoints) {
+    /// Tails a file found for the first time (or defers it); the cause when it cannot be opened
+    /// and was not said before.
+    fn add_file(&mut self, now: Instant, item: &crate::source::discover::Found, store: &mut impl Checkpoints) -> Option<String> {
         let file = match self.fs.open(&item.path) {
             Ok(f) => f,
             Err(e) => {
-                if self.unreadable.insert(item.key) {
-                    tracing::error!(flow = %self.flow.id, "cannot read {}: {e}; other files keep flowing, this one is retried at each scan", item.path.display());
-                }
-                return;
+                // said once per file (and per scan, once per cause for all the files it hits)
+                return self.unreadable.insert(item.key).then(|| e.to_string());
             }
         };
-        let Ok(stat) = file.stat() else { return };
+        let Ok(stat) = file.stat() else { return None };
         let (key, size) = (stat.key, stat.len);
         if key != item.key || self.by_key.contains_key(&key) {
             self.rescan_requested = true;
-            return;
+            return None;
         }
         let new_head = head_of(&file, size);
         // Is it the copytruncate copy of a file whose old state waits for it?
@@ -524,7 +536,7 @@ impl<F: FileSystem> TailSet<F> {
             self.maybe_copies.remove(&key);
             self.by_path.insert(item.path.clone(), id);
             stage_row(store, &self.flow.id, t);
-            return;
+            return None;
         }
         // An empty file, or one that so far starts like a tailed file, may be a copy being written
         // (about to be followed by a truncation): decide when it says more.
@@ -532,7 +544,7 @@ impl<F: FileSystem> TailSet<F> {
             copy == CopyMatch::InProgress || self.tails.values().any(|t| rotation::may_be_copy_of(&file, &new_head, size, t));
         if size == 0 {
             self.maybe_copies.entry(key).or_insert((now, item.path.clone(), 0));
-            return;
+            return None;
         }
         if looks_like_copy {
             // one fixed deadline per candidate: looked at again then (or when a tailed file is
@@ -542,7 +554,7 @@ impl<F: FileSystem> TailSet<F> {
             let deadline = entry.0 + COPY_WAIT;
             if now < deadline {
                 self.next_scan = self.next_scan.min(deadline);
-                return;
+                return None;
             }
             tracing::warn!(flow = %self.flow.id, "{} starts like another tailed file but no truncation followed; tailing it as a file of its own", item.path.display());
         }
@@ -574,6 +586,7 @@ impl<F: FileSystem> TailSet<F> {
         if let Some(t) = target {
             self.by_path.insert(t, id);
         }
+        None
     }
 
     /// The timers: multi-line records whose flush time passed, truncated files whose copy did
