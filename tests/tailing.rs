@@ -198,22 +198,31 @@ fn odd_bytes_nul_invalid_utf8_and_no_trailing_newline_pass_through() {
     assert_eq!(raw, b"nul \0 inside\ninvalid \xff\xfe utf8\ncr\r\n\nlast without newline now ends\n", "records are the exact bytes");
 }
 
-#[test]
-fn an_unreadable_file_is_reported_once_and_the_others_keep_flowing() {
+/// An agent over `*.log` with a readable `good.log` (50 lines written) and the files `names`
+/// that its user may not read (it runs as `nobody` when the test is root, who reads anything).
+fn agent_with_unreadable_files(names: &[String]) -> (Agent, Writer) {
     use std::os::unix::fs::PermissionsExt;
     let mut a = Agent::new("*.log", "", "");
-    let bad = a.logs().join("bad.log");
-    std::fs::write(&bad, "secret\n").unwrap();
     let mut w = Writer::new(&a.logs().join("good.log"), "g");
     w.write(50);
+    for name in names {
+        std::fs::write(a.logs().join(name), "secret\n").unwrap();
+    }
     std::fs::create_dir_all(a.dir.path().join("state")).unwrap();
     std::fs::create_dir_all(a.dir.path().join("out")).unwrap();
     if is_root() {
-        // root reads every file: run the agent as an unprivileged user instead
         open_to_all(a.dir.path());
         a.as_nobody = true;
     }
-    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o000)).unwrap();
+    for name in names {
+        std::fs::set_permissions(a.logs().join(name), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    (a, w)
+}
+
+#[test]
+fn an_unreadable_file_is_reported_once_and_the_others_keep_flowing() {
+    let (mut a, mut w) = agent_with_unreadable_files(&["bad.log".to_string()]);
     a.start();
     for _ in 0..5 {
         w.write(20);
@@ -551,26 +560,8 @@ fn records_carry_their_files_path_and_the_host_when_the_flow_asks() {
 
 #[test]
 fn thousands_of_unreadable_files_are_reported_in_one_line_with_a_count_and_an_example() {
-    use std::os::unix::fs::PermissionsExt;
-    let mut a = Agent::new("*.log", "", "");
-    for n in 0..3000 {
-        let bad = a.logs().join(format!("secret-{n:04}.log"));
-        std::fs::write(&bad, "secret\n").unwrap();
-        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o000)).unwrap();
-    }
-    let mut w = Writer::new(&a.logs().join("good.log"), "g");
-    w.write(50);
-    std::fs::create_dir_all(a.dir.path().join("state")).unwrap();
-    std::fs::create_dir_all(a.dir.path().join("out")).unwrap();
-    if is_root() {
-        // root reads every file: run the agent as an unprivileged user instead
-        open_to_all(a.dir.path());
-        for n in 0..3000 {
-            let bad = a.logs().join(format!("secret-{n:04}.log"));
-            std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o000)).unwrap();
-        }
-        a.as_nobody = true;
-    }
+    let names: Vec<String> = (0..3000).map(|n| format!("secret-{n:04}.log")).collect();
+    let (mut a, w) = agent_with_unreadable_files(&names);
     a.start();
     a.wait_for(&w.written, T);
     std::thread::sleep(Duration::from_millis(1000)); // more scans: still said once
