@@ -424,6 +424,18 @@ fn pod_object(namespace: &str, name: &str, node: &str, labels: Value) -> Value {
     })
 }
 
+/// What a pod holds in the cluster, made in the agent's directory: a throw-away CA named
+/// `authority`, the endpoint's certificate and key it signed, and a service account token file
+/// holding `token`.
+fn in_cluster_credentials(a: &Agent, authority: &str, token: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let certs = a.dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (ca, cert, key) = support::http::test_certificates(&certs, authority);
+    let token_file = a.dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    (ca, cert, key, token_file)
+}
+
 /// A Status object, as the API server answers errors.
 fn status_object(code: u16, reason: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})).unwrap()
@@ -432,11 +444,7 @@ fn status_object(code: u16, reason: &str, message: &str) -> Vec<u8> {
 #[test]
 fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_what_the_path_gives() {
     let mut a = Agent::new("unused", "", "");
-    let certs = a.dir.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = support::http::test_certificates(&certs, "kubernetes-test-ca");
-    let token_file = a.dir.path().join("token");
-    std::fs::write(&token_file, "projected-token-1\n").unwrap();
+    let (ca, cert, key, token_file) = in_cluster_credentials(&a, "kubernetes-test-ca", "projected-token-1\n");
     let requests: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>> = Default::default();
     let valid_token = std::sync::Arc::new(std::sync::Mutex::new("projected-token-1".to_string()));
     let seen = requests.clone();
@@ -589,11 +597,7 @@ fn pod_labels_come_from_an_api_server_over_tls_with_the_token_and_failures_ship_
 #[test]
 fn pod_labels_come_from_the_kubelets_pod_list_without_asking_the_api_server() {
     let mut a = Agent::new("unused", "", "");
-    let certs = a.dir.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    let (ca, cert, key) = support::http::test_certificates(&certs, "kubelet-test-ca");
-    let token_file = a.dir.path().join("token");
-    std::fs::write(&token_file, "kubelet-token").unwrap();
+    let (ca, cert, key, token_file) = in_cluster_credentials(&a, "kubelet-test-ca", "kubelet-token");
     let paths: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
     let seen = paths.clone();
     let kubelet = support::http::serve_tls(&cert, &key, move |r| {

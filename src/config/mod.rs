@@ -10,6 +10,7 @@ pub mod agent_json;
 pub mod env;
 pub mod migrate;
 pub mod native;
+mod native_container;
 mod native_processors;
 pub mod proxy;
 pub mod reader;

@@ -17,89 +17,16 @@
 //! to the next file after a rotation (both parts are sent, as two records).
 
 use super::multiline::{GroupState, MultiLineRule, Step};
-use crate::source::kubernetes::api::PodMeta;
-use crate::source::kubernetes::cache::PodKey;
+pub use super::pod_info::PodInfo;
+use super::pod_link::PodLink;
 use crate::source::kubernetes::PodMetadata;
-use serde_json::{Map, Value};
-use std::path::Path;
-use std::sync::Arc;
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainerFormat {
     Cri,
     Docker,
-}
-
-/// What a container log's path says about it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodInfo {
-    pub namespace: Option<String>,
-    pub pod: Option<String>,
-    pub pod_uid: Option<String>,
-    pub container: Option<String>,
-    pub container_id: Option<String>,
-}
-
-impl PodInfo {
-    /// From `/var/log/containers/<pod>_<namespace>_<container>-<id>.log` and/or
-    /// `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log[.<rotation>]` (a link in the
-    /// first layout usually points into the second; both are read when given).
-    pub fn from_paths(paths: &[&Path]) -> PodInfo {
-        let mut info = PodInfo::default();
-        for p in paths {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let parent = p.parent();
-            if parent.and_then(|d| d.file_name()).and_then(|n| n.to_str()) == Some("containers") {
-                // <pod>_<namespace>_<container>-<64 hex>.log
-                let stem = name.strip_suffix(".log").unwrap_or(name);
-                let mut parts = stem.splitn(3, '_');
-                if let (Some(pod), Some(ns), Some(rest)) = (parts.next(), parts.next(), parts.next()) {
-                    let (container, id) = match rest.rsplit_once('-') {
-                        Some((c, id)) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => (c, Some(id)),
-                        _ => (rest, None),
-                    };
-                    info.pod.get_or_insert_with(|| pod.to_string());
-                    info.namespace.get_or_insert_with(|| ns.to_string());
-                    info.container.get_or_insert_with(|| container.to_string());
-                    if let Some(id) = id {
-                        info.container_id.get_or_insert_with(|| id.to_string());
-                    }
-                }
-                continue;
-            }
-            // .../pods/<namespace>_<pod>_<uid>/<container>/<n>.log
-            let container = parent.and_then(|d| d.file_name()).and_then(|n| n.to_str());
-            let pod_dir = parent.and_then(Path::parent);
-            let in_pods = pod_dir.and_then(Path::parent).and_then(|d| d.file_name()).and_then(|n| n.to_str()) == Some("pods");
-            if let (true, Some(container), Some(dir)) = (in_pods, container, pod_dir.and_then(|d| d.file_name()).and_then(|n| n.to_str())) {
-                let mut parts = dir.splitn(3, '_');
-                if let (Some(ns), Some(pod), Some(uid)) = (parts.next(), parts.next(), parts.next()) {
-                    info.namespace.get_or_insert_with(|| ns.to_string());
-                    info.pod.get_or_insert_with(|| pod.to_string());
-                    info.pod_uid.get_or_insert_with(|| uid.to_string());
-                    info.container.get_or_insert_with(|| container.to_string());
-                }
-            }
-        }
-        info
-    }
-
-    fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        for (k, v) in [
-            ("namespace", &self.namespace),
-            ("pod", &self.pod),
-            ("pod_uid", &self.pod_uid),
-            ("container", &self.container),
-            ("container_id", &self.container_id),
-        ] {
-            if let Some(v) = v {
-                m.insert(k.into(), Value::String(v.clone()));
-            }
-        }
-        Value::Object(m)
-    }
 }
 
 /// One line of a container log.
@@ -207,36 +134,13 @@ pub struct Finished {
     pub cut: bool,
 }
 
-/// The pod's metadata from the API, as one file's records see it.
-#[derive(Debug)]
-struct MetaLink {
-    handle: PodMetadata,
-    key: PodKey,
-    /// The pod's uid as its path says.
-    uid: Option<String>,
-    /// Asked again because the API's pod of that name had another uid.
-    refetched: bool,
-    container: Option<String>,
-    /// The cache generation last looked at, and when to look again regardless (a stale entry
-    /// is refreshed only when looked up).
-    seen: Option<u64>,
-    next_check: Instant,
-    meta: Option<Arc<PodMeta>>,
-    /// `pod` was made with this link.
-    built: bool,
-    /// The first request for the pod is out, and the file waits for it until this instant.
-    first_fetch: Option<Instant>,
-}
-
 /// Merges one file's container log lines into records.
 #[derive(Debug)]
 pub struct ContainerAssembler {
     format: ContainerFormat,
-    /// What the path says of the pod.
-    path_info: Value,
     /// What records carry under `kubernetes`: the path's fields and the API's, serialised.
     pod_json: Vec<u8>,
-    meta: Option<MetaLink>,
+    meta: Option<PodLink>,
     limit: usize,
     rule: Option<MultiLineRule>,
     /// Streams holding a partial line or a multi-line record (no others are kept).
@@ -250,7 +154,6 @@ impl ContainerAssembler {
     pub fn new(format: ContainerFormat, pod: &PodInfo, limit: usize, rule: Option<MultiLineRule>, now: Instant) -> Self {
         ContainerAssembler {
             format,
-            path_info: pod.to_json(),
             pod_json: serde_json::to_vec(&pod.to_json()).expect("a JSON value serialises"),
             meta: None,
             limit: limit.max(1),
@@ -260,107 +163,26 @@ impl ContainerAssembler {
         }
     }
 
-    /// Records also carry what the API says of the pod (`node`, `labels`, `annotations`,
-    /// `namespace_labels`, `container_image`, and the cluster's name), once it is known; until
-    /// then, they carry what the path says, counted as misses.
+    /// Records also carry what the API says of the pod (see [`PodLink`]), once it is known;
+    /// until then, they carry what the path says, counted as misses.
     pub fn with_metadata(mut self, handle: &PodMetadata, pod: &PodInfo) -> Self {
-        if let (Some(namespace), Some(name)) = (&pod.namespace, &pod.pod) {
-            let key = PodKey { namespace: namespace.clone(), pod: name.clone() };
-            self.meta = Some(MetaLink {
-                handle: handle.clone(),
-                key,
-                uid: pod.pod_uid.clone(),
-                refetched: false,
-                container: pod.container.clone(),
-                seen: None,
-                next_check: self.now,
-                meta: None,
-                built: false,
-                first_fetch: None,
-            });
-            self.refresh_meta();
-            if let Some(link) = &mut self.meta {
-                if link.meta.is_none() && link.handle.is_pending(&link.key) {
-                    link.first_fetch = Some(self.now + link.handle.wait());
-                }
-            }
+        if let Some((link, pod_json)) = PodLink::new(handle, pod, self.now) {
+            self.meta = Some(link);
+            self.pod_json = pod_json;
         }
         self
     }
 
-    /// While the pod's metadata is fetched for the first time, until when the file waits before
-    /// it is read (so that a new pod's first lines carry their labels); `None` once the cache
-    /// answered for this pod (its metadata, or a failure) or the wait is over.
+    /// Until when the file waits before it is read: its pod's metadata is fetched for the
+    /// first time ([`PodLink::wait`]).
     pub fn metadata_wait(&self, now: Instant) -> Option<Instant> {
-        let link = self.meta.as_ref()?;
-        let until = link.first_fetch?;
-        (link.meta.is_none() && now < until && link.handle.is_pending(&link.key)).then_some(until)
+        self.meta.as_ref()?.wait(now)
     }
 
-    /// Looks the pod up again when the cache learnt something or the TTL's half passed.
     fn refresh_meta(&mut self) {
-        let Some(link) = &mut self.meta else { return };
-        let generation = link.handle.generation();
-        if link.seen == Some(generation) && self.now < link.next_check {
-            return;
+        if let Some(json) = self.meta.as_mut().and_then(|l| l.refresh(self.now)) {
+            self.pod_json = json;
         }
-        link.seen = Some(generation);
-        link.next_check = self.now + (link.handle.ttl() / 2).max(Duration::from_secs(1));
-        let mut meta = link.handle.lookup(&link.key);
-        // another pod of the same name (recreated): what is known is not this one's
-        let other_pod = |m: &Option<Arc<PodMeta>>| {
-            m.as_ref().is_some_and(|m| !m.uids.is_empty() && link.uid.as_ref().is_some_and(|u| !m.uids.contains(u)))
-        };
-        // (asked again once: a file of a deleted pod read after its successor came keeps
-        // meeting the successor, and ships with what its path gives)
-        if other_pod(&meta) && !link.refetched {
-            link.refetched = true;
-            meta = link.handle.refetch(&link.key);
-        }
-        if other_pod(&meta) {
-            meta = None;
-        }
-        if meta.is_none() {
-            // a failed fetch is asked for again after its retry time, not half a TTL later
-            link.next_check = link.next_check.min(self.now + link.handle.retry_after());
-        }
-        if meta.is_some() || !link.handle.is_pending(&link.key) {
-            link.first_fetch = None;
-        }
-        let same = match (&meta, &link.meta) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if same && link.built {
-            return;
-        }
-        link.built = true;
-        link.meta = meta;
-        let mut pod = self.path_info.clone();
-        if let Value::Object(m) = &mut pod {
-            if let Some(meta) = &link.meta {
-                if let Some(node) = &meta.node {
-                    m.insert("node".into(), Value::String(node.clone()));
-                }
-                if let Some((_, image)) = meta.images.iter().find(|(c, _)| Some(c) == link.container.as_ref()) {
-                    m.insert("container_image".into(), Value::String(image.clone()));
-                }
-                if !meta.labels.is_empty() {
-                    m.insert("labels".into(), Value::Object(meta.labels.clone()));
-                }
-                if !meta.annotations.is_empty() {
-                    m.insert("annotations".into(), Value::Object(meta.annotations.clone()));
-                }
-                if let Some(ns) = &meta.namespace_labels {
-                    m.insert("namespace_labels".into(), Value::Object(ns.clone()));
-                }
-            }
-            if let Some(cluster) = link.handle.cluster() {
-                m.insert("cluster".into(), Value::String(cluster.to_string()));
-            }
-        }
-        self.pod_json = serde_json::to_vec(&pod).expect("a JSON value serialises");
     }
 
     /// The time the next lines are pushed at.
@@ -389,9 +211,7 @@ impl ContainerAssembler {
 
     fn record(&self, time: &str, stream: &str, message: &[u8]) -> Vec<u8> {
         if let Some(link) = &self.meta {
-            if link.meta.is_none() {
-                link.handle.count_miss();
-            }
+            link.count_if_unknown();
         }
         // written as serde_json writes the object {"time","stream","log","kubernetes"}, without
         // building it: the pod's part is serialised once, when it changes
@@ -560,22 +380,6 @@ impl ContainerAssembler {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn pod_info_from_both_layouts() {
-        let id = "a".repeat(64);
-        let link = format!("/var/log/containers/web-7d9f_shop_nginx-{id}.log");
-        let target = "/var/log/pods/shop_web-7d9f_0b6a2c1e-1111-2222-3333-444455556666/nginx/0.log";
-        let info = PodInfo::from_paths(&[Path::new(&link), Path::new(target)]);
-        assert_eq!(info.namespace.as_deref(), Some("shop"));
-        assert_eq!(info.pod.as_deref(), Some("web-7d9f"));
-        assert_eq!(info.container.as_deref(), Some("nginx"));
-        assert_eq!(info.container_id.as_deref(), Some(id.as_str()));
-        assert_eq!(info.pod_uid.as_deref(), Some("0b6a2c1e-1111-2222-3333-444455556666"));
-        let rotated = PodInfo::from_paths(&[Path::new("/var/log/pods/kube-system_dns-1_u-1/coredns/0.log.20240101-000000")]);
-        assert_eq!((rotated.namespace.as_deref(), rotated.container.as_deref()), (Some("kube-system"), Some("coredns")));
-        assert_eq!(PodInfo::from_paths(&[Path::new("/var/log/syslog")]), PodInfo::default());
-    }
 
     fn run(format: ContainerFormat, lines: &[&str], limit: usize) -> Vec<(Value, u64, u64)> {
         run_with(format, lines, limit, None)

@@ -31,6 +31,8 @@
 pub mod container;
 pub mod journal;
 pub mod multiline;
+pub mod pod_info;
+pub mod pod_link;
 
 use crate::source::kubernetes::{MetadataSettings, PodMetadata};
 use container::{ContainerAssembler, ContainerFormat, PodInfo};

@@ -46,8 +46,12 @@ pub trait OpenFile: ReadAt {
 pub trait FileSystem {
     type File: OpenFile;
     fn open(&self, path: &Path) -> io::Result<Self::File>;
+    /// The files of directory `dir` and their identities (links followed).
+    fn keys_in(&self, dir: &Path) -> Vec<(PathBuf, FileKey)>;
     /// A file with identity `key` in the directory of `path` (a sibling it was rotated to).
-    fn find_by_key(&self, path: &Path, key: FileKey) -> Option<PathBuf>;
+    fn find_by_key(&self, path: &Path, key: FileKey) -> Option<PathBuf> {
+        self.keys_in(path.parent()?).into_iter().find(|(_, k)| *k == key).map(|(p, _)| p)
+    }
     /// The file a symbolic link leads to.
     fn canonicalize(&self, path: &Path) -> Option<PathBuf>;
 }
@@ -76,9 +80,9 @@ impl FileSystem for RealFs {
         File::open(path)
     }
 
-    fn find_by_key(&self, path: &Path, key: FileKey) -> Option<PathBuf> {
-        let dir = path.parent()?;
-        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| std::fs::metadata(p).is_ok_and(|m| FileKey::of(&m) == key))
+    fn keys_in(&self, dir: &Path) -> Vec<(PathBuf, FileKey)> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries.flatten().map(|e| e.path()).filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, FileKey::of(&m)))).collect()
     }
 
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {

@@ -9,6 +9,7 @@
 //! judged from the engine's heartbeat and each sink's last success (`health`). Not kept:
 //! history (Prometheus and CloudWatch keep it).
 
+mod files;
 mod health;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -572,50 +573,6 @@ impl FlowMetrics {
     /// Takes the statistic sets gathered since the last call.
     pub fn take_window(&self) -> CallWindow {
         self.window.lock().map(|mut w| std::mem::take(&mut *w)).unwrap_or_default()
-    }
-
-    /// At most `n` files have a `file_bytes_behind` series (`http.per_file_series`).
-    pub fn set_file_series_max(&self, n: usize) {
-        self.file_series_max.store(n, Ordering::Relaxed);
-    }
-
-    /// Sets the per-file bytes behind. Only the files most behind have a series, at most
-    /// `file_series_max` of them, and only while something of them is behind: the number of
-    /// series stays bounded however many files there are (the flow's total is
-    /// `bytes_behind`). Linear in the number of files.
-    pub fn set_files_behind(&self, files: &[(String, u64)]) {
-        let max = self.file_series_max.load(Ordering::Relaxed);
-        let mut behind: Vec<&(String, u64)> = files.iter().filter(|(_, b)| *b > 0).collect();
-        if behind.len() > max {
-            if max > 0 {
-                behind.select_nth_unstable_by(max - 1, |a, b| b.1.cmp(&a.1));
-            }
-            behind.truncate(max);
-        }
-        if let Ok(mut series) = self.file_series.lock() {
-            let keep: HashSet<&str> = behind.iter().map(|(p, _)| p.as_str()).collect();
-            series.retain(|old| {
-                let stays = keep.contains(old.as_str());
-                if !stays {
-                    self.file_bytes_behind.remove(&FileLabels { flow: self.id.clone(), file: old.clone() });
-                }
-                stays
-            });
-            for (p, n) in behind {
-                self.file_bytes_behind.get_or_create(&FileLabels { flow: self.id.clone(), file: p.clone() }).set(*n as i64);
-                if !series.contains(p) {
-                    series.insert(p.clone());
-                }
-            }
-        }
-        if let Ok(mut known) = self.files.lock() {
-            *known = files.to_vec();
-        }
-    }
-
-    /// The files of the flow and their bytes behind, as last set.
-    pub fn files_behind_list(&self) -> Vec<(String, u64)> {
-        self.files.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     /// The flow's journald sources, as the engine last published them.

@@ -25,6 +25,7 @@
 
 mod file;
 mod read;
+mod restart;
 mod rotation;
 #[cfg(test)]
 mod tests;
@@ -457,50 +458,6 @@ impl<F: FileSystem> TailSet<F> {
         self.initial_scan_done = true;
     }
 
-    /// A checkpointed file the first scan did not find may have been rotated to a name no
-    /// pattern matches while the agent was stopped, with lines it never read: a container log's
-    /// rotated `0.log.<time>` is never in `/var/log/containers`. It is looked for by identity
-    /// beside its path and beside the file its link leads to now, and read from its checkpoint
-    /// to its end when it is still the file the checkpoint describes (fingerprint and the bytes
-    /// before the offset); a file that only shares its inode number, or one still at its own
-    /// path (the flow no longer covers it), is left alone.
-    fn follow_rotated_while_stopped(&mut self, now: Instant, store: &mut impl Checkpoints) {
-        let rows: Vec<Row> = self.saved.values().cloned().collect();
-        for row in rows {
-            let path = PathBuf::from(&row.path);
-            let places = [Some(path.clone()), self.fs.canonicalize(&path)];
-            let Some(found) = places.iter().flatten().find_map(|p| self.fs.find_by_key(p, row.key)) else { continue };
-            // still at its own path (or a link to it there): the flow no longer covers it (a
-            // narrowed glob, an exclude), so it is not this rule's to read
-            if found == path || self.fs.canonicalize(&path).is_some_and(|t| t == found && places[0].as_ref() == Some(&found)) {
-                continue;
-            }
-            let Ok(file) = self.fs.open(&found) else { continue };
-            let Ok(stat) = file.stat() else { continue };
-            if stat.key != row.key || self.by_key.contains_key(&row.key) {
-                continue;
-            }
-            let Resume::Checkpoint(offset) = rotation::resume(&file, stat.len, Some(&row), None, false, self.flow.initial_position) else {
-                continue;
-            };
-            self.saved.remove(&row.key);
-            if offset >= stat.len {
-                self.saved.insert(row.key, row);
-                continue; // read to its end before the stop
-            }
-            tracing::info!(flow = %self.flow.id, "{} was rotated to {} while logferry was stopped; reading the {} bytes after its checkpoint", row.path, found.display(), stat.len - offset);
-            let id = self.next_tail_id;
-            self.next_tail_id += 1;
-            let mut tail = Tail::new(id, row.key, found.clone(), None, file, stat.len, offset, &self.flow, self.metadata.as_ref(), now);
-            tail.phase = Phase::Orphaned { missed_scans: 1 };
-            tail.dirty = true;
-            self.open_files += 1;
-            stage_row(store, &self.flow.id, &tail);
-            self.tails.insert(id, tail);
-            self.by_key.insert(row.key, id);
-        }
-    }
-
     /// Tails a file found for the first time (or defers it); the cause when it cannot be opened
     /// and was not said before.
     fn add_file(&mut self, now: Instant, item: &crate::source::discover::Found, store: &mut impl Checkpoints) -> Option<String> {
@@ -685,23 +642,6 @@ impl<F: FileSystem> TailSet<F> {
     pub fn flush_assemblers(&mut self, pipe: &mut impl Pipeline) {
         for t in self.tails.values_mut() {
             let Tail { id, assembler, acks, path, .. } = &mut *t;
-            assembler.flush(|p| pipe.piece(acks, *id, path, p));
-        }
-    }
-
-    /// Files rotated away get no more lines: what waits in them (a multi-line record, a partial
-    /// container line, an unterminated last line) goes now, unless the next start finds the file
-    /// again (still there, beside its path or its link's target: see
-    /// `follow_rotated_while_stopped`) and reads it whole.
-    pub fn flush_orphans(&mut self, pipe: &mut impl Pipeline) {
-        let fs = &self.fs;
-        let found_again = |t: &Tail<F::File>| {
-            let exists = t.file.as_ref().and_then(|f| f.stat().ok()).is_some_and(|s| s.links > 0);
-            exists && [Some(&t.path), t.target.as_ref()].into_iter().flatten().any(|p| fs.find_by_key(p, t.key).is_some())
-        };
-        for t in self.tails.values_mut().filter(|t| t.phase.is_orphaned() && !found_again(t)) {
-            let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
-            framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
             assembler.flush(|p| pipe.piece(acks, *id, path, p));
         }
     }

@@ -80,9 +80,9 @@ impl FileSystem for MemFs {
         Ok(MemFile { disk: self.0.clone(), ino })
     }
 
-    fn find_by_key(&self, path: &Path, k: FileKey) -> Option<PathBuf> {
+    fn keys_in(&self, dir: &Path) -> Vec<(PathBuf, FileKey)> {
         let disk = self.0.borrow();
-        disk.names.iter().find(|(p, ino)| p.parent() == path.parent() && key(**ino) == k).map(|(p, _)| p.clone())
+        disk.names.iter().filter(|(p, _)| p.parent() == Some(dir)).map(|(p, ino)| (p.clone(), key(*ino))).collect()
     }
 
     fn canonicalize(&self, _: &Path) -> Option<PathBuf> {
