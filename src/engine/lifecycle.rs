@@ -7,7 +7,7 @@
 //! at the next start); shutdown flushes rotated-away files' last lines and commits positions.
 
 use super::flow::{hold_flow, start_flow};
-use super::{reload, Engine, Event};
+use super::{descriptors, reload, Engine, Event};
 use crate::batch::pipeline::FlowStats;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,11 @@ impl Engine {
         }
         self.cfg.max_bytes_in_flight = new.max_bytes_in_flight;
         self.cfg.max_open_files = new.max_open_files;
+        self.file_cap = descriptors::FileCap::new(new.max_open_files, self.file_cap.limit);
+        if let Some(w) = self.file_cap.warning(new.max_open_files) {
+            tracing::warn!("{w}");
+        }
+        self.metrics.open_files_limit.set(self.file_cap.cap as i64);
         self.cfg.idle_close_ms = new.idle_close_ms;
         self.cfg.status_period_secs = new.status_period_secs;
         self.cfg.shutdown_timeout_ms = new.shutdown_timeout_ms;

@@ -17,11 +17,14 @@
 //! - readers stop when the bytes in flight reach the global budget, or when an AWS sink already
 //!   has a batch waiting for each request it may have in flight and one more: the log files are
 //!   the buffer;
-//! - idle, fully acknowledged files release their descriptors, and are reopened on change.
+//! - idle, fully acknowledged files release their descriptors, and are reopened on change; the
+//!   tailed files hold at most `max_open_files` descriptors, within the open-file limit less what
+//!   the agent keeps for itself ([`descriptors`]), each flow its share.
 //!
 //! Not done here: sending (the sinks), metrics.
 
 mod backlog;
+pub mod descriptors;
 mod flow;
 mod lifecycle;
 mod reload;
@@ -110,6 +113,8 @@ pub struct Engine {
     last_status: Instant,
     /// A second stop signal came: shutdown does not wait for acknowledgements.
     stop_now: bool,
+    /// The open-file limit and the descriptors the tailed files may hold.
+    file_cap: descriptors::FileCap,
 }
 
 /// How often the metrics get the engine's figures.
@@ -158,7 +163,23 @@ impl Engine {
                 None
             }
         };
+        let limit = match descriptors::raise_open_file_limit() {
+            Ok((limit, Some(before))) => {
+                tracing::info!("raised the open-file limit from {before} to {limit}");
+                limit
+            }
+            Ok((limit, None)) => limit,
+            Err(e) => {
+                tracing::warn!("cannot read the open-file limit ({e}); taking it to be 1024");
+                1024
+            }
+        };
+        let file_cap = descriptors::FileCap::new(cfg.max_open_files, limit);
+        if let Some(w) = file_cap.warning(cfg.max_open_files) {
+            tracing::warn!("{w}");
+        }
         let metrics = Arc::new(Metrics::new(&[]));
+        metrics.open_files_limit.set(file_cap.cap as i64);
         metrics.in_flight_budget_bytes.set(cfg.max_bytes_in_flight as i64);
         metrics.set_unhealthy_dead_letters(cfg.http.unhealthy_dead_letters);
         let mut flows = Vec::new();
@@ -194,6 +215,7 @@ impl Engine {
             last_publish: Instant::now(),
             last_status: Instant::now(),
             stop_now: false,
+            file_cap,
         })
     }
 
@@ -427,6 +449,7 @@ impl Engine {
     }
 
     fn scan(&mut self, fi: usize) {
+        self.set_file_limit(fi);
         let now = Instant::now();
         let mut scan = crate::source::discover::Scan::default();
         let f = &mut self.flows[fi];
@@ -499,6 +522,7 @@ impl Engine {
     }
 
     fn read_flow(&mut self, fi: usize) {
+        self.set_file_limit(fi);
         let now = Instant::now();
         self.with_pipe(fi, |tails, pipe, store, buf| tails.read(now, buf, pipe, store));
         self.read_journals(fi, now);
@@ -527,23 +551,23 @@ impl Engine {
         }
     }
 
-    /// Closes the descriptors of idle files, the oldest first, and more while over the cap.
+    /// Closes the descriptors of idle files, and of the files a flow may close while it holds
+    /// more than its limit (after a reload, or another flow claiming its share).
     fn close_idle(&mut self) {
         let idle = Duration::from_millis(self.cfg.idle_close_ms);
-        let open: usize = self.flows.iter().map(|f| f.tails.open_files()).sum();
-        let over = open.saturating_sub(self.cfg.max_open_files);
-        let mut candidates: Vec<(Instant, usize, u64)> = Vec::new();
-        for (fi, f) in self.flows.iter().enumerate() {
-            candidates.extend(f.tails.idle().map(|(last, id)| (last, fi, id)));
-        }
-        candidates.sort();
         let now = Instant::now();
-        for (i, (last, fi, id)) in candidates.into_iter().enumerate() {
-            if i >= over && now < last + idle {
-                break;
-            }
-            self.flows[fi].tails.close(id);
+        for fi in 0..self.flows.len() {
+            self.set_file_limit(fi);
+            self.flows[fi].tails.close_idle(now, idle);
         }
+    }
+
+    /// Tells flow `fi` how many descriptors it may hold now ([`crate::source::tail::flow_file_limit`]).
+    fn set_file_limit(&mut self, fi: usize) {
+        let running = self.flows.iter().filter(|f| !f.retiring).count();
+        let others = self.flows.iter().enumerate().filter(|(i, _)| *i != fi).map(|(_, f)| (f.tails.open_files(), f.tails.known_files()));
+        let limit = crate::source::tail::flow_file_limit(self.file_cap.cap, running, others);
+        self.flows[fi].tails.set_file_limit(limit);
     }
 }
 

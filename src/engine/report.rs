@@ -8,6 +8,7 @@ impl Engine {
         self.acked_since_publish = false;
         let m = &self.metrics;
         m.open_files.set(self.flows.iter().map(|f| f.tails.open_files()).sum::<usize>() as i64);
+        m.files_waiting_for_descriptor.set(self.flows.iter().map(|f| f.tails.waiting_for_descriptor()).sum::<usize>() as i64);
         m.in_flight_bytes.set(self.in_flight as i64);
         m.line_buffer_bytes.set(self.held_total() as i64);
         for (fi, f) in self.flows.iter_mut().enumerate() {

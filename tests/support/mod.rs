@@ -20,6 +20,8 @@ pub struct Agent {
     starts: usize,
     /// Run the agent as the unprivileged user `nobody` (the test must be root to switch).
     pub as_nobody: bool,
+    /// Run the agent with this open-file limit, soft and hard (`prlimit`).
+    pub nofile: Option<u64>,
 }
 
 impl Agent {
@@ -39,7 +41,7 @@ impl Agent {
         );
         std::fs::write(&config, yaml).unwrap();
         let stderr_log = dir.path().join("agent.stderr");
-        Agent { dir, config, out, child: None, stderr_log, starts: 0, as_nobody: false }
+        Agent { dir, config, out, child: None, stderr_log, starts: 0, as_nobody: false, nofile: None }
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -52,6 +54,10 @@ impl Agent {
         let mut cmd = if self.as_nobody {
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_logferry")]);
+            c
+        } else if let Some(n) = self.nofile {
+            let mut c = Command::new("prlimit");
+            c.args([format!("--nofile={n}:{n}").as_str(), "--", env!("CARGO_BIN_EXE_logferry")]);
             c
         } else {
             Command::new(env!("CARGO_BIN_EXE_logferry"))
@@ -297,6 +303,39 @@ pub fn wait_for_status(base: &str, path: &str, status: u16, timeout: Duration) -
             return (got, body);
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The most descriptors a process held, sampled every 20 ms from /proc until dropped: of
+/// every kind, and of files under one directory (not counting the directory itself).
+pub struct FdWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, usize)>>,
+}
+
+impl FdWatch {
+    pub fn start(pid: u32, under: &Path) -> FdWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, under) = (stop.clone(), under.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let (mut all, mut files) = (0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                    let links: Vec<PathBuf> = entries.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect();
+                    all = all.max(links.len());
+                    files = files.max(links.iter().filter(|l| l.starts_with(&under) && **l != under).count());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (all, files)
+        });
+        FdWatch { stop, thread: Some(thread) }
+    }
+
+    /// The most descriptors held, and the most of them on files under the directory.
+    pub fn peak(mut self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().expect("running").join().unwrap()
     }
 }
 

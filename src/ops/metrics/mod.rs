@@ -211,6 +211,8 @@ pub struct Metrics {
     families: Families,
     flows: RwLock<Vec<Arc<FlowMetrics>>>,
     pub open_files: Gauge,
+    pub open_files_limit: Gauge,
+    pub files_waiting_for_descriptor: Gauge,
     pub in_flight_bytes: Gauge,
     pub in_flight_budget_bytes: Gauge,
     /// Bytes the tailed files' line and record buffers hold (counted against the budget).
@@ -322,6 +324,18 @@ impl Metrics {
         };
         let open_files = Gauge::default();
         registry.register("open_files", "Tailed files held open", open_files.clone());
+        let open_files_limit = Gauge::default();
+        registry.register(
+            "open_files_limit",
+            "The most tailed files held open: max_open_files within the process's open-file limit",
+            open_files_limit.clone(),
+        );
+        let files_waiting = Gauge::default();
+        registry.register(
+            "files_waiting_for_descriptor",
+            "Files with data to read waiting for a descriptor (more files written to than open_files_limit)",
+            files_waiting.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register("in_flight_bytes", "Bytes read and not yet acknowledged, against the budget", in_flight.clone());
         let budget = Gauge::default();
@@ -347,6 +361,8 @@ impl Metrics {
             families,
             flows: RwLock::new(Vec::new()),
             open_files,
+            open_files_limit,
+            files_waiting_for_descriptor: files_waiting,
             in_flight_bytes: in_flight,
             in_flight_budget_bytes: budget,
             line_buffer_bytes: line_buffers,

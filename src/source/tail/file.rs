@@ -187,14 +187,20 @@ impl<H> Tail<H> {
         self.last_change + grace
     }
 
-    /// Fully read and acknowledged, with nothing pending: its descriptor may be closed.
-    pub fn idle(&self) -> bool {
+    /// Followed at its path, read to its end, holding no unfinished line or record: closing its
+    /// descriptor loses nothing (it is opened again by path and identity when it grows). Records
+    /// of it may still be in flight.
+    pub fn closable(&self) -> bool {
         self.file.is_some()
             && self.phase == Phase::Following
             && !self.dirty
-            && self.acks.outstanding() == 0
             && !self.assembler.has_pending()
             && ((self.framer.pending_len() == 0 && self.size == self.framer.offset()) || self.sealed)
+    }
+
+    /// Closable, and everything read of it acknowledged.
+    pub fn idle(&self) -> bool {
+        self.closable() && self.acks.outstanding() == 0
     }
 }
 

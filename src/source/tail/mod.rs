@@ -15,6 +15,8 @@
 //! - a staged checkpoint never passes the acknowledged prefix of its file ([`crate::checkpoint::acks`]);
 //! - a deleted file is held open (and read) until it is finished; what it still holds is told
 //!   ([`TailSet::deleted`]), and letting it go before ([`TailSet::let_go`]) says what is lost;
+//! - the flow holds at most its limit of descriptors: when more files have data than that, they
+//!   take turns ([`descriptors`]);
 //! - reads stop at the flow's share of the in-flight budget and at the global budget (a tail in
 //!   the middle of a line may finish it), and a tail holding a long unfinished line over the
 //!   budget gives it back to the file.
@@ -23,6 +25,7 @@
 //! rotation with an in-memory file system and an instant of its choosing. Not done here:
 //! listing directories ([`crate::source::discover`]), converting and batching (the pipeline).
 
+mod descriptors;
 mod file;
 mod read;
 mod restart;
@@ -37,6 +40,7 @@ use crate::framing::Piece;
 use crate::source::discover::Scan;
 use crate::source::fs::{FileSystem, OpenFile, ReadAt};
 use crate::source::identity::{self, FileKey};
+pub use descriptors::flow_file_limit;
 use file::{end_of_last_line, head_of, Phase, Tail};
 use rotation::{CopyMatch, Resume};
 use std::collections::{HashMap, HashSet};
@@ -163,6 +167,10 @@ pub struct TailSet<F: FileSystem> {
     /// Bytes the tails' line and record buffers hold.
     held: u64,
     open_files: usize,
+    /// The descriptors it may hold ([`TailSet::set_file_limit`]).
+    file_limit: usize,
+    /// The start was told that more files match than it may hold.
+    told_over_limit: bool,
     /// Container logs: the pods' metadata from the Kubernetes API, when the flow asks.
     metadata: Option<crate::source::kubernetes::PodMetadata>,
 }
@@ -188,6 +196,8 @@ impl<F: FileSystem> TailSet<F> {
             next_tail_id: 1,
             held: 0,
             open_files: 0,
+            file_limit: usize::MAX,
+            told_over_limit: false,
             metadata: None,
         }
     }
@@ -237,6 +247,11 @@ impl<F: FileSystem> TailSet<F> {
     /// Descriptors held open.
     pub fn open_files(&self) -> usize {
         self.open_files
+    }
+
+    /// Files it knows (held open or not).
+    pub fn known_files(&self) -> usize {
+        self.tails.len()
     }
 
     /// Pieces handed to the pipeline and not yet acknowledged.
@@ -340,11 +355,6 @@ impl<F: FileSystem> TailSet<F> {
         false
     }
 
-    /// The tails whose descriptors may be closed: when each last changed, and its id.
-    pub fn idle(&self) -> impl Iterator<Item = (Instant, u64)> + '_ {
-        self.tails.values().filter(|t| t.idle()).map(|t| (t.last_change, t.id))
-    }
-
     /// Closes an idle tail's descriptor; it is reopened by identity when the file changes.
     pub fn close(&mut self, id: u64) {
         if let Some(t) = self.tails.get_mut(&id) {
@@ -363,7 +373,15 @@ impl<F: FileSystem> TailSet<F> {
             advanced |= t.acks.ack(seq).is_some();
         }
         if advanced {
-            stage_row(store, &self.flow.id, t);
+            match &t.file {
+                Some(_) => stage_row(store, &self.flow.id, t),
+                // closed to make room for another file: opened for the moment it takes
+                None => {
+                    if let Some(row) = Self::reopen(&self.fs, t).and_then(|file| row_with(&self.flow.id, t, &file)) {
+                        store.stage(row);
+                    }
+                }
+            }
         }
         advanced
     }
@@ -376,8 +394,16 @@ impl<F: FileSystem> TailSet<F> {
         // a file shorter than what was read, or changed and no longer starting with its
         // fingerprint, was truncated (and maybe written again), whether or not the budget lets it
         // be read now: its old state waits for a copy before the new files are looked at
-        let shrunk: Vec<u64> =
+        let mut shrunk: Vec<u64> =
             self.tails.values().filter(|t| !t.sealed && t.phase.reads() && t.truncated_since_read()).map(|t| t.id).collect();
+        // a file closed to make room for others: the scan's size says it
+        if self.open_files < self.tails.len() {
+            let closed_and_shrunk = |item: &crate::source::discover::Found| {
+                let t = self.by_key.get(&item.key).and_then(|id| self.tails.get(id))?;
+                (t.file.is_none() && !t.sealed && t.phase.reads() && item.size < t.framer.offset()).then_some(t.id)
+            };
+            shrunk.extend(scan.found.iter().filter_map(closed_and_shrunk));
+        }
         for id in shrunk {
             self.truncated(now, id, store);
         }
@@ -436,8 +462,9 @@ impl<F: FileSystem> TailSet<F> {
         }
         // files that could not be opened, by cause: one line per cause, not one per file
         let mut cannot_open: Vec<(String, usize, PathBuf)> = Vec::new();
+        let mut closable = None;
         for item in new_files {
-            if let Some(e) = self.add_file(now, item, store) {
+            if let Some(e) = self.add_file(now, item, store, &mut closable) {
                 match cannot_open.iter_mut().find(|(cause, _, _)| *cause == e) {
                     Some((_, n, _)) => *n += 1,
                     None => cannot_open.push((e, 1, item.path.clone())),
@@ -452,6 +479,15 @@ impl<F: FileSystem> TailSet<F> {
         if !self.initial_scan_done {
             self.follow_rotated_while_stopped(now, store);
         }
+        if scan.found.len() > self.file_limit && !self.told_over_limit {
+            self.told_over_limit = true;
+            tracing::warn!(
+                flow = %self.flow.id,
+                "{} files match, more than the {} this flow may hold open (max_open_files, within the process's open-file limit, shared among the flows): files with data to read are held first and the others visited in turn; a file rotated away and deleted before its turn loses what was written to it since it was last read: raise max_open_files (and LimitNOFILE) above the number of files written to at once",
+                scan.found.len(),
+                self.file_limit
+            );
+        }
         self.maybe_copies.retain(|k, _| seen.contains(k));
         let by_key = &self.by_key;
         self.unreadable.retain(|k| seen.contains(k) && !by_key.contains_key(k));
@@ -460,7 +496,13 @@ impl<F: FileSystem> TailSet<F> {
 
     /// Tails a file found for the first time (or defers it); the cause when it cannot be opened
     /// and was not said before.
-    fn add_file(&mut self, now: Instant, item: &crate::source::discover::Found, store: &mut impl Checkpoints) -> Option<String> {
+    fn add_file(
+        &mut self,
+        now: Instant,
+        item: &crate::source::discover::Found,
+        store: &mut impl Checkpoints,
+        closable: &mut Option<std::collections::VecDeque<u64>>,
+    ) -> Option<String> {
         let file = match self.fs.open(&item.path) {
             Ok(f) => f,
             Err(e) => {
@@ -493,6 +535,7 @@ impl<F: FileSystem> TailSet<F> {
             self.maybe_copies.remove(&key);
             self.by_path.insert(item.path.clone(), id);
             stage_row(store, &self.flow.id, t);
+            self.hold_or_close(id, closable);
             return None;
         }
         // An empty file, or one that so far starts like a tailed file, may be a copy being written
@@ -543,6 +586,7 @@ impl<F: FileSystem> TailSet<F> {
         if let Some(t) = target {
             self.by_path.insert(t, id);
         }
+        self.hold_or_close(id, closable);
         None
     }
 
@@ -610,8 +654,14 @@ impl<F: FileSystem> TailSet<F> {
         let grace = Duration::from_millis(self.flow.rotated_grace_ms);
         let mut d: Option<Instant> = None;
         let mut at = |i: Instant| d = Some(d.map_or(i, |d| d.min(i)));
+        // a file waiting for a descriptor is read when one is free (or may be made free)
+        let mut descriptor = None;
         for t in self.tails.values() {
-            if t.wants_read() && !room.backed_up && self.may_read(t, room) {
+            if t.wants_read()
+                && !room.backed_up
+                && self.may_read(t, room)
+                && (t.file.is_some() || *descriptor.get_or_insert_with(|| self.descriptor_available()))
+            {
                 match t.assembler.metadata_wait(now) {
                     // a new pod's file waits for its metadata: looked at again soon
                     Some(until) => at(until.min(now + METADATA_POLL)),
@@ -668,7 +718,12 @@ impl<F: FileSystem> TailSet<F> {
         let key = old.key;
         let path = old.path.clone();
         let target = old.target.clone();
-        let file = old.file.take();
+        // closed to make room for others: opened again to read it from its start
+        let file = match old.file.take() {
+            Some(f) => Some(f),
+            None => Self::reopen(&self.fs, old).inspect(|_| self.open_files += 1),
+        };
+        let Some(old) = self.tails.get_mut(&id) else { return };
         old.phase = Phase::AwaitingCopy { until: now + COPY_WAIT };
         old.dirty = false;
         self.by_key.remove(&key);
@@ -685,6 +740,7 @@ impl<F: FileSystem> TailSet<F> {
         if let Some(t) = target {
             self.by_path.insert(t, new_id);
         }
+        self.hold_or_close(new_id, &mut None);
     }
 }
 
@@ -711,9 +767,14 @@ fn stage_row<H: OpenFile>(store: &mut impl Checkpoints, flow: &str, t: &Tail<H>)
 
 /// The checkpoint row of a tail, when its file is open to hash the bytes before the offset.
 fn row_of<H: OpenFile>(flow: &str, t: &Tail<H>) -> Option<Row> {
+    row_with(flow, t, t.file.as_ref()?)
+}
+
+/// The checkpoint row of a tail, its file open as `file`.
+fn row_with<H: OpenFile>(flow: &str, t: &Tail<H>, file: &H) -> Option<Row> {
     // a sealed copy is shorter than what was read from its original: all of it is done
-    let offset = if t.sealed { t.acks.committed().min(t.current_len().unwrap_or(u64::MAX)) } else { t.acks.committed() };
-    let file = t.file.as_ref()?;
+    let len = || file.stat().ok().map(|s| s.len);
+    let offset = if t.sealed { t.acks.committed().min(len().unwrap_or(u64::MAX)) } else { t.acks.committed() };
     // a file rewritten since it was read (truncated and written past the offset while the
     // budget held its reads) is not where its acknowledgements point: nothing is staged, and
     // the next read finds it replaced

@@ -21,11 +21,26 @@ impl<F: FileSystem> TailSet<F> {
     /// Reads every tail that has data and room for it, into `buf` (its length is the largest
     /// read).
     pub fn read(&mut self, now: Instant, buf: &mut [u8], pipe: &mut impl Pipeline, store: &mut impl Checkpoints) {
-        let ids: Vec<u64> = self.tails.values().filter(|t| t.wants_read()).map(|t| t.id).collect();
-        for id in ids {
+        // the files held open first; then those waiting for a descriptor, rotated-away ones
+        // first, then the least recently read
+        let mut ids: Vec<u64> = self.tails.values().filter(|t| t.wants_read() && t.file.is_some()).map(|t| t.id).collect();
+        let mut waiting: Vec<(bool, Instant, u64)> = self
+            .tails
+            .values()
+            .filter(|t| t.wants_read() && t.file.is_none())
+            .map(|t| (!t.phase.is_orphaned(), t.last_change, t.id))
+            .collect();
+        waiting.sort_unstable();
+        let first_waiting = ids.len();
+        ids.extend(waiting.into_iter().map(|(_, _, id)| id));
+        let mut closable = None;
+        for (i, id) in ids.into_iter().enumerate() {
             let room = pipe.room();
             if room.backed_up {
                 break;
+            }
+            if i >= first_waiting && !self.make_room(&mut closable, 1) {
+                break; // every descriptor holds a file with data still to read
             }
             // the pod's metadata looked at now: a file whose pod is being fetched (again) waits
             if let Some(t) = self.tails.get_mut(&id) {
@@ -38,6 +53,10 @@ impl<F: FileSystem> TailSet<F> {
             if let Some(t) = self.tails.get_mut(&id) {
                 t.update_held(&mut self.held);
                 pipe.lines_split(t.framer.take_streamed_lines());
+                // read now: the last to be closed for another
+                if let Some(queue) = closable.as_mut() {
+                    queue.push_back(id);
+                }
             }
             self.park_if_over_budget(id, pipe.room());
         }
@@ -73,11 +92,7 @@ impl<F: FileSystem> TailSet<F> {
         if t.file.is_none() {
             // the path may hold another file now; a rotated-away file is looked for by identity
             // in its directory before giving up on it
-            let by_path = if t.phase.is_orphaned() { None } else { self.fs.open(&t.path).ok() };
-            let reopened = by_path
-                .filter(|file| file.stat().is_ok_and(|s| s.key == t.key))
-                .or_else(|| self.fs.find_by_key(&t.path, t.key).and_then(|p| self.fs.open(&p).ok()));
-            match reopened {
+            match Self::reopen(&self.fs, t) {
                 Some(file) => {
                     t.file = Some(file);
                     self.open_files += 1;

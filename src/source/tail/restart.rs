@@ -72,6 +72,8 @@ impl<F: FileSystem> TailSet<F> {
                     stage_row(store, &self.flow.id, &tail);
                     self.tails.insert(id, tail);
                     self.by_key.insert(row.key, id);
+                    // over the limit, it waits for its turn (the first among those waiting)
+                    self.hold_or_close(id, &mut None);
                 }
                 _ => {}
             }

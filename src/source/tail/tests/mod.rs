@@ -134,6 +134,11 @@ impl MemFs {
         self.0.borrow_mut().inodes.get_mut(&ino).expect("inode").data.clear();
     }
 
+    /// Descriptors open, on every file.
+    fn open_count(&self) -> usize {
+        self.0.borrow().inodes.values().map(|i| i.open).sum()
+    }
+
     fn is_open(&self, ino: u64) -> bool {
         self.0.borrow().inodes[&ino].open > 0
     }

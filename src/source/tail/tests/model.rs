@@ -35,6 +35,8 @@ pub(super) enum Op {
     Restart,
     /// SIGKILL: what was handed over and not acknowledged is lost; saved positions stay.
     Kill,
+    /// Descriptors of files read to their end are closed (idle at once, or over the limit).
+    CloseIdle,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u8..12, any::<bool>()).prop_map(|(n, reverse)| Op::Ack { n, reverse }),
         1 => Just(Op::Restart),
         1 => Just(Op::Kill),
+        2 => Just(Op::CloseIdle),
     ]
 }
 
@@ -99,14 +102,28 @@ pub(super) struct Model {
     rotated: bool,
     /// When each file was last written.
     last_write: HashMap<u64, Instant>,
+    /// The descriptors the agent may hold.
+    file_limit: usize,
 }
 
 impl Model {
-    pub(super) fn new(budget: u64, rotated: bool) -> Model {
+    pub(super) fn new(budget: u64, rotated: bool, file_limit: usize) -> Model {
         let fs = MemFs::default();
-        let agent = Agent::start(&fs, MemStore::default(), Instant::now(), budget, rotated);
+        let mut agent = Agent::start(&fs, MemStore::default(), Instant::now(), budget, rotated);
+        agent.tails.set_file_limit(file_limit);
         let oracle = Oracle::default();
-        Model { fs, agent, oracle, writer: None, previous_writer: None, open_line: None, budget, rotated, last_write: HashMap::new() }
+        Model {
+            fs,
+            agent,
+            oracle,
+            writer: None,
+            previous_writer: None,
+            open_line: None,
+            budget,
+            rotated,
+            last_write: HashMap::new(),
+            file_limit,
+        }
     }
 
     fn line(&mut self) -> Vec<u8> {
@@ -276,8 +293,12 @@ impl Model {
                 self.restart();
             }
             Op::Kill => self.restart(),
+            Op::CloseIdle => self.agent.tails.close_idle(self.agent.now, Duration::ZERO),
         }
         self.agent.step();
+        let open = self.fs.open_count();
+        assert!(open <= self.file_limit, "{open} descriptors open, more than the limit of {}", self.file_limit);
+        assert_eq!(open, self.agent.tails.open_files(), "descriptors open and counted differ");
         self.check_checkpoints();
     }
 
@@ -288,6 +309,7 @@ impl Model {
         let fs = self.fs.clone();
         // the old agent's descriptors close with it
         self.agent = Agent::start(&fs, store, now, self.budget, self.rotated);
+        self.agent.tails.set_file_limit(self.file_limit);
         if !self.rotated {
             // the new agent does not know the rotated file: a slow writer's lines there are not
             // promised
@@ -387,8 +409,9 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..60),
         budget in prop_oneof![Just(1u64 << 30), 256u64..4096],
         rotated in any::<bool>(),
+        file_limit in prop_oneof![Just(usize::MAX), 1usize..3],
     ) {
-        let mut m = Model::new(budget, rotated);
+        let mut m = Model::new(budget, rotated, file_limit);
         for op in &ops {
             m.apply(op);
         }

@@ -245,7 +245,7 @@ fn no_checkpoint_is_staged_in_a_file_rewritten_since_it_was_read() {
 
 /// Replays `ops` on a model with `budget` and checks every line.
 fn replay(ops: &[Op], budget: u64, rotated: bool) {
-    let mut m = Model::new(budget, rotated);
+    let mut m = Model::new(budget, rotated, usize::MAX);
     for op in ops {
         m.apply(op);
     }
