@@ -47,6 +47,8 @@ pub(super) struct FlowState {
     pub unlistable: HashSet<PathBuf>,
     /// Matching paths refused at the last scan (logged once).
     pub refused: HashSet<PathBuf>,
+    /// When the next scan looks at every directory and file afresh ([`super::FULL_SCAN_EVERY`]).
+    pub next_full_scan: Instant,
     pub stats: FlowStats,
 }
 
@@ -118,6 +120,7 @@ pub(super) fn start_flow(
         sink_threads,
         unlistable: HashSet::new(),
         refused: HashSet::new(),
+        next_full_scan: Instant::now(),
         stats: FlowStats::default(),
         published: FlowStats::default(),
         journals: start_journals(flow, store)?,

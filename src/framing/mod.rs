@@ -301,7 +301,8 @@ pub struct Record<'a> {
 /// Joins lines into records by the flow's rule.
 #[derive(Debug)]
 pub struct RecordAssembler {
-    mode: Assembly,
+    /// Shared by the files of a flow (a file's assembler is small: 100,000 files hold 100,000).
+    mode: std::sync::Arc<Assembly>,
     skip_remaining: u64,
     buf: Vec<u8>,
     buf_start: u64,
@@ -317,7 +318,7 @@ pub struct RecordAssembler {
     /// A multi-line record is sent when it would grow past this many bytes.
     limit: usize,
     /// Container logs: the merging state, or `None` when the file's namespace is not wanted.
-    container: Option<ContainerAssembler>,
+    container: Option<Box<ContainerAssembler>>,
     /// End of the last line taken.
     last_end: u64,
 }
@@ -325,9 +326,9 @@ pub struct RecordAssembler {
 impl RecordAssembler {
     /// `skip_header_lines` applies only when the file is read from offset 0; `now` is the time
     /// the first lines are pushed at (see [`RecordAssembler::set_clock`]).
-    pub fn new(mode: Assembly, skip_header_lines: u64, now: Instant) -> Self {
+    pub fn new(mode: impl Into<std::sync::Arc<Assembly>>, skip_header_lines: u64, now: Instant) -> Self {
         RecordAssembler {
-            mode,
+            mode: mode.into(),
             skip_remaining: skip_header_lines,
             buf: Vec::new(),
             buf_start: 0,
@@ -347,16 +348,16 @@ impl RecordAssembler {
     /// flow does not want are skipped.
     /// With `metadata`, records also carry what the Kubernetes API says of the pod.
     pub fn with_pod(mut self, pod: &PodInfo, metadata: Option<&PodMetadata>) -> Self {
-        if let Assembly::Container { format, include_namespaces, exclude_namespaces, multiline, .. } = &self.mode {
+        if let Assembly::Container { format, include_namespaces, exclude_namespaces, multiline, .. } = &*self.mode {
             let ns = pod.namespace.as_deref().unwrap_or_default();
             let wanted = (include_namespaces.is_empty() || include_namespaces.iter().any(|n| n == ns))
                 && !exclude_namespaces.iter().any(|n| n == ns);
             self.container = wanted.then(|| {
                 let c = ContainerAssembler::new(*format, pod, self.limit, multiline.clone(), self.now);
-                match metadata {
+                Box::new(match metadata {
                     Some(m) => c.with_metadata(m, pod),
                     None => c,
-                }
+                })
             });
         }
         self
@@ -379,7 +380,7 @@ impl RecordAssembler {
 
     /// When a record waiting for more lines will have waited `after` (`None`: none waits).
     pub fn next_flush(&self, after: Duration) -> Option<Instant> {
-        let own = (self.has_buf && matches!(self.mode, Assembly::MultiLine { .. })).then_some(self.buf_since + after);
+        let own = (self.has_buf && matches!(*self.mode, Assembly::MultiLine { .. })).then_some(self.buf_since + after);
         let container = self.container.as_ref().and_then(|c| c.next_flush(after));
         own.into_iter().chain(container).min()
     }
@@ -406,7 +407,7 @@ impl RecordAssembler {
 
     /// Bytes of memory the assembler holds for records waiting for more lines.
     pub fn held_bytes(&self) -> usize {
-        self.buf.capacity() + self.container.as_ref().map_or(0, ContainerAssembler::held_bytes)
+        self.buf.capacity() + self.container.as_deref().map_or(0, ContainerAssembler::held_bytes)
     }
 
     /// Where reading may start again if the record waiting for more lines is dropped: its start,
@@ -414,7 +415,7 @@ impl RecordAssembler {
     /// wait (later lines of other streams were already sent: reading again would send them
     /// twice).
     pub fn release_point(&self, line_start: u64) -> Option<u64> {
-        if self.container.as_ref().is_some_and(ContainerAssembler::has_pending) {
+        if self.container.as_deref().is_some_and(ContainerAssembler::has_pending) {
             return None;
         }
         Some(if self.has_buf { self.buf_start } else { line_start })
@@ -428,7 +429,7 @@ impl RecordAssembler {
 
     /// True while a multi-line or aggregated record is waiting for more lines.
     pub fn has_pending(&self) -> bool {
-        self.has_buf || self.container.as_ref().is_some_and(ContainerAssembler::has_pending)
+        self.has_buf || self.container.as_deref().is_some_and(ContainerAssembler::has_pending)
     }
 
     pub fn push_line(&mut self, line: Line<'_>, mut emit: impl FnMut(Piece<'_>)) {
@@ -438,7 +439,7 @@ impl RecordAssembler {
             return;
         }
         self.last_end = line.end;
-        match &self.mode {
+        match &*self.mode {
             Assembly::Container { .. } => match &mut self.container {
                 Some(c) => c.push_line(line.start, line.end, line.bytes, |f| {
                     emit(Piece::Record(Record { start: f.start, end: f.end, bytes: &f.json, runaway: f.cut || line.runaway }))
@@ -508,7 +509,7 @@ impl RecordAssembler {
     /// The reader has no more bytes for now: aggregated lines are emitted (the Kinesis Agent's
     /// rule); a multi-line record keeps waiting for its next line or its timeout.
     pub fn end_of_data(&mut self, mut emit: impl FnMut(Piece<'_>)) {
-        if matches!(self.mode, Assembly::Aggregate { .. }) {
+        if matches!(*self.mode, Assembly::Aggregate { .. }) {
             self.emit_buf(&mut emit);
         }
     }

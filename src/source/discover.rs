@@ -25,7 +25,7 @@ use crate::source::identity::FileKey;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 enum Part {
@@ -57,6 +57,16 @@ pub struct Discovery {
     /// Identities the own files had when seen, with their index in `own` (a rotated own file
     /// keeps its identity).
     own_keys: std::cell::RefCell<std::collections::HashMap<FileKey, usize>>,
+    /// The last listing of each directory where the last part of a pattern is a glob.
+    listings: std::cell::RefCell<std::collections::HashMap<PathBuf, Listing>>,
+}
+
+/// What a scan found for one pattern: files looked at now, and directories taken from their
+/// last listing.
+#[derive(Default)]
+struct PatternFound {
+    fresh: Vec<Found>,
+    listed_before: Vec<PathBuf>,
 }
 
 /// A file found by a scan.
@@ -64,7 +74,9 @@ pub struct Discovery {
 pub struct Found {
     pub path: PathBuf,
     pub key: FileKey,
-    pub size: u64,
+    /// Its size now; `None` when the scan took it from the listing of a directory that did not
+    /// change ([`Reuse`]): its growth is notified, and the next full scan looks.
+    pub size: Option<u64>,
     /// For a symlink: the directory of the file it points to.
     pub target_dir: Option<PathBuf>,
 }
@@ -79,6 +91,75 @@ pub struct Scan {
     pub errors: Vec<(PathBuf, std::io::Error)>,
     /// Matching paths not returned, and why (a symlink the policy does not follow, an own file).
     pub refused: Vec<(PathBuf, String)>,
+    /// Directories that are another directory than at their last listing (removed and made
+    /// again): a watch on the old one tells nothing of the new.
+    pub replaced: Vec<PathBuf>,
+    /// Nothing changed since the previous scan: the same directories, each taken from its last
+    /// listing ([`Reuse`]); `found` is then left empty (the files are those found before).
+    pub unchanged: bool,
+}
+
+/// What a scan may take from the previous one instead of asking the file system again.
+#[derive(Debug, Clone, Copy)]
+pub enum Reuse<'a> {
+    /// Every directory listed and every file looked at.
+    Nothing,
+    /// A directory of these (watched: a write to its files is notified) whose modification and
+    /// change times are those of its last listing, taken at least [`SETTLED`] after them, is not
+    /// listed again: its files are as that listing found them (their sizes not looked at). In a
+    /// directory that changed, an entry still at its name with its inode number (from the
+    /// listing itself) is not looked at either. Symbolic links are always followed afresh.
+    Unchanged { watched: &'a HashSet<PathBuf> },
+}
+
+/// How long after a directory last changed its listing may stand for it: a change within the
+/// same tick of a coarse clock as a listing would leave the times as they were.
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A directory's listing as the last scan took it: what the scan found there and refused.
+struct Listing {
+    stamp: DirStamp,
+    /// Taken long enough after the directory last changed to stand for it.
+    settled: bool,
+    /// Regular files, by name (sorted): inode number, and what was found (`None`: excluded,
+    /// not a file, or the agent's own).
+    files: Vec<(OsString, u64, Option<Found>)>,
+    refused: Vec<(PathBuf, String)>,
+}
+
+/// A directory's identity and its modification and change times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamp {
+    dev: u64,
+    ino: u64,
+    /// When it was made, where the file system tells (an inode number is soon used again).
+    born: Option<std::time::SystemTime>,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl DirStamp {
+    fn of(m: &std::fs::Metadata) -> DirStamp {
+        DirStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            born: m.created().ok(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Whether it is the directory `other` was taken of.
+    fn same_dir(&self, other: &DirStamp) -> bool {
+        (self.dev, self.ino, self.born) == (other.dev, other.ino, other.born)
+    }
+
+    /// Whether its entries last changed at least [`SETTLED`] before `now`.
+    fn settled(&self, now: std::time::SystemTime) -> bool {
+        let (secs, nanos) = self.mtime;
+        let at = std::time::UNIX_EPOCH + std::time::Duration::new(secs.max(0) as u64, nanos.clamp(0, 999_999_999) as u32);
+        now.duration_since(at).is_ok_and(|d| d >= SETTLED)
+    }
 }
 
 fn is_glob(s: &str) -> bool {
@@ -179,6 +260,7 @@ impl Discovery {
             symlinks: SymlinkPolicy::default(),
             own: Vec::new(),
             own_keys: Default::default(),
+            listings: Default::default(),
         })
     }
 
@@ -195,9 +277,11 @@ impl Discovery {
     }
 
     fn excluded(&self, path: &Path) -> bool {
-        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-        if self.rules == PathRules::KinesisAgent && (name.ends_with(".gz") || name.ends_with(".bz2") || name.ends_with(".zip")) {
-            return true;
+        if self.rules == PathRules::KinesisAgent {
+            let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            if name.ends_with(".gz") || name.ends_with(".bz2") || name.ends_with(".zip") {
+                return true;
+            }
         }
         self.exclude_paths.is_match(path) || path.file_name().is_some_and(|n| self.exclude_names.is_match(n))
     }
@@ -261,8 +345,13 @@ impl Discovery {
         }
     }
 
-    /// Lists the matching regular files.
+    /// Lists the matching regular files, every directory afresh.
     pub fn scan(&self, out: &mut Scan) {
+        self.scan_with(out, Reuse::Nothing)
+    }
+
+    /// Lists the matching regular files, taking from the previous scan what `reuse` allows.
+    pub fn scan_with(&self, out: &mut Scan, reuse: Reuse<'_>) {
         let mut seen: HashSet<FileKey> = out.found.iter().map(|f| f.key).collect();
         {
             let mut keys = self.own_keys.borrow_mut();
@@ -272,8 +361,16 @@ impl Discovery {
                 }
             }
         }
+        let now = std::time::SystemTime::now();
+        let mut listings = self.listings.borrow_mut();
+        let mut visited: HashSet<PathBuf> = HashSet::new();
+        let mut per_pattern: Vec<PatternFound> = Vec::new();
+        let errors_before = out.errors.len();
+        // a directory listed afresh (or gone), or a path looked at: the scan says what it found
+        let mut any_fresh = false;
         for p in &self.patterns {
             let mut current = vec![p.base.clone()];
+            let mut found = PatternFound::default();
             if p.parts.is_empty() {
                 // a plain path: its directory is what can change
                 if let Some(parent) = p.base.parent() {
@@ -290,6 +387,14 @@ impl Discovery {
                                 out.dirs.push(dir.clone());
                             }
                             next.push(dir.join(name))
+                        }
+                        Part::Glob(g) if last => {
+                            visited.insert(dir.clone());
+                            if self.list_files(dir, g, reuse, now, &mut listings, out, &mut found.fresh) {
+                                found.listed_before.push(dir.clone());
+                            } else {
+                                any_fresh = true;
+                            }
                         }
                         Part::Glob(g) => {
                             let rd = match std::fs::read_dir(dir) {
@@ -313,15 +418,9 @@ impl Discovery {
                                     continue;
                                 }
                                 let path = e.path();
-                                // a link the glob matched is followed only as the policy says
                                 if e.file_type().is_ok_and(|t| t.is_symlink()) {
-                                    let allowed =
-                                        std::fs::symlink_metadata(&path).map_err(|e| e.to_string()).and_then(|m| self.follow(&path, &m));
-                                    if let Err(why) = allowed {
-                                        // a dangling link is not a refusal: there is nothing to read
-                                        if std::fs::metadata(&path).is_ok() {
-                                            out.refused.push((path, why));
-                                        }
+                                    if let Err(why) = self.may_follow(&path) {
+                                        out.refused.extend(why.map(|why| (path, why)));
                                         continue;
                                     }
                                 }
@@ -332,33 +431,219 @@ impl Discovery {
                 }
                 if !last {
                     next.retain(|d| d.is_dir());
+                    // directories in order: their sorted files then come sorted as a whole
+                    next.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
                 }
                 current = next;
             }
-            current.sort();
-            for path in current {
-                if self.excluded(&path) {
-                    continue;
+            // a pattern whose last part is a literal name: the paths it leads to
+            if !matches!(p.parts.last(), Some(Part::Glob(_))) {
+                any_fresh = true;
+                for path in current {
+                    match self.look_at(path, Entry::Unknown) {
+                        Looked::Found(f) => found.fresh.push(f),
+                        Looked::Refused(path, why) => out.refused.push((path, why)),
+                        Looked::Nothing => {}
+                    }
                 }
-                let Ok(meta) = std::fs::metadata(&path) else { continue };
-                if !meta.is_file() {
-                    continue;
-                }
-                let key = FileKey::of(&meta);
-                if let Some(own) = self.own_file(&path, key) {
-                    out.refused.push((path, format!("it is the agent's own {}", own.what)));
-                    continue;
-                }
-                if !seen.insert(key) {
-                    continue;
-                }
-                let target_dir = symlink_target_dir(&path);
-                out.found.push(Found { path, key, size: meta.len(), target_dir });
             }
+            per_pattern.push(found);
         }
+        // directories no pattern leads to any more (a pod's, gone) are forgotten
+        let same_dirs = listings.len() == visited.len() && listings.keys().all(|d| visited.contains(d));
+        listings.retain(|dir, _| visited.contains(dir));
         out.dirs.sort();
         out.dirs.dedup();
+        out.unchanged = matches!(reuse, Reuse::Unchanged { .. }) && same_dirs && out.errors.len() == errors_before && !any_fresh;
+        if out.unchanged {
+            return;
+        }
+        for mut found in per_pattern {
+            for dir in &found.listed_before {
+                let files = listings.get(dir).map(|l| l.files.as_slice()).unwrap_or_default();
+                found.fresh.extend(files.iter().filter_map(|(_, _, f)| f.as_ref()).map(|f| Found { size: None, ..f.clone() }));
+            }
+            // (each directory's files come sorted: few runs to merge)
+            found.fresh.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+            out.found.extend(found.fresh.into_iter().filter(|f| seen.insert(f.key)));
+        }
     }
+
+    /// Whether a link a glob matched at `path` may be followed: `Err(Some(why))` when the policy
+    /// refuses it, `Err(None)` when it leads nowhere (nothing to read, nothing to say).
+    fn may_follow(&self, path: &Path) -> Result<(), Option<String>> {
+        let allowed = std::fs::symlink_metadata(path).map_err(|e| e.to_string()).and_then(|m| self.follow(path, &m));
+        allowed.map_err(|why| std::fs::metadata(path).is_ok().then_some(why))
+    }
+
+    /// What is at `path` (`entry`: what its directory's listing said it is, if that was asked):
+    /// a regular file to tail, one refused, or nothing.
+    fn look_at(&self, path: PathBuf, entry: Entry) -> Looked {
+        if self.excluded(&path) {
+            return Looked::Nothing;
+        }
+        let Ok(meta) = std::fs::metadata(&path) else { return Looked::Nothing };
+        if !meta.is_file() {
+            return Looked::Nothing;
+        }
+        let key = FileKey::of(&meta);
+        if let Some(own) = self.own_file(&path, key) {
+            let why = format!("it is the agent's own {}", own.what);
+            return Looked::Refused(path, why);
+        }
+        let target_dir = match entry {
+            Entry::Link => std::fs::canonicalize(&path).ok().and_then(|t| t.parent().map(Path::to_path_buf)),
+            Entry::NotLink => None,
+            Entry::Unknown => symlink_target_dir(&path),
+        };
+        Looked::Found(Found { path, key, size: Some(meta.len()), target_dir })
+    }
+
+    /// The files in `dir` whose names match `g`, the last part of a pattern, into `found`; from
+    /// its last listing as far as `reuse` allows. True when that listing stands for the
+    /// directory (its files are not in `found`: they are as that listing found them).
+    #[allow(clippy::too_many_arguments)]
+    fn list_files(
+        &self,
+        dir: &Path,
+        g: &GlobMatcher,
+        reuse: Reuse<'_>,
+        now: std::time::SystemTime,
+        listings: &mut std::collections::HashMap<PathBuf, Listing>,
+        out: &mut Scan,
+        found: &mut Vec<Found>,
+    ) -> bool {
+        let watched = match reuse {
+            Reuse::Unchanged { watched } => watched.contains(dir),
+            Reuse::Nothing => false,
+        };
+        let stamp = match std::fs::metadata(dir) {
+            Ok(m) => DirStamp::of(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                listings.remove(dir);
+                return false;
+            }
+            Err(e) => {
+                out.errors.push((dir.to_path_buf(), e));
+                return false;
+            }
+        };
+        if watched {
+            if let Some(l) = listings.get(dir).filter(|l| l.settled && l.stamp == stamp) {
+                out.dirs.push(dir.to_path_buf());
+                out.refused.extend(l.refused.iter().cloned());
+                return true;
+            }
+        }
+        let previous = listings.remove(dir).filter(|p| {
+            let same_dir = p.stamp.same_dir(&stamp);
+            if !same_dir {
+                out.replaced.push(dir.to_path_buf());
+            }
+            same_dir
+        });
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(e) => {
+                out.errors.push((dir.to_path_buf(), e));
+                return false;
+            }
+        };
+        out.dirs.push(dir.to_path_buf());
+        let mut listing = Listing { stamp, settled: stamp.settled(now), files: Vec::new(), refused: Vec::new() };
+        // the matching entries by name: each directory's files come sorted, and are walked beside
+        // the last listing's (sorted too) without a search
+        let mut entries: Vec<(OsString, u64, bool)> = Vec::new();
+        for e in rd {
+            let e = match e {
+                Ok(e) => e,
+                Err(err) => {
+                    out.errors.push((dir.to_path_buf(), err));
+                    // an incomplete listing stands for nothing
+                    listing.settled = false;
+                    break;
+                }
+            };
+            let name = e.file_name();
+            if g.is_match(&name) {
+                entries.push((name, e.ino(), e.file_type().is_ok_and(|t| t.is_symlink())));
+            }
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut before = previous.as_ref().map(|p| p.files.as_slice()).unwrap_or_default().iter().peekable();
+        for (name, ino, is_link) in entries {
+            let path = dir.join(&name);
+            if is_link {
+                // a link leads to a file elsewhere that may change while this directory does
+                // not: links are followed afresh at every scan, and their directory listed again
+                listing.settled = false;
+                if let Err(why) = self.may_follow(&path) {
+                    out.refused.extend(why.map(|why| (path, why)));
+                    continue;
+                }
+                match self.look_at(path, Entry::Link) {
+                    Looked::Found(f) => found.push(f),
+                    Looked::Refused(path, why) => out.refused.push((path, why)),
+                    Looked::Nothing => {}
+                }
+                continue;
+            }
+            while before.next_if(|(n, _, _)| *n < name).is_some() {}
+            let was = before.next_if(|(n, _, _)| *n == name).filter(|(_, i, _)| *i == ino).map(|(_, _, was)| was);
+            // the same inode at the same name: as the last listing found it (its size looked at
+            // only where a write to it is not notified, or at a full scan)
+            if let Some(was) = was {
+                let size = match was {
+                    Some(f) if !watched => std::fs::metadata(&path).ok().filter(|m| FileKey::of(m) == f.key).map(|m| Some(m.len())),
+                    _ => Some(None),
+                };
+                if let Some(size) = size {
+                    if let Some(f) = was {
+                        found.push(Found { size, ..f.clone() });
+                    }
+                    listing.files.push((name, ino, was.clone()));
+                    continue;
+                }
+            }
+            let was = match self.look_at(path.clone(), Entry::NotLink) {
+                Looked::Found(f) => {
+                    found.push(f.clone());
+                    Some(f)
+                }
+                Looked::Refused(path, why) => {
+                    listing.refused.push((path.clone(), why.clone()));
+                    out.refused.push((path, why));
+                    None
+                }
+                Looked::Nothing => None,
+            };
+            // a file whose identity could not be read is looked at again next time
+            if was.is_some() || std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+                listing.files.push((name, ino, was));
+            } else {
+                listing.settled = false;
+            }
+        }
+        listings.insert(dir.to_path_buf(), listing);
+        false
+    }
+}
+
+/// What a directory's listing said a path is.
+#[derive(Clone, Copy)]
+enum Entry {
+    Link,
+    NotLink,
+    /// Not listed (a literal part of a pattern).
+    Unknown,
+}
+
+/// What a scan makes of a path.
+enum Looked {
+    Found(Found),
+    Refused(PathBuf, String),
+    Nothing,
 }
 
 fn symlink_target_dir(path: &Path) -> Option<PathBuf> {
@@ -495,6 +780,126 @@ mod tests {
         std::fs::rename(d.path().join("dl.jsonl"), d.path().join("old-letters")).unwrap();
         assert_eq!(names(&disc), ["app.log"]);
         assert!(disc.matches_name(&d.path().join("cp.db")) && !disc.matches_name(&d.path().join("sub/cp.db")));
+    }
+
+    /// Sets a directory's modification time an hour back (its entries settled long ago).
+    fn settle(dir: &Path) {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(dir).unwrap().set_times(std::fs::FileTimes::new().set_modified(hour_ago)).unwrap();
+    }
+
+    /// What a scan found, by name and size; `None` when nothing changed (no file is listed).
+    fn sizes(d: &Discovery, reuse: Reuse<'_>) -> Option<Vec<(String, Option<u64>)>> {
+        let mut scan = Scan::default();
+        d.scan_with(&mut scan, reuse);
+        let found = scan.found.iter().map(|f| (f.path.file_name().unwrap().to_string_lossy().into_owned(), f.size)).collect();
+        (!scan.unchanged).then_some(found)
+    }
+
+    fn listed(files: &[(&str, Option<u64>)]) -> Option<Vec<(String, Option<u64>)>> {
+        Some(files.iter().map(|(n, s)| (n.to_string(), *s)).collect())
+    }
+
+    #[test]
+    fn a_watched_directory_that_did_not_change_is_taken_from_its_last_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("a.log"), "12345\n").unwrap();
+        std::fs::write(p.join("z.txt"), "not matched\n").unwrap();
+        settle(p);
+        let d = Discovery::new(&src(p, "*.log", &[]), PathRules::Native).unwrap();
+        let watched: HashSet<PathBuf> = [p.to_path_buf()].into();
+        let reuse = Reuse::Unchanged { watched: &watched };
+        assert_eq!(sizes(&d, reuse), listed(&[("a.log", Some(6))]), "the first listing looks at every file");
+        assert_eq!(sizes(&d, reuse), None, "nothing changed: nothing listed, nothing looked at");
+        // a write does not change the directory: notified, not scanned
+        std::fs::write(p.join("a.log"), "12345\n678\n").unwrap();
+        assert_eq!(sizes(&d, reuse), None);
+        assert_eq!(sizes(&d, Reuse::Nothing), listed(&[("a.log", Some(10))]), "a full scan looks at every file");
+        // a new file changes the directory: listed again, the known file not looked at again
+        std::fs::write(p.join("b.log"), "b\n").unwrap();
+        assert_eq!(sizes(&d, reuse), listed(&[("a.log", None), ("b.log", Some(2))]));
+        // just changed: not taken as settled until it is
+        assert_eq!(sizes(&d, reuse), listed(&[("a.log", None), ("b.log", None)]));
+        // a rename rotation: another inode at a known name is looked at
+        std::fs::rename(p.join("a.log"), p.join("a.log.1")).unwrap();
+        std::fs::write(p.join("a.log"), "new\n").unwrap();
+        settle(p);
+        assert_eq!(sizes(&d, reuse), listed(&[("a.log", Some(4)), ("b.log", None)]));
+        assert_eq!(sizes(&d, reuse), None);
+        // a file deleted: listed again, and it is gone
+        std::fs::remove_file(p.join("b.log")).unwrap();
+        settle(p);
+        assert_eq!(sizes(&d, reuse), listed(&[("a.log", None)]));
+        // a directory not watched is always listed and looked at
+        assert_eq!(sizes(&d, Reuse::Unchanged { watched: &HashSet::new() }), listed(&[("a.log", Some(4))]));
+    }
+
+    #[test]
+    fn a_directory_that_goes_away_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = dir.path().join("pods");
+        std::fs::create_dir_all(pods.join("a")).unwrap();
+        std::fs::create_dir_all(pods.join("b")).unwrap();
+        std::fs::write(pods.join("a/0.log"), "a\n").unwrap();
+        std::fs::write(pods.join("b/0.log"), "b\n").unwrap();
+        settle(&pods.join("a"));
+        settle(&pods.join("b"));
+        let d = Discovery::new(&src(&pods, "*/*.log", &[]), PathRules::Native).unwrap();
+        let watched: HashSet<PathBuf> = [pods.join("a"), pods.join("b")].into();
+        let reuse = Reuse::Unchanged { watched: &watched };
+        assert_eq!(sizes(&d, reuse).map(|f| f.len()), Some(2));
+        assert_eq!(sizes(&d, reuse), None);
+        std::fs::remove_dir_all(pods.join("b")).unwrap();
+        assert_eq!(sizes(&d, reuse), listed(&[("0.log", None)]), "the pod gone, its file is not found");
+    }
+
+    #[test]
+    fn links_are_followed_afresh_at_every_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let (links, pods) = (dir.path().join("containers"), dir.path().join("pods"));
+        std::fs::create_dir_all(&links).unwrap();
+        std::fs::create_dir_all(&pods).unwrap();
+        std::fs::write(pods.join("0.log"), "first\n").unwrap();
+        std::os::unix::fs::symlink(pods.join("0.log"), links.join("app.log")).unwrap();
+        settle(&links);
+        let d = Discovery::new(&src(&links, "*.log", &[]), PathRules::Native).unwrap().with_symlinks(SymlinkPolicy::All);
+        let watched: HashSet<PathBuf> = [links.clone()].into();
+        let reuse = Reuse::Unchanged { watched: &watched };
+        let key = |d: &Discovery| {
+            let mut scan = Scan::default();
+            d.scan_with(&mut scan, reuse);
+            (scan.found[0].key, scan.found[0].size)
+        };
+        let first = key(&d);
+        // the runtime rotates the file the link leads to: the links' directory does not change
+        std::fs::rename(pods.join("0.log"), pods.join("0.log.1")).unwrap();
+        std::fs::write(pods.join("0.log"), "second file\n").unwrap();
+        settle(&links);
+        let second = key(&d);
+        assert_ne!(first.0, second.0, "the link's new target is found");
+        assert_eq!(second.1, Some(12));
+    }
+
+    #[test]
+    fn a_directory_made_again_is_reported_as_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("logs");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("a.log"), "a\n").unwrap();
+        let d = Discovery::new(&src(&p, "*.log", &[]), PathRules::Native).unwrap();
+        let watched: HashSet<PathBuf> = [p.clone()].into();
+        let mut scan = Scan::default();
+        d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
+        assert!(scan.replaced.is_empty());
+        std::fs::remove_dir_all(&p).unwrap();
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("a.log"), "a\n").unwrap();
+        settle(&p);
+        let mut scan = Scan::default();
+        d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
+        assert_eq!(scan.replaced, std::slice::from_ref(&p));
+        assert_eq!(scan.found[0].size, Some(2), "its files are looked at");
     }
 
     #[test]

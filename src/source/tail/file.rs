@@ -91,6 +91,7 @@ impl<H: OpenFile> Tail<H> {
         size: u64,
         start: u64,
         flow: &Flow,
+        assembly: &std::sync::Arc<crate::framing::Assembly>,
         metadata: Option<&crate::source::kubernetes::PodMetadata>,
         now: Instant,
     ) -> Self {
@@ -106,7 +107,7 @@ impl<H: OpenFile> Tail<H> {
             head: head_of(&file, size),
             file: Some(file),
             framer: LineFramer::new(start, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split),
-            assembler: RecordAssembler::new(flow.assembly.clone(), skip, now).with_limit(flow.max_line_bytes).with_pod(&pod, metadata),
+            assembler: RecordAssembler::new(assembly.clone(), skip, now).with_limit(flow.max_line_bytes).with_pod(&pod, metadata),
             acks: AckTracker::new(start),
             size,
             last_change: now,

@@ -146,7 +146,8 @@ impl Checkpoints for Store {
 pub struct TailSet<F: FileSystem> {
     fs: F,
     flow: Flow,
-    tails: HashMap<u64, Tail<F::File>>,
+    /// (boxed: a file followed is a pointer in the table, its state sized as it is)
+    tails: HashMap<u64, Box<Tail<F::File>>>,
     by_key: HashMap<FileKey, u64>,
     /// The tail each path (and symlink target) leads to, for change notifications.
     by_path: HashMap<PathBuf, u64>,
@@ -160,7 +161,7 @@ pub struct TailSet<F: FileSystem> {
     rescan_requested: bool,
     /// New files that start like a tailed file, waiting to see whether they are its copy:
     /// when first seen, path, size.
-    maybe_copies: HashMap<FileKey, (Instant, PathBuf, u64)>,
+    maybe_copies: HashMap<FileKey, (Instant, crate::source::discover::Found, u64)>,
     /// Files that could not be opened (logged once, retried at each scan).
     unreadable: HashSet<FileKey>,
     next_tail_id: u64,
@@ -173,6 +174,8 @@ pub struct TailSet<F: FileSystem> {
     told_over_limit: bool,
     /// Container logs: the pods' metadata from the Kubernetes API, when the flow asks.
     metadata: Option<crate::source::kubernetes::PodMetadata>,
+    /// How the flow's lines become records, shared by its files' assemblers.
+    assembly: std::sync::Arc<crate::framing::Assembly>,
 }
 
 impl<F: FileSystem> TailSet<F> {
@@ -181,6 +184,7 @@ impl<F: FileSystem> TailSet<F> {
     pub fn new(fs: F, flow: Flow, saved: Vec<Row>, imported: HashMap<FileKey, u64>, first_start: bool, now: Instant) -> Self {
         TailSet {
             fs,
+            assembly: std::sync::Arc::new(flow.assembly.clone()),
             flow,
             tails: HashMap::new(),
             by_key: HashMap::new(),
@@ -259,12 +263,15 @@ impl<F: FileSystem> TailSet<F> {
         self.tails.values().map(|t| t.acks.outstanding()).sum()
     }
 
-    /// Each tailed file's path and the bytes of it not yet acknowledged.
+    /// The path of each tailed file with bytes not yet acknowledged, and those bytes (a file
+    /// caught up costs nothing here: the publish of many idle files is cheap).
     pub fn behind(&self) -> Vec<(String, u64)> {
         self.tails
             .values()
             .filter(|t| !t.sealed)
-            .map(|t| (t.path.display().to_string(), t.size.saturating_sub(t.acks.committed())))
+            .map(|t| (t, t.size.saturating_sub(t.acks.committed())))
+            .filter(|(_, behind)| *behind > 0)
+            .map(|(t, behind)| (t.path.display().to_string(), behind))
             .collect()
     }
 
@@ -349,7 +356,7 @@ impl<F: FileSystem> TailSet<F> {
         // a file waiting to say more (empty, or maybe a copy) changed: under its path, or, for
         // a link (a container log), under the file it leads to, whose directory is watched
         let fs = &self.fs;
-        if self.maybe_copies.values().any(|(_, p, _)| p == path || fs.canonicalize(p).is_some_and(|t| t == path)) {
+        if self.maybe_copies.values().any(|(_, f, _)| f.path == path || fs.canonicalize(&f.path).is_some_and(|t| t == path)) {
             self.rescan_requested = true;
         }
         false
@@ -400,12 +407,17 @@ impl<F: FileSystem> TailSet<F> {
         if self.open_files < self.tails.len() {
             let closed_and_shrunk = |item: &crate::source::discover::Found| {
                 let t = self.by_key.get(&item.key).and_then(|id| self.tails.get(id))?;
-                (t.file.is_none() && !t.sealed && t.phase.reads() && item.size < t.framer.offset()).then_some(t.id)
+                let size = item.size?;
+                (t.file.is_none() && !t.sealed && t.phase.reads() && size < t.framer.offset()).then_some(t.id)
             };
             shrunk.extend(scan.found.iter().filter_map(closed_and_shrunk));
         }
         for id in shrunk {
             self.truncated(now, id, store);
+        }
+        if scan.unchanged {
+            self.unchanged_scan(now, store);
+            return;
         }
         let mut seen = HashSet::new();
         let mut new_files = Vec::new();
@@ -415,26 +427,38 @@ impl<F: FileSystem> TailSet<F> {
                 new_files.push(item);
                 continue;
             };
-            if t.path != item.path {
+            // (byte comparisons: comparing and hashing paths by component is what a scan of
+            // many unchanged files spent its time on)
+            let mut moved = t.phase.is_orphaned();
+            if t.path.as_os_str() != item.path.as_os_str() {
                 tracing::debug!(flow = %self.flow.id, "{} is now {}", t.path.display(), item.path.display());
                 unindex(&mut self.by_path, &t.path, t.id);
                 t.path = item.path.clone();
+                moved = true;
             }
-            t.target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
-            self.by_path.insert(t.path.clone(), t.id);
-            if let Some(target) = &t.target {
-                self.by_path.insert(target.clone(), t.id);
+            if item.target_dir.is_some() || t.target.is_some() {
+                let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
+                moved |= target != t.target;
+                t.target = target;
+            }
+            if moved {
+                for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
+                    self.by_path.insert(p.clone(), t.id);
+                }
             }
             if t.phase.is_orphaned() {
                 t.phase = Phase::Following;
             }
+            // a size the scan did not look at (its directory did not change): its growth is
+            // notified
+            let Some(size) = item.size else { continue };
             // a parked tail waits for its file to change, not for the bytes it gave back
-            if !t.sealed && (item.size != t.size || (item.size > t.framer.offset() && !t.parked)) {
+            if !t.sealed && (size != t.size || (size > t.framer.offset() && !t.parked)) {
                 t.dirty = true;
             }
             // bytes behind stay true while the tail is not read (a stalled sink)
-            if !t.sealed && item.size > t.size {
-                t.size = item.size;
+            if !t.sealed && size > t.size {
+                t.size = size;
             }
         }
         for t in self.tails.values_mut() {
@@ -460,22 +484,7 @@ impl<F: FileSystem> TailSet<F> {
                 }
             }
         }
-        // files that could not be opened, by cause: one line per cause, not one per file
-        let mut cannot_open: Vec<(String, usize, PathBuf)> = Vec::new();
-        let mut closable = None;
-        for item in new_files {
-            if let Some(e) = self.add_file(now, item, store, &mut closable) {
-                match cannot_open.iter_mut().find(|(cause, _, _)| *cause == e) {
-                    Some((_, n, _)) => *n += 1,
-                    None => cannot_open.push((e, 1, item.path.clone())),
-                }
-            }
-        }
-        for (cause, n, example) in cannot_open {
-            let what = if n == 1 { example.display().to_string() } else { format!("{n} files, such as {},", example.display()) };
-            let these = if n == 1 { "this one is" } else { "these are" };
-            tracing::error!(flow = %self.flow.id, "cannot read {what}: {cause}; other files keep flowing, {these} retried at each scan");
-        }
+        self.add_files(now, &new_files, store);
         if !self.initial_scan_done {
             self.follow_rotated_while_stopped(now, store);
         }
@@ -494,6 +503,47 @@ impl<F: FileSystem> TailSet<F> {
         self.initial_scan_done = true;
     }
 
+    /// A scan that found nothing added, removed or renamed since the one before (the same
+    /// directories, none changed): the files are those found then. Files rotated away miss one
+    /// more scan (and are looked at for growth), and new files waiting to say more (empty, or
+    /// maybe a copy) are looked at again; files that could not be opened are retried when their
+    /// directory changes or at the next full scan.
+    fn unchanged_scan(&mut self, now: Instant, store: &mut impl Checkpoints) {
+        for t in self.tails.values_mut().filter(|t| t.phase.is_orphaned()) {
+            if !t.sealed && !t.dirty && t.current_len().is_some_and(|len| len > t.framer.offset()) {
+                t.dirty = true;
+            }
+            if let Phase::Orphaned { missed_scans } = &mut t.phase {
+                *missed_scans += 1;
+            }
+        }
+        let waiting: Vec<crate::source::discover::Found> = self.maybe_copies.values().map(|(_, f, _)| f.clone()).collect();
+        self.add_files(now, &waiting.iter().collect::<Vec<_>>(), store);
+        self.initial_scan_done = true;
+    }
+
+    /// Tails the files found for the first time (or defers them); those that cannot be opened
+    /// are said once per cause, with a count and an example.
+    fn add_files(&mut self, now: Instant, items: &[&crate::source::discover::Found], store: &mut impl Checkpoints) {
+        let mut cannot_open: Vec<(String, usize, PathBuf)> = Vec::new();
+        let mut closable = None;
+        let mut copies = (!items.is_empty()).then(|| rotation::CopyIndex::new(self.tails.values().map(|t| &**t)));
+        for item in items {
+            let copies = copies.as_mut().expect("made when there are new files");
+            if let Some(e) = self.add_file(now, item, store, &mut closable, copies) {
+                match cannot_open.iter_mut().find(|(cause, _, _)| *cause == e) {
+                    Some((_, n, _)) => *n += 1,
+                    None => cannot_open.push((e, 1, item.path.clone())),
+                }
+            }
+        }
+        for (cause, n, example) in cannot_open {
+            let what = if n == 1 { example.display().to_string() } else { format!("{n} files, such as {},", example.display()) };
+            let these = if n == 1 { "this one is" } else { "these are" };
+            tracing::error!(flow = %self.flow.id, "cannot read {what}: {cause}; other files keep flowing, {these} retried at each scan");
+        }
+    }
+
     /// Tails a file found for the first time (or defers it); the cause when it cannot be opened
     /// and was not said before.
     fn add_file(
@@ -502,6 +552,7 @@ impl<F: FileSystem> TailSet<F> {
         item: &crate::source::discover::Found,
         store: &mut impl Checkpoints,
         closable: &mut Option<std::collections::VecDeque<u64>>,
+        copies: &mut rotation::CopyIndex,
     ) -> Option<String> {
         let file = match self.fs.open(&item.path) {
             Ok(f) => f,
@@ -518,7 +569,13 @@ impl<F: FileSystem> TailSet<F> {
         }
         let new_head = head_of(&file, size);
         // Is it the copytruncate copy of a file whose old state waits for it?
-        let waiting = self.tails.values().filter(|t| matches!(t.phase, Phase::AwaitingCopy { .. })).map(|t| (t.id, t.head.as_slice()));
+        let tails = &self.tails;
+        let waiting = copies
+            .awaiting
+            .iter()
+            .filter_map(|id| tails.get(id))
+            .filter(|t| matches!(t.phase, Phase::AwaitingCopy { .. }))
+            .map(|t| (t.id, t.head.as_slice()));
         let copy = rotation::match_copy(&new_head, size, waiting);
         if let CopyMatch::CopyOf(id) = copy {
             let t = self.tails.get_mut(&id).expect("matched among the tails");
@@ -540,16 +597,20 @@ impl<F: FileSystem> TailSet<F> {
         }
         // An empty file, or one that so far starts like a tailed file, may be a copy being written
         // (about to be followed by a truncation): decide when it says more.
-        let looks_like_copy =
-            copy == CopyMatch::InProgress || self.tails.values().any(|t| rotation::may_be_copy_of(&file, &new_head, size, t));
         if size == 0 {
-            self.maybe_copies.entry(key).or_insert((now, item.path.clone(), 0));
+            self.maybe_copies.entry(key).or_insert((now, item.clone(), 0));
             return None;
         }
+        let looks_like_copy = copy == CopyMatch::InProgress
+            || copies
+                .candidates(self.tails.values().map(|t| &**t), &new_head)
+                .into_iter()
+                .filter_map(|id| self.tails.get(&id))
+                .any(|t| rotation::may_be_copy_of(&file, &new_head, size, t));
         if looks_like_copy {
             // one fixed deadline per candidate: looked at again then (or when a tailed file is
             // truncated), not at every event
-            let entry = self.maybe_copies.entry(key).or_insert((now, item.path.clone(), size));
+            let entry = self.maybe_copies.entry(key).or_insert((now, item.clone(), size));
             entry.2 = size;
             let deadline = entry.0 + COPY_WAIT;
             if now < deadline {
@@ -577,10 +638,23 @@ impl<F: FileSystem> TailSet<F> {
         let id = self.next_tail_id;
         self.next_tail_id += 1;
         let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
-        let tail = Tail::new(id, key, item.path.clone(), target.clone(), file, size, start, &self.flow, self.metadata.as_ref(), now);
+        let tail = Tail::new(
+            id,
+            key,
+            item.path.clone(),
+            target.clone(),
+            file,
+            size,
+            start,
+            &self.flow,
+            &self.assembly,
+            self.metadata.as_ref(),
+            now,
+        );
+        copies.add(&tail);
         self.open_files += 1;
         stage_row(store, &self.flow.id, &tail);
-        self.tails.insert(id, tail);
+        self.tails.insert(id, Box::new(tail));
         self.by_key.insert(key, id);
         self.by_path.insert(item.path.clone(), id);
         if let Some(t) = target {
@@ -599,7 +673,7 @@ impl<F: FileSystem> TailSet<F> {
         for t in self.tails.values_mut() {
             let id = t.id;
             if t.assembler.next_flush(flush_after).is_some_and(|due| now >= due) {
-                let Tail { assembler, acks, path, .. } = &mut *t;
+                let Tail { assembler, acks, path, .. } = &mut **t;
                 assembler.flush_stale(now, flush_after, |p| pipe.piece(acks, id, path, p));
             }
             if matches!(t.phase, Phase::AwaitingCopy { until } if now >= until) {
@@ -615,16 +689,14 @@ impl<F: FileSystem> TailSet<F> {
                 if t.current_len().is_some_and(|len| len > t.framer.offset()) && !t.sealed {
                     t.dirty = true;
                     t.last_change = now;
-                    continue;
+                } else {
+                    finish(t, pipe);
                 }
-                finish(t, pipe);
             }
             // (a file let go may still hold a multi-line record: it goes at its flush time)
             if t.phase == Phase::Finished && t.acks.outstanding() == 0 && !t.assembler.has_pending() {
                 gone.push(id);
             }
-        }
-        for t in self.tails.values_mut() {
             t.update_held(&mut self.held);
         }
         for id in gone {
@@ -691,7 +763,7 @@ impl<F: FileSystem> TailSet<F> {
     /// Sends what the tails' record assemblers hold (the flow is stopping).
     pub fn flush_assemblers(&mut self, pipe: &mut impl Pipeline) {
         for t in self.tails.values_mut() {
-            let Tail { id, assembler, acks, path, .. } = &mut *t;
+            let Tail { id, assembler, acks, path, .. } = &mut **t;
             assembler.flush(|p| pipe.piece(acks, *id, path, p));
         }
     }
@@ -732,9 +804,10 @@ impl<F: FileSystem> TailSet<F> {
         let size = file.stat().map(|m| m.len).unwrap_or(0);
         let new_id = self.next_tail_id;
         self.next_tail_id += 1;
-        let tail = Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &self.flow, self.metadata.as_ref(), now);
+        let tail =
+            Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &self.flow, &self.assembly, self.metadata.as_ref(), now);
         stage_row(store, &self.flow.id, &tail);
-        self.tails.insert(new_id, tail);
+        self.tails.insert(new_id, Box::new(tail));
         self.by_key.insert(key, new_id);
         self.by_path.insert(path, new_id);
         if let Some(t) = target {

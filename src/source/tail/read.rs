@@ -23,13 +23,14 @@ impl<F: FileSystem> TailSet<F> {
     pub fn read(&mut self, now: Instant, buf: &mut [u8], pipe: &mut impl Pipeline, store: &mut impl Checkpoints) {
         // the files held open first; then those waiting for a descriptor, rotated-away ones
         // first, then the least recently read
-        let mut ids: Vec<u64> = self.tails.values().filter(|t| t.wants_read() && t.file.is_some()).map(|t| t.id).collect();
-        let mut waiting: Vec<(bool, Instant, u64)> = self
-            .tails
-            .values()
-            .filter(|t| t.wants_read() && t.file.is_none())
-            .map(|t| (!t.phase.is_orphaned(), t.last_change, t.id))
-            .collect();
+        let mut ids: Vec<u64> = Vec::new();
+        let mut waiting: Vec<(bool, Instant, u64)> = Vec::new();
+        for t in self.tails.values().filter(|t| t.wants_read()) {
+            match t.file {
+                Some(_) => ids.push(t.id),
+                None => waiting.push((!t.phase.is_orphaned(), t.last_change, t.id)),
+            }
+        }
         waiting.sort_unstable();
         let first_waiting = ids.len();
         ids.extend(waiting.into_iter().map(|(_, _, id)| id));
@@ -121,7 +122,7 @@ impl<F: FileSystem> TailSet<F> {
             head,
             finishing_line,
             ..
-        } = &mut *t;
+        } = &mut **t;
         let Some(file) = file.as_ref() else { return };
         // a file truncated and written again faster than a scan still starts differently
         let replaced = file.stat().map(|m| m.len < framer.offset()).unwrap_or(false)

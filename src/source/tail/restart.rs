@@ -29,7 +29,7 @@ impl<F: FileSystem> TailSet<F> {
             exists && [Some(&t.path), t.target.as_ref()].into_iter().flatten().any(|p| fs.find_by_key(p, t.key).is_some())
         };
         for t in self.tails.values_mut().filter(|t| t.phase.is_orphaned() && !found_again(t)) {
-            let Tail { id, assembler, acks, framer, path, .. } = &mut *t;
+            let Tail { id, assembler, acks, framer, path, .. } = &mut **t;
             framer.finish(|line| assembler.push_line(line, |p| pipe.piece(acks, *id, path, p)));
             assembler.flush(|p| pipe.piece(acks, *id, path, p));
         }
@@ -65,12 +65,24 @@ impl<F: FileSystem> TailSet<F> {
                     tracing::info!(flow = %self.flow.id, "{} was rotated to {} while logferry was stopped; reading the {} bytes after its checkpoint", row.path, found.display(), stat.len - offset);
                     let id = self.next_tail_id;
                     self.next_tail_id += 1;
-                    let mut tail = Tail::new(id, row.key, found, None, file, stat.len, offset, &self.flow, self.metadata.as_ref(), now);
+                    let mut tail = Tail::new(
+                        id,
+                        row.key,
+                        found,
+                        None,
+                        file,
+                        stat.len,
+                        offset,
+                        &self.flow,
+                        &self.assembly,
+                        self.metadata.as_ref(),
+                        now,
+                    );
                     tail.phase = Phase::Orphaned { missed_scans: 1 };
                     tail.dirty = true;
                     self.open_files += 1;
                     stage_row(store, &self.flow.id, &tail);
-                    self.tails.insert(id, tail);
+                    self.tails.insert(id, Box::new(tail));
                     self.by_key.insert(row.key, id);
                     // over the limit, it waits for its turn (the first among those waiting)
                     self.hold_or_close(id, &mut None);

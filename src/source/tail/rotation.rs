@@ -21,6 +21,49 @@ pub(crate) enum CopyMatch {
     None,
 }
 
+/// The tails a new file may be the copy of, found without looking at every tail: those waiting
+/// for their copy, and the others by their first bytes. Built for one scan's new files (a tail
+/// added meanwhile is added to it): a scan that finds 100,000 new files compares each with the
+/// tails whose first bytes it starts with or that start with its, not with all of them.
+#[derive(Default)]
+pub(crate) struct CopyIndex {
+    /// Truncated tails waiting for their copy.
+    pub awaiting: Vec<u64>,
+    /// Tails by their first bytes, made at the first question (a scan whose new files are all
+    /// empty asks none).
+    heads: Option<std::collections::BTreeMap<Vec<u8>, Vec<u64>>>,
+    /// The lengths of those first bytes.
+    lens: std::collections::BTreeSet<usize>,
+}
+
+impl CopyIndex {
+    pub fn new<'a, H: 'a>(tails: impl Iterator<Item = &'a Tail<H>>) -> CopyIndex {
+        let awaiting = tails.filter(|t| matches!(t.phase, Phase::AwaitingCopy { .. })).map(|t| t.id).collect();
+        CopyIndex { awaiting, ..CopyIndex::default() }
+    }
+
+    /// Indexes a tail by its first bytes (once the index is made).
+    pub fn add<H>(&mut self, t: &Tail<H>) {
+        if let Some(heads) = self.heads.as_mut().filter(|_| !t.head.is_empty()) {
+            self.lens.insert(t.head.len());
+            heads.entry(t.head.clone()).or_default().push(t.id);
+        }
+    }
+
+    /// The tails (of `tails`, every one the set follows) whose first bytes start with
+    /// `new_head` (not empty) or that it starts with: the tails [`may_be_copy_of`] can say yes to.
+    pub fn candidates<'a, H: 'a>(&mut self, tails: impl Iterator<Item = &'a Tail<H>>, new_head: &[u8]) -> Vec<u64> {
+        if self.heads.is_none() {
+            self.heads = Some(Default::default());
+            tails.for_each(|t| self.add(t));
+        }
+        let heads = self.heads.as_ref().expect("made above");
+        let longer = heads.range(new_head.to_vec()..).take_while(|(h, _)| h.starts_with(new_head));
+        let shorter = self.lens.range(..new_head.len()).filter_map(|&n| heads.get_key_value(&new_head[..n]));
+        longer.chain(shorter).flat_map(|(_, ids)| ids.iter().copied()).collect()
+    }
+}
+
 /// Matches a new file of `size` bytes, first bytes `new_head`, against the truncated files
 /// waiting for their copy (`waiting`: id and first bytes). The copy may be shorter than what was
 /// read: lines written between logrotate's copy and its truncate were read from the original. A
@@ -121,5 +164,50 @@ pub(crate) fn resume(
         Some(offset) if offset <= size => Resume::Imported(offset),
         _ if first_scan_of_first_start && initial == InitialPosition::EndOfFile => Resume::EndOfFile,
         _ => Resume::Start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The index gives every tail whose first bytes agree with a new file's as far as both
+        /// go (what `may_be_copy_of` compares first), whatever the heads.
+        #[test]
+        fn the_copy_index_finds_every_tail_whose_first_bytes_agree(
+            heads in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..6), 0..40),
+            new_head in proptest::collection::vec(0u8..3, 1..6),
+        ) {
+            let flow = crate::config::native::load(
+                std::path::Path::new("/x.yaml"),
+                "checkpoint_file: /x.db\nflows:\n  - id: m\n    path: /l/*.log\n    sink: {type: stdout}\n",
+            )
+            .unwrap()
+            .flows
+            .remove(0);
+            let now = std::time::Instant::now();
+            let mut tails = Vec::new();
+            for (id, head) in heads.iter().enumerate() {
+                let key = identity::FileKey { dev: 1, ino: id as u64 };
+                let mut t = Tail::new(id as u64, key, "/l/a.log".into(), None, std::fs::File::open("/dev/null").unwrap(), 0, 0, &flow, &flow.assembly.clone().into(), None, now);
+                t.head = head.clone();
+                tails.push(t);
+            }
+            let mut index = CopyIndex::new(tails.iter());
+            let mut got = index.candidates(tails.iter(), &new_head);
+            got.sort();
+            let want: Vec<u64> = tails
+                .iter()
+                .filter(|t| !t.head.is_empty())
+                .filter(|t| {
+                    let n = t.head.len().min(new_head.len());
+                    t.head[..n] == new_head[..n]
+                })
+                .map(|t| t.id)
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }

@@ -154,7 +154,7 @@ impl MemFs {
             .names
             .iter()
             .filter(|(p, _)| matches(p, rotated))
-            .map(|(p, ino)| Found { path: p.clone(), key: key(*ino), size: disk.inodes[ino].data.len() as u64, target_dir: None })
+            .map(|(p, ino)| Found { path: p.clone(), key: key(*ino), size: Some(disk.inodes[ino].data.len() as u64), target_dir: None })
             .collect();
         Scan { found, ..Default::default() }
     }

@@ -346,3 +346,38 @@ fn a_file_let_go_with_a_multi_line_record_in_progress_sends_it_at_its_flush_time
     agent.pass();
     assert_eq!(agent.tails.open_files(), 0);
 }
+
+#[test]
+fn a_scan_that_found_nothing_changed_keeps_every_file_and_ages_the_rotated_ones() {
+    let fs = MemFs::default();
+    let old = write(&fs, CURRENT, "a\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(2_000, false, ""), MemStore::default(), Instant::now());
+    assert_eq!(agent.pass(), ["a"]);
+    let unchanged = |agent: &mut Agent| {
+        let scan = Scan { unchanged: true, ..Default::default() };
+        agent.tails.on_scan(agent.now, &scan, &mut agent.store);
+        agent.step();
+        agent.ack(usize::MAX, false).into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect::<Vec<_>>()
+    };
+    // an unchanged scan finds no file, and loses none
+    fs.append(old, b"b\n");
+    agent.notify(old);
+    assert_eq!(unchanged(&mut agent), ["b"]);
+    assert_eq!(agent.tails.known_files(), 1);
+    // rotated away: the full scan sees it go; unchanged scans count as scans that miss it
+    fs.rename(Path::new(CURRENT), Path::new(ROTATED));
+    fs.append(old, b"late\n");
+    assert_eq!(agent.pass(), ["late"]);
+    fs.append(old, b"later\n");
+    assert_eq!(unchanged(&mut agent), ["later"], "its growth is looked for through its descriptor");
+    agent.advance(2_100);
+    unchanged(&mut agent);
+    agent.advance(100);
+    unchanged(&mut agent);
+    assert_eq!(agent.tails.known_files(), 0, "let go after the grace period, with no full scan");
+    // a new empty file waiting to say more is looked at again by an unchanged scan
+    let new = write(&fs, CURRENT, "");
+    agent.pass();
+    fs.append(new, b"first\n");
+    assert_eq!(unchanged(&mut agent), ["first"]);
+}
