@@ -328,8 +328,9 @@ impl Store {
         })();
         match result {
             Ok(()) => {
-                self.staged.clear();
-                self.deleted.clear();
+                // the room a start staging every file's row took is given back
+                self.staged = HashMap::new();
+                self.deleted = Vec::new();
                 self.staged_meta.clear();
                 Ok(n)
             }

@@ -121,9 +121,10 @@ struct Listing {
     stamp: DirStamp,
     /// Taken long enough after the directory last changed to stand for it.
     settled: bool,
-    /// Regular files, by name (sorted): inode number, and what was found (`None`: excluded,
-    /// not a file, or the agent's own).
-    files: Vec<(OsString, u64, Option<Found>)>,
+    /// Regular files, by name (sorted): inode number, and the identity of what was found
+    /// (`None`: excluded, not a file, or the agent's own). Only names are kept: a path is made
+    /// when a scan hands it out (100,000 files kept 100,000 paths twice).
+    files: Vec<(OsString, u64, Option<FileKey>)>,
     refused: Vec<(PathBuf, String)>,
 }
 
@@ -461,7 +462,11 @@ impl Discovery {
         for mut found in per_pattern {
             for dir in &found.listed_before {
                 let files = listings.get(dir).map(|l| l.files.as_slice()).unwrap_or_default();
-                found.fresh.extend(files.iter().filter_map(|(_, _, f)| f.as_ref()).map(|f| Found { size: None, ..f.clone() }));
+                found.fresh.extend(
+                    files
+                        .iter()
+                        .filter_map(|(name, _, key)| Some(Found { path: dir.join(name), key: (*key)?, size: None, target_dir: None })),
+                );
             }
             // (each directory's files come sorted: few runs to merge)
             found.fresh.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
@@ -593,23 +598,24 @@ impl Discovery {
             let was = before.next_if(|(n, _, _)| *n == name).filter(|(_, i, _)| *i == ino).map(|(_, _, was)| was);
             // the same inode at the same name: as the last listing found it (its size looked at
             // only where a write to it is not notified, or at a full scan)
-            if let Some(was) = was {
+            if let Some(&was) = was {
                 let size = match was {
-                    Some(f) if !watched => std::fs::metadata(&path).ok().filter(|m| FileKey::of(m) == f.key).map(|m| Some(m.len())),
+                    Some(key) if !watched => std::fs::metadata(&path).ok().filter(|m| FileKey::of(m) == key).map(|m| Some(m.len())),
                     _ => Some(None),
                 };
                 if let Some(size) = size {
-                    if let Some(f) = was {
-                        found.push(Found { size, ..f.clone() });
+                    if let Some(key) = was {
+                        found.push(Found { path, key, size, target_dir: None });
                     }
-                    listing.files.push((name, ino, was.clone()));
+                    listing.files.push((name, ino, was));
                     continue;
                 }
             }
             let was = match self.look_at(path.clone(), Entry::NotLink) {
                 Looked::Found(f) => {
-                    found.push(f.clone());
-                    Some(f)
+                    let key = f.key;
+                    found.push(f);
+                    Some(key)
                 }
                 Looked::Refused(path, why) => {
                     listing.refused.push((path.clone(), why.clone()));
