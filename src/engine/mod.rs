@@ -98,6 +98,10 @@ pub struct Engine {
     events_tx: Sender<Event>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
+    /// The watched directories whose files' writes the kernel tells (not a network or FUSE
+    /// file system, whose other writers it does not see): only these are taken from their last
+    /// listing between full scans.
+    notified: HashSet<PathBuf>,
     in_flight: u64,
     buf: Vec<u8>,
     committer: Committer,
@@ -208,6 +212,7 @@ impl Engine {
             events_tx,
             watcher,
             watched: HashSet::new(),
+            notified: HashSet::new(),
             in_flight: 0,
             buf: vec![0; READ_CHUNK],
             committer: Committer::new(Instant::now()),
@@ -463,6 +468,9 @@ impl Engine {
             match w.watch(d, notify::RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     self.watched.insert(d.clone());
+                    if crate::source::fs::writes_notified(d) {
+                        self.notified.insert(d.clone());
+                    }
                 }
                 Err(e) => tracing::debug!("cannot watch {}: {e}", d.display()),
             }
@@ -475,23 +483,21 @@ impl Engine {
         let mut scan = crate::source::discover::Scan::default();
         let f = &mut self.flows[fi];
         // without notifications, only a look at every file finds its growth
-        let full = self.watcher.is_none() || now >= f.next_full_scan;
-        if full {
+        if self.watcher.is_none() || now >= f.next_full_scan {
             f.discovery.scan(&mut scan);
+            // what the listing and the looks took (not the files a first scan starts tailing)
+            f.next_full_scan = Instant::now() + FULL_SCAN_EVERY.max(now.elapsed() * FULL_SCAN_SHARE);
         } else {
-            f.discovery.scan_with(&mut scan, crate::source::discover::Reuse::Unchanged { watched: &self.watched });
+            f.discovery.scan_with(&mut scan, crate::source::discover::Reuse::Unchanged { watched: &self.notified });
         }
         report_scan_problems(f, &scan);
         let mut dirs = std::mem::take(&mut scan.dirs);
         dirs.extend(scan.found.iter().filter_map(|f| f.target_dir.clone()));
         let mark_started = !f.tails.initial_scan_done() && f.tails.first_start();
         f.tails.on_scan(now, &scan, &mut self.store);
-        if full {
-            let took = now.elapsed();
-            f.next_full_scan = Instant::now() + FULL_SCAN_EVERY.max(took * FULL_SCAN_SHARE);
-        }
         for d in &scan.replaced {
             self.watched.remove(d);
+            self.notified.remove(d);
         }
         if mark_started {
             if let Err(e) = self.store.set_meta(&started_key(&f.flow.id), "1") {

@@ -89,3 +89,40 @@ impl FileSystem for RealFs {
         std::fs::canonicalize(path).ok()
     }
 }
+
+/// Whether inotify tells of every write to the files of directory `dir`: not on a network file
+/// system (NFS, SMB/CIFS, Ceph, 9P, AFS) or FUSE, whose other writers (other hosts, the daemon
+/// behind FUSE) the kernel does not see. When in doubt (the file system cannot be asked): no.
+pub fn writes_notified(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const NOT_NOTIFIED: [i64; 9] = [
+        0x6969,      // NFS
+        0x517b,      // SMB
+        0xff53_4d42, // CIFS
+        0xfe53_4d42, // SMB2
+        0x0102_1997, // 9P (V9FS)
+        0x00c3_6400, // Ceph
+        0x6573_5546, // FUSE
+        0x5346_414f, // AFS
+        0x0bd0_0bd0, // Lustre
+    ];
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statfs reads the NUL-terminated path and writes one statfs into the struct given
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = st.f_type as i64;
+    !NOT_NOTIFIED.contains(&kind)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_local_directory_tells_its_writes_and_an_unreadable_path_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(super::writes_notified(dir.path()));
+        assert!(!super::writes_notified(std::path::Path::new("/nonexistent/logferry")));
+    }
+}
