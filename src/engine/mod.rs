@@ -348,6 +348,11 @@ impl Engine {
             Event::Delivered(d) => self.delivered(d),
             Event::SinkDied(d) => self.sink_died(d),
             Event::Journal => {}
+            // the kernel's queue overflowed: notifications were lost, every file is looked at
+            Event::Fs(Ok(e)) if e.need_rescan() => {
+                tracing::warn!("file notifications were lost (the kernel's queue overflowed); looking at every file");
+                self.full_scan_now();
+            }
             Event::Fs(Ok(e)) => {
                 use notify::EventKind;
                 match e.kind {
@@ -366,16 +371,21 @@ impl Engine {
                 }
             }
             Event::Fs(Err(e)) => {
-                // notifications may have been lost (a full queue): every file is looked at
+                // notifications may have been lost: every file is looked at
                 tracing::warn!("file notification error ({e}); rescanning");
-                let now = Instant::now();
-                self.flows.iter_mut().for_each(|f| {
-                    f.next_full_scan = now;
-                    f.tails.request_scan()
-                });
+                self.full_scan_now();
             }
         }
         None
+    }
+
+    /// The next scan of every flow lists every directory and looks at every file.
+    fn full_scan_now(&mut self) {
+        let now = Instant::now();
+        self.flows.iter_mut().for_each(|f| {
+            f.next_full_scan = now;
+            f.tails.request_scan()
+        });
     }
 
     fn delivered(&mut self, d: Delivered) {

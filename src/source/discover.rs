@@ -58,7 +58,8 @@ pub struct Discovery {
     /// keeps its identity).
     own_keys: std::cell::RefCell<std::collections::HashMap<FileKey, usize>>,
     /// The last listing of each directory where the last part of a pattern is a glob.
-    listings: std::cell::RefCell<std::collections::HashMap<PathBuf, Listing>>,
+    /// (Keyed by the pattern too: two globs in one directory list different files.)
+    listings: std::cell::RefCell<std::collections::HashMap<(usize, PathBuf), Listing>>,
 }
 
 /// What a scan found for one pattern: files looked at now, and directories taken from their
@@ -364,12 +365,12 @@ impl Discovery {
         }
         let now = std::time::SystemTime::now();
         let mut listings = self.listings.borrow_mut();
-        let mut visited: HashSet<PathBuf> = HashSet::new();
+        let mut visited: HashSet<(usize, PathBuf)> = HashSet::new();
         let mut per_pattern: Vec<PatternFound> = Vec::new();
         let errors_before = out.errors.len();
         // a directory listed afresh (or gone), or a path looked at: the scan says what it found
         let mut any_fresh = false;
-        for p in &self.patterns {
+        for (pi, p) in self.patterns.iter().enumerate() {
             let mut current = vec![p.base.clone()];
             let mut found = PatternFound::default();
             if p.parts.is_empty() {
@@ -390,8 +391,8 @@ impl Discovery {
                             next.push(dir.join(name))
                         }
                         Part::Glob(g) if last => {
-                            visited.insert(dir.clone());
-                            if self.list_files(dir, g, reuse, now, &mut listings, out, &mut found.fresh) {
+                            visited.insert((pi, dir.clone()));
+                            if self.list_files((pi, dir), g, reuse, now, &mut listings, out, &mut found.fresh) {
                                 found.listed_before.push(dir.clone());
                             } else {
                                 any_fresh = true;
@@ -459,9 +460,9 @@ impl Discovery {
         if out.unchanged {
             return;
         }
-        for mut found in per_pattern {
+        for (pi, mut found) in per_pattern.into_iter().enumerate() {
             for dir in &found.listed_before {
-                let files = listings.get(dir).map(|l| l.files.as_slice()).unwrap_or_default();
+                let files = listings.get(&(pi, dir.clone())).map(|l| l.files.as_slice()).unwrap_or_default();
                 found.fresh.extend(
                     files
                         .iter()
@@ -510,11 +511,11 @@ impl Discovery {
     #[allow(clippy::too_many_arguments)]
     fn list_files(
         &self,
-        dir: &Path,
+        (pattern, dir): (usize, &Path),
         g: &GlobMatcher,
         reuse: Reuse<'_>,
         now: std::time::SystemTime,
-        listings: &mut std::collections::HashMap<PathBuf, Listing>,
+        listings: &mut std::collections::HashMap<(usize, PathBuf), Listing>,
         out: &mut Scan,
         found: &mut Vec<Found>,
     ) -> bool {
@@ -522,10 +523,14 @@ impl Discovery {
             Reuse::Unchanged { watched } => watched.contains(dir),
             Reuse::Nothing => false,
         };
+        let key = (pattern, dir.to_path_buf());
         let stamp = match std::fs::metadata(dir) {
             Ok(m) => DirStamp::of(&m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                listings.remove(dir);
+                // gone: a watch on it tells nothing of a directory made again at its path
+                if listings.remove(&key).is_some() {
+                    out.replaced.push(dir.to_path_buf());
+                }
                 return false;
             }
             Err(e) => {
@@ -534,13 +539,13 @@ impl Discovery {
             }
         };
         if watched {
-            if let Some(l) = listings.get(dir).filter(|l| l.settled && l.stamp == stamp) {
+            if let Some(l) = listings.get(&key).filter(|l| l.settled && l.stamp == stamp) {
                 out.dirs.push(dir.to_path_buf());
                 out.refused.extend(l.refused.iter().cloned());
                 return true;
             }
         }
-        let previous = listings.remove(dir).filter(|p| {
+        let previous = listings.remove(&key).filter(|p| {
             let same_dir = p.stamp.same_dir(&stamp);
             if !same_dir {
                 out.replaced.push(dir.to_path_buf());
@@ -631,7 +636,7 @@ impl Discovery {
                 listing.settled = false;
             }
         }
-        listings.insert(dir.to_path_buf(), listing);
+        listings.insert(key, listing);
         false
     }
 }
@@ -839,6 +844,44 @@ mod tests {
         assert_eq!(sizes(&d, reuse), listed(&[("a.log", None)]));
         // a directory not watched is always listed and looked at
         assert_eq!(sizes(&d, Reuse::Unchanged { watched: &HashSet::new() }), listed(&[("a.log", Some(4))]));
+    }
+
+    #[test]
+    fn two_globs_in_one_directory_keep_their_own_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("a.log"), "a\n").unwrap();
+        std::fs::write(p.join("a.err"), "e\n").unwrap();
+        settle(p);
+        let sources = [src(p, "*.log", &[]), src(p, "*.err", &[])].concat();
+        let d = Discovery::new(&sources, PathRules::Native).unwrap();
+        let watched: HashSet<PathBuf> = [p.to_path_buf()].into();
+        let reuse = Reuse::Unchanged { watched: &watched };
+        let both = listed(&[("a.log", Some(2)), ("a.err", Some(2))]);
+        assert_eq!(sizes(&d, reuse), both);
+        // a new file: each glob lists the directory again; the next scan reuses each its own
+        std::fs::write(p.join("b.log"), "b\n").unwrap();
+        settle(p);
+        assert_eq!(sizes(&d, reuse), listed(&[("a.log", None), ("b.log", Some(2)), ("a.err", None)]));
+        assert_eq!(sizes(&d, Reuse::Nothing), listed(&[("a.log", Some(2)), ("b.log", Some(2)), ("a.err", Some(2))]));
+        assert_eq!(sizes(&d, reuse), None);
+    }
+
+    #[test]
+    fn a_directory_that_goes_away_is_reported_so_that_it_is_watched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("logs");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("a.log"), "a\n").unwrap();
+        let d = Discovery::new(&src(&p, "*.log", &[]), PathRules::Native).unwrap();
+        let watched: HashSet<PathBuf> = [p.clone()].into();
+        let mut scan = Scan::default();
+        d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
+        std::fs::remove_dir_all(&p).unwrap();
+        let mut scan = Scan::default();
+        d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
+        assert_eq!(scan.replaced, std::slice::from_ref(&p));
+        assert!(!scan.unchanged && scan.found.is_empty());
     }
 
     #[test]
