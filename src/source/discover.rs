@@ -867,8 +867,8 @@ mod tests {
         assert_eq!(sizes(&d, reuse), None);
     }
 
-    #[test]
-    fn a_directory_that_goes_away_is_reported_so_that_it_is_watched_again() {
+    /// A watched directory `logs` with one file, its discovery, and the first scan's result.
+    fn one_watched_directory() -> (tempfile::TempDir, PathBuf, Discovery, HashSet<PathBuf>, Scan) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("logs");
         std::fs::create_dir_all(&p).unwrap();
@@ -877,6 +877,12 @@ mod tests {
         let watched: HashSet<PathBuf> = [p.clone()].into();
         let mut scan = Scan::default();
         d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
+        (dir, p, d, watched, scan)
+    }
+
+    #[test]
+    fn a_directory_that_goes_away_is_reported_so_that_it_is_watched_again() {
+        let (_dir, p, d, watched, _) = one_watched_directory();
         std::fs::remove_dir_all(&p).unwrap();
         let mut scan = Scan::default();
         d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
@@ -932,14 +938,7 @@ mod tests {
 
     #[test]
     fn a_directory_made_again_is_reported_as_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("logs");
-        std::fs::create_dir_all(&p).unwrap();
-        std::fs::write(p.join("a.log"), "a\n").unwrap();
-        let d = Discovery::new(&src(&p, "*.log", &[]), PathRules::Native).unwrap();
-        let watched: HashSet<PathBuf> = [p.clone()].into();
-        let mut scan = Scan::default();
-        d.scan_with(&mut scan, Reuse::Unchanged { watched: &watched });
+        let (_dir, p, d, watched, scan) = one_watched_directory();
         assert!(scan.replaced.is_empty());
         std::fs::remove_dir_all(&p).unwrap();
         std::fs::create_dir_all(&p).unwrap();
