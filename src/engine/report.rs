@@ -37,7 +37,7 @@ impl Engine {
             let files = f.tails.behind();
             let total: u64 = files.iter().map(|(_, b)| b).sum();
             fm.bytes_behind.set(total as i64);
-            fm.files_behind.set(files.iter().filter(|(_, b)| *b > 0).count() as i64);
+            fm.files_behind.set(files.len() as i64);
             fm.checkpoint_age_seconds.set(if total > 0 { f.last_advance.elapsed().as_secs() as i64 } else { 0 });
             fm.set_files_behind(&files);
             if !f.journals.is_empty() {

@@ -52,11 +52,6 @@ impl<F: FileSystem> TailSet<F> {
         self.file_limit.saturating_sub(1).max(1)
     }
 
-    /// The descriptors this flow may hold.
-    pub fn file_limit(&self) -> usize {
-        self.file_limit
-    }
-
     /// Files with data to read that wait for a descriptor.
     pub fn waiting_for_descriptor(&self) -> usize {
         self.tails.values().filter(|t| t.file.is_none() && t.wants_read()).count()

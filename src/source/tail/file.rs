@@ -136,6 +136,14 @@ impl<H: OpenFile> Tail<H> {
         len < self.framer.offset() || (len != self.size && !identity::starts_with(file, self.fingerprint).unwrap_or(true))
     }
 
+    /// A file rotated away under a name no pattern matches is still written to by a slow writer
+    /// for a while: at each scan its growth is looked for, through its descriptor.
+    pub fn look_for_growth_if_orphaned(&mut self) {
+        if self.phase.is_orphaned() && !self.sealed && !self.dirty && self.current_len().is_some_and(|len| len > self.framer.offset()) {
+            self.dirty = true;
+        }
+    }
+
     /// Whether its open file has lost its last name (deleted).
     pub fn deleted(&self) -> bool {
         self.file.as_ref().and_then(|f| f.stat().ok()).is_some_and(|s| s.links == 0)

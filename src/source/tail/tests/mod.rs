@@ -8,7 +8,7 @@ use super::*;
 
 mod model;
 mod table;
-use crate::source::discover::Found;
+use crate::source::discover::{Found, Scan};
 use crate::source::fs::{ReadAt, Stat};
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -381,3 +381,21 @@ fn a_scan_that_found_nothing_changed_keeps_every_file_and_ages_the_rotated_ones(
     fs.append(new, b"first\n");
     assert_eq!(unchanged(&mut agent), ["first"]);
 }
+
+#[test]
+fn beyond_its_descriptors_a_file_with_data_waits_for_its_turn_and_is_read_then() {
+    let fs = MemFs::default();
+    write(&fs, CURRENT, "current\n");
+    write(&fs, ROTATED, "rotated\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(2_000, true, ""), MemStore::default(), Instant::now());
+    // two descriptors: one to hold a file, one for the file opened for a moment
+    agent.tails.set_file_limit(2);
+    agent.scan();
+    assert_eq!((agent.tails.open_files(), agent.tails.waiting_for_descriptor()), (1, 1));
+    agent.step();
+    let mut got = agent.ack(usize::MAX, false);
+    got.sort();
+    assert_eq!(got, [b"current".to_vec(), b"rotated".to_vec()], "the file read to its end is closed for the one waiting");
+    assert_eq!((agent.tails.open_files(), agent.tails.waiting_for_descriptor()), (1, 0));
+    assert_eq!(fs.open_count(), 1);
+}
