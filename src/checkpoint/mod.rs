@@ -100,7 +100,12 @@ pub struct Store {
     staged_meta: HashMap<String, String>,
     /// The exclusive lock on `<database>.lock`, held while the store is open for the agent.
     _lock: Option<std::fs::File>,
+    /// A commit of a large stage failed: the next is left to the committer ([`Store::commit_if_large`]).
+    large_commit_failed: bool,
 }
+
+/// Rows staged past which they are committed at once ([`Store::commit_if_large`]).
+pub const STAGE_COMMIT_AT: usize = 8192;
 
 fn i(v: u64) -> i64 {
     v as i64
@@ -227,7 +232,15 @@ impl Store {
             .map_err(err("creating the schema"))?;
         }
         conn.query_row("SELECT count(*) FROM logferry_checkpoints", [], |_| Ok(())).map_err(err("reading checkpoints"))?;
-        Ok(Store { conn, path: path.to_path_buf(), staged: HashMap::new(), deleted: Vec::new(), staged_meta: HashMap::new(), _lock: None })
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            staged: HashMap::new(),
+            deleted: Vec::new(),
+            staged_meta: HashMap::new(),
+            _lock: None,
+            large_commit_failed: false,
+        })
     }
 
     /// How long a write waits for a lock held by another process before it fails.
@@ -267,6 +280,19 @@ impl Store {
         let k = (row.flow.clone(), row.key);
         self.deleted.retain(|d| d != &k);
         self.staged.insert(k, row);
+    }
+
+    /// Commits at once when [`STAGE_COMMIT_AT`] rows or more are staged: a first scan of 100,000
+    /// files stages a row for each, and the stage stays small (a commit sooner is as true). A
+    /// failure is left to the committer, which retries, logs and counts it; none is tried here
+    /// again before a commit succeeds.
+    pub fn commit_if_large(&mut self) {
+        if self.staged.len() < STAGE_COMMIT_AT || self.large_commit_failed {
+            return;
+        }
+        if self.commit().is_err() {
+            self.large_commit_failed = true;
+        }
     }
 
     pub fn stage_delete(&mut self, flow: &str, key: FileKey) {
@@ -328,6 +354,7 @@ impl Store {
         })();
         match result {
             Ok(()) => {
+                self.large_commit_failed = false;
                 // the room a start staging every file's row took is given back
                 self.staged = HashMap::new();
                 self.deleted = Vec::new();
@@ -423,6 +450,22 @@ pub fn read_kinesis_agent_checkpoints(path: &Path) -> Result<Vec<KinesisAgentPos
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_stage_is_committed_as_it_fills_so_a_first_scan_of_many_files_stays_small() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cp.db");
+        let mut s = Store::open(&p).unwrap();
+        for ino in 0..STAGE_COMMIT_AT as u64 - 1 {
+            s.stage(row("f", ino, 1));
+            s.commit_if_large();
+        }
+        assert!(s.has_staged(), "below the mark: left to the committer");
+        s.stage(row("f", u64::MAX, 1));
+        s.commit_if_large();
+        assert!(!s.has_staged());
+        assert_eq!(s.rows(Some("f")).unwrap().len(), STAGE_COMMIT_AT);
+    }
 
     fn row(flow: &str, ino: u64, offset: u64) -> Row {
         Row {

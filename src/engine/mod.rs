@@ -90,6 +90,29 @@ pub enum Event {
     Journal,
 }
 
+/// What handling an event calls for.
+#[derive(Debug, Clone, Copy)]
+enum Handled {
+    /// The engine stops, for this reason.
+    Stop(&'static str),
+    /// A pass over the flows.
+    Pass,
+    /// Nothing: a notification of the agent's own opening or reading of a file (inotify tells
+    /// every open of a watched directory's files) or of an attribute change.
+    Nothing,
+}
+
+impl Handled {
+    /// What two events handled one after the other call for.
+    fn and(self, next: Handled) -> Handled {
+        match (self, next) {
+            (Handled::Stop(r), _) | (_, Handled::Stop(r)) => Handled::Stop(r),
+            (Handled::Nothing, Handled::Nothing) => Handled::Nothing,
+            _ => Handled::Pass,
+        }
+    }
+}
+
 pub struct Engine {
     cfg: Config,
     flows: Vec<FlowState>,
@@ -250,20 +273,20 @@ impl Engine {
             let timeout = at.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(timeout) {
                 Ok(ev) => {
-                    if let Some(r) = self.handle(ev) {
-                        reason = r;
-                        break;
+                    let mut handled = self.handle(ev);
+                    while !matches!(handled, Handled::Stop(_)) {
+                        let Ok(ev) = self.events.try_recv() else { break };
+                        handled = handled.and(self.handle(ev));
                     }
-                    let mut stop = None;
-                    while let Ok(ev) = self.events.try_recv() {
-                        if let Some(r) = self.handle(ev) {
-                            stop = Some(r);
+                    match handled {
+                        Handled::Stop(r) => {
+                            reason = r;
                             break;
                         }
-                    }
-                    if let Some(r) = stop {
-                        reason = r;
-                        break;
+                        // only the agent's own opening and reading of files (their
+                        // notifications), and nothing due yet: a pass would find nothing to do
+                        Handled::Nothing if Instant::now() < at => continue,
+                        _ => {}
                     }
                 }
                 // nothing else was due: a pass over every file would find nothing to do
@@ -337,12 +360,12 @@ impl Engine {
         (d.max(now), d == heartbeat)
     }
 
-    fn handle(&mut self, ev: Event) -> Option<&'static str> {
+    fn handle(&mut self, ev: Event) -> Handled {
         match ev {
-            Event::Stop(why) => return Some(why),
+            Event::Stop(why) => return Handled::Stop(why),
             Event::StopNow(why) => {
                 self.stop_now = true;
-                return Some(why);
+                return Handled::Stop(why);
             }
             Event::Reload => self.reload(),
             Event::Delivered(d) => self.delivered(d),
@@ -366,7 +389,7 @@ impl Engine {
                     // opening and reading a file, the agent's own included, and attribute changes
                     // (its reads update atime): nothing to scan for; the periodic scan sees a
                     // permission change
-                    EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => {}
+                    EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => return Handled::Nothing,
                     _ => self.flows.iter_mut().for_each(|f| f.tails.request_scan()),
                 }
             }
@@ -376,7 +399,7 @@ impl Engine {
                 self.full_scan_now();
             }
         }
-        None
+        Handled::Pass
     }
 
     /// The next scan of every flow lists every directory and looks at every file.

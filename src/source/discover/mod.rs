@@ -410,6 +410,8 @@ impl Discovery {
             }
             // (each directory's files come sorted: few runs to merge)
             found.fresh.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+            // (a first scan of 100,000 files: room made once, not doubled to twice that)
+            out.found.reserve(found.fresh.len());
             out.found.extend(found.fresh.into_iter().filter(|f| seen.insert(f.key)));
         }
     }

@@ -48,13 +48,13 @@ impl<F: FileSystem> TailSet<F> {
 
     /// The descriptors it may hold on files: one of its limit is kept for the file opened for a
     /// moment.
-    fn held_limit(&self) -> usize {
+    pub(super) fn held_limit(&self) -> usize {
         self.file_limit.saturating_sub(1).max(1)
     }
 
     /// Files with data to read that wait for a descriptor.
     pub fn waiting_for_descriptor(&self) -> usize {
-        self.tails.values().filter(|t| t.file.is_none() && t.wants_read()).count()
+        self.tails.values().filter(|t| t.file.is_none() && t.wants_read()).count() + self.waiting.len()
     }
 
     /// Closes the files idle (read, acknowledged, quiet) for `idle_after`, and, while the flow
@@ -106,11 +106,7 @@ impl<F: FileSystem> TailSet<F> {
         if unread && self.make_room(closable, 0) {
             return;
         }
-        if let Some(t) = self.tails.get_mut(&id) {
-            if t.file.take().is_some() {
-                self.open_files -= 1;
-            }
-        }
+        self.close(id);
     }
 
     /// Whether a tail without a descriptor could get one now.
@@ -121,11 +117,20 @@ impl<F: FileSystem> TailSet<F> {
     /// The file of a tail that holds no descriptor, opened again: at its path when that is still
     /// the same file, else found by identity beside it (rotated while closed).
     pub(super) fn reopen(fs: &F, t: &Tail<F::File>) -> Option<F::File> {
-        let by_path = if t.phase.is_orphaned() { None } else { fs.open(&t.path).ok() };
-        by_path
-            .filter(|file| file.stat().is_ok_and(|s| s.key == t.key))
-            .or_else(|| fs.find_by_key(&t.path, t.key).and_then(|p| fs.open(&p).ok()))
+        reopen_at(fs, &t.path, t.key, t.phase.is_orphaned())
     }
+}
+
+/// The file `key` last seen at `path`, opened again: at its path when that is still the same
+/// file (unless it was `rotated` away), else found by identity beside it.
+pub(super) fn reopen_at<F: FileSystem>(
+    fs: &F,
+    path: &std::path::Path,
+    key: crate::source::identity::FileKey,
+    rotated: bool,
+) -> Option<F::File> {
+    let by_path = if rotated { None } else { fs.open(path).ok() };
+    by_path.filter(|file| file.stat().is_ok_and(|s| s.key == key)).or_else(|| fs.find_by_key(path, key).and_then(|p| fs.open(&p).ok()))
 }
 
 #[cfg(test)]

@@ -80,47 +80,12 @@ pub(crate) struct Tail<H> {
 }
 
 impl<H: OpenFile> Tail<H> {
-    /// A file about to be read from `start`; header lines are skipped when that is offset 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: u64,
-        key: FileKey,
-        path: PathBuf,
-        target: Option<PathBuf>,
-        file: H,
-        size: u64,
-        start: u64,
-        flow: &Flow,
-        assembly: &std::sync::Arc<crate::framing::Assembly>,
-        metadata: Option<&crate::source::kubernetes::PodMetadata>,
-        now: Instant,
-    ) -> Self {
-        let skip = if start == 0 { flow.skip_header_lines } else { 0 };
-        let pod =
-            crate::framing::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
-        Tail {
-            id,
-            key,
-            path,
-            target,
-            fingerprint: identity::fingerprint(&file, size).unwrap_or_default(),
-            head: head_of(&file, size),
-            file: Some(file),
-            framer: LineFramer::new(start, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split),
-            assembler: RecordAssembler::new(assembly.clone(), skip, now).with_limit(flow.max_line_bytes).with_pod(&pod, metadata),
-            acks: AckTracker::new(start),
-            size,
-            last_change: now,
-            phase: Phase::Following,
-            sealed: false,
-            dirty: true,
-            read_error_logged: false,
-            held: 0,
-            parked: false,
-            parked_cut_line: None,
-            finishing_line: None,
-            let_go_at: None,
-        }
+    /// The file, open as `file`: its fingerprint and first bytes are read from it.
+    pub fn with_file(mut self, file: H) -> Self {
+        self.fingerprint = identity::fingerprint(&file, self.size).unwrap_or_default();
+        self.head = head_of(&file, self.size);
+        self.file = Some(file);
+        self
     }
 
     /// The length of its open file now, if it is open.
@@ -151,6 +116,50 @@ impl<H: OpenFile> Tail<H> {
 }
 
 impl<H> Tail<H> {
+    /// A file of `size` bytes to be read from `start`, holding no descriptor yet (opened with
+    /// [`Tail::with_file`], or its fingerprint and first bytes set by the caller); header lines
+    /// are skipped when `start` is offset 0.
+    #[allow(clippy::too_many_arguments)]
+    pub fn closed(
+        id: u64,
+        key: FileKey,
+        path: PathBuf,
+        target: Option<PathBuf>,
+        size: u64,
+        start: u64,
+        flow: &Flow,
+        assembly: &std::sync::Arc<crate::framing::Assembly>,
+        metadata: Option<&crate::source::kubernetes::PodMetadata>,
+        now: Instant,
+    ) -> Self {
+        let skip = if start == 0 { flow.skip_header_lines } else { 0 };
+        let pod =
+            crate::framing::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
+        Tail {
+            id,
+            key,
+            path,
+            target,
+            fingerprint: Fingerprint::default(),
+            head: Vec::new(),
+            file: None,
+            framer: LineFramer::new(start, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split),
+            assembler: RecordAssembler::new(assembly.clone(), skip, now).with_limit(flow.max_line_bytes).with_pod(&pod, metadata),
+            acks: AckTracker::new(start),
+            size,
+            last_change: now,
+            phase: Phase::Following,
+            sealed: false,
+            dirty: true,
+            read_error_logged: false,
+            held: 0,
+            parked: false,
+            parked_cut_line: None,
+            finishing_line: None,
+            let_go_at: None,
+        }
+    }
+
     /// Whether reading it now keeps the bytes held within `budget`, given `used` (in flight
     /// and held): a tail whose long unterminated line was released waits until that line fits.
     /// A tail in the middle of a line may always read on to its end (it holds that line

@@ -29,6 +29,7 @@ mod descriptors;
 mod file;
 mod read;
 mod restart;
+mod resting;
 mod rotation;
 mod scan;
 #[cfg(test)]
@@ -42,7 +43,7 @@ use crate::source::fs::{FileSystem, OpenFile, ReadAt};
 use crate::source::identity::{self, FileKey};
 pub use descriptors::flow_file_limit;
 use file::{Phase, Tail};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -133,7 +134,8 @@ pub trait Checkpoints {
 impl Checkpoints for Store {
     fn stage(&mut self, mut row: Row) {
         row.updated_at = crate::checkpoint::now_secs();
-        Store::stage(self, row)
+        Store::stage(self, row);
+        self.commit_if_large();
     }
 
     fn delete(&mut self, flow: &str, key: FileKey) {
@@ -146,7 +148,16 @@ pub struct TailSet<F: FileSystem> {
     fs: F,
     flow: Flow,
     /// (boxed: a file followed is a pointer in the table, its state sized as it is)
+    /// The files that need attention: held open, or with lines, records or acknowledgements in
+    /// progress, or rotated away.
     tails: HashMap<u64, Box<Tail<F::File>>>,
+    /// The others, at rest ([`resting`]); an id is in one table or the other. (Boxed: a table
+    /// of 100,000 grows without holding two copies of them.)
+    resting: HashMap<u64, Box<resting::Resting>>,
+    /// The resting files with data to read, least recently changed first.
+    waiting: BTreeSet<(Instant, u64)>,
+    /// The resting files with pieces in flight.
+    unacknowledged: HashSet<u64>,
     by_key: HashMap<FileKey, u64>,
     /// The tail each path (and symlink target) leads to, for change notifications.
     by_path: HashMap<PathBuf, u64>,
@@ -186,6 +197,9 @@ impl<F: FileSystem> TailSet<F> {
             assembly: std::sync::Arc::new(flow.assembly.clone()),
             flow,
             tails: HashMap::new(),
+            resting: HashMap::new(),
+            waiting: BTreeSet::new(),
+            unacknowledged: HashSet::new(),
             by_key: HashMap::new(),
             by_path: HashMap::new(),
             saved: saved.into_iter().map(|r| (r.key, r)).collect(),
@@ -254,12 +268,13 @@ impl<F: FileSystem> TailSet<F> {
 
     /// Files it knows (held open or not).
     pub fn known_files(&self) -> usize {
-        self.tails.len()
+        self.tails.len() + self.resting.len()
     }
 
     /// Pieces handed to the pipeline and not yet acknowledged.
     pub fn outstanding(&self) -> usize {
-        self.tails.values().map(|t| t.acks.outstanding()).sum()
+        let resting = self.unacknowledged.iter().filter_map(|id| self.resting.get(id)?.acks.as_ref()).map(|a| a.outstanding());
+        self.tails.values().map(|t| t.acks.outstanding()).chain(resting).sum()
     }
 
     /// The path of each tailed file with bytes not yet acknowledged, and those bytes (a file
@@ -271,6 +286,17 @@ impl<F: FileSystem> TailSet<F> {
             .map(|t| (t, t.size.saturating_sub(t.acks.committed())))
             .filter(|(_, behind)| *behind > 0)
             .map(|(t, behind)| (t.path.display().to_string(), behind))
+            .chain(
+                // a resting file is behind only while it waits for its turn or has pieces in
+                // flight
+                self.waiting
+                    .iter()
+                    .map(|(_, id)| id)
+                    .chain(self.unacknowledged.iter().filter(|id| !self.resting.get(id).is_some_and(|r| r.dirty)))
+                    .filter_map(|id| self.resting.get(id))
+                    .filter(|r| r.behind() > 0)
+                    .map(|r| (r.path.display().to_string(), r.behind())),
+            )
             .collect()
     }
 
@@ -348,9 +374,14 @@ impl<F: FileSystem> TailSet<F> {
     /// A file notification for `path`: its tail has data to read. A write to a path no tail
     /// follows matters only when a deferred new file sits there.
     pub fn changed(&mut self, path: &Path) -> bool {
-        if let Some(t) = self.by_path.get(path).and_then(|id| self.tails.get_mut(id)) {
-            t.dirty = true;
-            return true;
+        if let Some(&id) = self.by_path.get(path) {
+            if let Some(t) = self.tails.get_mut(&id) {
+                t.dirty = true;
+                return true;
+            }
+            if self.resting_changed(id) {
+                return true;
+            }
         }
         // a file waiting to say more (empty, or maybe a copy) changed: under its path, or, for
         // a link (a container log), under the file it leads to, whose directory is watched
@@ -361,19 +392,21 @@ impl<F: FileSystem> TailSet<F> {
         false
     }
 
-    /// Closes an idle tail's descriptor; it is reopened by identity when the file changes.
+    /// Closes an idle tail's descriptor (it rests if it may); it is reopened by identity when
+    /// the file changes.
     pub fn close(&mut self, id: u64) {
         if let Some(t) = self.tails.get_mut(&id) {
             if t.file.take().is_some() {
                 self.open_files -= 1;
             }
         }
+        self.rest(id);
     }
 
     /// The acknowledgement of piece `seq` of tail `tail`; stages the tail's checkpoint when it
     /// moved. Whether it moved.
     pub fn ack(&mut self, tail: u64, seqs: impl IntoIterator<Item = u64>, store: &mut impl Checkpoints) -> bool {
-        let Some(t) = self.tails.get_mut(&tail) else { return false };
+        let Some(t) = self.tails.get_mut(&tail) else { return self.ack_resting(tail, seqs, store) };
         let mut advanced = false;
         for seq in seqs {
             advanced |= t.acks.ack(seq).is_some();
@@ -381,11 +414,13 @@ impl<F: FileSystem> TailSet<F> {
         if advanced {
             match &t.file {
                 Some(_) => stage_row(store, &self.flow.id, t),
-                // closed to make room for another file: opened for the moment it takes
+                // closed to make room for another file: opened for the moment it takes, and
+                // at rest once nothing of it is in flight
                 None => {
                     if let Some(row) = Self::reopen(&self.fs, t).and_then(|file| row_with(&self.flow.id, t, &file)) {
                         store.stage(row);
                     }
+                    self.rest(tail);
                 }
             }
         }
@@ -397,7 +432,7 @@ impl<F: FileSystem> TailSet<F> {
     pub fn tick(&mut self, now: Instant, pipe: &mut impl Pipeline, store: &mut impl Checkpoints) {
         let grace = Duration::from_millis(self.flow.rotated_grace_ms);
         let flush_after = Duration::from_millis(self.flow.multiline_flush_ms);
-        let mut gone = Vec::new();
+        let (mut gone, mut rest) = (Vec::new(), Vec::new());
         for t in self.tails.values_mut() {
             let id = t.id;
             if t.assembler.next_flush(flush_after).is_some_and(|due| now >= due) {
@@ -426,6 +461,13 @@ impl<F: FileSystem> TailSet<F> {
                 gone.push(id);
             }
             t.update_held(&mut self.held);
+            // (one with data to read waits as it is: it may be waiting for its pod's metadata)
+            if !t.dirty && t.restable() {
+                rest.push(id);
+            }
+        }
+        for id in rest {
+            self.rest(id);
         }
         for id in gone {
             let Some(t) = self.tails.remove(&id) else { continue };
@@ -478,7 +520,15 @@ impl<F: FileSystem> TailSet<F> {
                 at(t.finish_due(grace));
             }
         }
+        if !self.waiting.is_empty() && !room.backed_up && self.resting_may_read(room) && self.descriptor_available() {
+            return Some(now);
+        }
         d
+    }
+
+    /// Whether the budget and the flow's share let a file at rest read now (it holds no line).
+    fn resting_may_read(&self, room: Room) -> bool {
+        room.in_flight + room.others_held + self.held < room.budget && room.flow_in_flight < room.share
     }
 
     /// Whether the budget and the flow's share let `t` read now (a new pod's file may also wait
@@ -502,6 +552,10 @@ impl<F: FileSystem> TailSet<F> {
             stage_row(store, &self.flow.id, t);
         }
         self.tails.clear();
+        // (a resting file's checkpoint was staged when its last piece was acknowledged)
+        self.resting.clear();
+        self.waiting.clear();
+        self.unacknowledged.clear();
         self.by_key.clear();
         self.by_path.clear();
         self.held = 0;
@@ -533,7 +587,8 @@ impl<F: FileSystem> TailSet<F> {
         let new_id = self.next_tail_id;
         self.next_tail_id += 1;
         let tail =
-            Tail::new(new_id, key, path.clone(), target.clone(), file, size, 0, &self.flow, &self.assembly, self.metadata.as_ref(), now);
+            Tail::closed(new_id, key, path.clone(), target.clone(), size, 0, &self.flow, &self.assembly, self.metadata.as_ref(), now)
+                .with_file(file);
         stage_row(store, &self.flow.id, &tail);
         self.tails.insert(new_id, Box::new(tail));
         self.by_key.insert(key, new_id);
@@ -576,20 +631,17 @@ fn row_with<H: OpenFile>(flow: &str, t: &Tail<H>, file: &H) -> Option<Row> {
     // a sealed copy is shorter than what was read from its original: all of it is done
     let len = || file.stat().ok().map(|s| s.len);
     let offset = if t.sealed { t.acks.committed().min(len().unwrap_or(u64::MAX)) } else { t.acks.committed() };
+    row_for(flow, t.key, &t.path, t.fingerprint, offset, file)
+}
+
+/// The checkpoint row of file `key` at `path`, acknowledged to `offset`, open as `file`.
+fn row_for(flow: &str, key: FileKey, path: &Path, fingerprint: identity::Fingerprint, offset: u64, file: &impl ReadAt) -> Option<Row> {
     // a file rewritten since it was read (truncated and written past the offset while the
     // budget held its reads) is not where its acknowledgements point: nothing is staged, and
     // the next read finds it replaced
-    if !identity::starts_with(file, t.fingerprint).unwrap_or(false) {
+    if !identity::starts_with(file, fingerprint).unwrap_or(false) {
         return None;
     }
     let tail = identity::tail_hash(file, offset).ok().flatten()?;
-    Some(Row {
-        flow: flow.to_string(),
-        key: t.key,
-        path: t.path.display().to_string(),
-        offset,
-        fingerprint: t.fingerprint,
-        tail,
-        updated_at: 0,
-    })
+    Some(Row { flow: flow.to_string(), key, path: path.display().to_string(), offset, fingerprint, tail, updated_at: 0 })
 }

@@ -10,6 +10,7 @@ use super::file::{buffered, head_of, Tail};
 use super::{Checkpoints, Pipeline, Room, TailSet};
 use crate::source::fs::{FileSystem, OpenFile, ReadAt};
 use crate::source::identity::{self, FINGERPRINT_MAX};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::time::Instant;
 
 /// Bytes read from one file before the loop turns to the others.
@@ -22,27 +23,54 @@ impl<F: FileSystem> TailSet<F> {
     /// read).
     pub fn read(&mut self, now: Instant, buf: &mut [u8], pipe: &mut impl Pipeline, store: &mut impl Checkpoints) {
         // the files held open first; then those waiting for a descriptor, rotated-away ones
-        // first, then the least recently read
-        let mut ids: Vec<u64> = Vec::new();
+        // first, then the least recently read (those at rest among them taken from `waiting`
+        // as they come, so a pass reads as many as the descriptors can be passed round to)
+        let mut open: Vec<u64> = Vec::new();
         let mut waiting: Vec<(bool, Instant, u64)> = Vec::new();
         for t in self.tails.values().filter(|t| t.wants_read()) {
             match t.file {
-                Some(_) => ids.push(t.id),
+                Some(_) => open.push(t.id),
                 None => waiting.push((!t.phase.is_orphaned(), t.last_change, t.id)),
             }
         }
         waiting.sort_unstable();
-        let first_waiting = ids.len();
-        ids.extend(waiting.into_iter().map(|(_, _, id)| id));
+        let mut open = open.into_iter();
+        let mut waiting = waiting.into_iter().peekable();
+        let mut resting_after: Option<(Instant, u64)> = None;
         let mut closable = None;
-        for (i, id) in ids.into_iter().enumerate() {
+        loop {
             let room = pipe.room();
             if room.backed_up {
                 break;
             }
-            if i >= first_waiting && !self.make_room(&mut closable, 1) {
-                break; // every descriptor holds a file with data still to read
-            }
+            let id = match open.next() {
+                Some(id) => id,
+                None => {
+                    let resting = match resting_after {
+                        None => self.waiting.first(),
+                        Some(after) => self.waiting.range((Excluded(after), Unbounded)).next(),
+                    }
+                    .copied();
+                    let id = match (waiting.peek(), resting) {
+                        (Some(&(f, c, id)), Some((rc, rid))) if (f, c, id) < (true, rc, rid) => waiting.next().map(|w| w.2),
+                        (_, Some((rc, rid))) => {
+                            // a file at rest holds no line: when the budget stops one, it stops all
+                            if !self.resting_may_read(room) {
+                                break;
+                            }
+                            resting_after = Some((rc, rid));
+                            Some(rid)
+                        }
+                        (_, None) => waiting.next().map(|w| w.2),
+                    };
+                    let Some(id) = id else { break };
+                    if !self.make_room(&mut closable, 1) {
+                        break; // every descriptor holds a file with data still to read
+                    }
+                    self.wake(id, now);
+                    id
+                }
+            };
             // the pod's metadata looked at now: a file whose pod is being fetched (again) waits
             if let Some(t) = self.tails.get_mut(&id) {
                 t.assembler.set_clock(now);

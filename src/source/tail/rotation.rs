@@ -29,9 +29,9 @@ pub(crate) enum CopyMatch {
 pub(crate) struct CopyIndex {
     /// Truncated tails waiting for their copy.
     pub awaiting: Vec<u64>,
-    /// Tails by their first bytes, made at the first question (a scan whose new files are all
+    /// Files' first bytes and ids, made at the first question (a scan whose new files are all
     /// empty asks none).
-    heads: Option<std::collections::BTreeMap<Vec<u8>, Vec<u64>>>,
+    heads: Option<std::collections::BTreeSet<(Box<[u8]>, u64)>>,
     /// The lengths of those first bytes.
     lens: std::collections::BTreeSet<usize>,
 }
@@ -42,25 +42,30 @@ impl CopyIndex {
         CopyIndex { awaiting, ..CopyIndex::default() }
     }
 
-    /// Indexes a tail by its first bytes (once the index is made).
-    pub fn add<H>(&mut self, t: &Tail<H>) {
-        if let Some(heads) = self.heads.as_mut().filter(|_| !t.head.is_empty()) {
-            self.lens.insert(t.head.len());
-            heads.entry(t.head.clone()).or_default().push(t.id);
+    /// Indexes file `id` by its first bytes `head` (once the index is made).
+    pub fn add(&mut self, id: u64, head: &[u8]) {
+        if let Some(heads) = self.heads.as_mut().filter(|_| !head.is_empty()) {
+            self.lens.insert(head.len());
+            heads.insert((head.into(), id));
         }
     }
 
-    /// The tails (of `tails`, every one the set follows) whose first bytes start with
-    /// `new_head` (not empty) or that it starts with: the tails [`may_be_copy_of`] can say yes to.
-    pub fn candidates<'a, H: 'a>(&mut self, tails: impl Iterator<Item = &'a Tail<H>>, new_head: &[u8]) -> Vec<u64> {
+    /// The files (of `files`, every one the set follows, by id and first bytes) whose first
+    /// bytes start with `new_head` (not empty) or that it starts with: the files
+    /// [`may_be_copy_of`] (or [`heads_agree`], for a file at rest) can say yes to.
+    pub fn candidates<'a>(&mut self, files: impl Iterator<Item = (u64, &'a [u8])>, new_head: &[u8]) -> Vec<u64> {
         if self.heads.is_none() {
             self.heads = Some(Default::default());
-            tails.for_each(|t| self.add(t));
+            files.for_each(|(id, head)| self.add(id, head));
         }
-        let heads = self.heads.as_ref().expect("made above");
-        let longer = heads.range(new_head.to_vec()..).take_while(|(h, _)| h.starts_with(new_head));
-        let shorter = self.lens.range(..new_head.len()).filter_map(|&n| heads.get_key_value(&new_head[..n]));
-        longer.chain(shorter).flat_map(|(_, ids)| ids.iter().copied()).collect()
+        let Some(heads) = self.heads.as_ref() else { return Vec::new() };
+        let from = |head: &[u8]| (Box::<[u8]>::from(head), 0u64);
+        let longer = heads.range(from(new_head)..).take_while(|(h, _)| h.starts_with(new_head));
+        let shorter = self
+            .lens
+            .range(..new_head.len())
+            .flat_map(|&n| heads.range(from(&new_head[..n])..).take_while(move |(h, _)| **h == new_head[..n]));
+        longer.chain(shorter).map(|(_, id)| *id).collect()
     }
 }
 
@@ -98,8 +103,7 @@ pub(crate) fn may_be_copy_of<H: OpenFile>(copy: &impl ReadAt, new_head: &[u8], l
     if original.phase != Phase::Following || original.framer.offset() == 0 || original.head.is_empty() {
         return false;
     }
-    let n = new_head.len().min(original.head.len());
-    if new_head[..n] != original.head[..n] {
+    if !heads_agree(new_head, &original.head) {
         return false;
     }
     let Some(file) = original.file.as_ref() else { return true };
@@ -115,6 +119,12 @@ pub(crate) fn may_be_copy_of<H: OpenFile>(copy: &impl ReadAt, new_head: &[u8], l
         (Ok(x), Ok(y)) if x == n && y == n => a == b,
         _ => true,
     }
+}
+
+/// Whether two files' first bytes agree as far as both go.
+pub(crate) fn heads_agree(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
 }
 
 /// Where a file found for the first time starts being read.
@@ -191,12 +201,13 @@ mod tests {
             let mut tails = Vec::new();
             for (id, head) in heads.iter().enumerate() {
                 let key = identity::FileKey { dev: 1, ino: id as u64 };
-                let mut t = Tail::new(id as u64, key, "/l/a.log".into(), None, std::fs::File::open("/dev/null").unwrap(), 0, 0, &flow, &flow.assembly.clone().into(), None, now);
+                let mut t = Tail::closed(id as u64, key, "/l/a.log".into(), None, 0, 0, &flow, &flow.assembly.clone().into(), None, now)
+                    .with_file(std::fs::File::open("/dev/null").unwrap());
                 t.head = head.clone();
                 tails.push(t);
             }
             let mut index = CopyIndex::new(tails.iter());
-            let mut got = index.candidates(tails.iter(), &new_head);
+            let mut got = index.candidates(tails.iter().map(|t| (t.id, t.head.as_slice())), &new_head);
             got.sort();
             let want: Vec<u64> = tails
                 .iter()

@@ -27,16 +27,20 @@ impl<F: FileSystem> TailSet<F> {
         // be read now: its old state waits for a copy before the new files are looked at
         let mut shrunk: Vec<u64> =
             self.tails.values().filter(|t| !t.sealed && t.phase.reads() && t.truncated_since_read()).map(|t| t.id).collect();
-        // a file closed to make room for others: the scan's size says it
-        if self.open_files < self.tails.len() {
+        // a file closed to make room for others (or at rest): the scan's size says it
+        if self.open_files < self.known_files() {
             let closed_and_shrunk = |item: &Found| {
-                let t = self.by_key.get(&item.key).and_then(|id| self.tails.get(id))?;
+                let id = *self.by_key.get(&item.key)?;
                 let size = item.size?;
-                (t.file.is_none() && !t.sealed && t.phase.reads() && size < t.framer.offset()).then_some(t.id)
+                match self.tails.get(&id) {
+                    Some(t) => (t.file.is_none() && !t.sealed && t.phase.reads() && size < t.framer.offset()).then_some(id),
+                    None => self.resting.get(&id).is_some_and(|r| size < r.offset).then_some(id),
+                }
             };
             shrunk.extend(scan.found.iter().filter_map(closed_and_shrunk));
         }
         for id in shrunk {
+            self.wake(id, now);
             self.truncated(now, id, store);
         }
         if scan.unchanged {
@@ -47,10 +51,15 @@ impl<F: FileSystem> TailSet<F> {
         let mut new_files = Vec::new();
         for item in &scan.found {
             seen.insert(item.key);
-            let Some(t) = self.by_key.get(&item.key).and_then(|id| self.tails.get_mut(id)) else {
+            let Some(&id) = self.by_key.get(&item.key) else {
                 new_files.push(item);
                 continue;
             };
+            if self.resting.contains_key(&id) && !self.resting_found(id, item) {
+                // renamed, or its link leads elsewhere: a tail's rules apply
+                self.wake(id, now);
+            }
+            let Some(t) = self.tails.get_mut(&id) else { continue };
             // (byte comparisons: comparing and hashing paths by component is what a scan of
             // many unchanged files spent its time on)
             let mut moved = t.phase.is_orphaned();
@@ -85,11 +94,18 @@ impl<F: FileSystem> TailSet<F> {
                 t.size = size;
             }
         }
+        // a file at rest no scan found any more is orphaned as a tail
+        let unlisted = |path: &std::path::Path| scan.errors.iter().any(|(dir, _)| path.starts_with(dir));
+        let missing: Vec<u64> =
+            self.resting.iter().filter(|(_, r)| !seen.contains(&r.key) && !unlisted(&r.path)).map(|(id, _)| *id).collect();
+        for id in missing {
+            self.wake(id, now);
+        }
         for t in self.tails.values_mut() {
             t.look_for_growth_if_orphaned();
             // files no longer found at a matching path keep being read through their
             // descriptor; a directory that could not be listed says nothing about its files
-            let unlisted = scan.errors.iter().any(|(dir, _)| t.path.starts_with(dir));
+            let unlisted = unlisted(&t.path);
             if !seen.contains(&t.key) && !unlisted {
                 if let Phase::Orphaned { missed_scans } = &mut t.phase {
                     *missed_scans += 1;
@@ -219,12 +235,16 @@ impl<F: FileSystem> TailSet<F> {
             self.maybe_copies.entry(key).or_insert((now, item.clone(), 0));
             return None;
         }
+        let known = self.tails.values().map(|t| (t.id, t.head.as_slice())).chain(self.resting.iter().map(|(id, r)| (*id, &*r.head)));
         let looks_like_copy = copy == CopyMatch::InProgress
-            || copies
-                .candidates(self.tails.values().map(|t| &**t), &new_head)
-                .into_iter()
-                .filter_map(|id| self.tails.get(&id))
-                .any(|t| rotation::may_be_copy_of(&file, &new_head, size, t));
+            || copies.candidates(known, &new_head).into_iter().any(|id| match self.tails.get(&id) {
+                Some(t) => rotation::may_be_copy_of(&file, &new_head, size, t),
+                // a file at rest is closed: that its first bytes agree is all it can say, as
+                // for a closed tail
+                None => {
+                    self.resting.get(&id).is_some_and(|r| r.offset > 0 && !r.head.is_empty() && rotation::heads_agree(&new_head, &r.head))
+                }
+            });
         if looks_like_copy {
             // one fixed deadline per candidate: looked at again then (or when a tailed file is
             // truncated), not at every event
@@ -256,20 +276,10 @@ impl<F: FileSystem> TailSet<F> {
         let id = self.next_tail_id;
         self.next_tail_id += 1;
         let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
-        let tail = Tail::new(
-            id,
-            key,
-            item.path.clone(),
-            target.clone(),
-            file,
-            size,
-            start,
-            &self.flow,
-            &self.assembly,
-            self.metadata.as_ref(),
-            now,
-        );
-        copies.add(&tail);
+        let tail =
+            Tail::closed(id, key, item.path.clone(), target.clone(), size, start, &self.flow, &self.assembly, self.metadata.as_ref(), now)
+                .with_file(file);
+        copies.add(id, &tail.head);
         self.open_files += 1;
         stage_row(store, &self.flow.id, &tail);
         self.tails.insert(id, Box::new(tail));

@@ -399,3 +399,83 @@ fn beyond_its_descriptors_a_file_with_data_waits_for_its_turn_and_is_read_then()
     assert_eq!((agent.tails.open_files(), agent.tails.waiting_for_descriptor()), (1, 0));
     assert_eq!(fs.open_count(), 1);
 }
+
+#[test]
+fn a_file_at_rest_keeps_only_its_position_and_wakes_for_growth_a_rename_and_a_truncation() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "a\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(2_000, true, ""), MemStore::default(), Instant::now());
+    let acked =
+        |agent: &mut Agent| agent.ack(usize::MAX, false).into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect::<Vec<_>>();
+    assert_eq!(agent.pass(), ["a"]);
+    let rest = |agent: &mut Agent| {
+        agent.tails.close_idle(agent.now, Duration::ZERO);
+        assert_eq!((agent.tails.resting_files(), agent.tails.open_files(), agent.tails.known_files()), (1, 0, 1), "at rest");
+        assert_eq!(fs.open_count(), 0);
+    };
+    rest(&mut agent);
+    // a notification: read on from where it rested, with no scan
+    fs.append(ino, b"b\n");
+    agent.notify(ino);
+    assert_eq!(agent.tails.waiting_for_descriptor(), 1);
+    agent.step();
+    assert_eq!(acked(&mut agent), ["b"]);
+    // growth a scan sees is behind while it waits for its turn
+    rest(&mut agent);
+    fs.append(ino, b"cc\n");
+    agent.scan();
+    assert_eq!(agent.tails.behind(), [(CURRENT.to_string(), 3)]);
+    agent.step();
+    assert_eq!(acked(&mut agent), ["cc"]);
+    assert!(agent.tails.behind().is_empty());
+    // renamed (the glob matches both names): followed under its new name, whose notifications
+    // are its own
+    rest(&mut agent);
+    fs.rename(Path::new(CURRENT), Path::new(ROTATED));
+    agent.scan();
+    agent.step();
+    assert_eq!(agent.tails.resting_files(), 1, "a rename alone gives nothing to read");
+    fs.append(ino, b"d\n");
+    assert!(agent.tails.changed(Path::new(ROTATED)));
+    agent.step();
+    assert_eq!(acked(&mut agent), ["d"]);
+    // truncated and written again while at rest: read from its start
+    rest(&mut agent);
+    fs.truncate(ino);
+    fs.append(ino, b"new\n");
+    assert_eq!(agent.pass(), ["new"]);
+    // what it kept was its position: nothing was read twice, and its checkpoint is where it is
+    assert_eq!(agent.store.rows[&key(ino)].offset, 4);
+}
+
+#[test]
+fn a_file_at_rest_is_small() {
+    // identity, position, path, link target, first bytes: no buffers
+    assert!(std::mem::size_of::<super::super::resting::Resting>() <= 128, "{}", std::mem::size_of::<super::super::resting::Resting>());
+}
+
+#[test]
+fn a_file_put_to_rest_with_pieces_in_flight_moves_its_checkpoint_as_they_are_acknowledged() {
+    let fs = MemFs::default();
+    let ino = write(&fs, CURRENT, "a\nb\n");
+    let mut agent = Agent::with_flow(&fs, flow_with(2_000, false, ""), MemStore::default(), Instant::now());
+    agent.scan();
+    agent.step();
+    // read to its end and closed (to make room for another, say) before any acknowledgement
+    agent.tails.close(1);
+    assert_eq!((agent.tails.resting_files(), agent.tails.outstanding()), (1, 2));
+    assert_eq!(agent.tails.behind(), [(CURRENT.to_string(), 4)]);
+    assert_eq!(agent.ack(1, false), [b"a".to_vec()]);
+    assert_eq!(agent.store.rows[&key(ino)].offset, 2, "staged through a descriptor opened for the moment");
+    assert_eq!(agent.tails.behind(), [(CURRENT.to_string(), 2)]);
+    assert_eq!(agent.ack(1, false), [b"b".to_vec()]);
+    assert_eq!(agent.store.rows[&key(ino)].offset, 4);
+    assert_eq!(agent.tails.outstanding(), 0);
+    assert!(agent.tails.behind().is_empty());
+    assert_eq!(fs.open_count(), 0);
+    // and it reads on from there
+    fs.append(ino, b"c\n");
+    agent.notify(ino);
+    agent.step();
+    assert_eq!(agent.ack(usize::MAX, false), [b"c".to_vec()]);
+}

@@ -1,0 +1,211 @@
+//! Files at rest: a file the flow follows but holds no descriptor for, read to the end of a line,
+//! is kept as its identity, position and acknowledgements only ([`Resting`], about a hundred
+//! bytes and its path), apart from the tails that need attention. The passes over the files
+//! (reading, timers, deadlines, what is behind) visit only those: an idle host of 100,000 files
+//! costs what its changes cost, and a first start on 100,000 small files holds the pieces in
+//! flight, not a reader for every file.
+//!
+//! Guarantees:
+//! - a tail rests only when resting loses nothing: followed at its path, not a sealed copy, no
+//!   descriptor, no unfinished line or record, no header line left to skip, not parked, not let
+//!   go; its pieces in flight keep their acknowledgement tracker, and an acknowledgement stages
+//!   its checkpoint as for a closed tail (through a descriptor opened for the moment);
+//! - a resting file with data to read (a notification, a scan saw it grow, or found beyond the
+//!   flow's descriptors) waits in [`TailSet`]'s `waiting`, least recently changed first, and is
+//!   woken (made a tail again, its framer and assembler new at its offset) when it gets its turn;
+//! - anything else that concerns it (a rename, a truncation, a scan that no longer finds it, a
+//!   new file that may be its copy) wakes it first, so the rules for tails apply unchanged.
+//!
+//! Not kept: the pod metadata a container file's records carry is looked up again when it
+//! wakes (from the flow's cache).
+
+use super::file::{Phase, Tail};
+use super::{Checkpoints, TailSet};
+use crate::checkpoint::acks::AckTracker;
+use crate::source::fs::FileSystem;
+use crate::source::identity::{FileKey, Fingerprint};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A file at rest: what it takes to find it again and read on from where it was read to.
+pub(crate) struct Resting {
+    pub key: FileKey,
+    pub fingerprint: Fingerprint,
+    /// Read up to here.
+    pub offset: u64,
+    /// Its pieces in flight (none when everything read was acknowledged).
+    pub acks: Option<Box<AckTracker>>,
+    /// Its length when last seen.
+    pub size: u64,
+    pub last_change: Instant,
+    pub path: Box<Path>,
+    pub target: Option<Box<Path>>,
+    /// Its first bytes (for copy detection).
+    pub head: Box<[u8]>,
+    /// Has data to read: it is in the set's `waiting`.
+    pub dirty: bool,
+    pub read_error_logged: bool,
+}
+
+impl Resting {
+    /// Read and acknowledged up to here.
+    pub fn committed(&self) -> u64 {
+        self.acks.as_ref().map_or(self.offset, |a| a.committed())
+    }
+
+    /// Bytes behind: seen and not yet acknowledged.
+    pub fn behind(&self) -> u64 {
+        self.size.max(self.offset).saturating_sub(self.committed())
+    }
+}
+
+impl<H> Tail<H> {
+    /// Whether it may rest (see the module's guarantees).
+    pub fn restable(&self) -> bool {
+        self.file.is_none()
+            && self.phase == Phase::Following
+            && !self.sealed
+            && !self.parked
+            && self.parked_cut_line.is_none()
+            && self.finishing_line.is_none()
+            && self.let_go_at.is_none()
+            && self.held == 0
+            && self.framer.pending_len() == 0
+            && self.framer.line_start() == self.framer.offset()
+            && !self.assembler.has_pending()
+            // (at offset 0 the header is skipped again when it wakes)
+            && (!self.assembler.skipping_header() || self.framer.offset() == 0)
+    }
+
+    fn into_resting(self) -> Resting {
+        let offset = self.framer.offset();
+        let done = self.acks.outstanding() == 0 && self.acks.committed() == offset;
+        Resting {
+            key: self.key,
+            fingerprint: self.fingerprint,
+            offset,
+            acks: (!done).then(|| Box::new(self.acks)),
+            size: self.size,
+            last_change: self.last_change,
+            path: self.path.into_boxed_path(),
+            target: self.target.map(PathBuf::into_boxed_path),
+            head: self.head.into_boxed_slice(),
+            dirty: self.dirty,
+            read_error_logged: self.read_error_logged,
+        }
+    }
+}
+
+impl<F: FileSystem> TailSet<F> {
+    /// Lets tail `id` rest if it may.
+    pub(super) fn rest(&mut self, id: u64) {
+        if !self.tails.get(&id).is_some_and(|t| t.restable()) {
+            return;
+        }
+        let Some(t) = self.tails.remove(&id) else { return };
+        let r = t.into_resting();
+        if r.dirty {
+            self.waiting.insert((r.last_change, id));
+        }
+        if r.acks.is_some() {
+            self.unacknowledged.insert(id);
+        }
+        self.resting.insert(id, Box::new(r));
+        // a table grown by a burst of active files gives its room back
+        if self.tails.capacity() > 64 && self.tails.len() * 4 < self.tails.capacity() {
+            self.tails.shrink_to(self.tails.len() * 2);
+        }
+    }
+
+    /// Makes resting file `id` a tail again (closed, its framer and assembler new at its
+    /// offset); nothing when it is not resting.
+    pub(super) fn wake(&mut self, id: u64, now: Instant) {
+        let Some(r) = self.resting.remove(&id).map(|r| *r) else { return };
+        self.waiting.remove(&(r.last_change, id));
+        self.unacknowledged.remove(&id);
+        let mut t = Tail::closed(
+            id,
+            r.key,
+            r.path.into_path_buf(),
+            r.target.map(|p| p.into_path_buf()),
+            r.size,
+            r.offset,
+            &self.flow,
+            &self.assembly,
+            self.metadata.as_ref(),
+            now,
+        );
+        if let Some(acks) = r.acks {
+            t.acks = *acks;
+        }
+        t.fingerprint = r.fingerprint;
+        t.head = r.head.into_vec();
+        t.last_change = r.last_change;
+        t.dirty = r.dirty;
+        t.read_error_logged = r.read_error_logged;
+        self.tails.insert(id, Box::new(t));
+    }
+
+    /// Resting file `id` has data to read (or may have): it waits for its turn.
+    pub(super) fn resting_changed(&mut self, id: u64) -> bool {
+        let Some(r) = self.resting.get_mut(&id) else { return false };
+        if !r.dirty {
+            r.dirty = true;
+            self.waiting.insert((r.last_change, id));
+        }
+        true
+    }
+
+    /// A scan found resting file `id` as `item`: false when that is more than a change of size
+    /// (a rename, or its link leads elsewhere), which wakes it.
+    pub(super) fn resting_found(&mut self, id: u64, item: &crate::source::discover::Found) -> bool {
+        let Some(r) = self.resting.get(&id) else { return false };
+        if r.path.as_os_str() != item.path.as_os_str() {
+            return false;
+        }
+        if item.target_dir.is_some() || r.target.is_some() {
+            let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
+            if target.as_deref() != r.target.as_deref() {
+                return false;
+            }
+        }
+        // a size the scan did not look at (its directory did not change): its growth is notified
+        let Some(size) = item.size else { return true };
+        let Some(r) = self.resting.get_mut(&id) else { return false };
+        let grew = size != r.size || size > r.offset;
+        r.size = r.size.max(size);
+        if grew {
+            self.resting_changed(id);
+        }
+        true
+    }
+
+    /// The acknowledgement of pieces `seqs` of resting file `id`; stages its checkpoint when it
+    /// moved. Whether it moved (false when `id` is not at rest).
+    pub(super) fn ack_resting(&mut self, id: u64, seqs: impl IntoIterator<Item = u64>, store: &mut impl Checkpoints) -> bool {
+        let Some(r) = self.resting.get_mut(&id) else { return false };
+        let Some(acks) = r.acks.as_mut() else { return false };
+        let mut advanced = false;
+        for seq in seqs {
+            advanced |= acks.ack(seq).is_some();
+        }
+        if !advanced {
+            return false;
+        }
+        let committed = acks.committed();
+        if acks.outstanding() == 0 && committed == r.offset {
+            r.acks = None;
+            self.unacknowledged.remove(&id);
+        }
+        let file = super::descriptors::reopen_at(&self.fs, &r.path, r.key, false);
+        if let Some(row) = file.and_then(|f| super::row_for(&self.flow.id, r.key, &r.path, r.fingerprint, committed, &f)) {
+            store.stage(row);
+        }
+        true
+    }
+
+    /// Files at rest.
+    pub fn resting_files(&self) -> usize {
+        self.resting.len()
+    }
+}
