@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of many files (not a test): N one-line files in one directory; the agent ships them
 # to a file sink, then sits idle. Reports the time to ship one line from each file, CPU-seconds
-# over the idle window after that, peak RSS, descriptors held and the series on /metrics; with
+# over the idle window after that, peak RSS and RSS at its end, descriptors held and the series
+# on /metrics; with
 # BENCH_FLUENT_BIT, Fluent Bit's tail input on the same files (to its file output) the same way.
 # Figures go to docs/benchmarks.md by hand.
 #
@@ -51,14 +52,15 @@ measure() {
   before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   sleep "$idle"
   after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  local cpu rss fds
+  local cpu rss now_rss fds
   cpu=$(echo "scale=2; ($after - $before) / $hz" | bc)
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  now_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   fds=$(ls "/proc/$pid/fd" | wc -l)
   local series=""
   [ "$name" = logferry ] && series=", file_bytes_behind series $(curl -s "http://127.0.0.1:$port/metrics" | grep -c '^logferry_file_bytes_behind{' || true)"
-  printf '%s, %d files: shipped in %.1f s; idle %s CPU-s over %s s (%s %% of a core), peak RSS %d MiB, %d descriptors%s\n' \
-    "$name" "$files" "$shipped" "$cpu" "$idle" "$(echo "scale=2; $cpu * 100 / $idle" | bc)" $((rss / 1024)) "$fds" "$series"
+  printf '%s, %d files: shipped in %.1f s; idle %s CPU-s over %s s (%s %% of a core), peak RSS %d MiB, RSS at the end %d MiB, %d descriptors%s\n' \
+    "$name" "$files" "$shipped" "$cpu" "$idle" "$(echo "scale=2; $cpu * 100 / $idle" | bc)" $((rss / 1024)) $((now_rss / 1024)) "$fds" "$series"
   kill -TERM "$pid"
   wait "$pid" || true
 }

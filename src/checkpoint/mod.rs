@@ -105,7 +105,7 @@ pub struct Store {
 }
 
 /// Rows staged past which they are committed at once ([`Store::commit_if_large`]).
-pub const STAGE_COMMIT_AT: usize = 8192;
+pub const STAGE_COMMIT_AT: usize = 2048;
 
 fn i(v: u64) -> i64 {
     v as i64

@@ -27,6 +27,7 @@ mod backlog;
 pub mod descriptors;
 mod flow;
 mod lifecycle;
+mod memory;
 mod reload;
 mod report;
 
@@ -145,6 +146,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     last_publish: Instant,
     last_status: Instant,
+    /// When free memory was last given back ([`memory`]).
+    last_trim: Instant,
     /// A second stop signal came: shutdown does not wait for acknowledgements.
     stop_now: bool,
     /// The open-file limit and the descriptors the tailed files may hold.
@@ -249,6 +252,7 @@ impl Engine {
             metrics,
             last_publish: Instant::now(),
             last_status: Instant::now(),
+            last_trim: Instant::now(),
             stop_now: false,
             file_cap,
         })
@@ -468,6 +472,10 @@ impl Engine {
         }
         if self.committer.is_due(now, self.store.has_staged()) {
             self.commit();
+        }
+        if memory::trim_due(self.last_trim, now) {
+            self.last_trim = now;
+            memory::give_back_free_memory();
         }
         self.metrics.heartbeat();
         if self.flows.iter().all(|f| f.tails.initial_scan_done() || f.retiring) {
