@@ -486,7 +486,10 @@ impl<F: FileSystem> TailSet<F> {
             if t.file.is_some() {
                 self.open_files -= 1;
             }
-            self.by_path.retain(|_, v| *v != id);
+            // (the paths it is indexed under: a look at two entries, not at every file's)
+            for p in [Some(&t.path), t.target.as_ref()].into_iter().flatten() {
+                unindex(&mut self.by_path, p, id);
+            }
             tracing::debug!(flow = %self.flow.id, "finished {}", t.path.display());
         }
     }
@@ -597,6 +600,14 @@ impl<F: FileSystem> TailSet<F> {
             self.by_path.insert(t, new_id);
         }
         self.hold_or_close(new_id, &mut None);
+    }
+}
+
+#[cfg(test)]
+impl<F: FileSystem> TailSet<F> {
+    /// Whether every path indexed leads to a file the set knows (none to a file gone).
+    pub(crate) fn paths_lead_to_known_files(&self) -> bool {
+        self.by_path.values().all(|id| self.tails.contains_key(id) || self.resting.contains_key(id))
     }
 }
 

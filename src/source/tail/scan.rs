@@ -71,7 +71,13 @@ impl<F: FileSystem> TailSet<F> {
             }
             if item.target_dir.is_some() || t.target.is_some() {
                 let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
-                moved |= target != t.target;
+                if target != t.target {
+                    // the file its link led to before: not this tail's any more
+                    if let Some(old) = &t.target {
+                        unindex(&mut self.by_path, old, t.id);
+                    }
+                    moved = true;
+                }
                 t.target = target;
             }
             if moved {

@@ -299,6 +299,7 @@ impl Model {
         let open = self.fs.open_count();
         assert!(open <= self.file_limit, "{open} descriptors open, more than the limit of {}", self.file_limit);
         assert_eq!(open, self.agent.tails.open_files(), "descriptors open and counted differ");
+        assert!(self.agent.tails.paths_lead_to_known_files(), "a path still leads to a file let go");
         self.check_checkpoints();
     }
 
