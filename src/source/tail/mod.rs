@@ -292,7 +292,11 @@ impl<F: FileSystem> TailSet<F> {
                 self.waiting
                     .iter()
                     .map(|(_, id)| id)
-                    .chain(self.unacknowledged.iter().filter(|id| !self.resting.get(id).is_some_and(|r| r.dirty)))
+                    .chain(
+                        self.unacknowledged
+                            .iter()
+                            .filter(|id| !self.resting.get(id).is_some_and(|r| self.waiting.contains(&(r.last_change, **id)))),
+                    )
                     .filter_map(|id| self.resting.get(id))
                     .filter(|r| r.behind() > 0)
                     .map(|r| (r.path.display().to_string(), r.behind())),

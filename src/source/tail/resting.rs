@@ -42,8 +42,6 @@ pub(crate) struct Resting {
     pub target: Option<Box<Path>>,
     /// Its first bytes (for copy detection).
     pub head: Box<[u8]>,
-    /// Has data to read: it is in the set's `waiting`.
-    pub dirty: bool,
     pub read_error_logged: bool,
 }
 
@@ -77,10 +75,12 @@ impl<H> Tail<H> {
             && (!self.assembler.skipping_header() || self.framer.offset() == 0)
     }
 
-    fn into_resting(self) -> Resting {
+    /// Its state at rest, and whether it has data to read (it then waits in the set's
+    /// `waiting`, which alone says so).
+    fn into_resting(self) -> (Resting, bool) {
         let offset = self.framer.offset();
         let done = self.acks.outstanding() == 0 && self.acks.committed() == offset;
-        Resting {
+        let resting = Resting {
             key: self.key,
             fingerprint: self.fingerprint,
             offset,
@@ -90,9 +90,9 @@ impl<H> Tail<H> {
             path: self.path.into_boxed_path(),
             target: self.target.map(PathBuf::into_boxed_path),
             head: self.head.into_boxed_slice(),
-            dirty: self.dirty,
             read_error_logged: self.read_error_logged,
-        }
+        };
+        (resting, self.dirty)
     }
 }
 
@@ -103,8 +103,8 @@ impl<F: FileSystem> TailSet<F> {
             return;
         }
         let Some(t) = self.tails.remove(&id) else { return };
-        let r = t.into_resting();
-        if r.dirty {
+        let (r, dirty) = t.into_resting();
+        if dirty {
             self.waiting.insert((r.last_change, id));
         }
         if r.acks.is_some() {
@@ -121,7 +121,7 @@ impl<F: FileSystem> TailSet<F> {
     /// offset); nothing when it is not resting.
     pub(super) fn wake(&mut self, id: u64, now: Instant) {
         let Some(r) = self.resting.remove(&id).map(|r| *r) else { return };
-        self.waiting.remove(&(r.last_change, id));
+        let dirty = self.waiting.remove(&(r.last_change, id));
         self.unacknowledged.remove(&id);
         let mut t = Tail::closed(
             id,
@@ -141,18 +141,15 @@ impl<F: FileSystem> TailSet<F> {
         t.fingerprint = r.fingerprint;
         t.head = r.head.into_vec();
         t.last_change = r.last_change;
-        t.dirty = r.dirty;
+        t.dirty = dirty;
         t.read_error_logged = r.read_error_logged;
         self.tails.insert(id, Box::new(t));
     }
 
     /// Resting file `id` has data to read (or may have): it waits for its turn.
     pub(super) fn resting_changed(&mut self, id: u64) -> bool {
-        let Some(r) = self.resting.get_mut(&id) else { return false };
-        if !r.dirty {
-            r.dirty = true;
-            self.waiting.insert((r.last_change, id));
-        }
+        let Some(r) = self.resting.get(&id) else { return false };
+        self.waiting.insert((r.last_change, id));
         true
     }
 
