@@ -59,8 +59,8 @@ measure() {
   fds=$(ls "/proc/$pid/fd" | wc -l)
   local series=""
   [ "$name" = logferry ] && series=", file_bytes_behind series $(curl -s "http://127.0.0.1:$port/metrics" | grep -c '^logferry_file_bytes_behind{' || true)"
-  printf '%s, %d files: shipped in %.1f s; idle %s CPU-s over %s s (%s %% of a core), peak RSS %d MiB, RSS at the end %d MiB, %d descriptors%s\n' \
-    "$name" "$files" "$shipped" "$cpu" "$idle" "$(echo "scale=2; $cpu * 100 / $idle" | bc)" $((rss / 1024)) $((now_rss / 1024)) "$fds" "$series"
+  printf '%s, %d files: shipped in %.1f s; idle %s CPU-s over %s s (%s %% of a core), peak RSS %.1f MiB, RSS at the end %.1f MiB, %d descriptors%s\n' \
+    "$name" "$files" "$shipped" "$cpu" "$idle" "$(echo "scale=2; $cpu * 100 / $idle" | bc)" "$(echo "scale=2; $rss / 1024" | bc)" "$(echo "scale=2; $now_rss / 1024" | bc)" "$fds" "$series"
   kill -TERM "$pid"
   wait "$pid" || true
 }

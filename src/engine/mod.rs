@@ -3,7 +3,7 @@
 //!
 //! Guarantees:
 //! - every matching file of a flow is tailed at once; new files and writes are noticed through
-//!   inotify (`notify`), with a periodic scan as the safety net;
+//!   inotify (`source::watch`), with a periodic scan as the safety net;
 //! - a file is followed by identity (device, inode, fingerprint): a rename keeps reading the same
 //!   file to its end; a copytruncate copy inherits the offset reached in the original while the
 //!   truncated original starts over; truncation in place starts over; a deleted or rotated-away
@@ -41,8 +41,8 @@ use crate::ops::metrics::Metrics;
 use crate::source::fs::RealFs;
 use crate::source::identity::FileKey;
 use crate::source::tail::{Room, TailSet};
+use crate::source::watch::DirNotice;
 use flow::{hold_flow, report_scan_problems, start_flow, started_key, FlowState};
-use notify::Watcher;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,7 @@ pub enum EngineError {
 
 /// What wakes the loop.
 pub enum Event {
-    Fs(notify::Result<notify::Event>),
+    Fs(crate::source::watch::DirNotice),
     Delivered(Delivered),
     Stop(&'static str),
     /// Stop without waiting for acknowledgements (a second SIGTERM).
@@ -98,20 +98,6 @@ enum Handled {
     Stop(&'static str),
     /// A pass over the flows.
     Pass,
-    /// Nothing: a notification of the agent's own opening or reading of a file (inotify tells
-    /// every open of a watched directory's files) or of an attribute change.
-    Nothing,
-}
-
-impl Handled {
-    /// What two events handled one after the other call for.
-    fn and(self, next: Handled) -> Handled {
-        match (self, next) {
-            (Handled::Stop(r), _) | (_, Handled::Stop(r)) => Handled::Stop(r),
-            (Handled::Nothing, Handled::Nothing) => Handled::Nothing,
-            _ => Handled::Pass,
-        }
-    }
 }
 
 pub struct Engine {
@@ -120,7 +106,7 @@ pub struct Engine {
     store: Store,
     events: Receiver<Event>,
     events_tx: Sender<Event>,
-    watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<crate::source::watch::DirWatcher>,
     watched: HashSet<PathBuf>,
     /// The watched directories whose files' writes the kernel tells (not a network or FUSE
     /// file system, whose other writers it does not see): only these are taken from their last
@@ -191,8 +177,8 @@ impl Engine {
         };
         let (events_tx, events) = mpsc::channel();
         let tx = events_tx.clone();
-        let watcher = match notify::recommended_watcher(move |e| {
-            let _ = tx.send(Event::Fs(e));
+        let watcher = match crate::source::watch::DirWatcher::start(move |n| {
+            let _ = tx.send(Event::Fs(n));
         }) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -280,17 +266,11 @@ impl Engine {
                     let mut handled = self.handle(ev);
                     while !matches!(handled, Handled::Stop(_)) {
                         let Ok(ev) = self.events.try_recv() else { break };
-                        handled = handled.and(self.handle(ev));
+                        handled = self.handle(ev);
                     }
-                    match handled {
-                        Handled::Stop(r) => {
-                            reason = r;
-                            break;
-                        }
-                        // only the agent's own opening and reading of files (their
-                        // notifications), and nothing due yet: a pass would find nothing to do
-                        Handled::Nothing if Instant::now() < at => continue,
-                        _ => {}
+                    if let Handled::Stop(r) = handled {
+                        reason = r;
+                        break;
                     }
                 }
                 // nothing else was due: a pass over every file would find nothing to do
@@ -375,31 +355,15 @@ impl Engine {
             Event::Delivered(d) => self.delivered(d),
             Event::SinkDied(d) => self.sink_died(d),
             Event::Journal => {}
-            // the kernel's queue overflowed: notifications were lost, every file is looked at
-            Event::Fs(Ok(e)) if e.need_rescan() => {
-                tracing::warn!("file notifications were lost (the kernel's queue overflowed); looking at every file");
-                self.full_scan_now();
-            }
-            Event::Fs(Ok(e)) => {
-                use notify::EventKind;
-                match e.kind {
-                    EventKind::Modify(notify::event::ModifyKind::Data(_)) | EventKind::Modify(notify::event::ModifyKind::Any) => {
-                        for p in &e.paths {
-                            for f in &mut self.flows {
-                                f.tails.changed(p);
-                            }
-                        }
-                    }
-                    // opening and reading a file, the agent's own included, and attribute changes
-                    // (its reads update atime): nothing to scan for; the periodic scan sees a
-                    // permission change
-                    EventKind::Access(_) | EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => return Handled::Nothing,
-                    _ => self.flows.iter_mut().for_each(|f| f.tails.request_scan()),
+            Event::Fs(DirNotice::Written(p)) => {
+                for f in &mut self.flows {
+                    f.tails.changed(&p);
                 }
             }
-            Event::Fs(Err(e)) => {
-                // notifications may have been lost: every file is looked at
-                tracing::warn!("file notification error ({e}); rescanning");
+            Event::Fs(DirNotice::Changed) => self.flows.iter_mut().for_each(|f| f.tails.request_scan()),
+            // the kernel's queue overflowed, or reading it failed: every file is looked at
+            Event::Fs(DirNotice::Lost(why)) => {
+                tracing::warn!("file notifications were lost ({why}); looking at every file");
                 self.full_scan_now();
             }
         }
@@ -506,7 +470,7 @@ impl Engine {
             if self.watched.contains(d) {
                 continue;
             }
-            match w.watch(d, notify::RecursiveMode::NonRecursive) {
+            match w.watch(d) {
                 Ok(()) => {
                     self.watched.insert(d.clone());
                     if crate::source::fs::writes_notified(d) {

@@ -9,3 +9,4 @@ pub mod journal;
 pub mod kubernetes;
 pub mod sd_journal;
 pub mod tail;
+pub mod watch;

@@ -11,8 +11,8 @@
 //! - the files that wait for a descriptor are opened rotated-away first, then least recently read
 //!   first: a file written to all the time does not keep the others from their turn once it is
 //!   read to its end;
-//! - a file may be closed only when it is followed at its path, read to its end, and holds no
-//!   unfinished line or record: closing it loses nothing, and it is opened again by path and
+//! - a file may be closed only when it is followed at its path, read to its end (as its
+//!   descriptor tells at that moment), and holds no unfinished line or record: closing it loses nothing, and it is opened again by path and
 //!   identity when it grows (a notification or the scan). Records of it still in flight keep
 //!   their acknowledgements: a checkpoint is then staged through a descriptor opened for it;
 //! - a file rotated away, truncated and waiting for its copy, or finished keeps its descriptor,
@@ -65,11 +65,26 @@ impl<F: FileSystem> TailSet<F> {
             self.tails.values().filter(|t| t.closable() && (over > 0 || t.idle())).map(|t| (t.last_change, t.id, t.idle())).collect();
         candidates.sort_unstable();
         for (i, (last, id, idle)) in candidates.into_iter().enumerate() {
-            if i >= over && !(idle && now >= last + idle_after) {
+            if i >= over && !(idle && now >= last + idle_after) || self.grew_unseen(id) {
                 continue;
             }
             self.close(id);
         }
+    }
+
+    /// Whether open tail `id`, about to be closed as read to its end, grew since it was last
+    /// looked at, as its descriptor tells (one `fstat`); it is then marked to be read. A write
+    /// notified under a name the set does not know (the file renamed away since the last scan)
+    /// marks nothing: closed, such a file would lose what it holds once its last name goes.
+    fn grew_unseen(&mut self, id: u64) -> bool {
+        let Some(t) = self.tails.get_mut(&id) else { return false };
+        let Some(size) = t.file.as_ref().and_then(|f| f.stat().ok()).map(|s| s.len) else { return false };
+        if t.sealed || size <= t.size {
+            return false;
+        }
+        t.size = size;
+        t.dirty = true;
+        true
     }
 
     /// Room for `extra` more descriptors: true when the flow holds at most its limit less
@@ -79,7 +94,7 @@ impl<F: FileSystem> TailSet<F> {
         while self.open_files + extra > self.held_limit() {
             let queue = closable.get_or_insert_with(|| self.closable_now());
             let Some(id) = queue.pop_front() else { return false };
-            if self.tails.get(&id).is_some_and(|t| t.closable()) {
+            if self.tails.get(&id).is_some_and(|t| t.closable()) && !self.grew_unseen(id) {
                 self.close(id);
             }
         }
