@@ -9,7 +9,8 @@ use crate::config::{Flow, Oversized};
 use crate::framing::{LineFramer, RecordAssembler};
 use crate::source::fs::{OpenFile, ReadAt};
 use crate::source::identity::{self, FileKey, Fingerprint, FINGERPRINT_MAX};
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where a tail stands in its life. A copytruncate copy holding no more than was read from its
@@ -44,9 +45,10 @@ impl Phase {
 pub(crate) struct Tail<H> {
     pub id: u64,
     pub key: FileKey,
-    pub path: PathBuf,
+    /// Shared with the set's index of paths: one copy of each.
+    pub path: Arc<Path>,
     /// The symlink target, when `path` is a link.
-    pub target: Option<PathBuf>,
+    pub target: Option<Arc<Path>>,
     pub file: Option<H>,
     pub fingerprint: Fingerprint,
     /// The first bytes the fingerprint was made from, to recognise a copy still being written.
@@ -123,8 +125,8 @@ impl<H> Tail<H> {
     pub fn closed(
         id: u64,
         key: FileKey,
-        path: PathBuf,
-        target: Option<PathBuf>,
+        path: Arc<Path>,
+        target: Option<Arc<Path>>,
         size: u64,
         start: u64,
         flow: &Flow,
@@ -133,8 +135,7 @@ impl<H> Tail<H> {
         now: Instant,
     ) -> Self {
         let skip = if start == 0 { flow.skip_header_lines } else { 0 };
-        let pod =
-            crate::framing::container::PodInfo::from_paths(&[path.as_path()].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
+        let pod = crate::framing::container::PodInfo::from_paths(&[&*path].into_iter().chain(target.as_deref()).collect::<Vec<_>>());
         Tail {
             id,
             key,

@@ -45,6 +45,7 @@ pub use descriptors::flow_file_limit;
 use file::{Phase, Tail};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a truncated file's old state waits for its copytruncate copy to appear, and a new
@@ -160,7 +161,7 @@ pub struct TailSet<F: FileSystem> {
     unacknowledged: HashSet<u64>,
     by_key: HashMap<FileKey, u64>,
     /// The tail each path (and symlink target) leads to, for change notifications.
-    by_path: HashMap<PathBuf, u64>,
+    by_path: HashMap<Arc<Path>, u64>,
     /// Checkpoints loaded at start, consumed as files are found.
     saved: HashMap<FileKey, Row>,
     /// Positions imported from the Kinesis Agent, by file.
@@ -318,7 +319,7 @@ impl<F: FileSystem> TailSet<F> {
                 let unread_from = t.let_go_at.unwrap_or_else(|| t.framer.line_start());
                 (len > acknowledged).then(|| Deleted {
                     tail: t.id,
-                    path: t.path.clone(),
+                    path: t.path.to_path_buf(),
                     acknowledged,
                     unread_from,
                     len,
@@ -372,7 +373,7 @@ impl<F: FileSystem> TailSet<F> {
         t.dirty = false;
         // what is behind is what was read before the cut
         t.size = from;
-        Some(Lost { path: t.path.clone(), from, to, lines, exact })
+        Some(Lost { path: t.path.to_path_buf(), from, to, lines, exact })
     }
 
     /// A file notification for `path`: its tail has data to read. A write to a path no tail
@@ -624,7 +625,7 @@ fn finish<H>(t: &mut Tail<H>, pipe: &mut impl Pipeline) {
 }
 
 /// Forgets that `path` leads to tail `id` (not another tail indexed there since).
-fn unindex(by_path: &mut HashMap<PathBuf, u64>, path: &Path, id: u64) {
+fn unindex(by_path: &mut HashMap<Arc<Path>, u64>, path: &Path, id: u64) {
     if by_path.get(path) == Some(&id) {
         by_path.remove(path);
     }

@@ -65,9 +65,19 @@ impl<F: FileSystem> TailSet<F> {
                     tracing::info!(flow = %self.flow.id, "{} was rotated to {} while logferry was stopped; reading the {} bytes after its checkpoint", row.path, found.display(), stat.len - offset);
                     let id = self.next_tail_id;
                     self.next_tail_id += 1;
-                    let mut tail =
-                        Tail::closed(id, row.key, found, None, stat.len, offset, &self.flow, &self.assembly, self.metadata.as_ref(), now)
-                            .with_file(file);
+                    let mut tail = Tail::closed(
+                        id,
+                        row.key,
+                        found.into(),
+                        None,
+                        stat.len,
+                        offset,
+                        &self.flow,
+                        &self.assembly,
+                        self.metadata.as_ref(),
+                        now,
+                    )
+                    .with_file(file);
                     tail.phase = Phase::Orphaned { missed_scans: 1 };
                     tail.dirty = true;
                     self.open_files += 1;

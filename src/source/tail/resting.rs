@@ -24,7 +24,8 @@ use super::{Checkpoints, TailSet};
 use crate::checkpoint::acks::AckTracker;
 use crate::source::fs::FileSystem;
 use crate::source::identity::{FileKey, Fingerprint};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A file at rest: what it takes to find it again and read on from where it was read to.
@@ -38,8 +39,8 @@ pub(crate) struct Resting {
     /// Its length when last seen.
     pub size: u64,
     pub last_change: Instant,
-    pub path: Box<Path>,
-    pub target: Option<Box<Path>>,
+    pub path: Arc<Path>,
+    pub target: Option<Arc<Path>>,
     /// Its first bytes (for copy detection).
     pub head: Box<[u8]>,
     pub read_error_logged: bool,
@@ -87,8 +88,8 @@ impl<H> Tail<H> {
             acks: (!done).then(|| Box::new(self.acks)),
             size: self.size,
             last_change: self.last_change,
-            path: self.path.into_boxed_path(),
-            target: self.target.map(PathBuf::into_boxed_path),
+            path: self.path,
+            target: self.target,
             head: self.head.into_boxed_slice(),
             read_error_logged: self.read_error_logged,
         };
@@ -123,18 +124,7 @@ impl<F: FileSystem> TailSet<F> {
         let Some(r) = self.resting.remove(&id).map(|r| *r) else { return };
         let dirty = self.waiting.remove(&(r.last_change, id));
         self.unacknowledged.remove(&id);
-        let mut t = Tail::closed(
-            id,
-            r.key,
-            r.path.into_path_buf(),
-            r.target.map(|p| p.into_path_buf()),
-            r.size,
-            r.offset,
-            &self.flow,
-            &self.assembly,
-            self.metadata.as_ref(),
-            now,
-        );
+        let mut t = Tail::closed(id, r.key, r.path, r.target, r.size, r.offset, &self.flow, &self.assembly, self.metadata.as_ref(), now);
         if let Some(acks) = r.acks {
             t.acks = *acks;
         }

@@ -201,7 +201,7 @@ mod tests {
             let mut tails = Vec::new();
             for (id, head) in heads.iter().enumerate() {
                 let key = identity::FileKey { dev: 1, ino: id as u64 };
-                let mut t = Tail::closed(id as u64, key, "/l/a.log".into(), None, 0, 0, &flow, &flow.assembly.clone().into(), None, now)
+                let mut t = Tail::closed(id as u64, key, std::path::Path::new("/l/a.log").into(), None, 0, 0, &flow, &flow.assembly.clone().into(), None, now)
                     .with_file(std::fs::File::open("/dev/null").unwrap());
                 t.head = head.clone();
                 tails.push(t);

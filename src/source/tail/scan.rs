@@ -13,7 +13,8 @@ use super::{stage_row, unindex, Checkpoints, TailSet, COPY_WAIT};
 use crate::source::discover::{Found, Scan};
 use crate::source::fs::{FileSystem, OpenFile};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl<F: FileSystem> TailSet<F> {
@@ -66,11 +67,11 @@ impl<F: FileSystem> TailSet<F> {
             if t.path.as_os_str() != item.path.as_os_str() {
                 tracing::debug!(flow = %self.flow.id, "{} is now {}", t.path.display(), item.path.display());
                 unindex(&mut self.by_path, &t.path, t.id);
-                t.path = item.path.clone();
+                t.path = item.path.as_path().into();
                 moved = true;
             }
             if item.target_dir.is_some() || t.target.is_some() {
-                let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
+                let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path)).map(Arc::<Path>::from);
                 if target != t.target {
                     // the file its link led to before: not this tail's any more
                     if let Some(old) = &t.target {
@@ -221,7 +222,7 @@ impl<F: FileSystem> TailSet<F> {
             let t = self.tails.get_mut(&id).expect("matched among the tails");
             tracing::info!(flow = %self.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
             t.key = key;
-            t.path = item.path.clone();
+            t.path = item.path.as_path().into();
             t.file = Some(file);
             self.open_files += 1;
             t.size = size;
@@ -230,7 +231,7 @@ impl<F: FileSystem> TailSet<F> {
             t.dirty = !t.sealed;
             self.by_key.insert(key, id);
             self.maybe_copies.remove(&key);
-            self.by_path.insert(item.path.clone(), id);
+            self.by_path.insert(t.path.clone(), id);
             stage_row(store, &self.flow.id, t);
             self.hold_or_close(id, closable);
             return None;
@@ -281,16 +282,18 @@ impl<F: FileSystem> TailSet<F> {
         tracing::debug!(flow = %self.flow.id, "tailing {} ({}) from offset {start} of {size}", item.path.display(), key.kinesis_agent_id());
         let id = self.next_tail_id;
         self.next_tail_id += 1;
-        let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
+        let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path)).map(Arc::<Path>::from);
+        // one copy of the path, shared by the tail and the index of paths
+        let path: Arc<Path> = item.path.as_path().into();
         let tail =
-            Tail::closed(id, key, item.path.clone(), target.clone(), size, start, &self.flow, &self.assembly, self.metadata.as_ref(), now)
+            Tail::closed(id, key, path.clone(), target.clone(), size, start, &self.flow, &self.assembly, self.metadata.as_ref(), now)
                 .with_file(file);
         copies.add(id, &tail.head);
         self.open_files += 1;
         stage_row(store, &self.flow.id, &tail);
         self.tails.insert(id, Box::new(tail));
         self.by_key.insert(key, id);
-        self.by_path.insert(item.path.clone(), id);
+        self.by_path.insert(path, id);
         if let Some(t) = target {
             self.by_path.insert(t, id);
         }
