@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of many files (not a test): N one-line files in one directory; the agent ships them
 # to a file sink, then sits idle. Reports the time to ship one line from each file, CPU-seconds
-# over the idle window after that, peak RSS and RSS at its end, descriptors held and the series
-# on /metrics; with
-# BENCH_FLUENT_BIT, Fluent Bit's tail input on the same files (to its file output) the same way.
+# over the idle window after that, peak RSS and RSS at its end (and the anonymous part of both:
+# the rest is mostly the binary's pages, which vary with how the page cache holds the binary),
+# descriptors held and the series on /metrics; with BENCH_FLUENT_BIT, Fluent Bit's tail input
+# on the same files (to its file output) the same way.
 # Figures go to docs/benchmarks.md by hand.
 #
 #   scripts/bench-idle-files.sh [WORKDIR]      (default /tmp/logferry-bench-idle)
@@ -41,8 +42,11 @@ measure() {
   start=$(date +%s.%N)
   "$@" 2>"$work/$name.log" >/dev/null &
   local pid=$!
+  local anon_peak=0 anon
   while [ "$(grep -c '' "$out" 2>/dev/null || echo 0)" -lt "$files" ]; do
     kill -0 "$pid" 2>/dev/null || { echo "$name died"; tail -5 "$work/$name.log"; return 1; }
+    anon=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${anon:-0}" -gt "$anon_peak" ] && anon_peak=$anon
     sleep 0.1
   done
   local shipped
@@ -56,11 +60,14 @@ measure() {
   cpu=$(echo "scale=2; ($after - $before) / $hz" | bc)
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   now_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  local now_anon
+  now_anon=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status")
   fds=$(ls "/proc/$pid/fd" | wc -l)
   local series=""
   [ "$name" = logferry ] && series=", file_bytes_behind series $(curl -s "http://127.0.0.1:$port/metrics" | grep -c '^logferry_file_bytes_behind{' || true)"
-  printf '%s, %d files: shipped in %.1f s; idle %s CPU-s over %s s (%s %% of a core), peak RSS %.1f MiB, RSS at the end %.1f MiB, %d descriptors%s\n' \
-    "$name" "$files" "$shipped" "$cpu" "$idle" "$(echo "scale=2; $cpu * 100 / $idle" | bc)" "$(echo "scale=2; $rss / 1024" | bc)" "$(echo "scale=2; $now_rss / 1024" | bc)" "$fds" "$series"
+  printf '%s, %d files: shipped in %.1f s; idle %s CPU-s over %s s (%s %% of a core), peak RSS %.1f MiB, RSS at the end %.1f MiB (anonymous: %.1f MiB at most while shipping, sampled every 0.1 s; %.1f MiB at the end), %d descriptors%s\n' \
+    "$name" "$files" "$shipped" "$cpu" "$idle" "$(echo "scale=2; $cpu * 100 / $idle" | bc)" "$(echo "scale=2; $rss / 1024" | bc)" "$(echo "scale=2; $now_rss / 1024" | bc)" \
+    "$(echo "scale=2; $anon_peak / 1024" | bc)" "$(echo "scale=2; $now_anon / 1024" | bc)" "$fds" "$series"
   kill -TERM "$pid"
   wait "$pid" || true
 }

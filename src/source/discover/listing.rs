@@ -12,7 +12,8 @@ use super::{Discovery, Entry, Found, Looked, Scan};
 use crate::source::identity::FileKey;
 use globset::GlobMatcher;
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -38,17 +39,60 @@ pub(super) struct Listing {
     stamp: DirStamp,
     /// Taken long enough after the directory last changed to stand for it.
     settled: bool,
-    /// Regular files, by name (sorted): inode number, and the identity of what was found
-    /// (`None`: excluded, not a file, or the agent's own). Only names are kept: a path is made
-    /// when a scan hands it out (100,000 files kept 100,000 paths twice).
-    files: Vec<(OsString, u64, Option<FileKey>)>,
+    files: ListedFiles,
     refused: Vec<(PathBuf, String)>,
 }
 
 impl Listing {
     /// The files it found in `dir`, as a scan hands them out (their sizes not looked at).
     pub(super) fn found_in<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = Found> + 'a {
-        self.files.iter().filter_map(|(name, _, key)| Some(Found { path: dir.join(name), key: (*key)?, size: None, target_dir: None }))
+        self.files.iter().filter_map(|(name, _, key)| Some(Found { path: dir.join(name), key: key?, size: None, target_dir: None }))
+    }
+}
+
+/// A listing's regular files, by name (sorted): inode number, and the identity of what was found
+/// (`None`: excluded, not a file, or the agent's own). Only names are kept, in one buffer: a path
+/// is made when a scan hands it out (100,000 files kept 100,000 paths twice), and a name in a
+/// buffer of its own took a 32-byte allocation and 24 bytes more to point at it.
+#[derive(Default)]
+struct ListedFiles {
+    names: Vec<u8>,
+    files: Vec<ListedFile>,
+}
+
+/// One of [`ListedFiles`]: where its name ends in the buffer (it starts where the one before
+/// ends), its inode number and identity. 32 bytes.
+struct ListedFile {
+    name_end: u32,
+    found: bool,
+    ino: u64,
+    key: FileKey,
+}
+
+impl ListedFiles {
+    /// Adds a file after those added (by name, sorted); false when the names outgrow the buffer's
+    /// 4 GiB (the listing then does not stand for its directory).
+    fn push(&mut self, name: &OsStr, ino: u64, key: Option<FileKey>) -> bool {
+        let Ok(name_end) = u32::try_from(self.names.len() + name.len()) else { return false };
+        self.names.extend_from_slice(name.as_bytes());
+        self.files.push(ListedFile { name_end, found: key.is_some(), ino, key: key.unwrap_or(FileKey { dev: 0, ino: 0 }) });
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&OsStr, u64, Option<FileKey>)> {
+        let mut start = 0;
+        self.files.iter().map(move |f| {
+            let end = f.name_end as usize;
+            let name = OsStr::from_bytes(&self.names[start.min(end)..end]);
+            start = end;
+            (name, f.ino, f.found.then_some(f.key))
+        })
+    }
+
+    /// Gives back the room its growth left unused (it is kept until the next listing).
+    fn shrink(&mut self) {
+        self.names.shrink_to_fit();
+        self.files.shrink_to_fit();
     }
 }
 
@@ -144,7 +188,7 @@ impl Discovery {
             }
         };
         out.dirs.push(dir.to_path_buf());
-        let mut listing = Listing { stamp, settled: stamp.settled(now), files: Vec::new(), refused: Vec::new() };
+        let mut listing = Listing { stamp, settled: stamp.settled(now), files: ListedFiles::default(), refused: Vec::new() };
         // the matching entries by name: each directory's files come sorted, and are walked beside
         // the last listing's (sorted too) without a search
         let mut entries: Vec<(OsString, u64, bool)> = Vec::new();
@@ -164,7 +208,8 @@ impl Discovery {
             }
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut before = previous.as_ref().map(|p| p.files.as_slice()).unwrap_or_default().iter().peekable();
+        let before_files = previous.as_ref().map(|p| &p.files);
+        let mut before = before_files.into_iter().flat_map(|f| f.iter()).peekable();
         for (name, ino, is_link) in entries {
             let path = dir.join(&name);
             if is_link {
@@ -182,11 +227,11 @@ impl Discovery {
                 }
                 continue;
             }
-            while before.next_if(|(n, _, _)| *n < name).is_some() {}
-            let was = before.next_if(|(n, _, _)| *n == name).filter(|(_, i, _)| *i == ino).map(|(_, _, was)| was);
+            while before.next_if(|(n, _, _)| *n < name.as_os_str()).is_some() {}
+            let was = before.next_if(|(n, _, _)| *n == name.as_os_str()).filter(|(_, i, _)| *i == ino).map(|(_, _, was)| was);
             // the same inode at the same name: as the last listing found it (its size looked at
             // only where a write to it is not notified, or at a full scan)
-            if let Some(&was) = was {
+            if let Some(was) = was {
                 let size = match was {
                     Some(key) if !watched => std::fs::metadata(&path).ok().filter(|m| FileKey::of(m) == key).map(|m| Some(m.len())),
                     _ => Some(None),
@@ -195,7 +240,7 @@ impl Discovery {
                     if let Some(key) = was {
                         found.push(Found { path, key, size, target_dir: None });
                     }
-                    listing.files.push((name, ino, was));
+                    listing.settled &= listing.files.push(&name, ino, was);
                     continue;
                 }
             }
@@ -214,12 +259,39 @@ impl Discovery {
             };
             // a file whose identity could not be read is looked at again next time
             if was.is_some() || std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-                listing.files.push((name, ino, was));
+                listing.settled &= listing.files.push(&name, ino, was);
             } else {
                 listing.settled = false;
             }
         }
+        listing.files.shrink();
         listings.insert(key, listing);
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_files_give_back_each_name_inode_and_identity_in_order_from_one_buffer_at_32_bytes_each() {
+        assert!(std::mem::size_of::<ListedFile>() <= 32, "{} bytes", std::mem::size_of::<ListedFile>());
+        let mut l = ListedFiles::default();
+        let key = FileKey { dev: 3, ino: 7 };
+        assert!(l.push(OsStr::new("a.log"), 7, Some(key)));
+        assert!(l.push(OsStr::new("b"), 8, None));
+        assert!(l.push(OsStr::from_bytes(b"c\xff.log"), 9, Some(FileKey { dev: 0, ino: 0 })));
+        l.shrink();
+        let got: Vec<_> = l.iter().collect();
+        assert_eq!(
+            got,
+            [
+                (OsStr::new("a.log"), 7, Some(key)),
+                (OsStr::new("b"), 8, None),
+                (OsStr::from_bytes(b"c\xff.log"), 9, Some(FileKey { dev: 0, ino: 0 }))
+            ]
+        );
+        assert_eq!(l.names.len(), 12, "names kept once, side by side");
     }
 }
