@@ -214,7 +214,9 @@ impl Store {
             return Err(CheckpointError::NewerSchema { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
         }
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(err("enabling WAL"))?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL;").map_err(err("configuring"))?;
+        // a page cache of 512 KiB, not SQLite's 2 MB: rows are written in batches and read at
+        // start only, and the operating system caches the file too (100,000 files' rows are 10 MB)
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-512;").map_err(err("configuring"))?;
         if version < 1 {
             conn.execute_batch(
                 "BEGIN;
