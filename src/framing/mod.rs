@@ -427,12 +427,12 @@ impl RecordAssembler {
         self.buf = Vec::new();
     }
 
-    /// True while a multi-line or aggregated record is waiting for more lines.
     /// Header lines are still to be skipped.
     pub fn skipping_header(&self) -> bool {
         self.skip_remaining > 0
     }
 
+    /// True while a multi-line or aggregated record is waiting for more lines.
     pub fn has_pending(&self) -> bool {
         self.has_buf || self.container.as_deref().is_some_and(ContainerAssembler::has_pending)
     }

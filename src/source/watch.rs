@@ -103,22 +103,13 @@ impl Drop for DirWatcher {
 fn read_notices(mut inotify: Inotify, stop: i32, dirs: &Dirs, on: &dyn Fn(DirNotice)) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let mut fds = [
-            libc::pollfd { fd: inotify.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 },
-        ];
-        // SAFETY: polls two live descriptors through a pointer to an array of two pollfds
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+        match wait(&[inotify.as_raw_fd(), stop], -1) {
+            Err(e) => {
+                on(DirNotice::Lost(format!("waiting for file notifications failed: {e}")));
+                return;
             }
-            on(DirNotice::Lost(format!("waiting for file notifications failed: {e}")));
-            return;
-        }
-        if fds[1].revents != 0 {
-            return;
+            Ok(ready) if ready[1] => return,
+            Ok(_) => {}
         }
         match inotify.read_events(&mut buf) {
             Ok(events) => {
@@ -132,9 +123,29 @@ fn read_notices(mut inotify: Inotify, stop: i32, dirs: &Dirs, on: &dyn Fn(DirNot
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => {
                 on(DirNotice::Lost(format!("reading file notifications failed: {e}")));
-                // a lasting failure is not spun on: the caller's scans go on meanwhile
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                // a lasting failure is not spun on (the caller's scans go on meanwhile); the
+                // stop is still heard at once
+                if !matches!(wait(&[stop], 1000), Ok([false])) {
+                    return;
+                }
             }
+        }
+    }
+}
+
+/// Waits up to `timeout_ms` (-1: without end) for the descriptors `fds` to be readable; which
+/// are. An interrupted wait is waited again.
+fn wait<const N: usize>(fds: &[i32; N], timeout_ms: i32) -> io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+    loop {
+        // SAFETY: polls N live descriptors through a pointer to an array of N pollfds
+        let r = unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, timeout_ms) };
+        if r >= 0 {
+            return Ok(polled.map(|p| p.revents != 0));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }

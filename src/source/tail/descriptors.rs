@@ -12,8 +12,9 @@
 //!   first: a file written to all the time does not keep the others from their turn once it is
 //!   read to its end;
 //! - a file may be closed only when it is followed at its path, read to its end (as its
-//!   descriptor tells at that moment), and holds no unfinished line or record: closing it loses nothing, and it is opened again by path and
-//!   identity when it grows (a notification or the scan). Records of it still in flight keep
+//!   descriptor tells at that moment), and holds no unfinished line or record: closing it loses
+//!   nothing, and it is opened again by path and identity when it grows (a notification or the
+//!   scan). Records of it still in flight keep
 //!   their acknowledgements: a checkpoint is then staged through a descriptor opened for it;
 //! - a file rotated away, truncated and waiting for its copy, or finished keeps its descriptor,
 //!   so what it holds is read even once it is deleted.
@@ -65,7 +66,8 @@ impl<F: FileSystem> TailSet<F> {
             self.tails.values().filter(|t| t.closable() && (over > 0 || t.idle())).map(|t| (t.last_change, t.id, t.idle())).collect();
         candidates.sort_unstable();
         for (i, (last, id, idle)) in candidates.into_iter().enumerate() {
-            if i >= over && !(idle && now >= last + idle_after) || self.grew_unseen(id) {
+            let due = i < over || (idle && now >= last + idle_after);
+            if !due || self.grew_unseen(id) {
                 continue;
             }
             self.close(id);

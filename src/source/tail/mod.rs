@@ -148,9 +148,9 @@ impl Checkpoints for Store {
 pub struct TailSet<F: FileSystem> {
     fs: F,
     flow: Flow,
-    /// (boxed: a file followed is a pointer in the table, its state sized as it is)
     /// The files that need attention: held open, or with lines, records or acknowledgements in
-    /// progress, or rotated away.
+    /// progress, or rotated away. (Boxed: a file followed is a pointer in the table, its state
+    /// sized as it is.)
     tails: HashMap<u64, Box<Tail<F::File>>>,
     /// The others, at rest ([`resting`]); an id is in one table or the other. (Boxed: a table
     /// of 100,000 grows without holding two copies of them.)
@@ -532,6 +532,12 @@ impl<F: FileSystem> TailSet<F> {
             return Some(now);
         }
         d
+    }
+
+    /// Where `item`, a file found by a scan, leads when it is a link (its target's directory is
+    /// watched, so writes are notified under the target too).
+    fn link_target(&self, item: &crate::source::discover::Found) -> Option<Arc<Path>> {
+        item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path)).map(Arc::from)
     }
 
     /// Whether the budget and the flow's share let a file at rest read now (it holds no line).

@@ -150,11 +150,8 @@ impl<F: FileSystem> TailSet<F> {
         if r.path.as_os_str() != item.path.as_os_str() {
             return false;
         }
-        if item.target_dir.is_some() || r.target.is_some() {
-            let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path));
-            if target.as_deref() != r.target.as_deref() {
-                return false;
-            }
+        if (item.target_dir.is_some() || r.target.is_some()) && self.link_target(item) != r.target {
+            return false;
         }
         // a size the scan did not look at (its directory did not change): its growth is notified
         let Some(size) = item.size else { return true };

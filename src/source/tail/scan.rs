@@ -60,6 +60,9 @@ impl<F: FileSystem> TailSet<F> {
                 // renamed, or its link leads elsewhere: a tail's rules apply
                 self.wake(id, now);
             }
+            // where a link leads now (for a link, or a file that was one)
+            let target =
+                (item.target_dir.is_some() || self.tails.get(&id).is_some_and(|t| t.target.is_some())).then(|| self.link_target(item));
             let Some(t) = self.tails.get_mut(&id) else { continue };
             // (byte comparisons: comparing and hashing paths by component is what a scan of
             // many unchanged files spent its time on)
@@ -70,8 +73,7 @@ impl<F: FileSystem> TailSet<F> {
                 t.path = item.path.as_path().into();
                 moved = true;
             }
-            if item.target_dir.is_some() || t.target.is_some() {
-                let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path)).map(Arc::<Path>::from);
+            if let Some(target) = target {
                 if target != t.target {
                     // the file its link led to before: not this tail's any more
                     if let Some(old) = &t.target {
@@ -282,7 +284,7 @@ impl<F: FileSystem> TailSet<F> {
         tracing::debug!(flow = %self.flow.id, "tailing {} ({}) from offset {start} of {size}", item.path.display(), key.kinesis_agent_id());
         let id = self.next_tail_id;
         self.next_tail_id += 1;
-        let target = item.target_dir.as_ref().and_then(|_| self.fs.canonicalize(&item.path)).map(Arc::<Path>::from);
+        let target = self.link_target(item);
         // one copy of the path, shared by the tail and the index of paths
         let path: Arc<Path> = item.path.as_path().into();
         let tail =
