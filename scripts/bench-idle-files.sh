@@ -10,6 +10,9 @@
 #   scripts/bench-idle-files.sh [WORKDIR]      (default /tmp/logferry-bench-idle)
 #   BENCH_FILES=10000 ...                      files (default 10,000)
 #   BENCH_IDLE_SECS=50 ...                     idle window measured (default 50)
+#   BENCH_LINE_BYTES=300 ...                   each file's line padded to this length (default:
+#                                              about 30 bytes; at 256 or more a file's first
+#                                              bytes kept for copy detection are the most there are)
 #   BENCH_MAX_OPEN=100000 ...                  max_open_files (default: the agent's default)
 #   BENCH_BIN=/path/to/other/logferry ...      measures that build (to alternate builds)
 #   BENCH_FLUENT_BIT=/path/to/fluent-bit ...   also runs Fluent Bit (in_tail, out_file)
@@ -22,12 +25,12 @@ idle=${BENCH_IDLE_SECS:-50}
 bin=$(realpath "${BENCH_BIN:-target/release/logferry}")
 . scripts/bench-common.sh
 rm -rf "$work" && mkdir -p "$work/logs" "$work/state"
-python3 - "$files" "$work/logs" <<'PY'
+python3 - "$files" "$work/logs" "${BENCH_LINE_BYTES:-0}" <<'PY'
 import sys
-n, d = int(sys.argv[1]), sys.argv[2]
+n, d, width = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(n):
     with open("%s/job-%06d.log" % (d, i), "w") as f:
-        f.write("job %d finished with status 0\n" % i)
+        f.write(("job %d finished with status 0" % i).ljust(width - 1, ".") + "\n")
 PY
 ulimit -n 1048576 2>/dev/null || ulimit -n 200000 2>/dev/null || true
 hz=$(getconf CLK_TCK)

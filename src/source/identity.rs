@@ -46,9 +46,20 @@ pub struct Fingerprint {
     pub hash: u64,
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 /// FNV-1a, 64 bits.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(FNV_OFFSET, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
+}
+
+/// The [`fnv1a`] of each of `bytes`' prefixes, the shortest (one byte) first, in one pass.
+pub fn fnv1a_prefixes(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.iter().scan(FNV_OFFSET, |h, &b| {
+        *h = (*h ^ b as u64).wrapping_mul(FNV_PRIME);
+        Some(*h)
+    })
 }
 
 /// Hash of `len` bytes at `start`, or `None` when the file is shorter.
@@ -118,5 +129,14 @@ mod tests {
         assert!(!starts_with(&File::open(&p).unwrap(), fp).unwrap(), "a shorter file cannot match");
         assert_eq!(tail_hash(&File::open(&p).unwrap(), 2).unwrap(), Some((2, fnv1a(b"he"))));
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn prefix_hashes_are_the_hashes_of_each_prefix() {
+        let bytes = b"2026-12-07 job 7 finished\n";
+        let got: Vec<u64> = fnv1a_prefixes(bytes).collect();
+        let want: Vec<u64> = (1..=bytes.len()).map(|n| fnv1a(&bytes[..n])).collect();
+        assert_eq!(got, want);
+        assert_eq!(fnv1a_prefixes(b"").count(), 0);
     }
 }

@@ -4,6 +4,7 @@
 //! Guarantees: the predicates here read only the tail's own state and the figures passed in.
 //! Not done here: reading, and deciding what happens next (the [`super::TailSet`] does both).
 
+use super::rotation::FirstBytes;
 use crate::checkpoint::acks::AckTracker;
 use crate::config::{Flow, Oversized};
 use crate::framing::{LineFramer, RecordAssembler};
@@ -51,7 +52,8 @@ pub(crate) struct Tail<H> {
     pub target: Option<Arc<Path>>,
     pub file: Option<H>,
     pub fingerprint: Fingerprint,
-    /// The first bytes the fingerprint was made from, to recognise a copy still being written.
+    /// The first bytes the fingerprint was made from, to recognise a copy still being written;
+    /// none when woken from rest until it reads on ([`Tail::first_bytes`]).
     pub head: Vec<u8>,
     pub framer: LineFramer,
     pub assembler: RecordAssembler,
@@ -79,6 +81,18 @@ pub(crate) struct Tail<H> {
     /// Let go at this offset (its deleted file held more than the flow's cap): nothing after it
     /// is read; it goes once what was read before is acknowledged.
     pub let_go_at: Option<u64>,
+}
+
+impl<H> Tail<H> {
+    /// Its first bytes as the copy rules compare them: those it holds, or its fingerprint's hash
+    /// when it holds none (woken from rest).
+    pub fn first_bytes(&self) -> FirstBytes<'_> {
+        if self.head.is_empty() {
+            FirstBytes::Hashed(self.fingerprint)
+        } else {
+            FirstBytes::Bytes(&self.head)
+        }
+    }
 }
 
 impl<H: OpenFile> Tail<H> {

@@ -16,8 +16,9 @@
 //! - anything else that concerns it (a rename, a truncation, a scan that no longer finds it, a
 //!   new file that may be its copy) wakes it first, so the rules for tails apply unchanged.
 //!
-//! Not kept: the pod metadata a container file's records carry is looked up again when it
-//! wakes (from the flow's cache).
+//! Not kept: its first bytes (up to 256 of them: the hash its fingerprint was made from stands
+//! for them in copy detection, see [`super::rotation::FirstBytes`]), and the pod metadata a
+//! container file's records carry, looked up again when it wakes (from the flow's cache).
 
 use super::file::{Phase, Tail};
 use super::{Checkpoints, TailSet};
@@ -41,8 +42,6 @@ pub(crate) struct Resting {
     pub last_change: Instant,
     pub path: Arc<Path>,
     pub target: Option<Arc<Path>>,
-    /// Its first bytes (for copy detection).
-    pub head: Box<[u8]>,
     pub read_error_logged: bool,
 }
 
@@ -90,7 +89,6 @@ impl<H> Tail<H> {
             last_change: self.last_change,
             path: self.path,
             target: self.target,
-            head: self.head.into_boxed_slice(),
             read_error_logged: self.read_error_logged,
         };
         (resting, self.dirty)
@@ -129,7 +127,6 @@ impl<F: FileSystem> TailSet<F> {
             t.acks = *acks;
         }
         t.fingerprint = r.fingerprint;
-        t.head = r.head.into_vec();
         t.last_change = r.last_change;
         t.dirty = dirty;
         t.read_error_logged = r.read_error_logged;

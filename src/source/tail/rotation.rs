@@ -21,6 +21,61 @@ pub(crate) enum CopyMatch {
     None,
 }
 
+/// A followed file's first bytes (up to [`identity::FINGERPRINT_MAX`]) as the copy rules compare
+/// them: the bytes themselves, which a tail holds, or only the hash its fingerprint was made from,
+/// for a file at rest (or a tail woken from rest that has not read on since): a host of 100,000
+/// files keeps no 256 bytes for each.
+///
+/// A hash tells exactly whether a new file starts with all of those bytes, but not whether a new
+/// file shorter than them is their start: such a file is not taken for a copy of a file known
+/// only by its hash. A true copy is never that short: it holds at least what the original held
+/// when its fingerprint was taken (a fingerprint that grows is taken with its bytes), save a copy
+/// written in pieces smaller than the fingerprint (`cp` and logrotate write far larger ones).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FirstBytes<'a> {
+    Bytes(&'a [u8]),
+    Hashed(identity::Fingerprint),
+}
+
+impl FirstBytes<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            FirstBytes::Bytes(b) => b.len(),
+            FirstBytes::Hashed(fp) => fp.len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `x` starts with all of them (and they are not none).
+    pub fn are_prefix_of(&self, x: &[u8]) -> bool {
+        let n = self.len();
+        n > 0
+            && x.len() >= n
+            && match self {
+                FirstBytes::Bytes(b) => x[..n] == **b,
+                FirstBytes::Hashed(fp) => identity::fnv1a(&x[..n]) == fp.hash,
+            }
+    }
+
+    /// Whether they start with all of `x` (not empty); known only by their hash, only when `x`
+    /// is all of them.
+    pub fn start_with(&self, x: &[u8]) -> bool {
+        !x.is_empty()
+            && match self {
+                FirstBytes::Bytes(b) => b.starts_with(x),
+                FirstBytes::Hashed(_) => x.len() == self.len() && self.are_prefix_of(x),
+            }
+    }
+
+    /// Whether they and `x` agree as far as both go (neither empty).
+    pub fn agree_with(&self, x: &[u8]) -> bool {
+        self.are_prefix_of(x) || self.start_with(x)
+    }
+}
+
 /// The tails a new file may be the copy of, found without looking at every tail: those waiting
 /// for their copy, and the others by their first bytes. Built for one scan's new files (a tail
 /// added meanwhile is added to it): a scan that finds 100,000 new files compares each with the
@@ -34,6 +89,10 @@ pub(crate) struct CopyIndex {
     heads: Option<std::collections::BTreeSet<(Box<[u8]>, u64)>>,
     /// The lengths of those first bytes.
     lens: std::collections::BTreeSet<usize>,
+    /// The files known by the hash of their first bytes: length, hash, id.
+    hashed: std::collections::BTreeSet<(u64, u64, u64)>,
+    /// The lengths of those.
+    hashed_lens: std::collections::BTreeSet<u64>,
 }
 
 impl CopyIndex {
@@ -42,21 +101,28 @@ impl CopyIndex {
         CopyIndex { awaiting, ..CopyIndex::default() }
     }
 
-    /// Indexes file `id` by its first bytes `head` (once the index is made).
-    pub fn add(&mut self, id: u64, head: &[u8]) {
-        if let Some(heads) = self.heads.as_mut().filter(|_| !head.is_empty()) {
-            self.lens.insert(head.len());
-            heads.insert((head.into(), id));
+    /// Indexes file `id` by its first bytes (once the index is made).
+    pub fn add(&mut self, id: u64, first: FirstBytes<'_>) {
+        let Some(heads) = self.heads.as_mut().filter(|_| !first.is_empty()) else { return };
+        match first {
+            FirstBytes::Bytes(head) => {
+                self.lens.insert(head.len());
+                heads.insert((head.into(), id));
+            }
+            FirstBytes::Hashed(fp) => {
+                self.hashed_lens.insert(fp.len);
+                self.hashed.insert((fp.len, fp.hash, id));
+            }
         }
     }
 
     /// The files (of `files`, every one the set follows, by id and first bytes) whose first
-    /// bytes start with `new_head` (not empty) or that it starts with: the files
-    /// [`may_be_copy_of`] (or [`heads_agree`], for a file at rest) can say yes to.
-    pub fn candidates<'a>(&mut self, files: impl Iterator<Item = (u64, &'a [u8])>, new_head: &[u8]) -> Vec<u64> {
+    /// bytes agree with `new_head` (not empty) as far as [`FirstBytes::agree_with`] can tell: the
+    /// files [`may_be_copy_of`] (or, for a file at rest, `agree_with`) can say yes to.
+    pub fn candidates<'a>(&mut self, files: impl Iterator<Item = (u64, FirstBytes<'a>)>, new_head: &[u8]) -> Vec<u64> {
         if self.heads.is_none() {
             self.heads = Some(Default::default());
-            files.for_each(|(id, head)| self.add(id, head));
+            files.for_each(|(id, first)| self.add(id, first));
         }
         let Some(heads) = self.heads.as_ref() else { return Vec::new() };
         let from = |head: &[u8]| (Box::<[u8]>::from(head), 0u64);
@@ -65,7 +131,16 @@ impl CopyIndex {
             .lens
             .range(..new_head.len())
             .flat_map(|&n| heads.range(from(&new_head[..n])..).take_while(move |(h, _)| **h == new_head[..n]));
-        longer.chain(shorter).map(|(_, id)| *id).collect()
+        let mut found: Vec<u64> = longer.chain(shorter).map(|(_, id)| *id).collect();
+        if !self.hashed.is_empty() {
+            // one pass over the new file's first bytes gives the hash of each length asked
+            for (n, hash) in (1u64..).zip(identity::fnv1a_prefixes(new_head)) {
+                if self.hashed_lens.contains(&n) {
+                    found.extend(self.hashed.range((n, hash, 0)..=(n, hash, u64::MAX)).map(|(_, _, id)| *id));
+                }
+            }
+        }
+        found
     }
 }
 
@@ -75,17 +150,17 @@ impl CopyIndex {
 /// whole file (shorter than a fingerprint) that the original starts with is such a copy: the
 /// truncation was seen, so the copy was complete; a file holding only part of a longer head may
 /// still be being written.
-pub(crate) fn match_copy<'a>(new_head: &[u8], size: u64, waiting: impl IntoIterator<Item = (u64, &'a [u8])>) -> CopyMatch {
+pub(crate) fn match_copy<'a>(new_head: &[u8], size: u64, waiting: impl IntoIterator<Item = (u64, FirstBytes<'a>)>) -> CopyMatch {
     let mut in_progress = false;
     let whole = size > 0 && size == new_head.len() as u64;
     for (id, head) in waiting {
         if head.is_empty() {
             continue;
         }
-        if (new_head.len() >= head.len() && new_head.starts_with(head)) || (whole && head.starts_with(new_head)) {
+        if head.are_prefix_of(new_head) || (whole && head.start_with(new_head)) {
             return CopyMatch::CopyOf(id);
         }
-        in_progress |= head.starts_with(new_head);
+        in_progress |= head.start_with(new_head);
     }
     if in_progress {
         CopyMatch::InProgress
@@ -100,10 +175,11 @@ pub(crate) fn match_copy<'a>(new_head: &[u8], size: u64, waiting: impl IntoItera
 /// and holds other bytes than the copy just before `len` (up to 4 KiB): a file that only shares
 /// a banner. A truncated or rewritten original may have been copied.
 pub(crate) fn may_be_copy_of<H: OpenFile>(copy: &impl ReadAt, new_head: &[u8], len: u64, original: &Tail<H>) -> bool {
-    if original.phase != Phase::Following || original.framer.offset() == 0 || original.head.is_empty() {
+    let first = original.first_bytes();
+    if original.phase != Phase::Following || original.framer.offset() == 0 || first.is_empty() {
         return false;
     }
-    if !heads_agree(new_head, &original.head) {
+    if !first.agree_with(new_head) {
         return false;
     }
     let Some(file) = original.file.as_ref() else { return true };
@@ -119,12 +195,6 @@ pub(crate) fn may_be_copy_of<H: OpenFile>(copy: &impl ReadAt, new_head: &[u8], l
         (Ok(x), Ok(y)) if x == n && y == n => a == b,
         _ => true,
     }
-}
-
-/// Whether two files' first bytes agree as far as both go.
-pub(crate) fn heads_agree(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().min(b.len());
-    a[..n] == b[..n]
 }
 
 /// Where a file found for the first time starts being read.
@@ -183,11 +253,12 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The index gives every tail whose first bytes agree with a new file's as far as both
-        /// go (what `may_be_copy_of` compares first), whatever the heads.
+        /// The index gives every file whose first bytes agree with a new file's as far as they
+        /// can tell (what `may_be_copy_of` compares first), whatever the heads, whether a file
+        /// holds its bytes or only their hash.
         #[test]
-        fn the_copy_index_finds_every_tail_whose_first_bytes_agree(
-            heads in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..6), 0..40),
+        fn the_copy_index_finds_every_file_whose_first_bytes_agree(
+            heads in proptest::collection::vec((proptest::collection::vec(0u8..3, 0..6), any::<bool>()), 0..40),
             new_head in proptest::collection::vec(0u8..3, 1..6),
         ) {
             let flow = crate::config::native::load(
@@ -199,26 +270,38 @@ mod tests {
             .remove(0);
             let now = std::time::Instant::now();
             let mut tails = Vec::new();
-            for (id, head) in heads.iter().enumerate() {
+            for (id, (head, hashed)) in heads.iter().enumerate() {
                 let key = identity::FileKey { dev: 1, ino: id as u64 };
                 let mut t = Tail::closed(id as u64, key, std::path::Path::new("/l/a.log").into(), None, 0, 0, &flow, &flow.assembly.clone().into(), None, now)
                     .with_file(std::fs::File::open("/dev/null").unwrap());
-                t.head = head.clone();
+                t.fingerprint = identity::Fingerprint { len: head.len() as u64, hash: identity::fnv1a(head) };
+                t.head = if *hashed { Vec::new() } else { head.clone() };
                 tails.push(t);
             }
             let mut index = CopyIndex::new(tails.iter());
-            let mut got = index.candidates(tails.iter().map(|t| (t.id, t.head.as_slice())), &new_head);
+            let mut got = index.candidates(tails.iter().map(|t| (t.id, t.first_bytes())), &new_head);
             got.sort();
-            let want: Vec<u64> = tails
-                .iter()
-                .filter(|t| !t.head.is_empty())
-                .filter(|t| {
-                    let n = t.head.len().min(new_head.len());
-                    t.head[..n] == new_head[..n]
-                })
-                .map(|t| t.id)
-                .collect();
+            let want: Vec<u64> = tails.iter().filter(|t| t.first_bytes().agree_with(&new_head)).map(|t| t.id).collect();
             prop_assert_eq!(got, want);
+        }
+
+        /// A hash says what the bytes say whenever the new file holds all of them, and shorter
+        /// only that it is not all of them.
+        #[test]
+        fn first_bytes_known_by_their_hash_agree_as_the_bytes_do_when_the_new_file_holds_them_all(
+            head in proptest::collection::vec(0u8..3, 0..8),
+            new_head in proptest::collection::vec(0u8..3, 0..8),
+        ) {
+            let bytes = FirstBytes::Bytes(&head);
+            let hashed = FirstBytes::Hashed(identity::Fingerprint { len: head.len() as u64, hash: identity::fnv1a(&head) });
+            prop_assert_eq!(hashed.are_prefix_of(&new_head), bytes.are_prefix_of(&new_head));
+            if new_head.len() >= head.len() {
+                prop_assert_eq!(hashed.agree_with(&new_head), bytes.agree_with(&new_head));
+            } else {
+                prop_assert!(!hashed.agree_with(&new_head));
+            }
+            let n = head.len().min(new_head.len());
+            prop_assert_eq!(bytes.agree_with(&new_head), !head.is_empty() && !new_head.is_empty() && head[..n] == new_head[..n]);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! turn ([`super::descriptors`]). Not done here: listing directories ([`crate::source::discover`]).
 
 use super::file::{end_of_last_line, head_of, Phase, Tail};
-use super::rotation::{self, CopyMatch, Resume};
+use super::rotation::{self, CopyMatch, FirstBytes, Resume};
 use super::{stage_row, unindex, Checkpoints, TailSet, COPY_WAIT};
 use crate::source::discover::{Found, Scan};
 use crate::source::fs::{FileSystem, OpenFile};
@@ -218,7 +218,7 @@ impl<F: FileSystem> TailSet<F> {
             .iter()
             .filter_map(|id| tails.get(id))
             .filter(|t| matches!(t.phase, Phase::AwaitingCopy { .. }))
-            .map(|t| (t.id, t.head.as_slice()));
+            .map(|t| (t.id, t.first_bytes()));
         let copy = rotation::match_copy(&new_head, size, waiting);
         if let CopyMatch::CopyOf(id) = copy {
             let t = self.tails.get_mut(&id).expect("matched among the tails");
@@ -244,15 +244,17 @@ impl<F: FileSystem> TailSet<F> {
             self.maybe_copies.entry(key).or_insert((now, item.clone(), 0));
             return None;
         }
-        let known = self.tails.values().map(|t| (t.id, t.head.as_slice())).chain(self.resting.iter().map(|(id, r)| (*id, &*r.head)));
+        let known = self
+            .tails
+            .values()
+            .map(|t| (t.id, t.first_bytes()))
+            .chain(self.resting.iter().map(|(id, r)| (*id, FirstBytes::Hashed(r.fingerprint))));
         let looks_like_copy = copy == CopyMatch::InProgress
             || copies.candidates(known, &new_head).into_iter().any(|id| match self.tails.get(&id) {
                 Some(t) => rotation::may_be_copy_of(&file, &new_head, size, t),
                 // a file at rest is closed: that its first bytes agree is all it can say, as
                 // for a closed tail
-                None => {
-                    self.resting.get(&id).is_some_and(|r| r.offset > 0 && !r.head.is_empty() && rotation::heads_agree(&new_head, &r.head))
-                }
+                None => self.resting.get(&id).is_some_and(|r| r.offset > 0 && FirstBytes::Hashed(r.fingerprint).agree_with(&new_head)),
             });
         if looks_like_copy {
             // one fixed deadline per candidate: looked at again then (or when a tailed file is
@@ -290,7 +292,7 @@ impl<F: FileSystem> TailSet<F> {
         let tail =
             Tail::closed(id, key, path.clone(), target.clone(), size, start, &self.flow, &self.assembly, self.metadata.as_ref(), now)
                 .with_file(file);
-        copies.add(id, &tail.head);
+        copies.add(id, tail.first_bytes());
         self.open_files += 1;
         stage_row(store, &self.flow.id, &tail);
         self.tails.insert(id, Box::new(tail));

@@ -58,10 +58,20 @@ fn a_deleted_file_is_read_to_its_end_through_its_descriptor() {
 
 #[test]
 fn a_copytruncate_copy_continues_at_the_offset_and_the_truncated_file_starts_over() {
+    copytruncate_after_a_read(false);
+}
+
+/// A file read, then (after being put to rest when `at_rest`) written, copied and truncated:
+/// the copy continues at the offset, the truncated file starts over.
+fn copytruncate_after_a_read(at_rest: bool) {
     let fs = MemFs::default();
     let ino = write(&fs, CURRENT, "1\n2\n3\n");
     let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
     assert_eq!(agent.pass(), ["1", "2", "3"]);
+    if at_rest {
+        agent.ack(usize::MAX, false);
+        put_to_rest(&mut agent, &fs);
+    }
     // written after the last read, copied, then truncated; the application writes on
     fs.append(ino, b"4\n");
     let copy = fs.create(Path::new(ROTATED));
@@ -104,10 +114,20 @@ fn a_new_file_that_only_shares_a_banner_is_tailed_at_once() {
 
 #[test]
 fn a_new_file_that_matches_a_tailed_one_waits_for_a_truncation_at_most_the_copy_wait() {
+    new_file_like_a_followed_one(false);
+}
+
+/// A new file with the first bytes of a followed one (put to rest first when `at_rest`) waits
+/// for a truncation, then is tailed as a file of its own.
+fn new_file_like_a_followed_one(at_rest: bool) {
     let fs = MemFs::default();
     write(&fs, CURRENT, "1\n2\n");
     let mut agent = Agent::with_flow(&fs, flow_with(GRACE_MS, true, ""), MemStore::default(), Instant::now());
     assert_eq!(agent.pass().len(), 2);
+    if at_rest {
+        agent.ack(usize::MAX, false);
+        put_to_rest(&mut agent, &fs);
+    }
     // a copy is being made, and no truncation follows
     write(&fs, ROTATED, "1\n2\n");
     assert!(agent.pass().is_empty());
@@ -468,8 +488,27 @@ fn a_file_at_rest_keeps_only_its_position_and_wakes_for_growth_a_rename_and_a_tr
 
 #[test]
 fn a_file_at_rest_is_small() {
-    // identity, position, path, link target, first bytes: no buffers
-    assert!(std::mem::size_of::<super::super::resting::Resting>() <= 128, "{}", std::mem::size_of::<super::super::resting::Resting>());
+    // identity, position, path, link target: no buffers, and not its first bytes (up to 256)
+    assert!(std::mem::size_of::<super::super::resting::Resting>() <= 112, "{}", std::mem::size_of::<super::super::resting::Resting>());
+}
+
+/// Puts every file of `agent` to rest: its first bytes are then known by their hash only.
+fn put_to_rest(agent: &mut Agent, fs: &MemFs) {
+    agent.tails.close_idle(agent.now, Duration::ZERO);
+    assert_eq!(agent.tails.resting_files(), agent.tails.known_files(), "all at rest");
+    assert_eq!(fs.open_count(), 0);
+}
+
+#[test]
+fn a_copytruncate_copy_of_a_file_at_rest_continues_at_the_offset_and_the_truncated_file_starts_over() {
+    // at rest, the file's first bytes are known by their hash only
+    copytruncate_after_a_read(true);
+}
+
+#[test]
+fn a_new_file_that_starts_with_all_of_a_resting_files_first_bytes_waits_for_a_truncation() {
+    // at rest, the file's first bytes are known by their hash only
+    new_file_like_a_followed_one(true);
 }
 
 #[test]
