@@ -497,7 +497,7 @@ impl Engine {
         }
         report_scan_problems(f, &scan);
         let mut dirs = std::mem::take(&mut scan.dirs);
-        dirs.extend(scan.found.iter().filter_map(|f| f.target_dir.clone()));
+        dirs.extend(scan.found.iter().filter_map(|f| f.target_dir.as_deref().map(Path::to_path_buf)));
         let mark_started = !f.tails.initial_scan_done() && f.tails.first_start();
         f.tails.on_scan(now, &scan, &mut self.store);
         for d in &scan.replaced {

@@ -46,7 +46,7 @@ pub(super) struct Listing {
 impl Listing {
     /// The files it found in `dir`, as a scan hands them out (their sizes not looked at).
     pub(super) fn found_in<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = Found> + 'a {
-        self.files.iter().filter_map(|(name, _, key)| Some(Found { path: dir.join(name), key: key?, size: None, target_dir: None }))
+        self.files.iter().filter_map(|(name, _, key)| Some(Found { path: dir.join(name).into(), key: key?, size: None, target_dir: None }))
     }
 }
 
@@ -238,7 +238,7 @@ impl Discovery {
                 };
                 if let Some(size) = size {
                     if let Some(key) = was {
-                        found.push(Found { path, key, size, target_dir: None });
+                        found.push(Found { path: path.into(), key, size, target_dir: None });
                     }
                     listing.settled &= listing.files.push(&name, ino, was);
                     continue;

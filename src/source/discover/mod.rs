@@ -33,6 +33,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 enum Part {
     Literal(OsString),
@@ -79,13 +80,14 @@ struct PatternFound {
 /// A file found by a scan.
 #[derive(Debug, Clone)]
 pub struct Found {
-    pub path: PathBuf,
+    /// (Shared: a file followed from this scan on keeps this allocation as its path.)
+    pub path: Arc<Path>,
     pub key: FileKey,
     /// Its size now; `None` when the scan took it from the listing of a directory that did not
     /// change ([`Reuse`]): its growth is notified, and the next full scan looks.
     pub size: Option<u64>,
     /// For a symlink: the directory of the file it points to.
-    pub target_dir: Option<PathBuf>,
+    pub target_dir: Option<Box<Path>>,
 }
 
 /// What one scan found.
@@ -443,7 +445,7 @@ impl Discovery {
             Entry::NotLink => None,
             Entry::Unknown => symlink_target_dir(&path),
         };
-        Looked::Found(Found { path, key, size: Some(meta.len()), target_dir })
+        Looked::Found(Found { path: path.into(), key, size: Some(meta.len()), target_dir: target_dir.map(PathBuf::into_boxed_path) })
     }
 }
 

@@ -391,7 +391,7 @@ impl<F: FileSystem> TailSet<F> {
         // a file waiting to say more (empty, or maybe a copy) changed: under its path, or, for
         // a link (a container log), under the file it leads to, whose directory is watched
         let fs = &self.fs;
-        if self.maybe_copies.values().any(|(_, f, _)| f.path == path || fs.canonicalize(&f.path).is_some_and(|t| t == path)) {
+        if self.maybe_copies.values().any(|(_, f, _)| *f.path == *path || fs.canonicalize(&f.path).is_some_and(|t| t == path)) {
             self.rescan_requested = true;
         }
         false

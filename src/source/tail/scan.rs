@@ -13,8 +13,7 @@ use super::{stage_row, unindex, Checkpoints, TailSet, COPY_WAIT};
 use crate::source::discover::{Found, Scan};
 use crate::source::fs::{FileSystem, OpenFile};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 impl<F: FileSystem> TailSet<F> {
@@ -70,7 +69,7 @@ impl<F: FileSystem> TailSet<F> {
             if t.path.as_os_str() != item.path.as_os_str() {
                 tracing::debug!(flow = %self.flow.id, "{} is now {}", t.path.display(), item.path.display());
                 unindex(&mut self.by_path, &t.path, t.id);
-                t.path = item.path.as_path().into();
+                t.path = item.path.clone();
                 moved = true;
             }
             if let Some(target) = target {
@@ -176,7 +175,7 @@ impl<F: FileSystem> TailSet<F> {
             if let Some(e) = self.add_file(now, item, store, &mut closable, copies) {
                 match cannot_open.iter_mut().find(|(cause, _, _)| *cause == e) {
                     Some((_, n, _)) => *n += 1,
-                    None => cannot_open.push((e, 1, item.path.clone())),
+                    None => cannot_open.push((e, 1, item.path.to_path_buf())),
                 }
             }
         }
@@ -224,7 +223,7 @@ impl<F: FileSystem> TailSet<F> {
             let t = self.tails.get_mut(&id).expect("matched among the tails");
             tracing::info!(flow = %self.flow.id, "{} is the copy of a truncated file; reading it from offset {}", item.path.display(), t.framer.offset());
             t.key = key;
-            t.path = item.path.as_path().into();
+            t.path = item.path.clone();
             t.file = Some(file);
             self.open_files += 1;
             t.size = size;
@@ -287,8 +286,8 @@ impl<F: FileSystem> TailSet<F> {
         let id = self.next_tail_id;
         self.next_tail_id += 1;
         let target = self.link_target(item);
-        // one copy of the path, shared by the tail and the index of paths
-        let path: Arc<Path> = item.path.as_path().into();
+        // one copy of the path (the scan's), shared by the tail and the index of paths
+        let path = item.path.clone();
         let tail =
             Tail::closed(id, key, path.clone(), target.clone(), size, start, &self.flow, &self.assembly, self.metadata.as_ref(), now)
                 .with_file(file);

@@ -154,7 +154,12 @@ impl MemFs {
             .names
             .iter()
             .filter(|(p, _)| matches(p, rotated))
-            .map(|(p, ino)| Found { path: p.clone(), key: key(*ino), size: Some(disk.inodes[ino].data.len() as u64), target_dir: None })
+            .map(|(p, ino)| Found {
+                path: p.as_path().into(),
+                key: key(*ino),
+                size: Some(disk.inodes[ino].data.len() as u64),
+                target_dir: None,
+            })
             .collect();
         Scan { found, ..Default::default() }
     }
