@@ -53,8 +53,12 @@ pub(crate) struct Tail<H> {
     pub file: Option<H>,
     pub fingerprint: Fingerprint,
     /// The first bytes the fingerprint was made from, to recognise a copy still being written;
-    /// none when woken from rest until it reads on ([`Tail::first_bytes`]).
+    /// none when woken from rest (unless kept, [`super::resting::HEAD_KEPT_AT_REST`]) until its
+    /// fingerprint grows ([`Tail::first_bytes`]).
     pub head: Vec<u8>,
+    /// When its fingerprint last grew (it read on past a short file's first bytes): a copy made
+    /// just before is shorter than the first bytes it now has.
+    pub fingerprint_grew_at: Option<Instant>,
     pub framer: LineFramer,
     pub assembler: RecordAssembler,
     pub acks: AckTracker,
@@ -157,6 +161,7 @@ impl<H> Tail<H> {
             target,
             fingerprint: Fingerprint::default(),
             head: Vec::new(),
+            fingerprint_grew_at: None,
             file: None,
             framer: LineFramer::new(start, flow.max_line_bytes).streaming(flow.oversized == Oversized::Split),
             assembler: RecordAssembler::new(assembly.clone(), skip, now).with_limit(flow.max_line_bytes).with_pod(&pod, metadata),

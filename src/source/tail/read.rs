@@ -148,6 +148,7 @@ impl<F: FileSystem> TailSet<F> {
             size,
             fingerprint,
             head,
+            fingerprint_grew_at,
             finishing_line,
             ..
         } = &mut **t;
@@ -221,6 +222,7 @@ impl<F: FileSystem> TailSet<F> {
             if let Ok(fp) = identity::fingerprint(file, *size) {
                 *fingerprint = fp;
                 *head = head_of(file, *size);
+                *fingerprint_grew_at = Some(now);
             }
         }
         if *size < framer.offset() {

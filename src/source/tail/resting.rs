@@ -13,21 +13,37 @@
 //! - a resting file with data to read (a notification, a scan saw it grow, or found beyond the
 //!   flow's descriptors) waits in [`TailSet`]'s `waiting`, least recently changed first, and is
 //!   woken (made a tail again, its framer and assembler new at its offset) when it gets its turn;
-//! - anything else that concerns it (a rename, a truncation, a scan that no longer finds it, a
-//!   new file that may be its copy) wakes it first, so the rules for tails apply unchanged.
+//! - anything else that concerns it (a rename, a truncation, a scan that no longer finds it)
+//!   wakes it first, so the rules for tails apply unchanged; a new file that may be its copy is
+//!   compared with its first bytes as with a closed tail's.
 //!
 //! Not kept: its first bytes (up to 256 of them: the hash its fingerprint was made from stands
-//! for them in copy detection, see [`super::rotation::FirstBytes`]), and the pod metadata a
-//! container file's records carry, looked up again when it wakes (from the flow's cache).
+//! for them in copy detection, see [`super::rotation::FirstBytes`]), save for
+//! [`HEAD_KEPT_AT_REST`] after its fingerprint grew; and the pod metadata a container file's
+//! records carry, looked up again when it wakes (from the flow's cache).
 
 use super::file::{Phase, Tail};
+use super::rotation::FirstBytes;
 use super::{Checkpoints, TailSet};
 use crate::checkpoint::acks::AckTracker;
 use crate::source::fs::FileSystem;
 use crate::source::identity::{FileKey, Fingerprint};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long after its fingerprint grew a file at rest keeps its first bytes: a copytruncate copy
+/// made just before that growth is shorter than them, and the hash alone cannot say it is their
+/// start. As long as a full scan's interval, so the truncation that follows the copy is seen
+/// first; dropped by the first scan that finds the file after that (a scan that finds nothing
+/// changed hands out no files: at the latest, the next full scan).
+pub(crate) const HEAD_KEPT_AT_REST: Duration = Duration::from_secs(60);
+
+/// First bytes a file at rest keeps for a while ([`HEAD_KEPT_AT_REST`]).
+pub(crate) struct KeptHead {
+    pub until: Instant,
+    pub bytes: Box<[u8]>,
+}
 
 /// A file at rest: what it takes to find it again and read on from where it was read to.
 pub(crate) struct Resting {
@@ -42,6 +58,8 @@ pub(crate) struct Resting {
     pub last_change: Instant,
     pub path: Arc<Path>,
     pub target: Option<Arc<Path>>,
+    /// Its first bytes, only for a while after its fingerprint grew.
+    pub head: Option<Box<KeptHead>>,
     pub read_error_logged: bool,
 }
 
@@ -49,6 +67,14 @@ impl Resting {
     /// Read and acknowledged up to here.
     pub fn committed(&self) -> u64 {
         self.acks.as_ref().map_or(self.offset, |a| a.committed())
+    }
+
+    /// Its first bytes as the copy rules compare them: kept, or their hash.
+    pub fn first_bytes(&self) -> FirstBytes<'_> {
+        match &self.head {
+            Some(kept) => FirstBytes::Bytes(&kept.bytes),
+            None => FirstBytes::Hashed(self.fingerprint),
+        }
     }
 
     /// Bytes behind: seen and not yet acknowledged.
@@ -89,6 +115,10 @@ impl<H> Tail<H> {
             last_change: self.last_change,
             path: self.path,
             target: self.target,
+            head: self
+                .fingerprint_grew_at
+                .filter(|_| !self.head.is_empty())
+                .map(|grew| Box::new(KeptHead { until: grew + HEAD_KEPT_AT_REST, bytes: self.head.into_boxed_slice() })),
             read_error_logged: self.read_error_logged,
         };
         (resting, self.dirty)
@@ -121,12 +151,16 @@ impl<F: FileSystem> TailSet<F> {
     pub(super) fn wake(&mut self, id: u64, now: Instant) {
         let Some(r) = self.resting.remove(&id).map(|r| *r) else { return };
         let dirty = self.waiting.remove(&(r.last_change, id));
-        self.unacknowledged.remove(&id);
+        all_acknowledged(&mut self.unacknowledged, id);
         let mut t = Tail::closed(id, r.key, r.path, r.target, r.size, r.offset, &self.flow, &self.assembly, self.metadata.as_ref(), now);
         if let Some(acks) = r.acks {
             t.acks = *acks;
         }
         t.fingerprint = r.fingerprint;
+        if let Some(kept) = r.head {
+            t.head = kept.bytes.into_vec();
+            t.fingerprint_grew_at = kept.until.checked_sub(HEAD_KEPT_AT_REST);
+        }
         t.last_change = r.last_change;
         t.dirty = dirty;
         t.read_error_logged = r.read_error_logged;
@@ -142,7 +176,7 @@ impl<F: FileSystem> TailSet<F> {
 
     /// A scan found resting file `id` as `item`: false when that is more than a change of size
     /// (a rename, or its link leads elsewhere), which wakes it.
-    pub(super) fn resting_found(&mut self, id: u64, item: &crate::source::discover::Found) -> bool {
+    pub(super) fn resting_found(&mut self, id: u64, item: &crate::source::discover::Found, now: Instant) -> bool {
         let Some(r) = self.resting.get(&id) else { return false };
         if r.path.as_os_str() != item.path.as_os_str() {
             return false;
@@ -150,9 +184,12 @@ impl<F: FileSystem> TailSet<F> {
         if (item.target_dir.is_some() || r.target.is_some()) && self.link_target(item) != r.target {
             return false;
         }
+        let Some(r) = self.resting.get_mut(&id) else { return false };
+        if r.head.as_ref().is_some_and(|kept| now >= kept.until) {
+            r.head = None;
+        }
         // a size the scan did not look at (its directory did not change): its growth is notified
         let Some(size) = item.size else { return true };
-        let Some(r) = self.resting.get_mut(&id) else { return false };
         let grew = size != r.size || size > r.offset;
         r.size = r.size.max(size);
         if grew {
@@ -176,7 +213,7 @@ impl<F: FileSystem> TailSet<F> {
         let committed = acks.committed();
         if acks.outstanding() == 0 && committed == r.offset {
             r.acks = None;
-            self.unacknowledged.remove(&id);
+            all_acknowledged(&mut self.unacknowledged, id);
         }
         let file = super::descriptors::reopen_at(&self.fs, &r.path, r.key, false);
         if let Some(row) = file.and_then(|f| super::row_for(&self.flow.id, r.key, &r.path, r.fingerprint, committed, &f)) {
@@ -188,5 +225,29 @@ impl<F: FileSystem> TailSet<F> {
     /// Files at rest.
     pub fn resting_files(&self) -> usize {
         self.resting.len()
+    }
+}
+
+/// Resting file `id` has no pieces in flight (any more): the set of those that have
+/// (`unacknowledged`) gives back the room a first start grew it to, when every file found had.
+fn all_acknowledged(unacknowledged: &mut std::collections::HashSet<u64>, id: u64) {
+    if unacknowledged.remove(&id) && unacknowledged.capacity() > 64 && unacknowledged.len() * 4 < unacknowledged.capacity() {
+        unacknowledged.shrink_to(unacknowledged.len() * 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_set_of_files_with_pieces_in_flight_gives_back_its_room_as_they_are_acknowledged() {
+        // a first start: every file found rests with its pieces in flight
+        let mut set: std::collections::HashSet<u64> = (0..100_000).collect();
+        for id in 0..99_990 {
+            super::all_acknowledged(&mut set, id);
+        }
+        assert_eq!(set.len(), 10);
+        assert!(set.capacity() <= 64, "{}", set.capacity());
+        super::all_acknowledged(&mut set, 5);
+        assert!(!set.contains(&5) && set.contains(&99_995));
     }
 }

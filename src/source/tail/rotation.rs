@@ -23,14 +23,16 @@ pub(crate) enum CopyMatch {
 
 /// A followed file's first bytes (up to [`identity::FINGERPRINT_MAX`]) as the copy rules compare
 /// them: the bytes themselves, which a tail holds, or only the hash its fingerprint was made from,
-/// for a file at rest (or a tail woken from rest that has not read on since): a host of 100,000
+/// for a file at rest (or a tail woken from rest, until its fingerprint grows): a host of 100,000
 /// files keeps no 256 bytes for each.
 ///
 /// A hash tells exactly whether a new file starts with all of those bytes, but not whether a new
 /// file shorter than them is their start: such a file is not taken for a copy of a file known
-/// only by its hash. A true copy is never that short: it holds at least what the original held
-/// when its fingerprint was taken (a fingerprint that grows is taken with its bytes), save a copy
-/// written in pieces smaller than the fingerprint (`cp` and logrotate write far larger ones).
+/// only by its hash. A true copy holds at least what the original held when it was copied; it is
+/// shorter than the fingerprint only when the fingerprint grew after the copy was made (a file at
+/// rest keeps its bytes for a while after that, [`super::resting::HEAD_KEPT_AT_REST`]), or when
+/// it is still being written in pieces smaller than the fingerprint (`cp` and logrotate write far
+/// larger ones).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum FirstBytes<'a> {
     Bytes(&'a [u8]),

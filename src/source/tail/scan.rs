@@ -8,7 +8,7 @@
 //! turn ([`super::descriptors`]). Not done here: listing directories ([`crate::source::discover`]).
 
 use super::file::{end_of_last_line, head_of, Phase, Tail};
-use super::rotation::{self, CopyMatch, FirstBytes, Resume};
+use super::rotation::{self, CopyMatch, Resume};
 use super::{stage_row, unindex, Checkpoints, TailSet, COPY_WAIT};
 use crate::source::discover::{Found, Scan};
 use crate::source::fs::{FileSystem, OpenFile};
@@ -55,7 +55,7 @@ impl<F: FileSystem> TailSet<F> {
                 new_files.push(item);
                 continue;
             };
-            if self.resting.contains_key(&id) && !self.resting_found(id, item) {
+            if self.resting.contains_key(&id) && !self.resting_found(id, item, now) {
                 // renamed, or its link leads elsewhere: a tail's rules apply
                 self.wake(id, now);
             }
@@ -243,17 +243,13 @@ impl<F: FileSystem> TailSet<F> {
             self.maybe_copies.entry(key).or_insert((now, item.clone(), 0));
             return None;
         }
-        let known = self
-            .tails
-            .values()
-            .map(|t| (t.id, t.first_bytes()))
-            .chain(self.resting.iter().map(|(id, r)| (*id, FirstBytes::Hashed(r.fingerprint))));
+        let known = self.tails.values().map(|t| (t.id, t.first_bytes())).chain(self.resting.iter().map(|(id, r)| (*id, r.first_bytes())));
         let looks_like_copy = copy == CopyMatch::InProgress
             || copies.candidates(known, &new_head).into_iter().any(|id| match self.tails.get(&id) {
                 Some(t) => rotation::may_be_copy_of(&file, &new_head, size, t),
                 // a file at rest is closed: that its first bytes agree is all it can say, as
                 // for a closed tail
-                None => self.resting.get(&id).is_some_and(|r| r.offset > 0 && FirstBytes::Hashed(r.fingerprint).agree_with(&new_head)),
+                None => self.resting.get(&id).is_some_and(|r| r.offset > 0 && r.first_bytes().agree_with(&new_head)),
             });
         if looks_like_copy {
             // one fixed deadline per candidate: looked at again then (or when a tailed file is
