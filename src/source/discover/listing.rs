@@ -46,7 +46,13 @@ pub(super) struct Listing {
 impl Listing {
     /// The files it found in `dir`, as a scan hands them out (their sizes not looked at).
     pub(super) fn found_in<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = Found> + 'a {
-        self.files.iter().filter_map(|(name, _, key)| Some(Found { path: dir.join(name).into(), key: key?, size: None, target_dir: None }))
+        // one buffer for every path (a name is one component), each found file's path allocated once
+        let mut path = dir.join("_");
+        self.files.iter().filter_map(move |(name, _, key)| {
+            let key = key?;
+            path.set_file_name(name);
+            Some(Found { path: path.as_path().into(), key, size: None, target_dir: None })
+        })
     }
 }
 
@@ -210,17 +216,20 @@ impl Discovery {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let before_files = previous.as_ref().map(|p| &p.files);
         let mut before = before_files.into_iter().flat_map(|f| f.iter()).peekable();
+        // one buffer for every entry's path (a name is one component): a found file's path is
+        // allocated once, as it keeps it
+        let mut path = dir.join("_");
         for (name, ino, is_link) in entries {
-            let path = dir.join(&name);
+            path.set_file_name(&name);
             if is_link {
                 // a link leads to a file elsewhere that may change while this directory does
                 // not: links are followed afresh at every scan, and their directory listed again
                 listing.settled = false;
                 if let Err(why) = self.may_follow(&path) {
-                    out.refused.extend(why.map(|why| (path, why)));
+                    out.refused.extend(why.map(|why| (path.clone(), why)));
                     continue;
                 }
-                match self.look_at(path, Entry::Link) {
+                match self.look_at(&path, Entry::Link) {
                     Looked::Found(f) => found.push(f),
                     Looked::Refused(path, why) => out.refused.push((path, why)),
                     Looked::Nothing => {}
@@ -238,13 +247,13 @@ impl Discovery {
                 };
                 if let Some(size) = size {
                     if let Some(key) = was {
-                        found.push(Found { path: path.into(), key, size, target_dir: None });
+                        found.push(Found { path: path.as_path().into(), key, size, target_dir: None });
                     }
                     listing.settled &= listing.files.push(&name, ino, was);
                     continue;
                 }
             }
-            let was = match self.look_at(path.clone(), Entry::NotLink) {
+            let was = match self.look_at(&path, Entry::NotLink) {
                 Looked::Found(f) => {
                     let key = f.key;
                     found.push(f);

@@ -386,7 +386,7 @@ impl Discovery {
             if !matches!(p.parts.last(), Some(Part::Glob(_))) {
                 any_fresh = true;
                 for path in current {
-                    match self.look_at(path, Entry::Unknown) {
+                    match self.look_at(&path, Entry::Unknown) {
                         Looked::Found(f) => found.fresh.push(f),
                         Looked::Refused(path, why) => out.refused.push((path, why)),
                         Looked::Nothing => {}
@@ -426,24 +426,25 @@ impl Discovery {
     }
 
     /// What is at `path` (`entry`: what its directory's listing said it is, if that was asked):
-    /// a regular file to tail, one refused, or nothing.
-    fn look_at(&self, path: PathBuf, entry: Entry) -> Looked {
-        if self.excluded(&path) {
+    /// a regular file to tail, one refused, or nothing. (The one allocation of its path is the
+    /// one a found file keeps.)
+    fn look_at(&self, path: &Path, entry: Entry) -> Looked {
+        if self.excluded(path) {
             return Looked::Nothing;
         }
-        let Ok(meta) = std::fs::metadata(&path) else { return Looked::Nothing };
+        let Ok(meta) = std::fs::metadata(path) else { return Looked::Nothing };
         if !meta.is_file() {
             return Looked::Nothing;
         }
         let key = FileKey::of(&meta);
-        if let Some(own) = self.own_file(&path, key) {
+        if let Some(own) = self.own_file(path, key) {
             let why = format!("it is the agent's own {}", own.what);
-            return Looked::Refused(path, why);
+            return Looked::Refused(path.to_path_buf(), why);
         }
         let target_dir = match entry {
-            Entry::Link => std::fs::canonicalize(&path).ok().and_then(|t| t.parent().map(Path::to_path_buf)),
+            Entry::Link => std::fs::canonicalize(path).ok().and_then(|t| t.parent().map(Path::to_path_buf)),
             Entry::NotLink => None,
-            Entry::Unknown => symlink_target_dir(&path),
+            Entry::Unknown => symlink_target_dir(path),
         };
         Looked::Found(Found { path: path.into(), key, size: Some(meta.len()), target_dir: target_dir.map(PathBuf::into_boxed_path) })
     }

@@ -141,8 +141,8 @@ impl<F: FileSystem> TailSet<F> {
         }
         self.resting.insert(id, Box::new(r));
         // a table grown by a burst of active files gives its room back
-        if self.tails.capacity() > 64 && self.tails.len() * 4 < self.tails.capacity() {
-            self.tails.shrink_to(self.tails.len() * 2);
+        if let Some(room) = room_to_keep(self.tails.len(), self.tails.capacity()) {
+            self.tails.shrink_to(room);
         }
     }
 
@@ -231,9 +231,19 @@ impl<F: FileSystem> TailSet<F> {
 /// Resting file `id` has no pieces in flight (any more): the set of those that have
 /// (`unacknowledged`) gives back the room a first start grew it to, when every file found had.
 fn all_acknowledged(unacknowledged: &mut std::collections::HashSet<u64>, id: u64) {
-    if unacknowledged.remove(&id) && unacknowledged.capacity() > 64 && unacknowledged.len() * 4 < unacknowledged.capacity() {
-        unacknowledged.shrink_to(unacknowledged.len() * 2);
+    if !unacknowledged.remove(&id) {
+        return;
     }
+    if let Some(room) = room_to_keep(unacknowledged.len(), unacknowledged.capacity()) {
+        unacknowledged.shrink_to(room);
+    }
+}
+
+/// The room a table of `len` entries holding room for `capacity` keeps when it gives back what a
+/// burst grew it to (under a quarter used: twice its entries), or `None` to keep it as it is
+/// (small, or used enough that shrinking and growing again would alternate).
+fn room_to_keep(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > 64 && len * 4 < capacity).then_some(len * 2)
 }
 
 #[cfg(test)]
