@@ -196,7 +196,7 @@ fn find_host_region(cfg: &mut Config) -> Vec<String> {
             .iter()
             .chain(cfg.held.iter().map(|h| &h.flow))
             .filter_map(|f| {
-                logferry::sinks::aws_target(cfg, f)
+                logferry::sinks::aws_target(&f.sink(cfg))
                     .filter(|(t, _)| t.region.is_empty())
                     .map(|(t, what)| format!("flow {} ({what} {})", f.id, t.stream))
             })
@@ -502,7 +502,7 @@ fn describe_flow(out: &mut impl Write, cfg: &Config, f: &Flow) -> std::io::Resul
         writeln!(out, "  first start without a checkpoint: {pos}")?;
     }
     let facts = logferry::sinks::facts(&f.destination);
-    let target = logferry::sinks::aws_target(cfg, f);
+    let target = logferry::sinks::aws_target(&f.sink(cfg));
     let place = match &target {
         Some((t, _)) if t.region.is_empty() => format!("no region here: run refuses this flow; {}", logferry::sinks::aws::NO_REGION_ADVICE),
         Some((t, _)) => match &t.endpoint {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use logferry::config::Destination;
+use logferry::config::{Destination, FileSettings};
 use logferry::engine::{Engine, Event};
 use logferry::source::identity::FileKey;
 use std::io::Write;
@@ -171,7 +171,7 @@ fn positions_of_the_kinesis_agent_are_imported_on_first_start() {
     assert_eq!(cfg.flows[0].id, flow_id);
     let out = d.path().join("out.log");
     // the AWS sinks are not built yet: ship the same flow (same id) to a file
-    cfg.flows[0].destination = Destination::File { path: out.clone(), mode: 0o640 };
+    cfg.flows[0].destination = Destination::File(FileSettings { path: out.clone(), mode: 0o640 });
     cfg.flows[0].buffer.max_age_ms = 100;
     let engine = Engine::new(cfg, Default::default()).unwrap();
     let stop = engine.stopper();

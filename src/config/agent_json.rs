@@ -222,17 +222,19 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         PartitionKey::Random,
     );
     let (destination, id_prefix, default_max_bytes) = match (firehose, kinesis) {
-        (Some(s), _) => {
-            (Destination::Firehose { stream: s.clone(), aws: AwsTarget::default(), aggregate_bytes: None }, format!("fh:{s}"), 4_194_304)
-        }
+        (Some(s), _) => (
+            Destination::Firehose(FirehoseSettings { stream: s.clone(), aws: AwsTarget::default(), aggregate_bytes: None }),
+            format!("fh:{s}"),
+            4_194_304,
+        ),
         (None, Some(s)) => (
-            Destination::Kinesis {
+            Destination::Kinesis(KinesisSettings {
                 stream: s.clone(),
                 aws: AwsTarget::default(),
                 partition_key,
                 kpl_aggregate_bytes: None,
                 limits: KinesisLimits::default(),
-            },
+            }),
             format!("kinesis:{s}"),
             5_242_880,
         ),
@@ -244,14 +246,14 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
             (Destination::Stdout, String::new(), 4_194_304)
         }
     };
-    let is_firehose = matches!(destination, Destination::Firehose { .. });
+    let is_firehose = matches!(destination, Destination::Firehose(FirehoseSettings { .. }));
     match &destination {
-        Destination::Firehose { stream, .. } => {
+        Destination::Firehose(FirehoseSettings { stream, .. }) => {
             if let Some(p) = stream_name_problem(stream, 64) {
                 ctx.error(&o.key_path("deliveryStream"), p);
             }
         }
-        Destination::Kinesis { stream, .. } => {
+        Destination::Kinesis(KinesisSettings { stream, .. }) => {
             if let Some(p) = stream_name_problem(stream, 128) {
                 ctx.error(&o.key_path("kinesisStream"), p);
             }

@@ -242,7 +242,7 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
     m.insert("retry".into(), json!({"initial_backoff_ms": f.retry_initial_backoff_ms, "max_backoff_ms": f.retry_max_backoff_ms}));
     let mut sink = Map::new();
     match &f.destination {
-        Destination::Firehose { stream, aws, aggregate_bytes } => {
+        Destination::Firehose(FirehoseSettings { stream, aws, aggregate_bytes }) => {
             if let Some(n) = aggregate_bytes {
                 m.insert("aggregate_record_bytes".into(), (*n).into());
             }
@@ -252,7 +252,7 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
             let default = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
             aws_target(&mut sink, endpoint, aws.region.as_ref(), default);
         }
-        Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes, limits } => {
+        Destination::Kinesis(KinesisSettings { stream, aws, partition_key, kpl_aggregate_bytes, limits }) => {
             sink.insert("type".into(), "kinesis".into());
             sink.insert("stream".into(), stream.clone().into());
             let endpoint = aws.endpoint.as_ref().or(cfg.aws.kinesis_endpoint.as_ref());
@@ -274,7 +274,7 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
                 sink.insert("max_request_bytes".into(), limits.request_bytes.into());
             }
         }
-        Destination::File { path, mode } => {
+        Destination::File(FileSettings { path, mode }) => {
             sink.insert("type".into(), "file".into());
             sink.insert("path".into(), path.display().to_string().into());
             if *mode != crate::config::DEFAULT_FILE_MODE {
@@ -285,7 +285,7 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
             sink.insert("type".into(), "stdout".into());
         }
     }
-    if let Destination::Firehose { aws, .. } | Destination::Kinesis { aws, .. } = &f.destination {
+    if let Destination::Firehose(FirehoseSettings { aws, .. }) | Destination::Kinesis(KinesisSettings { aws, .. }) = &f.destination {
         if let Some(r) = &aws.role_arn {
             sink.insert("role_arn".into(), r.clone().into());
         }

@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod native;
 mod native_container;
 mod native_processors;
+mod native_sinks;
 pub mod proxy;
 pub mod reader;
 
@@ -19,7 +20,14 @@ use crate::convert::ProcessorSpec;
 pub use crate::framing::Assembly;
 use crate::javaregex::JavaRegex;
 pub use reader::{ConfigError, ConfigErrors};
-use std::fmt;
+// the sinks' settings, which the configuration fills in (config depends on sinks, never the reverse)
+pub use crate::sinks::aws::settings::{
+    AwsSettings, AwsTarget, Compression, HostRegion, Secret, DEFAULT_DEAD_LETTER_MAX_BYTES, DEFAULT_IN_FLIGHT_REQUESTS,
+};
+pub use crate::sinks::firehose::FirehoseSettings;
+pub use crate::sinks::kinesis::{KinesisLimits, KinesisSettings, PartitionKey};
+pub use crate::sinks::local::settings::{FileSettings, DEFAULT_FILE_MODE};
+pub use crate::sinks::{Destination, FlowSink};
 use std::path::{Path, PathBuf};
 
 /// Where logferry keeps its checkpoints unless told otherwise: a persistent directory, not the
@@ -30,8 +38,6 @@ pub const KINESIS_AGENT_CHECKPOINT_FILE: &str = "/var/run/aws-kinesis-agent/chec
 pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 8 << 20;
 pub const DEFAULT_MAX_OPEN_FILES: usize = 256;
 pub const DEFAULT_IDLE_CLOSE_MS: u64 = 60_000;
-/// The default cap of a flow's dead-letter file.
-pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 100 << 20;
 /// Upper bounds of durations in configurations: far past any sensible value, well within what
 /// the clocks and timers hold.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -42,8 +48,6 @@ pub const DEFAULT_ROTATED_GRACE_MS: u64 = 60_000;
 pub const DEFAULT_DELETED_FILES_MAX_BYTES: u64 = 1 << 30;
 pub const DAY_SECS: i64 = 86_400;
 pub const YEAR_SECS: i64 = 365 * 86_400;
-/// What a file sink's output is created with: the owner writes, its group reads.
-pub const DEFAULT_FILE_MODE: u32 = 0o640;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFormat {
@@ -119,47 +123,6 @@ impl Default for HttpSettings {
     }
 }
 
-/// A secret that never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// The host's region as the AWS SDK's chain found it, and which link of the chain did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostRegion {
-    pub region: String,
-    pub from: String,
-}
-
-/// Process-wide AWS settings (agent.json's global keys).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AwsSettings {
-    /// The host's region, found at start when a flow names neither a region nor an endpoint
-    /// (never read from a file).
-    pub host_region: Option<HostRegion>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<Secret>,
-    pub assume_role_arn: Option<String>,
-    pub assume_role_external_id: Option<String>,
-    pub sts_endpoint: Option<String>,
-    /// A plain `http://` STS endpoint off the host is refused (temporary credentials would travel
-    /// in clear) unless this says it is meant.
-    pub allow_plain_http_sts: bool,
-    pub kinesis_endpoint: Option<String>,
-    pub kinesis_region: Option<String>,
-    pub firehose_endpoint: Option<String>,
-    pub connection_timeout_ms: u64,
-    pub socket_timeout_ms: u64,
-    pub max_connections: Option<u64>,
-    pub user_agent: Option<String>,
-    pub user_agent_override: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitialPosition {
     StartOfFile,
@@ -197,113 +160,6 @@ pub struct Source {
     pub exclude: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartitionKey {
-    /// A random key per record (the Kinesis Agent's default).
-    Random,
-    /// A hash of the record's own bytes.
-    Deterministic,
-    /// The value of a top-level field of the converted JSON record.
-    Field(String),
-    Constant(String),
-}
-
-/// Per-record compression before sending (native format only).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Compression {
-    #[default]
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// The most a compressed record can outgrow its input (incompressible data): gzip adds
-    /// 5 bytes per stored block and 18 of framing, zstd at most 1/256 plus a small constant.
-    pub fn worst_case_growth(self, n: usize) -> usize {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip | Compression::Zstd => n / 128 + 512,
-        }
-    }
-}
-
-/// Requests an AWS flow keeps in flight at most, in both formats (see docs/benchmarks.md).
-pub const DEFAULT_IN_FLIGHT_REQUESTS: usize = 4;
-
-/// Per-sink AWS overrides (native format); agent.json sinks inherit the global settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsTarget {
-    /// Requests in flight at once for this flow, at most ([`DEFAULT_IN_FLIGHT_REQUESTS`]).
-    pub in_flight_requests: usize,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub role_arn: Option<String>,
-    pub external_id: Option<String>,
-    pub compression: Compression,
-    /// Where records the service rejects for good are written; by default
-    /// `dead-letter/<flow>.jsonl` beside the checkpoint database.
-    pub dead_letter_file: Option<PathBuf>,
-    /// The dead-letter file is rotated (to `<file>.1`) once it would grow past this.
-    pub dead_letter_max_bytes: u64,
-}
-
-impl Default for AwsTarget {
-    fn default() -> Self {
-        AwsTarget {
-            in_flight_requests: DEFAULT_IN_FLIGHT_REQUESTS,
-            region: None,
-            endpoint: None,
-            role_arn: None,
-            external_id: None,
-            compression: Compression::None,
-            dead_letter_file: None,
-            dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
-        }
-    }
-}
-
-/// PutRecords limits of a stream: 1 MiB records and 5 MiB requests unless the stream's limits
-/// were raised (up to 10 MiB each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KinesisLimits {
-    /// Data plus partition key.
-    pub record_bytes: usize,
-    /// Data plus partition keys of every record in one request.
-    pub request_bytes: usize,
-}
-
-impl Default for KinesisLimits {
-    fn default() -> Self {
-        KinesisLimits { record_bytes: crate::sinks::kinesis::MAX_RECORD_BYTES, request_bytes: crate::sinks::kinesis::MAX_REQUEST_BYTES }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    Firehose {
-        stream: String,
-        aws: AwsTarget,
-        /// Converted records packed, whole, into Firehose records of at most this many bytes
-        /// (native `aggregate_record_bytes`).
-        aggregate_bytes: Option<usize>,
-    },
-    Kinesis {
-        stream: String,
-        aws: AwsTarget,
-        partition_key: PartitionKey,
-        /// KPL aggregation: user records packed into aggregates of at most this many bytes.
-        kpl_aggregate_bytes: Option<usize>,
-        limits: KinesisLimits,
-    },
-    File {
-        path: PathBuf,
-        /// The permissions the output is created with (0640 unless `mode` says otherwise).
-        mode: u32,
-    },
-    Stdout,
-}
-
 /// What happens to a record longer than the destination takes. Either way it is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Oversized {
@@ -311,17 +167,6 @@ pub enum Oversized {
     Truncate,
     /// Sent as several records of at most the largest size, which concatenate to the original.
     Split,
-}
-
-impl Destination {
-    /// The AWS settings of an AWS destination. What else a destination implies (its name, record
-    /// limits, packing) is told by its sink: [`crate::sinks::facts`].
-    pub fn aws(&self) -> Option<&AwsTarget> {
-        match self {
-            Destination::Firehose { aws, .. } | Destination::Kinesis { aws, .. } => Some(aws),
-            Destination::File { .. } | Destination::Stdout => None,
-        }
-    }
 }
 
 /// Whether `name` is a legal delivery stream (Firehose, ≤ 64) or data stream (Kinesis, ≤ 128)
@@ -420,6 +265,21 @@ pub struct Flow {
     pub file_footer_pattern: Option<JavaRegex>,
     /// Where each record of a file came from, added as fields when asked.
     pub provenance: Provenance,
+}
+
+impl Flow {
+    /// The flow's destination with what the configuration around it says, as its sink is built.
+    pub fn sink<'a>(&'a self, cfg: &'a Config) -> FlowSink<'a> {
+        FlowSink {
+            flow_id: &self.id,
+            destination: &self.destination,
+            aws: &cfg.aws,
+            kinesis_agent_defaults: cfg.format == ConfigFormat::KinesisAgent,
+            checkpoint_file: &cfg.checkpoint_file,
+            backoff_ms: (self.retry_initial_backoff_ms, self.retry_max_backoff_ms),
+            max_request_records: self.buffer.max_records as usize,
+        }
+    }
 }
 
 /// The fields that tell where a file's record came from (Fluent Bit's `Path_Key`, Vector's
@@ -550,7 +410,7 @@ impl Config {
         if self.format != ConfigFormat::KinesisAgent {
             return out;
         }
-        let uses_firehose = self.flows.iter().any(|f| matches!(f.destination, Destination::Firehose { .. }));
+        let uses_firehose = self.flows.iter().any(|f| matches!(f.destination, Destination::Firehose(_)));
         if uses_firehose && self.aws.firehose_endpoint.is_none() {
             out.push(
                 "Firehose requests go to us-east-1 (firehose.us-east-1.amazonaws.com), as the Kinesis Agent does when \"firehose.endpoint\" is not set; set \"firehose.endpoint\" (e.g. \"https://firehose.eu-west-1.amazonaws.com\") to use another region".into(),

@@ -175,9 +175,10 @@ pub fn load(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
         // each file sink owns its output: a failed write is undone by cutting the file back to
         // where its group started, which would cut another writer's acknowledged records
-        if let Destination::File { path, .. } = &f.destination {
-            if let Some(other) =
-                cfg.flows[..i].iter().find(|g| matches!(&g.destination, Destination::File { path: q, .. } if same_file(q, path)))
+        if let Destination::File(FileSettings { path, .. }) = &f.destination {
+            if let Some(other) = cfg.flows[..i]
+                .iter()
+                .find(|g| matches!(&g.destination, Destination::File(FileSettings { path: q, .. }) if same_file(q, path)))
             {
                 ctx.error(
                     &format!("flows[{i}].sink.path"),
@@ -256,7 +257,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
     };
     let destination = match o.object(ctx, "sink") {
-        Some(s) => sink(ctx, &s),
+        Some(s) => super::native_sinks::sink(ctx, &s),
         None => {
             ctx.error(&o.key_path("sink"), "is required (type: firehose, kinesis, file or stdout)");
             None
@@ -303,15 +304,17 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let aggregate = o.int(ctx, "aggregate_record_bytes", 0, 0, max_record_bytes as i64) as usize;
     if aggregate > 0 {
         match &mut destination {
-            Destination::Firehose { aggregate_bytes, .. } => *aggregate_bytes = Some(aggregate),
-            Destination::Kinesis { .. } => {
+            Destination::Firehose(FirehoseSettings { aggregate_bytes, .. }) => *aggregate_bytes = Some(aggregate),
+            Destination::Kinesis(KinesisSettings { .. }) => {
                 ctx.error(&o.key_path("aggregate_record_bytes"), "applies to firehose sinks; for kinesis use the sink's `aggregation: kpl`")
             }
             _ => ctx.error(&o.key_path("aggregate_record_bytes"), "applies to firehose sinks"),
         }
     }
     let (default_max_bytes, most_bytes): (i64, i64) = match &destination {
-        Destination::Kinesis { limits, .. } => (crate::sinks::kinesis::MAX_REQUEST_BYTES as i64, limits.request_bytes as i64),
+        Destination::Kinesis(KinesisSettings { limits, .. }) => {
+            (crate::sinks::kinesis::MAX_REQUEST_BYTES as i64, limits.request_bytes as i64)
+        }
         _ => (4_194_304, 4_194_304),
     };
     let terminator = o.str(ctx, "truncated_record_terminator").unwrap_or_else(|| "\n".into()).into_bytes();
@@ -349,7 +352,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let buf = o.object(ctx, "buffer");
     // local sinks show records at once; AWS sinks batch for a minute, as the Kinesis Agent does
     let default_age = match destination {
-        Destination::File { .. } | Destination::Stdout => 200,
+        Destination::File(FileSettings { .. }) | Destination::Stdout => 200,
         _ => 60_000,
     };
     let buffer = match &buf {
@@ -435,98 +438,6 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     }
     o.finish(ctx);
     (ctx.errors.len() == before).then_some(flow)
-}
-
-fn sink(ctx: &mut Ctx, s: &Obj<'_>) -> Option<Destination> {
-    let ty = s.required_str(ctx, "type")?;
-    let aws = |ctx: &mut Ctx| AwsTarget {
-        in_flight_requests: s.int(ctx, "max_in_flight_requests", super::DEFAULT_IN_FLIGHT_REQUESTS as i64, 1, 64) as usize,
-        region: s.str(ctx, "region"),
-        endpoint: s.str(ctx, "endpoint"),
-        role_arn: s.str(ctx, "role_arn"),
-        external_id: s.str(ctx, "external_id"),
-        compression: s.enumeration(
-            ctx,
-            "compression",
-            &[("none", Compression::None), ("gzip", Compression::Gzip), ("zstd", Compression::Zstd)],
-            Compression::None,
-        ),
-        dead_letter_file: s.nonempty_str(ctx, "dead_letter_file").map(|p| PathBuf::from(resolve(ctx, &p))),
-        dead_letter_max_bytes: s.int(ctx, "dead_letter_max_bytes", DEFAULT_DEAD_LETTER_MAX_BYTES as i64, 64 << 10, 1 << 40) as u64,
-    };
-    let stream = |ctx: &mut Ctx, max_len: usize| {
-        let name = s.required_str(ctx, "stream")?;
-        if let Some(p) = stream_name_problem(&name, max_len) {
-            ctx.error(&s.key_path("stream"), p);
-        }
-        Some(name)
-    };
-    let d = match ty.as_str() {
-        "firehose" => Some(Destination::Firehose { stream: stream(ctx, 64)?, aws: aws(ctx), aggregate_bytes: None }),
-        "kinesis" => {
-            let stream = stream(ctx, 128)?;
-            let aws = aws(ctx);
-            let r = crate::sinks::kinesis::RAISED_MAX_BYTES as i64;
-            let limits = KinesisLimits {
-                record_bytes: s.int(ctx, "max_record_bytes", crate::sinks::kinesis::MAX_RECORD_BYTES as i64, 64 << 10, r) as usize,
-                request_bytes: s.int(ctx, "max_request_bytes", crate::sinks::kinesis::MAX_REQUEST_BYTES as i64, 1 << 20, r) as usize,
-            };
-            if limits.request_bytes < limits.record_bytes {
-                ctx.error(&s.key_path("max_request_bytes"), "must be at least max_record_bytes");
-            }
-            let kpl = s.enumeration(ctx, "aggregation", &[("none", false), ("kpl", true)], false);
-            let most = (limits.record_bytes - crate::sinks::kinesis::MAX_KEY_BYTES - crate::sinks::kpl::OVERHEAD_BYTES) as i64;
-            let aggregate_bytes = s.int(ctx, "aggregate_max_bytes", crate::sinks::kpl::DEFAULT_AGGREGATE_BYTES as i64, 1024, most) as usize;
-            if !kpl && s.get("aggregate_max_bytes").is_some() {
-                ctx.error(&s.key_path("aggregate_max_bytes"), "applies only with `aggregation: kpl`");
-            }
-            let partition_key = match s.get("partition_key") {
-                None => PartitionKey::Random,
-                Some(Value::String(k)) if k == "random" => PartitionKey::Random,
-                Some(Value::String(k)) if k == "deterministic" => PartitionKey::Deterministic,
-                Some(Value::Object(m)) if m.len() == 1 && m.contains_key("field") => {
-                    PartitionKey::Field(m["field"].as_str().unwrap_or_default().to_string())
-                }
-                Some(Value::Object(m)) if m.len() == 1 && m.contains_key("constant") => {
-                    PartitionKey::Constant(m["constant"].as_str().unwrap_or_default().to_string())
-                }
-                Some(other) => {
-                    ctx.error(
-                        &s.key_path("partition_key"),
-                        format!("{other} is not one of: random, deterministic, {{field: NAME}}, {{constant: KEY}}"),
-                    );
-                    PartitionKey::Random
-                }
-            };
-            if let PartitionKey::Constant(k) | PartitionKey::Field(k) = &partition_key {
-                if k.is_empty() || k.len() > crate::sinks::kinesis::MAX_KEY_BYTES {
-                    ctx.error(&s.key_path("partition_key"), format!("must be 1 to {} characters", crate::sinks::kinesis::MAX_KEY_BYTES));
-                }
-            }
-            Some(Destination::Kinesis { stream, aws, partition_key, kpl_aggregate_bytes: kpl.then_some(aggregate_bytes), limits })
-        }
-        "file" => {
-            let p = s.required_str(ctx, "path")?;
-            let mode = match s.str(ctx, "mode") {
-                None => DEFAULT_FILE_MODE,
-                Some(m) => match u32::from_str_radix(&m, 8) {
-                    Ok(v) if v <= 0o777 && !m.is_empty() => v,
-                    _ => {
-                        ctx.error(&s.key_path("mode"), format!("{m:?} is not a file mode such as \"0640\" (octal, at most 0777)"));
-                        DEFAULT_FILE_MODE
-                    }
-                },
-            };
-            Some(Destination::File { path: PathBuf::from(resolve(ctx, &p)), mode })
-        }
-        "stdout" => Some(Destination::Stdout),
-        other => {
-            ctx.error(&s.key_path("type"), format!("{other:?} is not one of firehose, kinesis, file, stdout"));
-            None
-        }
-    };
-    s.finish(ctx);
-    d
 }
 
 /// The YAML document as the JSON model the readers take. YAML can say what JSON cannot: a

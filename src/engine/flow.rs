@@ -92,8 +92,7 @@ pub(super) fn start_flow(
     let (sink_tx, sink_rx) = mpsc::channel::<Batch>();
     let (delivered, died) = (events_tx.clone(), events_tx.clone());
     let sink_threads = crate::sinks::start(
-        cfg,
-        flow,
+        &flow.sink(cfg),
         index,
         &flow_metrics,
         sink_rx,

@@ -147,7 +147,7 @@ pub fn target(cfg: &Config) -> Option<SinkTarget> {
     let target_settings =
         AwsTarget { region: cw.region.clone(), endpoint: cw.endpoint.as_deref().map(endpoint_url), ..AwsTarget::default() };
     let default_region = (cfg.format == ConfigFormat::KinesisAgent).then_some("us-east-1");
-    Some(SinkTarget::resolve(cfg.format, &cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000)))
+    Some(SinkTarget::resolve(&cfg.aws, &target_settings, None, None, default_region, "CloudWatch", (1000, 30_000)))
 }
 
 /// Starts the publisher thread when the configuration asks for metrics.

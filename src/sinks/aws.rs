@@ -2,9 +2,11 @@
 //! configuration with every timeout set, backoff with jitter, and error messages that say what to
 //! fix, logged at most once a minute per kind. Credentials never appear in messages.
 
-use crate::config::{AwsSettings, AwsTarget, Compression, ConfigFormat, HostRegion};
+pub mod settings;
+
 use crate::ops::metrics::ErrorKind;
 pub use crate::sinks::deadletter::Rejected;
+pub use settings::{AwsSettings, AwsTarget, Compression, HostRegion, Secret};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -94,11 +96,10 @@ pub fn region_of_endpoint(s: &str) -> Option<String> {
 impl SinkTarget {
     /// Resolves a flow's target. `global_endpoint` and `global_region` are agent.json's
     /// `firehose.endpoint` or `kinesis.endpoint` / `kinesis.region`; `kinesis_agent_default` is
-    /// the region agent.json falls back to when nothing says otherwise (us-east-1 for Firehose,
-    /// as the Kinesis Agent does).
+    /// the region an agent.json flow falls back to when nothing says otherwise (us-east-1 for
+    /// Firehose, as the Kinesis Agent does); `None` in the native format.
     #[allow(clippy::too_many_arguments)]
     pub fn resolve(
-        format: ConfigFormat,
         aws: &AwsSettings,
         target: &AwsTarget,
         global_endpoint: Option<&String>,
@@ -115,9 +116,9 @@ impl SinkTarget {
             .map(|r| from(r, "the sink's region"))
             .or_else(|| global_region.cloned().map(|r| from(r, "kinesis.region")))
             .or_else(|| endpoint.as_deref().and_then(region_of_endpoint).map(|r| from(r, "the endpoint's host name")))
-            .or_else(|| match (format, &endpoint) {
-                (ConfigFormat::KinesisAgent, None) => kinesis_agent_default.map(|r| from(r.into(), "the Kinesis Agent's default")),
-                _ => None,
+            .or_else(|| match &endpoint {
+                None => kinesis_agent_default.map(|r| from(r.into(), "the Kinesis Agent's default")),
+                Some(_) => None,
             })
             .or_else(|| aws.host_region.as_ref().map(|h| (h.region.clone(), h.from.clone())))
             // an endpoint that names no region (an emulator, a proxy): requests are signed for it
@@ -352,7 +353,7 @@ mod tests {
     fn without_a_region_a_flow_takes_the_hosts_and_an_endpoint_that_names_none_signs_for_us_east_1() {
         let mut aws = AwsSettings::default();
         let kinesis = |aws: &AwsSettings, endpoint: Option<&String>| {
-            let t = SinkTarget::resolve(ConfigFormat::KinesisAgent, aws, &AwsTarget::default(), endpoint, None, None, "s", (1, 1));
+            let t = SinkTarget::resolve(aws, &AwsTarget::default(), endpoint, None, None, "s", (1, 1));
             (t.region, t.region_from)
         };
         assert_eq!(kinesis(&aws, None), (String::new(), String::new()), "nothing: the flow cannot start");
@@ -362,29 +363,19 @@ mod tests {
         assert_eq!(kinesis(&aws, None), ("eu-west-2".into(), "instance metadata".into()));
         assert_eq!(kinesis(&aws, Some(&emulator)).0, "eu-west-2", "the host's region before the default");
         let own = AwsTarget { region: Some("ca-central-1".into()), ..Default::default() };
-        let t = SinkTarget::resolve(ConfigFormat::Native, &aws, &own, None, None, None, "s", (1, 1));
+        let t = SinkTarget::resolve(&aws, &own, None, None, None, "s", (1, 1));
         assert_eq!((t.region.as_str(), t.region_from.as_str()), ("ca-central-1", "the sink's region"));
     }
 
     #[test]
     fn firehose_in_agent_json_defaults_to_us_east_1_and_endpoints_name_their_region() {
         let aws = AwsSettings::default();
-        let t =
-            SinkTarget::resolve(ConfigFormat::KinesisAgent, &aws, &AwsTarget::default(), None, None, Some("us-east-1"), "s", (100, 1000));
+        let t = SinkTarget::resolve(&aws, &AwsTarget::default(), None, None, Some("us-east-1"), "s", (100, 1000));
         assert_eq!(t.region, "us-east-1");
         let e = "firehose.eu-west-1.amazonaws.com".to_string();
-        let t = SinkTarget::resolve(
-            ConfigFormat::KinesisAgent,
-            &aws,
-            &AwsTarget::default(),
-            Some(&e),
-            None,
-            Some("us-east-1"),
-            "s",
-            (100, 1000),
-        );
+        let t = SinkTarget::resolve(&aws, &AwsTarget::default(), Some(&e), None, Some("us-east-1"), "s", (100, 1000));
         assert_eq!((t.region.as_str(), t.endpoint.as_deref()), ("eu-west-1", Some("https://firehose.eu-west-1.amazonaws.com")));
         let own = AwsTarget { region: Some("ca-central-1".into()), ..Default::default() };
-        assert_eq!(SinkTarget::resolve(ConfigFormat::Native, &aws, &own, None, None, None, "s", (1, 1)).region, "ca-central-1");
+        assert_eq!(SinkTarget::resolve(&aws, &own, None, None, None, "s", (1, 1)).region, "ca-central-1");
     }
 }

@@ -31,7 +31,7 @@ pub fn default_path(checkpoint_file: &Path, flow_id: &str) -> PathBuf {
 }
 
 /// The dead-letter file of a flow: its sink's `dead_letter_file`, else the default.
-pub fn for_flow(checkpoint_file: &Path, flow_id: &str, aws: &crate::config::AwsTarget) -> PathBuf {
+pub fn for_flow(checkpoint_file: &Path, flow_id: &str, aws: &crate::sinks::aws::settings::AwsTarget) -> PathBuf {
     aws.dead_letter_file.clone().unwrap_or_else(|| default_path(checkpoint_file, flow_id))
 }
 

@@ -19,9 +19,13 @@
 //!   file and offset, and only then is acknowledged;
 //! - with `compression`, each record is sent gzip- or zstd-compressed.
 
+pub mod settings;
+
+pub use settings::FirehoseSettings;
+
 use crate::batch::Batch;
-use crate::config::{AwsTarget, Compression};
 use crate::ops::metrics::FlowMetrics;
+use crate::sinks::aws::settings::Compression;
 use crate::sinks::aws::SinkTarget;
 use crate::sinks::record::{Put, PutApi, RecordSink, Unit};
 use crate::sinks::wire::{answered, encode_record, failed_call, pack_whole, with_body};
@@ -36,7 +40,8 @@ pub const MAX_REQUEST_RECORDS: usize = 500;
 pub const MAX_RECORD_BYTES: usize = 1_024_000;
 
 /// What a Firehose destination implies for the rest of the agent.
-pub fn facts(stream: &str, aws: &AwsTarget, aggregate_bytes: Option<usize>) -> Facts {
+pub fn facts(settings: &FirehoseSettings) -> Facts {
+    let FirehoseSettings { stream, aws, aggregate_bytes } = settings;
     Facts {
         name: format!("DeliveryStream:{stream}"),
         max_record_bytes: MAX_RECORD_BYTES - aws.compression.worst_case_growth(MAX_RECORD_BYTES),

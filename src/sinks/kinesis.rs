@@ -19,9 +19,13 @@
 //! - with `compression`, each record is compressed (before aggregation: consumers de-aggregate,
 //!   then decompress each record).
 
+pub mod settings;
+
+pub use settings::{KinesisLimits, KinesisSettings, PartitionKey};
+
 use crate::batch::Batch;
-use crate::config::{AwsTarget, Compression, KinesisLimits, PartitionKey};
 use crate::ops::metrics::FlowMetrics;
+use crate::sinks::aws::settings::Compression;
 use crate::sinks::aws::SinkTarget;
 use crate::sinks::kpl::{self, Keys};
 use crate::sinks::record::{Put, PutApi, RecordSink, Unit};
@@ -44,7 +48,8 @@ pub const MAX_REQUEST_BYTES: usize = 5 << 20;
 pub const RAISED_MAX_BYTES: usize = 10 << 20;
 
 /// What a Kinesis destination implies for the rest of the agent.
-pub fn facts(stream: &str, aws: &AwsTarget, kpl_aggregate_bytes: Option<usize>, limits: &KinesisLimits) -> Facts {
+pub fn facts(settings: &KinesisSettings) -> Facts {
+    let KinesisSettings { stream, aws, kpl_aggregate_bytes, limits, .. } = settings;
     let room = limits.record_bytes - MAX_KEY_BYTES;
     let mut notes = Vec::new();
     if let Some(n) = kpl_aggregate_bytes {
@@ -60,14 +65,6 @@ pub fn facts(stream: &str, aws: &AwsTarget, kpl_aggregate_bytes: Option<usize>, 
         notes,
         output: None,
     }
-}
-
-/// How a flow's Kinesis records are made.
-#[derive(Debug, Clone)]
-pub struct KinesisOptions {
-    pub partition_key: PartitionKey,
-    pub kpl_aggregate_bytes: Option<usize>,
-    pub limits: KinesisLimits,
 }
 
 /// The partition key of one record.
@@ -101,12 +98,12 @@ pub fn partition_key(rule: &PartitionKey, record: &[u8], random: &mut impl FnMut
 /// PutRecords, with each record's partition key and, when asked, KPL aggregation.
 pub struct Kinesis {
     client: aws_sdk_kinesis::Client,
-    options: KinesisOptions,
+    options: KinesisSettings,
     seed: u64,
 }
 
 /// The Kinesis sink of a flow; `None` (logged) when its runtime cannot start.
-pub fn sink(target: SinkTarget, options: KinesisOptions, metrics: Arc<FlowMetrics>) -> Option<RecordSink<Kinesis>> {
+pub fn sink(target: SinkTarget, options: KinesisSettings, metrics: Arc<FlowMetrics>) -> Option<RecordSink<Kinesis>> {
     let what = format!("the Kinesis sink of flow {}", metrics.id);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     RecordSink::start(target, metrics, &what, |shared, endpoint| {

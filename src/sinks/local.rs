@@ -9,6 +9,10 @@
 //! It assumes it is the output's only writer (the configuration gives each file sink its own
 //! file): a failed group is cut off before it is written again.
 
+pub mod settings;
+
+pub use settings::FileSettings;
+
 use super::{GroupSink, Rejected};
 use crate::batch::Batch;
 use crate::ops::metrics::{Call, ErrorKind, FlowMetrics};

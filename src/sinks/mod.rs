@@ -26,8 +26,9 @@ pub mod worker;
 pub use deadletter::Rejected;
 
 use crate::batch::{Batch, Delivered};
-use crate::config::{Config, Destination, Flow};
 use crate::ops::metrics::FlowMetrics;
+use aws::settings::{AwsSettings, AwsTarget};
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use supervise::WorkerDied;
@@ -131,33 +132,74 @@ pub struct Facts {
     pub output: Option<std::path::PathBuf>,
 }
 
+/// Every destination, each with its settings from its sink's own file. A new destination is a
+/// line here and one in each `match` below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Firehose(firehose::FirehoseSettings),
+    Kinesis(kinesis::KinesisSettings),
+    File(local::FileSettings),
+    Stdout,
+}
+
+impl Destination {
+    /// The AWS settings of an AWS destination. What else a destination implies (its name, record
+    /// limits, packing) is told by its sink: [`facts`].
+    pub fn aws(&self) -> Option<&AwsTarget> {
+        match self {
+            Destination::Firehose(s) => Some(&s.aws),
+            Destination::Kinesis(s) => Some(&s.aws),
+            Destination::File(_) | Destination::Stdout => None,
+        }
+    }
+}
+
+/// A flow's destination with what the configuration around it says: what a sink is built from.
+/// The configuration makes it (`config::Flow::sink`); the sinks know nothing of the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowSink<'a> {
+    pub flow_id: &'a str,
+    pub destination: &'a Destination,
+    /// The process-wide AWS settings (credentials, timeouts, agent.json's global endpoints).
+    pub aws: &'a AwsSettings,
+    /// Whether the flow came from an agent.json, whose defaults differ on purpose (Firehose in
+    /// us-east-1 when nothing names a region).
+    pub kinesis_agent_defaults: bool,
+    /// The checkpoint database: dead-letter files go beside it unless the sink names one.
+    pub checkpoint_file: &'a Path,
+    /// The flow's retry backoff, first and most (ms).
+    pub backoff_ms: (u64, u64),
+    /// Most records in one request (the flow's buffer limit).
+    pub max_request_records: usize,
+}
+
 /// What `destination` implies.
 pub fn facts(destination: &Destination) -> Facts {
     match destination {
-        Destination::Firehose { stream, aws, aggregate_bytes } => firehose::facts(stream, aws, *aggregate_bytes),
-        Destination::Kinesis { stream, aws, kpl_aggregate_bytes, limits, .. } => kinesis::facts(stream, aws, *kpl_aggregate_bytes, limits),
-        Destination::File { path, .. } => local::file_facts(path),
+        Destination::Firehose(s) => firehose::facts(s),
+        Destination::Kinesis(s) => kinesis::facts(s),
+        Destination::File(s) => local::file_facts(&s.path),
         Destination::Stdout => local::stdout_facts(),
     }
 }
 
 /// Where an AWS flow sends (region, endpoint, dead-letter file), resolved as its sink resolves it,
 /// with the service's name; `None` for a local destination.
-pub fn aws_target(cfg: &Config, flow: &Flow) -> Option<(aws::SinkTarget, &'static str)> {
-    let (stream, settings, globals, service) = match &flow.destination {
-        Destination::Firehose { stream, aws, .. } => {
-            (stream, aws, (cfg.aws.firehose_endpoint.as_ref(), None, Some("us-east-1")), "Firehose delivery stream")
+pub fn aws_target(flow: &FlowSink) -> Option<(aws::SinkTarget, &'static str)> {
+    let g = flow.aws;
+    let agent_default = |region| flow.kinesis_agent_defaults.then_some(region);
+    let (stream, settings, (endpoint, region, default_region), service) = match flow.destination {
+        Destination::Firehose(s) => {
+            (&s.stream, &s.aws, (g.firehose_endpoint.as_ref(), None, agent_default("us-east-1")), "Firehose delivery stream")
         }
-        Destination::Kinesis { stream, aws, .. } => {
-            (stream, aws, (cfg.aws.kinesis_endpoint.as_ref(), cfg.aws.kinesis_region.as_ref(), None), "Kinesis data stream")
+        Destination::Kinesis(s) => {
+            (&s.stream, &s.aws, (g.kinesis_endpoint.as_ref(), g.kinesis_region.as_ref(), None), "Kinesis data stream")
         }
-        Destination::File { .. } | Destination::Stdout => return None,
+        Destination::File(_) | Destination::Stdout => return None,
     };
-    let backoff = (flow.retry_initial_backoff_ms, flow.retry_max_backoff_ms);
-    let (endpoint, region, default_region) = globals;
-    let mut target = aws::SinkTarget::resolve(cfg.format, &cfg.aws, settings, endpoint, region, default_region, stream, backoff);
-    target.dead_letter = deadletter::for_flow(&cfg.checkpoint_file, &flow.id, settings);
-    target.max_request_records = flow.buffer.max_records as usize;
+    let mut target = aws::SinkTarget::resolve(g, settings, endpoint, region, default_region, stream, flow.backoff_ms);
+    target.dead_letter = deadletter::for_flow(flow.checkpoint_file, flow.flow_id, settings);
+    target.max_request_records = flow.max_request_records;
     target.in_flight_requests = settings.in_flight_requests;
     Some((target, service))
 }
@@ -165,45 +207,40 @@ pub fn aws_target(cfg: &Config, flow: &Flow) -> Option<(aws::SinkTarget, &'stati
 /// Starts the sink workers of `flow` (the flow's index is `index`): they take its `batches`,
 /// report each delivered batch through `delivered` and a worker that died through `died`.
 pub fn start(
-    cfg: &Config,
-    flow: &Flow,
+    flow: &FlowSink,
     index: usize,
     metrics: &Arc<FlowMetrics>,
     batches: Receiver<Batch>,
     delivered: impl Fn(Delivered) + Clone + Send + 'static,
     died: impl Fn(WorkerDied) + Clone + Send + 'static,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let workers = Workers { index, flow_id: flow.id.clone(), batches: SharedBatches::new(batches), metrics: metrics.clone() };
-    if let Some((t, service)) = aws_target(cfg, flow).filter(|(t, _)| t.region.is_empty()) {
-        let why = format!("flow {}: no region for {service} {}: {}", flow.id, t.stream, aws::NO_REGION_ADVICE);
+    let flow_id = flow.flow_id;
+    let workers = Workers { index, flow_id: flow_id.to_string(), batches: SharedBatches::new(batches), metrics: metrics.clone() };
+    if let Some((t, service)) = aws_target(flow).filter(|(t, _)| t.region.is_empty()) {
+        let why = format!("flow {flow_id}: no region for {service} {}: {}", t.stream, aws::NO_REGION_ADVICE);
         return Err(std::io::Error::other(why));
     }
-    let target = aws_target(cfg, flow).map(|(target, service)| {
+    let target = aws_target(flow).map(|(target, service)| {
         let through = target.endpoint.as_deref().map(|e| format!(" through {e}")).unwrap_or_default();
-        tracing::info!(flow = %flow.id, "sending to {service} {} in {} (from {}){through}", target.stream, target.region, target.region_from);
+        tracing::info!(flow = %flow_id, "sending to {service} {} in {} (from {}){through}", target.stream, target.region, target.region_from);
         target
     });
-    match (&flow.destination, target) {
-        (Destination::Firehose { aggregate_bytes, .. }, Some(target)) => {
-            let (dead, aggregate) = (dead_letters(&target, metrics), *aggregate_bytes);
+    match (flow.destination, target) {
+        (Destination::Firehose(s), Some(target)) => {
+            let (dead, aggregate) = (dead_letters(&target, metrics), s.aggregate_bytes);
             workers.spawn(Some(dead), delivered, died, move |m| firehose::sink(target.clone(), aggregate, m))
         }
-        (Destination::Kinesis { partition_key, kpl_aggregate_bytes, limits, .. }, Some(target)) => {
-            let dead = dead_letters(&target, metrics);
-            let options = kinesis::KinesisOptions {
-                partition_key: partition_key.clone(),
-                kpl_aggregate_bytes: *kpl_aggregate_bytes,
-                limits: *limits,
-            };
-            workers.spawn(Some(dead), delivered, died, move |m| kinesis::sink(target.clone(), options.clone(), m))
+        (Destination::Kinesis(s), Some(target)) => {
+            let (dead, settings) = (dead_letters(&target, metrics), s.clone());
+            workers.spawn(Some(dead), delivered, died, move |m| kinesis::sink(target.clone(), settings.clone(), m))
         }
-        (Destination::File { path, mode }, _) => {
-            let (path, mode) = (path.clone(), *mode);
+        (Destination::File(s), _) => {
+            let (path, mode) = (s.path.clone(), s.mode);
             workers.spawn(None, delivered, died, move |m| Some(Grouped::new(local::FileSink::new(path.clone(), mode, m))))
         }
         (Destination::Stdout, _) => workers.spawn(None, delivered, died, |m| Some(Grouped::new(local::StdoutSink::new(m)))),
-        (Destination::Firehose { .. } | Destination::Kinesis { .. }, None) => {
-            Err(std::io::Error::other(format!("flow {}: its AWS destination resolved to no target", flow.id)))
+        (Destination::Firehose(_) | Destination::Kinesis(_), None) => {
+            Err(std::io::Error::other(format!("flow {flow_id}: its AWS destination resolved to no target")))
         }
     }
 }
@@ -254,14 +291,16 @@ fn dead_letters(target: &aws::SinkTarget, metrics: &FlowMetrics) -> DeadLetters 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AwsTarget, Compression, KinesisLimits, PartitionKey};
+    use aws::settings::Compression;
+    use kinesis::{KinesisLimits, KinesisSettings, PartitionKey};
 
     #[test]
     fn each_destination_states_its_name_largest_record_and_packing() {
         let plain = AwsTarget::default();
         let gzip = AwsTarget { compression: Compression::Gzip, ..AwsTarget::default() };
-        let firehose =
-            |aws: &AwsTarget, aggregate_bytes| facts(&Destination::Firehose { stream: "s".into(), aws: aws.clone(), aggregate_bytes });
+        let firehose = |aws: &AwsTarget, aggregate_bytes| {
+            facts(&Destination::Firehose(firehose::FirehoseSettings { stream: "s".into(), aws: aws.clone(), aggregate_bytes }))
+        };
         let f = firehose(&plain, None);
         assert_eq!((f.name.as_str(), f.max_record_bytes, f.packs_records), ("DeliveryStream:s", 1_024_000, false));
         assert!(firehose(&plain, Some(4096)).packs_records);
@@ -269,13 +308,13 @@ mod tests {
         assert_eq!(firehose(&gzip, None).max_record_bytes, 1_024_000 - (1_024_000 / 128 + 512));
 
         let kinesis = |kpl, limits| {
-            facts(&Destination::Kinesis {
+            facts(&Destination::Kinesis(KinesisSettings {
                 stream: "k".into(),
                 aws: plain.clone(),
                 partition_key: PartitionKey::Random,
                 kpl_aggregate_bytes: kpl,
                 limits,
-            })
+            }))
         };
         let k = kinesis(None, KinesisLimits::default());
         // the longest partition key always fits beside the data
@@ -286,9 +325,33 @@ mod tests {
         assert!(raised.packs_records);
         assert_eq!(raised.notes.len(), 2, "{:?}", raised.notes);
 
-        let file = facts(&Destination::File { path: "/var/out.log".into(), mode: 0o640 });
+        let file = facts(&Destination::File(local::FileSettings { path: "/var/out.log".into(), mode: 0o640 }));
         assert_eq!(file.name, "File:/var/out.log");
         assert_eq!(file.output.as_deref(), Some(std::path::Path::new("/var/out.log")));
         assert_eq!(facts(&Destination::Stdout).output, None);
+    }
+
+    #[test]
+    fn the_sinks_import_nothing_of_the_configuration() {
+        // the configuration depends on the sinks, never the reverse
+        fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (n, line) in text.lines().enumerate() {
+                        let config = concat!("crate::", "config");
+                        if line.contains(config) {
+                            found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sinks"), &mut found);
+        assert!(found.is_empty(), "{found:#?}");
     }
 }

@@ -21,8 +21,8 @@ use super::aws::{error_kind, is_invalid_record, is_throttling, jitter, ErrorLog,
 use super::pace::{Answer, Pace};
 use super::wire::{request_body, Attempt};
 use crate::batch::Batch;
-use crate::config::Compression;
 use crate::ops::metrics::{Call, ErrorKind, FlowMetrics};
+use crate::sinks::aws::settings::Compression;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -381,10 +381,10 @@ impl<P: PutApi> crate::sinks::Sink for RecordSink<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AwsSettings, AwsTarget, ConfigFormat};
+    use crate::sinks::aws::settings::{AwsSettings, AwsTarget};
 
     fn target() -> SinkTarget {
-        SinkTarget::resolve(ConfigFormat::Native, &AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (1, 2))
+        SinkTarget::resolve(&AwsSettings::default(), &AwsTarget::default(), None, None, None, "s", (1, 2))
     }
 
     fn metrics() -> crate::ops::metrics::Metrics {

@@ -9,7 +9,7 @@
 //! ([`super::record`]).
 
 use super::aws::describe_failure;
-use crate::config::Compression;
+use crate::sinks::aws::settings::Compression;
 use std::borrow::Cow;
 use std::io::Write;
 

@@ -99,7 +99,11 @@ impl Agent {
     /// Delivered lines, in order.
     pub fn delivered(&self) -> Vec<String> {
         match std::fs::read(&self.out) {
-            Ok(b) => String::from_utf8_lossy(&b).lines().map(String::from).collect(),
+            // whole lines only: the sink may be writing the last one as it is read
+            Ok(b) => {
+                let whole = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+                String::from_utf8_lossy(&b[..whole]).lines().map(String::from).collect()
+            }
             Err(_) => Vec::new(),
         }
     }
