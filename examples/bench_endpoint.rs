@@ -1,4 +1,4 @@
-//! A fast local Firehose or Kinesis endpoint over TLS for benchmarks (not a test double: it
+//! A fast local Firehose, Kinesis or CloudWatch Logs endpoint over TLS for benchmarks (not a test double: it
 //! checks only the request's shape). It answers PutRecordBatch (or PutRecords) and after each
 //! request writes the counts of requests and their body bytes, of the records and lines accepted,
 //! and of the records refused, to a JSON file.
@@ -7,7 +7,8 @@
 //!
 //! Faults, for the destination-fault benchmark (scripts/bench-faults.sh):
 //! - `BENCH_SERVICE=kinesis` answers as PutRecords (refused records:
-//!   `ProvisionedThroughputExceededException`); otherwise as PutRecordBatch
+//!   `ProvisionedThroughputExceededException`); `BENCH_SERVICE=logs` as PutLogEvents (each event
+//!   a record and a line; no faults); otherwise as PutRecordBatch
 //!   (`ServiceUnavailableException`);
 //! - `BENCH_FAIL_PERCENT=N` refuses N % of the records of every request (spread by a hash of the
 //!   request and record numbers);
@@ -41,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: bench_endpoint CERT.pem KEY.pem PORT COUNTS.json");
     };
     let kinesis = std::env::var("BENCH_SERVICE").is_ok_and(|s| s == "kinesis");
+    let logs = std::env::var("BENCH_SERVICE").is_ok_and(|s| s == "logs");
     let fail_percent: u64 = std::env::var("BENCH_FAIL_PERCENT").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let outage: Option<(Duration, Duration)> = std::env::var("BENCH_OUTAGE").ok().and_then(|s| {
         let (start, len) = s.split_once(',')?;
@@ -56,6 +58,20 @@ fn main() -> anyhow::Result<()> {
             return None;
         }
         let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+        if logs {
+            // CreateLogGroup, CreateLogStream and the like: taken
+            let Some(events) = body["logEvents"].as_array().map(|e| e.len() as u64) else {
+                return Some(http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], b"{}"));
+            };
+            let mut c = counts.lock().ok()?;
+            c.requests += 1;
+            c.records += events;
+            c.lines += events;
+            c.bytes += req.body.len() as u64;
+            c.seconds = since.as_secs_f64();
+            std::fs::write(&counts_file, serde_json::to_vec(&*c).ok()?).ok()?;
+            return Some(http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], b"{}"));
+        }
         let records = body["Records"].as_array()?;
         let mut c = counts.lock().ok()?;
         c.requests += 1;

@@ -8,6 +8,8 @@
 #   BENCH_PLAIN_ONLY=1 scripts/bench-firehose-tls.sh     only the run without aggregation
 #   BENCH_RUNS=5       each configuration five times, then the lowest and the median CPU
 #   BENCH_BIN=PATH     another logferry binary (an older build, to compare on the same machine)
+#   BENCH_SINK=cloudwatch_logs   the same lines to CloudWatch Logs (PutLogEvents, one event per
+#                      line) instead of Firehose; only the run without aggregation
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
@@ -45,7 +47,12 @@ run_once() {
   local port
   port=$(free_port)
   rm -f "$work/counts.json" "$work/checkpoints.db"*
-  target/release/examples/bench_endpoint "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
+  local sink="{ type: firehose, stream: bench, region: us-east-1, endpoint: \"https://127.0.0.1:$port\" }"
+  if [ "${BENCH_SINK:-}" = cloudwatch_logs ]; then
+    sink="{ type: cloudwatch_logs, log_group: /bench/logs, log_stream: bench, region: us-east-1, endpoint: \"https://127.0.0.1:$port\" }"
+  fi
+  BENCH_SERVICE=$([ "${BENCH_SINK:-}" = cloudwatch_logs ] && echo logs || echo firehose) \
+    target/release/examples/bench_endpoint "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
   local server=$!
   sleep 1
   cat > "$work/flow.yaml" <<YAML
@@ -59,7 +66,7 @@ $extra
     processors:
       - { optionName: LOGTOJSON, logFormat: COMBINEDAPACHELOG }
     buffer: { $buffer }
-    sink: { type: firehose, stream: bench, region: us-east-1, endpoint: "https://127.0.0.1:$port" }
+    sink: $sink
 YAML
   local start end agent got
   start=$(date +%s.%N)
@@ -87,7 +94,7 @@ YAML
   echo "  $(cat "$work/counts.json")"
 }
 run "one record per line" ""
-[ -n "${BENCH_PLAIN_ONLY:-}" ] && exit 0
+[ -n "${BENCH_PLAIN_ONLY:-}" ] || [ "${BENCH_SINK:-}" = cloudwatch_logs ] && exit 0
 run "aggregated, 4,096-byte records" "    aggregate_record_bytes: 4096"
 run "aggregated, 1,000 KiB records" "    aggregate_record_bytes: 1024000"
 run "aggregated, 4,096-byte records, 1 MiB batches" "    aggregate_record_bytes: 4096" "max_age_ms: 1000, max_bytes: 1048576"

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -491,4 +492,186 @@ fn a_flow_that_would_drop_every_line_is_held_unread_while_the_others_ship_and_a_
     assert_eq!(metric_sum(&base, "logferry_flows_held"), 0.0);
     unsafe_kill(agent.id(), "TERM");
     assert!(wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops").success());
+}
+
+/// Every event of a CloudWatch Logs group read back from moto: (stream, timestamp, message) in
+/// the order GetLogEvents gives each stream's events; and the group's retention.
+fn log_events(endpoint: &str, group: &str) -> (Vec<(String, i64, String)>, Option<i64>) {
+    let mut events = Vec::new();
+    let mut retention = None;
+    for line in String::from_utf8_lossy(&aws(&[endpoint, "logs-read", group])).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v.get("group").is_some() {
+            retention = v["retention"][0].as_i64();
+            continue;
+        }
+        events.push((
+            v["stream"].as_str().unwrap().to_string(),
+            v["timestamp"].as_i64().unwrap(),
+            v["message"].as_str().unwrap().to_string(),
+        ));
+    }
+    (events, retention)
+}
+
+/// The events of `group` once at least `n` arrived (or after 60 s).
+fn log_events_arrived(endpoint: &str, group: &str, n: usize) -> Vec<(String, i64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (events, _) = log_events(endpoint, group);
+        if events.len() >= n || Instant::now() > deadline {
+            return events;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn cloudwatch_logs_gets_every_line_in_order_with_its_read_time_through_rotation_a_clean_restart_and_sigkills() {
+    let m = moto();
+    let d = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "      type: cloudwatch_logs\n      endpoint: {}\n      log_group: /logferry/{{flow}}\n      log_stream: \"{{hostname}} app\"\n      create_missing: true\n      retention_days: 7",
+        m.endpoint
+    );
+    let cfg = native(d.path(), &sink);
+    let path = d.path().join("app.log");
+    let err = d.path().join("agent.err");
+    let mut w = Writer::new(&path, "cw");
+    // each chunk of lines with when it was written: its events are stamped when read, after
+    let mut chunks: Vec<(std::ops::Range<usize>, i64)> = Vec::new();
+    let mut write = |w: &mut Writer, n: usize| {
+        let (from, at) = (w.written.len(), now_ms());
+        w.write(n);
+        chunks.push((from..w.written.len(), at));
+    };
+    write(&mut w, 3000);
+    let mut agent = start(&cfg, &err);
+    write(&mut w, 700);
+    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+    write(&mut w, 300);
+    let got = log_events_arrived(&m.endpoint, "/logferry/test", w.written.len());
+    assert_eq!(got.len(), w.written.len(), "{}", std::fs::read_to_string(&err).unwrap());
+    // a clean stop, lines written meanwhile, a restart
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    write(&mut w, 500);
+    let mut agent = start(&cfg, &err);
+    // SIGKILLs while lines are written and shipped
+    for pause in [30, 150, 400] {
+        write(&mut w, 1500);
+        std::thread::sleep(Duration::from_millis(pause));
+        unsafe_kill(agent.id(), "KILL");
+        wait_timeout(&mut agent, Duration::from_secs(10)).expect("killed");
+        agent = start(&cfg, &err);
+    }
+    write(&mut w, 200);
+    let got = log_events_arrived(&m.endpoint, "/logferry/test", w.written.len());
+    std::thread::sleep(Duration::from_secs(2));
+    let (got, retention) = if got.len() >= w.written.len() { log_events(&m.endpoint, "/logferry/test") } else { (got, None) };
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+    let end = now_ms();
+
+    assert_eq!(retention, Some(7), "the group was created with its retention");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    assert!(got.iter().all(|(s, _, _)| *s == format!("{host} app")), "one stream, named from the template");
+    // every line, as its message without the line end; a kill re-sends at most what was not
+    // checkpointed yet
+    let messages: Vec<String> = got.iter().map(|(_, _, m)| m.clone()).collect();
+    let c = counts(&messages);
+    let missing: Vec<&String> = w.written.iter().filter(|l| !c.contains_key(l.as_str())).collect();
+    assert!(missing.is_empty(), "{} lines missing, first {:?}", missing.len(), missing.first());
+    assert_eq!(c.len(), w.written.len(), "nothing but the lines written");
+    let duplicates = messages.len() - c.len();
+    eprintln!("{} lines, {} events, {duplicates} sent again after 3 SIGKILLs", w.written.len(), messages.len());
+    assert!(duplicates < 3 * 2000, "{duplicates}");
+    // in order: each line's first event comes after the line before it in its file (the rotated
+    // file's first 3,700, then the new file's)
+    let first: HashMap<&str, usize> = messages.iter().enumerate().rev().map(|(i, m)| (m.as_str(), i)).collect();
+    for file in [&w.written[..3700], &w.written[3700..]] {
+        let positions: Vec<usize> = file.iter().map(|l| first[l.as_str()]).collect();
+        assert!(positions.windows(2).all(|p| p[0] < p[1]), "the stream holds each file's lines in the order written");
+    }
+    // stamped when read: not before the line was written, not after the run
+    let time: HashMap<&str, i64> = got.iter().rev().map(|(_, t, m)| (m.as_str(), *t)).collect();
+    for (range, at) in &chunks {
+        for l in &w.written[range.clone()] {
+            let t = time[l.as_str()];
+            assert!(*at - 5 <= t && t <= end, "{l}: stamped {t}, written at {at}");
+        }
+    }
+}
+
+#[test]
+fn cloudwatch_logs_takes_event_times_from_a_field_and_dead_letters_the_events_it_refuses_with_file_and_offset() {
+    let m = moto();
+    aws(&[&m.endpoint, "logs-create", "/app/audit", "server-1"]);
+    let d = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "      type: cloudwatch_logs\n      endpoint: {}\n      log_group: /app/audit\n      log_stream: server-1\n      timestamp: {{field: ts, format: \"%Y-%m-%d %H:%M:%S\"}}",
+        m.endpoint
+    );
+    let cfg = native(d.path(), &sink);
+    let now = now_ms() / 1000;
+    let stamp = |secs: i64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+    };
+    // 20 lines of an hour ago, one of 30 days ago (older than the service keeps), 20 more
+    let mut lines = Vec::new();
+    for i in 0..41 {
+        let secs = if i == 20 { now - 30 * 86_400 } else { now - 3600 + i };
+        lines.push(format!("{{\"ts\":\"{}\",\"n\":{i}}}", stamp(secs)));
+    }
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.path().join("app.log"), &text).unwrap();
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let dead = d.path().join("dead-letter/test.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dead.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = log_events_arrived(&m.endpoint, "/app/audit", 40);
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&err).unwrap());
+
+    let expected: Vec<(i64, String)> =
+        lines.iter().enumerate().filter(|(i, _)| *i != 20).map(|(i, l)| ((now - 3600 + i as i64) * 1000, l.clone())).collect();
+    let got: Vec<(i64, String)> = got.into_iter().map(|(_, t, m)| (t, m)).collect();
+    assert_eq!(got, expected, "every event with its field's time, the refused one not among them");
+    let dead_lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&dead).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(dead_lines.len(), 1, "{dead_lines:?}");
+    assert_eq!(dead_lines[0]["error_code"], "TooOldLogEvent");
+    assert_eq!(dead_lines[0]["record"], format!("{}\n", lines[20]));
+    assert_eq!(dead_lines[0]["file"], d.path().join("app.log").display().to_string());
+    assert_eq!(dead_lines[0]["offset"], text.find(&lines[20]).unwrap() as u64);
+}
+
+#[test]
+fn a_missing_log_group_is_reported_with_the_permission_that_would_create_it_and_the_events_arrive_once_it_exists() {
+    let m = moto();
+    let d = tempfile::tempdir().unwrap();
+    let sink = format!("      type: cloudwatch_logs\n      endpoint: {}\n      log_group: /late/group\n      log_stream: s1", m.endpoint);
+    let cfg = native(d.path(), &sink);
+    let mut w = Writer::new(&d.path().join("app.log"), "late");
+    w.write(50);
+    let err = d.path().join("agent.err");
+    let mut agent = start(&cfg, &err);
+    let log = wait_for_log(&err, "ResourceNotFoundException", Duration::from_secs(30));
+    assert!(log.contains("/late/group") && log.contains("create_missing") && log.contains("logs:CreateLogGroup"), "{log}");
+    aws(&[&m.endpoint, "logs-create", "/late/group", "s1"]);
+    let got: Vec<String> = log_events_arrived(&m.endpoint, "/late/group", w.written.len()).into_iter().map(|(_, _, m)| m).collect();
+    unsafe_kill(agent.id(), "TERM");
+    wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
+    assert_exactly_once(&w.written, &got);
 }

@@ -673,3 +673,43 @@ fn field_processors_are_described_by_check_and_mistakes_refused_by_key() {
         assert!(r.stderr.contains(error), "{processors}: {}", r.stderr);
     }
 }
+
+#[test]
+fn check_prints_a_cloudwatch_logs_destinations_names_and_refuses_what_the_service_would_not_take() {
+    let d = tempfile::tempdir().unwrap();
+    let good = write(
+        d.path(),
+        "cwl.yaml",
+        "flows:\n  - id: audit\n    path: /var/log/audit.log\n    sink: {type: cloudwatch_logs, region: eu-west-1, log_group: '/aws/rds/cluster/db/audit', log_stream: '{instance_id}', create_missing: true, retention_days: 30, timestamp: {field: ts, format: '%Y-%m-%d %H:%M:%S'}}\n",
+    );
+    let r = check(&good);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for expected in [
+        "destination: LogGroup:/aws/rds/cluster/db/audit (eu-west-1, from the sink's region)",
+        "log group \"/aws/rds/cluster/db/audit\", log stream \"{instance_id}\"",
+        "event time: field \"ts\"",
+        "a missing group or stream is created (retention: 30 days)",
+        "longer than 262118 bytes truncated",
+    ] {
+        assert!(r.stdout.contains(expected), "{expected}\n{}", r.stdout);
+    }
+    let bad = write(
+        d.path(),
+        "bad.yaml",
+        "flows:\n  - id: a\n    path: /x\n    sink: {type: cloudwatch_logs, log_group: '/app/{host}', log_stream: 'a:b', compression: gzip, retention_days: 8, timestamp: {field: t, format: sometimes}}\n  - id: b\n    path: /y\n    sink: {type: cloudwatch_logs, log_group: 'my group', kms_key_id: k, max_event_bytes: 2000000}\n",
+    );
+    let r = check(&bad);
+    assert_eq!(r.code, 1);
+    for expected in [
+        "`flows[0].sink.log_group`: \"/app/{host}\": \"{host}\" is not a placeholder",
+        "`flows[0].sink.log_stream`: \"a:b\": ':' cannot be in a log stream name",
+        "`flows[0].sink.compression`: does not apply to cloudwatch_logs",
+        "`flows[0].sink.retention_days`: 8 is not a retention CloudWatch Logs takes",
+        "`flows[0].sink.timestamp.format`: \"sometimes\" is not rfc3339",
+        "`flows[1].sink.log_group`: \"my group\": ' ' cannot be in a log group name",
+        "`flows[1].sink.create_missing`: retention_days, kms_key_id and tags apply to a group the sink creates",
+        "`flows[1].sink.max_event_bytes`",
+    ] {
+        assert!(r.stderr.contains(expected), "{expected}\n{}", r.stderr);
+    }
+}

@@ -978,3 +978,194 @@ fn a_proxy_given_to_java_in_jvm_args_carries_every_request_as_on_a_kinesis_agent
     let n = connects.matches(&format!("CONNECT 127.0.0.1:{endpoint_port}")).count();
     assert!(n >= 1, "the requests went through the proxy: {connects}");
 }
+
+/// What the CloudWatch Logs endpoint of [`faulty_logs`] saw.
+#[derive(Default)]
+struct LogsSeen {
+    /// Messages stored, with their timestamps.
+    stored: Vec<(i64, String)>,
+    requests: usize,
+    throttled: usize,
+    errors_500: usize,
+    slow: usize,
+    resets: usize,
+    already_accepted: usize,
+    /// Events refused as too old or too new (`rejectedLogEventsInfo`).
+    refused: usize,
+    /// Requests outside PutLogEvents' rules (order, span, size, count, one stream).
+    illegal: Vec<String>,
+}
+
+/// Serves PutLogEvents (awsJson1.1) as CloudWatch Logs does, failing on purpose by request
+/// number: resets, answers past the read timeout, 500s, whole calls throttled, and events stored
+/// with a `DataAlreadyAcceptedException` answer; events older than 14 days or more than 2 hours
+/// ahead are refused in `rejectedLogEventsInfo`, as the service refuses them. Every request is
+/// checked against the service's rules.
+fn faulty_logs() -> (String, Arc<Mutex<LogsSeen>>) {
+    let seen = Arc::new(Mutex::new(LogsSeen::default()));
+    let s = seen.clone();
+    let json = [("Content-Type", "application/x-amz-json-1.1")];
+    let endpoint = http::serve(move |req| {
+        let n = {
+            let mut g = s.lock().unwrap();
+            g.requests += 1;
+            g.requests
+        };
+        assert_eq!(req.header("x-amz-target"), Some("Logs_20140328.PutLogEvents"));
+        if n % 11 == 0 {
+            s.lock().unwrap().resets += 1;
+            return None;
+        }
+        if n % 13 == 0 {
+            s.lock().unwrap().slow += 1;
+            std::thread::sleep(Duration::from_millis(2500));
+            return Some(http::response("500 Internal Server Error", &[], b""));
+        }
+        if n % 7 == 0 {
+            s.lock().unwrap().errors_500 += 1;
+            let body = br#"{"__type":"ServiceUnavailableException","message":"The server failed to fulfill the request."}"#;
+            return Some(http::response("500 Internal Server Error", &json, body));
+        }
+        if n % 5 == 0 {
+            s.lock().unwrap().throttled += 1;
+            let body = br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+            return Some(http::response("400 Bad Request", &json, body));
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let events = body["logEvents"].as_array().unwrap();
+        let times: Vec<i64> = events.iter().map(|e| e["timestamp"].as_i64().unwrap()).collect();
+        let bytes: usize = events.iter().map(|e| e["message"].as_str().unwrap().len() + 26).sum();
+        let mut g = s.lock().unwrap();
+        let mut problems = Vec::new();
+        if body["logGroupName"] != "/app/faults" || body["logStreamName"] != "s1" {
+            problems.push(format!("names {} {}", body["logGroupName"], body["logStreamName"]));
+        }
+        if events.is_empty() || events.len() > 10_000 || bytes > 1_048_576 {
+            problems.push(format!("{} events, {bytes} bytes", events.len()));
+        }
+        if times.windows(2).any(|t| t[0] > t[1]) {
+            problems.push("events not in chronological order".into());
+        }
+        if times.last().unwrap_or(&0) - times.first().unwrap_or(&0) >= 24 * 3_600_000 {
+            problems.push("a request spanning 24 hours".into());
+        }
+        if !problems.is_empty() {
+            g.illegal.extend(problems);
+            return Some(http::response("400 Bad Request", &json, br#"{"__type":"InvalidParameterException","message":"illegal"}"#));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let old = times.iter().take_while(|&&t| t < now - 14 * 86_400_000).count();
+        let new = times.iter().rev().take_while(|&&t| t > now + 2 * 3_600_000).count();
+        let mut info = serde_json::Map::new();
+        if old > 0 {
+            info.insert("tooOldLogEventEndIndex".into(), (old - 1).into());
+        }
+        if new > 0 {
+            info.insert("tooNewLogEventStartIndex".into(), (events.len() - new).into());
+        }
+        g.refused += old + new;
+        for e in &events[old..events.len() - new] {
+            g.stored.push((e["timestamp"].as_i64().unwrap(), e["message"].as_str().unwrap().to_string()));
+        }
+        if old + new == 0 && g.already_accepted < 3 {
+            // stored, and answered as a retry of a request taken whole before
+            g.already_accepted += 1;
+            let body = br#"{"__type":"DataAlreadyAcceptedException","message":"The given batch of log events has already been accepted."}"#;
+            return Some(http::response("400 Bad Request", &json, body));
+        }
+        let out = if info.is_empty() { serde_json::json!({}) } else { serde_json::json!({"rejectedLogEventsInfo": info}) };
+        Some(http::response("200 OK", &json, out.to_string().as_bytes()))
+    });
+    (endpoint, seen)
+}
+
+#[test]
+fn cloudwatch_logs_through_throttling_500s_resets_and_refused_events_stores_every_line_once_and_dead_letters_the_refused_with_their_origin()
+{
+    let (endpoint, seen) = faulty_logs();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("logferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "checkpoint_file: {}\naws: {{access_key_id: test, secret_access_key: test, connect_timeout_ms: 1000, read_timeout_ms: 1000}}\nflows:\n  - id: faults\n    path: {}\n    buffer: {{max_records: 100, max_age_ms: 500}}\n    retry: {{initial_backoff_ms: 20, max_backoff_ms: 200}}\n    sink: {{type: cloudwatch_logs, region: us-east-1, endpoint: '{endpoint}', log_group: /app/faults, log_stream: s1, timestamp: {{field: ts, format: epoch_millis}}}}\n",
+            d.path().join("checkpoints.db").display(),
+            d.path().join("app.log*").display()
+        ),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    // JSON lines with their time; every 97th 20 days old and every 89th a day ahead: refused.
+    // The first 2,500 go to the file that is rotated, the rest to the new one.
+    let path = d.path().join("app.log");
+    let (mut good, mut refused) = (Vec::new(), Vec::new());
+    let (mut first, mut second) = (String::new(), String::new());
+    for i in 0..3000 {
+        let (text, file) = if i < 2500 { (&mut first, d.path().join("app.log.1")) } else { (&mut second, path.clone()) };
+        let ts = match i {
+            _ if i % 97 == 5 => now - 20 * 86_400_000,
+            _ if i % 89 == 7 => now + 86_400_000,
+            _ => now + i as i64,
+        };
+        let line = format!("{{\"ts\":{ts},\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 50));
+        if i % 97 == 5 || i % 89 == 7 {
+            let code = if ts > now { "TooNewLogEvent" } else { "TooOldLogEvent" };
+            refused.push((line.clone(), file, text.len() as u64, code));
+        } else {
+            good.push((ts, line.clone()));
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(&path, &first).unwrap();
+    let mut agent = run_agent(&cfg, &d.path().join("agent.err"));
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::rename(&path, d.path().join("app.log.1")).unwrap();
+    std::fs::write(&path, &second).unwrap();
+    let dead_letter = d.path().join("dead-letter/faults.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (seen.lock().unwrap().stored.len() < good.len()
+        || std::fs::read_to_string(&dead_letter).map_or(0, |t| t.lines().count()) < refused.len())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe_kill(agent.id(), "TERM");
+    let status = wait_timeout(&mut agent, Duration::from_secs(30)).expect("stops");
+    let log = std::fs::read_to_string(d.path().join("agent.err")).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let g = seen.lock().unwrap();
+    eprintln!(
+        "CloudWatch Logs: {} requests, {} throttled, {} 500s, {} slow, {} resets, {} answered as already accepted, {} events refused; {} stored for {} good lines",
+        g.requests,
+        g.throttled,
+        g.errors_500,
+        g.slow,
+        g.resets,
+        g.already_accepted,
+        g.refused,
+        g.stored.len(),
+        good.len()
+    );
+    assert!(g.illegal.is_empty(), "requests outside PutLogEvents' rules: {:?}", g.illegal);
+    assert!(g.throttled > 0 && g.errors_500 > 0 && g.slow > 0 && g.resets > 0 && g.already_accepted > 0, "every fault happened");
+    // stored exactly once, with the time of its field: nothing stored was sent again
+    let mut stored = g.stored.clone();
+    stored.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut expected = good.clone();
+    expected.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(stored.len(), expected.len(), "every good line once");
+    assert!(stored == expected, "each line stored once with its field's time");
+    // refused events: in the dead-letter file with the file and offset of their line
+    let entries: Vec<serde_json::Value> =
+        std::fs::read_to_string(&dead_letter).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(entries.len(), refused.len(), "{log}");
+    for (line, file, offset, code) in &refused {
+        let e = entries.iter().find(|e| e["record"] == format!("{line}\n")).unwrap_or_else(|| panic!("{line} not dead-lettered"));
+        assert_eq!(e["error_code"], *code, "{e}");
+        assert_eq!(e["offset"], *offset, "{e}");
+        // a line of the rotated file read before the rename is named by the path it had then
+        let named = e["file"].as_str().unwrap();
+        assert!(named == file.display().to_string() || named == path.display().to_string(), "{e}");
+    }
+}

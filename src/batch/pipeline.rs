@@ -124,7 +124,7 @@ pub(crate) fn emit(
 }
 
 /// The host's name, read once.
-fn host_name() -> &'static str {
+pub(crate) fn host_name() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
@@ -225,6 +225,9 @@ pub struct Outbox {
     pub in_flight: u64,
     /// Since when batches have waited at the sink with none delivered.
     pub waiting_since: Option<Instant>,
+    /// When the records being added were read (ms since the epoch): set before each read, stamped
+    /// on each record (`Batch::read_ms`), the event time of a destination that has one.
+    pub read_ms: i64,
     /// The records that close a batch: the flow's limit, or none when the sink packs records
     /// (then the count that matters is of packed records: the sink cuts requests by it, and the
     /// batch closes by size and age).
@@ -244,6 +247,7 @@ impl Outbox {
             max_waiting,
             in_flight: 0,
             waiting_since: None,
+            read_ms: 0,
             max_records,
         }
     }
@@ -266,6 +270,7 @@ impl Outbox {
             self.send();
             self.batch.data.extend_from_slice(&record);
         }
+        self.batch.mark_read_at(self.read_ms);
         self.batch.commit_record(ack, cost, path, offset);
         self.in_flight += cost;
         self.started.get_or_insert_with(Instant::now);

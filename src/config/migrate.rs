@@ -281,11 +281,43 @@ fn flow_value(cfg: &Config, f: &Flow) -> Value {
                 sink.insert("mode".into(), format!("{mode:04o}").into());
             }
         }
+        Destination::CloudWatchLogs(s) => {
+            // agent.json has no such destination; written whole all the same
+            sink.insert("type".into(), "cloudwatch_logs".into());
+            sink.insert("log_group".into(), s.group.text.clone().into());
+            sink.insert("log_stream".into(), s.stream.text.clone().into());
+            aws_target(&mut sink, s.aws.endpoint.as_ref(), s.aws.region.as_ref(), None);
+            if let Some(c) = &s.create {
+                sink.insert("create_missing".into(), true.into());
+                if let Some(d) = c.retention_days {
+                    sink.insert("retention_days".into(), d.into());
+                }
+                if let Some(k) = &c.kms_key_id {
+                    sink.insert("kms_key_id".into(), k.clone().into());
+                }
+                if !c.tags.is_empty() {
+                    sink.insert("tags".into(), Value::Object(c.tags.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()));
+                }
+            }
+            if let crate::sinks::cloudwatch_logs::EventTime::Field { name, format } = &s.time {
+                use crate::sinks::cloudwatch_logs::TimeFormat;
+                let format = match format {
+                    TimeFormat::EpochSeconds => "epoch_seconds".to_string(),
+                    TimeFormat::EpochMillis => "epoch_millis".to_string(),
+                    TimeFormat::Rfc3339 => "rfc3339".to_string(),
+                    TimeFormat::Strftime(p) => p.clone(),
+                };
+                sink.insert("timestamp".into(), json!({"field": name, "format": format}));
+            }
+            if s.max_event_bytes != crate::sinks::cloudwatch_logs::DEFAULT_MAX_EVENT_BYTES {
+                sink.insert("max_event_bytes".into(), s.max_event_bytes.into());
+            }
+        }
         Destination::Stdout => {
             sink.insert("type".into(), "stdout".into());
         }
     }
-    if let Destination::Firehose(FirehoseSettings { aws, .. }) | Destination::Kinesis(KinesisSettings { aws, .. }) = &f.destination {
+    if let Some(aws) = f.destination.aws() {
         if let Some(r) = &aws.role_arn {
             sink.insert("role_arn".into(), r.clone().into());
         }

@@ -259,7 +259,7 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
     let destination = match o.object(ctx, "sink") {
         Some(s) => super::native_sinks::sink(ctx, &s),
         None => {
-            ctx.error(&o.key_path("sink"), "is required (type: firehose, kinesis, file or stdout)");
+            ctx.error(&o.key_path("sink"), format!("is required (type: one of {})", super::native_sinks::TYPES));
             None
         }
     };

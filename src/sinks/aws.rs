@@ -253,8 +253,10 @@ pub fn error_kind(code: &str) -> ErrorKind {
 
 /// Whether a service's error code says the record (or request) is invalid: sending it again
 /// would fail again. Stream names are checked at load, so such an answer is about the data.
+/// CloudWatch Logs' refused events carry the sink's own codes for them (too old, too new,
+/// expired: `cloudwatch_logs::rejected_events`).
 pub fn is_invalid_record(code: &str) -> bool {
-    matches!(code, "InvalidArgumentException" | "ValidationException")
+    matches!(code, "InvalidArgumentException" | "ValidationException" | "TooOldLogEvent" | "TooNewLogEvent" | "ExpiredLogEvent")
 }
 
 /// What to tell an operator when a service refuses a whole request as invalid.

@@ -87,7 +87,7 @@ impl PutApi for Firehose {
         groups.into_iter().map(|g| Unit::of(encode_record(compression, batch.span(g.clone())), None, g)).collect()
     }
 
-    fn put(&self, stream: &str, body: Vec<u8>) -> Put {
+    fn put(&self, stream: &str, _lane: u32, _count: usize, body: Vec<u8>) -> Put {
         let call = self.client.put_record_batch().delivery_stream_name(stream).set_records(Some(Vec::new()));
         Box::pin(async move {
             match call.customize().mutate_request(with_body(body)).send().await {

@@ -158,10 +158,13 @@ impl PutApi for Kinesis {
             };
             kpl::aggregate(&refs, keys, max)
         };
-        packed.into_iter().map(|p| Unit { key: Some(p.partition_key), data: Some(p.data), members: p.members }).collect()
+        packed
+            .into_iter()
+            .map(|p| Unit { key: Some(p.partition_key), data: Some(p.data), members: p.members, lane: 0, time_ms: 0 })
+            .collect()
     }
 
-    fn put(&self, stream: &str, body: Vec<u8>) -> Put {
+    fn put(&self, stream: &str, _lane: u32, _count: usize, body: Vec<u8>) -> Put {
         let call = self.client.put_records().stream_name(stream).set_records(Some(Vec::new()));
         Box::pin(async move {
             match call.customize().mutate_request(with_body(body)).send().await {

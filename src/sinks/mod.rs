@@ -12,6 +12,7 @@
 //! and a line in [`start`] and [`facts`].
 
 pub mod aws;
+pub mod cloudwatch_logs;
 pub mod deadletter;
 pub mod firehose;
 pub mod kinesis;
@@ -138,6 +139,7 @@ pub struct Facts {
 pub enum Destination {
     Firehose(firehose::FirehoseSettings),
     Kinesis(kinesis::KinesisSettings),
+    CloudWatchLogs(cloudwatch_logs::CloudWatchLogsSettings),
     File(local::FileSettings),
     Stdout,
 }
@@ -149,6 +151,7 @@ impl Destination {
         match self {
             Destination::Firehose(s) => Some(&s.aws),
             Destination::Kinesis(s) => Some(&s.aws),
+            Destination::CloudWatchLogs(s) => Some(&s.aws),
             Destination::File(_) | Destination::Stdout => None,
         }
     }
@@ -178,6 +181,7 @@ pub fn facts(destination: &Destination) -> Facts {
     match destination {
         Destination::Firehose(s) => firehose::facts(s),
         Destination::Kinesis(s) => kinesis::facts(s),
+        Destination::CloudWatchLogs(s) => cloudwatch_logs::facts(s),
         Destination::File(s) => local::file_facts(&s.path),
         Destination::Stdout => local::stdout_facts(),
     }
@@ -195,6 +199,7 @@ pub fn aws_target(flow: &FlowSink) -> Option<(aws::SinkTarget, &'static str)> {
         Destination::Kinesis(s) => {
             (&s.stream, &s.aws, (g.kinesis_endpoint.as_ref(), g.kinesis_region.as_ref(), None), "Kinesis data stream")
         }
+        Destination::CloudWatchLogs(s) => (&s.group.text, &s.aws, (None, None, None), "CloudWatch Logs group"),
         Destination::File(_) | Destination::Stdout => return None,
     };
     let mut target = aws::SinkTarget::resolve(g, settings, endpoint, region, default_region, stream, flow.backoff_ms);
@@ -234,12 +239,16 @@ pub fn start(
             let (dead, settings) = (dead_letters(&target, metrics), s.clone());
             workers.spawn(Some(dead), delivered, died, move |m| kinesis::sink(target.clone(), settings.clone(), m))
         }
+        (Destination::CloudWatchLogs(s), Some(target)) => {
+            let (dead, settings) = (dead_letters(&target, metrics), s.clone());
+            workers.spawn(Some(dead), delivered, died, move |m| cloudwatch_logs::sink(target.clone(), settings.clone(), m))
+        }
         (Destination::File(s), _) => {
             let (path, mode) = (s.path.clone(), s.mode);
             workers.spawn(None, delivered, died, move |m| Some(Grouped::new(local::FileSink::new(path.clone(), mode, m))))
         }
         (Destination::Stdout, _) => workers.spawn(None, delivered, died, |m| Some(Grouped::new(local::StdoutSink::new(m)))),
-        (Destination::Firehose(_) | Destination::Kinesis(_), None) => {
+        (Destination::Firehose(_) | Destination::Kinesis(_) | Destination::CloudWatchLogs(_), None) => {
             Err(std::io::Error::other(format!("flow {flow_id}: its AWS destination resolved to no target")))
         }
     }

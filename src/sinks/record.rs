@@ -134,21 +134,34 @@ pub fn request_len(sizes: impl Iterator<Item = usize>, max_bytes: usize, max_rec
 /// One request on its way: the service's answer when it comes.
 pub type Put = Pin<Box<dyn Future<Output = Attempt> + Send + 'static>>;
 
-/// What sets one AWS record service apart: how a batch becomes the service's records and how one
-/// request is sent. [`RecordSink`] does the rest (the queue, requests within the limits, the
-/// requests in flight, the pace, metrics, messages).
+/// What sets one AWS record service apart: how a batch becomes the service's records, which of
+/// them one request takes, and how one request is sent. [`RecordSink`] does the rest (the queue,
+/// the requests in flight, the pace, metrics, messages).
 pub trait PutApi {
     /// The API call, as messages and metrics name it ("PutRecordBatch").
     const CALL: &'static str;
     /// The request member that names the stream ("DeliveryStreamName").
     const STREAM_MEMBER: &'static str;
+    /// What the service counts for each record beyond its bytes and key (CloudWatch Logs: 26).
+    const UNIT_OVERHEAD: usize = 0;
     /// The most bytes and records one request takes.
     fn request_limits(&self) -> (usize, usize);
     /// The batch as the service's records (compressed with `compression`).
     fn units(&mut self, batch: &Batch, compression: Compression) -> Vec<Unit>;
-    /// One request with `body` (made by [`request_body`]), sent when the future is polled on the
-    /// sink's runtime.
-    fn put(&self, stream: &str, body: Vec<u8>) -> Put;
+    /// How many units from the front of the queue (each with its size as the service counts
+    /// it) one request takes: at least one, within `max_bytes` and `max_records`.
+    fn request_len<'u>(&self, front: impl Iterator<Item = (&'u Unit, usize)>, max_bytes: usize, max_records: usize) -> usize {
+        request_len(front.map(|(_, size)| size), max_bytes, max_records)
+    }
+    /// The body of one request carrying `units` (each with its bytes), in order.
+    fn body<'u>(&self, stream: &str, units: impl Iterator<Item = (&'u [u8], &'u Unit)> + Clone) -> Vec<u8> {
+        request_body(Self::STREAM_MEMBER, stream, units.map(|(bytes, u)| (bytes, u.key.as_deref())))
+    }
+    /// Called when the sink holds no batch: what was kept for the units in flight may go.
+    fn forget(&mut self) {}
+    /// One request with `body`, carrying `count` units of lane `lane` (see [`Unit::lane`]), sent
+    /// when the future is polled on the sink's runtime.
+    fn put(&self, stream: &str, lane: u32, count: usize, body: Vec<u8>) -> Put;
 }
 
 /// One record as the service sees it: its bytes, its partition key (Kinesis), and the batch
@@ -159,12 +172,18 @@ pub struct Unit {
     pub data: Option<Vec<u8>>,
     pub key: Option<String>,
     pub members: std::ops::Range<usize>,
+    /// Where within the destination it goes, for a service whose requests each go to one place
+    /// (a CloudWatch Logs stream, by the sink's own numbering); 0 otherwise.
+    pub lane: u32,
+    /// Its time (ms since the epoch) for a service that orders by it (CloudWatch Logs); 0
+    /// otherwise.
+    pub time_ms: i64,
 }
 
 impl Unit {
     /// A unit of the members `members` of `batch`, `encoded` from their bytes.
     pub fn of(encoded: Cow<'_, [u8]>, key: Option<String>, members: std::ops::Range<usize>) -> Unit {
-        Unit { data: if let Cow::Owned(d) = encoded { Some(d) } else { None }, key, members }
+        Unit { data: if let Cow::Owned(d) = encoded { Some(d) } else { None }, key, members, lane: 0, time_ms: 0 }
     }
 
     /// Its bytes, in `batch`.
@@ -255,16 +274,17 @@ impl<P: PutApi> RecordSink<P> {
     fn send_next(&mut self) {
         let (max_bytes, _) = self.api.request_limits();
         let held = &self.held;
-        let size = |&(b, u): &(u64, usize)| held.get(&b).map_or(0, |h| h.sizes[u]);
-        let n = request_len(self.queue.iter().map(size), max_bytes, self.max_request_records());
-        let units: Vec<(u64, usize)> = self.queue.drain(..n).collect();
+        let unit = |&(b, u): &(u64, usize)| held.get(&b).map(|h| (&h.units[u], h.sizes[u]));
+        let n = self.api.request_len(self.queue.iter().map_while(unit), max_bytes, self.max_request_records()).max(1);
+        let units: Vec<(u64, usize)> = self.queue.drain(..n.min(self.queue.len())).collect();
         let records = units.iter().filter_map(|(b, u)| {
             let h = held.get(b)?;
             let unit = &h.units[*u];
-            Some((unit.bytes(&h.batch), unit.key.as_deref()))
+            Some((unit.bytes(&h.batch), unit))
         });
-        let body = request_body(P::STREAM_MEMBER, &self.target.stream, records);
-        let put = self.api.put(&self.target.stream, body);
+        let lane = records.clone().next().map_or(0, |(_, u)| u.lane);
+        let body = self.api.body(&self.target.stream, records);
+        let put = self.api.put(&self.target.stream, lane, units.len(), body);
         let id = self.requests.spawn_on(put, self.rt.handle()).id();
         self.flying.insert(id, Flying { epoch: self.pace.epoch(), units });
     }
@@ -312,8 +332,12 @@ impl<P: PutApi> RecordSink<P> {
 
 impl<P: PutApi> crate::sinks::Sink for RecordSink<P> {
     fn take(&mut self, batch: Batch) {
+        if self.held.is_empty() {
+            self.api.forget();
+        }
         let units = self.api.units(&batch, self.target.compression);
-        let sizes: Vec<usize> = units.iter().map(|u| u.bytes(&batch).len() + u.key.as_ref().map_or(0, String::len)).collect();
+        let sizes: Vec<usize> =
+            units.iter().map(|u| u.bytes(&batch).len() + u.key.as_ref().map_or(0, String::len) + P::UNIT_OVERHEAD).collect();
         let b = self.next_batch;
         self.next_batch += 1;
         self.queue.extend((0..units.len()).map(|u| (b, u)));
@@ -434,7 +458,7 @@ mod tests {
                 .collect()
         }
 
-        fn put(&self, _stream: &str, body: Vec<u8>) -> Put {
+        fn put(&self, _stream: &str, _lane: u32, _count: usize, body: Vec<u8>) -> Put {
             use base64::Engine as _;
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let records: Vec<String> = v["Records"]

@@ -38,7 +38,6 @@ pub fn request_body<'a>(name_member: &str, name: &str, records: impl Iterator<It
         .clone()
         .fold((0, 0), |(n, size), (data, key)| (n + 1, size + 12 + data.len().div_ceil(3) * 4 + key.map_or(0, |k| k.len() + 18)));
     let mut out = Vec::with_capacity(20 + name_member.len() + name.len() + size - usize::from(count > 0));
-    let json_str = |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s).expect("writing a string to a Vec cannot fail");
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(name_member.as_bytes());
     out.extend_from_slice(b"\":");
@@ -59,6 +58,11 @@ pub fn request_body<'a>(name_member: &str, name: &str, records: impl Iterator<It
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// Appends `s` as a JSON string.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing a string to a Vec cannot fail");
 }
 
 /// Makes the SDK send `body` (from [`request_body`]) in place of the one it serialised from

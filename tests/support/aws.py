@@ -3,6 +3,9 @@ data stream, and read back what arrived.
 Usage: aws.py ENDPOINT create BUCKET STREAM | aws.py ENDPOINT read BUCKET
        aws.py ENDPOINT kinesis-create STREAM SHARDS | aws.py ENDPOINT kinesis-read STREAM
        aws.py ENDPOINT kinesis-deaggregate STREAM | aws.py ENDPOINT ec2-instance KEY=VALUE...
+       aws.py ENDPOINT logs-create GROUP STREAM | aws.py ENDPOINT logs-read GROUP [STREAM]
+logs-read prints every event of the group (of one stream when named) as a JSON line
+{"stream", "timestamp", "message"}, each stream's events in the order GetLogEvents returns them.
 ec2-instance runs an instance with these tags (in us-east-1) and prints its id.
 kinesis-deaggregate prints one JSON document: the number of Kinesis records per shard, and every
 user record after de-aggregation with the KPL's own library (PyPI aws-kinesis-agg) as
@@ -65,6 +68,34 @@ elif action in ("kinesis-read", "kinesis-deaggregate"):
             it = out.get("NextShardIterator")
     if action == "kinesis-deaggregate":
         print(json.dumps({"per_shard": per_shard, "user": user}))
+elif action == "logs-create":
+    logs = boto3.client("logs", **kw)
+    try:
+        logs.create_log_group(logGroupName=bucket)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    logs.create_log_stream(logGroupName=bucket, logStreamName=sys.argv[4])
+elif action == "logs-read":
+    logs = boto3.client("logs", **kw)
+    try:
+        streams = [s["logStreamName"] for s in logs.describe_log_streams(logGroupName=bucket)["logStreams"]]
+    except logs.exceptions.ResourceNotFoundException:
+        streams = []
+    for stream in streams if len(sys.argv) < 5 else [sys.argv[4]]:
+        token = None
+        while True:
+            args = dict(logGroupName=bucket, logStreamName=stream, startFromHead=True, limit=10000)
+            if token:
+                args["nextToken"] = token
+            out = logs.get_log_events(**args)
+            for e in out["events"]:
+                print(json.dumps({"stream": stream, "timestamp": e["timestamp"], "message": e["message"]}))
+            if not out["events"] or out.get("nextForwardToken") == token:
+                break
+            token = out.get("nextForwardToken")
+    if len(sys.argv) < 5:
+        group = logs.describe_log_groups(logGroupNamePrefix=bucket)["logGroups"]
+        print(json.dumps({"group": bucket, "retention": [g.get("retentionInDays") for g in group if g["logGroupName"] == bucket]}))
 elif action == "read":
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
