@@ -8,8 +8,14 @@
 #   BENCH_PLAIN_ONLY=1 scripts/bench-firehose-tls.sh     only the run without aggregation
 #   BENCH_RUNS=5       each configuration five times, then the lowest and the median CPU
 #   BENCH_BIN=PATH     another logferry binary (an older build, to compare on the same machine)
+#   BENCH_BUFFER="max_age_ms: 1000, max_records: 10000"   the flow's buffer (this is the default without it)
 #   BENCH_SINK=cloudwatch_logs   the same lines to CloudWatch Logs (PutLogEvents, one event per
 #                      line) instead of Firehose; only the run without aggregation
+#   BENCH_FLUENT_BIT=PATH   with BENCH_SINK=cloudwatch_logs, also Fluent Bit (built with
+#                      -DFLB_OUT_CLOUDWATCH_LOGS=On; not part of the project) on the same file:
+#                      tail with the apache2 parser (Fluent Bit's LOGTOJSON COMBINEDAPACHELOG) to
+#                      its cloudwatch_logs output over TLS, through the same endpoint;
+#                      BENCH_FLUENT_BIT_PARSERS names its source's conf/parsers.conf
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lines=${1:-1000000}
@@ -32,7 +38,7 @@ sync
 # runs one configuration BENCH_RUNS times; the machine's speed drifts from run to run, so with
 # several runs the lowest and the median CPU are printed
 run() {
-  local label=$1 extra=$2 buffer=${3:-"max_age_ms: 1000"} i
+  local label=$1 extra=$2 buffer=${3:-${BENCH_BUFFER:-"max_age_ms: 1000"}} i
   : > "$work/cpus.txt"
   for i in $(seq "$runs"); do
     run_once "$label" "$extra" "$buffer"
@@ -94,7 +100,65 @@ YAML
   echo "  $(cat "$work/counts.json")"
 }
 run "one record per line" ""
-[ -n "${BENCH_PLAIN_ONLY:-}" ] || [ "${BENCH_SINK:-}" = cloudwatch_logs ] && exit 0
+# Fluent Bit on the same lines, to the same endpoint, timed the same way
+fluent_bit() {
+  local port start end got fb
+  port=$(free_port)
+  rm -f "$work/counts.json" "$work/fb-tail.db"*
+  BENCH_SERVICE=logs target/release/examples/bench_endpoint "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
+  local server=$!
+  sleep 1
+  cat > "$work/fluent-bit.conf" <<CONF
+[SERVICE]
+    Flush        1
+    Log_Level    warn
+    Parsers_File ${BENCH_FLUENT_BIT_PARSERS:?the parsers.conf of the Fluent Bit source it was built from}
+[INPUT]
+    Name             tail
+    Path             $work/logs/access.log
+    Read_from_Head   On
+    Parser           apache2
+    DB               $work/fb-tail.db
+[OUTPUT]
+    Name             cloudwatch_logs
+    Match            *
+    region           us-east-1
+    log_group_name   /bench/logs
+    log_stream_name  bench
+    endpoint         127.0.0.1
+    port             $port
+    tls              On
+    tls.verify       On
+    tls.ca_file      $work/ca.pem
+CONF
+  start=$(date +%s.%N)
+  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true \
+    /usr/bin/time -f "%U %S %M %R %c %w" -o "$work/time.txt" "$BENCH_FLUENT_BIT" -c "$work/fluent-bit.conf" 2>"$work/fb.log" &
+  local timer=$!
+  sleep 0.2
+  fb=$(pgrep -n -f "^$BENCH_FLUENT_BIT -c $work/fluent-bit.conf")
+  while :; do
+    got=$(count_of "$work/counts.json" lines)
+    [ "$got" -ge "$lines" ] && break
+    if ! kill -0 "$fb" 2>/dev/null; then cat "$work/fb.log"; exit 1; fi
+    sleep 0.2
+  done
+  end=$(date +%s.%N)
+  kill -TERM "$fb"
+  wait "$timer" || true
+  kill "$server"
+  local user sys maxrss faults cs ws cpu
+  read -r user sys maxrss faults cs ws < "$work/time.txt"
+  cpu=$(echo "$user + $sys" | bc)
+  echo "Fluent Bit: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB"
+  echo "  CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
+  echo "  $(cat "$work/counts.json")"
+}
+if [ "${BENCH_SINK:-}" = cloudwatch_logs ]; then
+  [ -n "${BENCH_FLUENT_BIT:-}" ] && for i in $(seq "$runs"); do fluent_bit; done
+  exit 0
+fi
+[ -n "${BENCH_PLAIN_ONLY:-}" ] && exit 0
 run "aggregated, 4,096-byte records" "    aggregate_record_bytes: 4096"
 run "aggregated, 1,000 KiB records" "    aggregate_record_bytes: 1024000"
 run "aggregated, 4,096-byte records, 1 MiB batches" "    aggregate_record_bytes: 4096" "max_age_ms: 1000, max_bytes: 1048576"

@@ -690,6 +690,7 @@ fn check_prints_a_cloudwatch_logs_destinations_names_and_refuses_what_the_servic
         "event time: field \"ts\"",
         "a missing group or stream is created (retention: 30 days)",
         "longer than 262118 bytes truncated",
+        "batches: up to 10000 records",
     ] {
         assert!(r.stdout.contains(expected), "{expected}\n{}", r.stdout);
     }

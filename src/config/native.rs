@@ -264,7 +264,8 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         }
     };
     let destination = destination.unwrap_or(Destination::Stdout);
-    let max_record_bytes = crate::sinks::facts(&destination).max_record_bytes;
+    let facts = crate::sinks::facts(&destination);
+    let (max_record_bytes, most_records) = (facts.max_record_bytes, facts.max_request_records as i64);
     let multi = o.object(ctx, "multiline");
     let (rule, flush_ms) = match &multi {
         Some(m) => {
@@ -359,9 +360,9 @@ fn flow(ctx: &mut Ctx, o: &Obj<'_>) -> Option<Flow> {
         Some(b) => BufferLimits {
             max_age_ms: b.int(ctx, "max_age_ms", default_age, 1, 900_000) as u64,
             max_bytes: b.int(ctx, "max_bytes", default_max_bytes, 1, most_bytes) as u64,
-            max_records: b.int(ctx, "max_records", 500, 1, 500) as u64,
+            max_records: b.int(ctx, "max_records", most_records, 1, most_records) as u64,
         },
-        None => BufferLimits { max_age_ms: default_age as u64, max_bytes: default_max_bytes as u64, max_records: 500 },
+        None => BufferLimits { max_age_ms: default_age as u64, max_bytes: default_max_bytes as u64, max_records: most_records as u64 },
     };
     if let Some(b) = buf {
         b.finish(ctx);

@@ -45,6 +45,7 @@ use crate::sinks::record::{Put, PutApi, RecordSink, Unit};
 use crate::sinks::wire::{json_str, with_body, Attempt};
 use crate::sinks::Facts;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::sync::Arc;
 
 /// PutLogEvents' limit on one request, counting [`EVENT_OVERHEAD_BYTES`] per event.
@@ -79,7 +80,14 @@ pub fn facts(s: &CloudWatchLogsSettings) -> Facts {
             if c.tags.is_empty() { String::new() } else { format!(", {} tags", c.tags.len()) }
         ),
     });
-    Facts { name: format!("LogGroup:{}", s.group.text), max_record_bytes: s.max_event_bytes, packs_records: false, notes, output: None }
+    Facts {
+        name: format!("LogGroup:{}", s.group.text),
+        max_record_bytes: s.max_event_bytes,
+        max_request_records: MAX_REQUEST_EVENTS as u64,
+        packs_records: false,
+        notes,
+        output: None,
+    }
 }
 
 /// What a name's placeholders resolve to once per sink.
@@ -306,6 +314,15 @@ impl PutApi for CloudWatchLogs {
         let per_record_fields = matches!(s.time, EventTime::Field { .. })
             || [Part::Namespace, Part::Pod, Part::Container].iter().any(|p| s.group.uses(p) || s.stream.uses(p));
         let needs_file = s.group.uses(&Part::File) || s.stream.uses(&Part::File);
+        let per_event = [Part::File, Part::Namespace, Part::Pod, Part::Container, Part::Date];
+        // names without a per-event placeholder are the same for every event: made once
+        let mut same_lane = None;
+        if !per_event.iter().any(|p| s.group.uses(p) || s.stream.uses(p)) {
+            let event = PerEvent::default();
+            let (group, stream) =
+                (render(&s.group, NameKind::Group, &self.fixed, &event), render(&s.stream, NameKind::Stream, &self.fixed, &event));
+            same_lane = Some(self.lane(group, stream));
+        }
         let taken_ms = crate::ops::metrics::now_ms() as i64;
         let mut units = Vec::with_capacity(batch.len());
         for (i, record) in batch.records().enumerate() {
@@ -329,15 +346,26 @@ impl PutApi for CloudWatchLogs {
                 },
                 _ => read_ms,
             };
-            let k8s = |key: &str| json.as_ref().and_then(|j| j.get("kubernetes")?.get(key)?.as_str());
-            let file = needs_file.then(|| batch.origin(i).0.and_then(|p| p.file_name()).and_then(|n| n.to_str())).flatten();
-            let event = PerEvent { file, namespace: k8s("namespace"), pod: k8s("pod"), container: k8s("container"), time_ms };
-            let group = render(&self.settings.group, NameKind::Group, &self.fixed, &event);
-            let stream = render(&self.settings.stream, NameKind::Stream, &self.fixed, &event);
-            let lane = self.lane(group, stream);
+            let lane = match same_lane {
+                Some(l) => l,
+                None => {
+                    let k8s = |key: &str| json.as_ref().and_then(|j| j.get("kubernetes")?.get(key)?.as_str());
+                    let file = needs_file.then(|| batch.origin(i).0.and_then(|p| p.file_name()).and_then(|n| n.to_str())).flatten();
+                    let event = PerEvent { file, namespace: k8s("namespace"), pod: k8s("pod"), container: k8s("container"), time_ms };
+                    let group = render(&self.settings.group, NameKind::Group, &self.fixed, &event);
+                    let stream = render(&self.settings.stream, NameKind::Stream, &self.fixed, &event);
+                    self.lane(group, stream)
+                }
+            };
+            // the record as it lies in the batch when it is the message with its line end (the
+            // body takes the line end off); otherwise the message made, with a line end
             let data = match text {
-                std::borrow::Cow::Borrowed(t) if t.len() == record.len() => None,
-                t => Some(t.into_owned().into_bytes()),
+                std::borrow::Cow::Borrowed(_) => None,
+                std::borrow::Cow::Owned(t) => {
+                    let mut bytes = t.into_bytes();
+                    bytes.push(b'\n');
+                    Some(bytes)
+                }
             };
             units.push(Unit { data, key: None, members: i..i + 1, lane, time_ms });
         }
@@ -480,7 +508,7 @@ async fn make(client: &aws_sdk_cloudwatchlogs::Client, group: &str, stream: &str
 }
 
 /// The JSON body of a PutLogEvents request: the group, the stream and each event's time and
-/// message (UTF-8, as [`message`] made it), written in one pass.
+/// message (the bytes without their line end, as [`message`] makes it), written in one pass.
 pub fn events_body<'a>(group: &str, stream: &str, events: impl Iterator<Item = (i64, &'a [u8])> + Clone) -> Vec<u8> {
     // the size but for escapes: `{"timestamp":N,"message":""}` and a comma, 50 bytes at most
     let size: usize = events.clone().map(|(_, m)| m.len() + 50).sum();
@@ -495,9 +523,9 @@ pub fn events_body<'a>(group: &str, stream: &str, events: impl Iterator<Item = (
             out.push(b',');
         }
         out.extend_from_slice(b"{\"timestamp\":");
-        out.extend_from_slice(time_ms.to_string().as_bytes());
+        let _ = write!(out, "{time_ms}");
         out.extend_from_slice(b",\"message\":");
-        json_str(&mut out, &String::from_utf8_lossy(bytes));
+        json_str(&mut out, &message(bytes, usize::MAX).0);
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");

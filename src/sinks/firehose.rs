@@ -43,6 +43,7 @@ pub const MAX_RECORD_BYTES: usize = 1_024_000;
 pub fn facts(settings: &FirehoseSettings) -> Facts {
     let FirehoseSettings { stream, aws, aggregate_bytes } = settings;
     Facts {
+        max_request_records: MAX_REQUEST_RECORDS as u64,
         name: format!("DeliveryStream:{stream}"),
         max_record_bytes: MAX_RECORD_BYTES - aws.compression.worst_case_growth(MAX_RECORD_BYTES),
         packs_records: aggregate_bytes.is_some(),

@@ -59,6 +59,7 @@ pub fn facts(settings: &KinesisSettings) -> Facts {
         notes.push(format!("raised limits: records {} bytes, requests {} bytes", limits.record_bytes, limits.request_bytes));
     }
     Facts {
+        max_request_records: MAX_REQUEST_RECORDS as u64,
         name: format!("KinesisStream:{stream}"),
         max_record_bytes: room - aws.compression.worst_case_growth(room),
         packs_records: kpl_aggregate_bytes.is_some(),

@@ -32,7 +32,14 @@ pub fn stdout_facts() -> super::Facts {
 }
 
 fn local_facts(name: String, output: Option<PathBuf>) -> super::Facts {
-    super::Facts { name, max_record_bytes: super::firehose::MAX_RECORD_BYTES, packs_records: false, notes: Vec::new(), output }
+    super::Facts {
+        name,
+        max_record_bytes: super::firehose::MAX_RECORD_BYTES,
+        max_request_records: super::firehose::MAX_REQUEST_RECORDS as u64,
+        packs_records: false,
+        notes: Vec::new(),
+        output,
+    }
 }
 
 /// Whether `file` is still what `path` names (not renamed away or deleted by a rotation).

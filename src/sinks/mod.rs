@@ -124,6 +124,9 @@ pub struct Facts {
     /// The largest converted record it takes: for Kinesis room is kept for the key, and with
     /// compression for what compression may add to incompressible data.
     pub max_record_bytes: usize,
+    /// The most records one request takes: the largest, and the default, `buffer.max_records`
+    /// of a native flow.
+    pub max_request_records: u64,
     /// Whether the sink packs several records into one (Firehose aggregation, KPL): then a
     /// batch's record count is the service's, known only in the sink, which cuts requests.
     pub packs_records: bool,
