@@ -43,6 +43,8 @@ fn main() -> anyhow::Result<()> {
     };
     let kinesis = std::env::var("BENCH_SERVICE").is_ok_and(|s| s == "kinesis");
     let logs = std::env::var("BENCH_SERVICE").is_ok_and(|s| s == "logs");
+    // as the service answers (Fluent Bit refuses an answer without a request id)
+    let logs_headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", "00000000-0000-4000-8000-000000000000")];
     let fail_percent: u64 = std::env::var("BENCH_FAIL_PERCENT").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let outage: Option<(Duration, Duration)> = std::env::var("BENCH_OUTAGE").ok().and_then(|s| {
         let (start, len) = s.split_once(',')?;
@@ -61,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         if logs {
             // CreateLogGroup, CreateLogStream and the like: taken
             let Some(events) = body["logEvents"].as_array().map(|e| e.len() as u64) else {
-                return Some(http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], b"{}"));
+                return Some(http::response("200 OK", &logs_headers, b"{}"));
             };
             let mut c = counts.lock().ok()?;
             c.requests += 1;
@@ -70,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             c.bytes += req.body.len() as u64;
             c.seconds = since.as_secs_f64();
             std::fs::write(&counts_file, serde_json::to_vec(&*c).ok()?).ok()?;
-            return Some(http::response("200 OK", &[("Content-Type", "application/x-amz-json-1.1")], b"{}"));
+            return Some(http::response("200 OK", &logs_headers, b"{}"));
         }
         let records = body["Records"].as_array()?;
         let mut c = counts.lock().ok()?;

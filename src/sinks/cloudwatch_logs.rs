@@ -212,8 +212,10 @@ pub struct CloudWatchLogs {
     fixed: Fixed,
     parser: Option<Parser>,
     /// Each (group, stream) a unit may go to, by its lane number.
-    lanes: Vec<Arc<(String, String)>>,
-    lane_of: HashMap<Arc<(String, String)>, u32>,
+    /// Each place a unit may go to, by its lane number: the group's name, a line end (no name
+    /// holds one) and the stream's.
+    lanes: Vec<Arc<str>>,
+    lane_of: HashMap<Arc<str>, u32>,
     metrics: Arc<FlowMetrics>,
 }
 
@@ -288,15 +290,24 @@ fn instance_id(flow: &str, hostname: &str) -> String {
 
 impl CloudWatchLogs {
     /// The lane of (group, stream), numbered on first sight.
-    fn lane(&mut self, group: String, stream: String) -> u32 {
-        let key = Arc::new((group, stream));
-        if let Some(&l) = self.lane_of.get(&key) {
+    fn lane(&mut self, mut group: String, stream: &str) -> u32 {
+        group.push('\n');
+        group.push_str(stream);
+        if let Some(&l) = self.lane_of.get(group.as_str()) {
             return l;
         }
+        let key: Arc<str> = group.into();
         let l = self.lanes.len() as u32;
         self.lanes.push(key.clone());
         self.lane_of.insert(key, l);
         l
+    }
+
+    /// The group and stream of `lane`.
+    fn names(&self, lane: u32) -> (String, String) {
+        let key = self.lanes.get(lane as usize).map_or("", |k| k);
+        let (group, stream) = key.split_once('\n').unwrap_or((key, ""));
+        (group.to_string(), stream.to_string())
     }
 }
 
@@ -321,7 +332,7 @@ impl PutApi for CloudWatchLogs {
             let event = PerEvent::default();
             let (group, stream) =
                 (render(&s.group, NameKind::Group, &self.fixed, &event), render(&s.stream, NameKind::Stream, &self.fixed, &event));
-            same_lane = Some(self.lane(group, stream));
+            same_lane = Some(self.lane(group, &stream));
         }
         let taken_ms = crate::ops::metrics::now_ms() as i64;
         let mut units = Vec::with_capacity(batch.len());
@@ -354,7 +365,7 @@ impl PutApi for CloudWatchLogs {
                     let event = PerEvent { file, namespace: k8s("namespace"), pod: k8s("pod"), container: k8s("container"), time_ms };
                     let group = render(&self.settings.group, NameKind::Group, &self.fixed, &event);
                     let stream = render(&self.settings.stream, NameKind::Stream, &self.fixed, &event);
-                    self.lane(group, stream)
+                    self.lane(group, &stream)
                 }
             };
             // the record as it lies in the batch when it is the message with its line end (the
@@ -402,15 +413,15 @@ impl PutApi for CloudWatchLogs {
 
     fn body<'u>(&self, _stream: &str, units: impl Iterator<Item = (&'u [u8], &'u Unit)> + Clone) -> Vec<u8> {
         let lane = units.clone().next().map(|(_, u)| u.lane);
-        let names = lane.and_then(|l| self.lanes.get(l as usize)).cloned().unwrap_or_default();
-        events_body(&names.0, &names.1, units.map(|(bytes, u)| (u.time_ms, bytes)))
+        let (group, stream) = self.names(lane.unwrap_or(u32::MAX));
+        events_body(&group, &stream, units.map(|(bytes, u)| (u.time_ms, bytes)))
     }
 
     fn put(&self, _stream: &str, lane: u32, count: usize, body: Vec<u8>) -> Put {
-        let names = self.lanes.get(lane as usize).cloned().unwrap_or_default();
+        let (group, stream) = self.names(lane);
         let (client, create) = (self.client.clone(), self.settings.create.clone());
         Box::pin(async move {
-            let (group, stream) = (&names.0, &names.1);
+            let (group, stream) = (&group, &stream);
             match send(&client, group, stream, &body).await {
                 Err((code, _)) if code == "ResourceNotFoundException" => match create {
                     None => Attempt::Failed {
@@ -578,6 +589,17 @@ mod tests {
         assert_eq!(len(&units[..3], &[30; 3], 60, 10_000), 2, "bytes");
         assert_eq!(len(&units[..3], &[30; 3], 1 << 20, 2), 2, "events");
         assert_eq!(len(&units[..1], &[2 << 20], 1 << 20, 2), 1, "one at least");
+    }
+
+    #[test]
+    fn each_group_and_stream_is_one_lane_and_names_come_back_from_it() {
+        let mut a = api();
+        let x = a.lane("/g".into(), "s 1");
+        assert_eq!(a.lane("/g".into(), "s 2"), x + 1);
+        assert_eq!(a.lane("/g".into(), "s 1"), x, "the same place, the same lane");
+        assert_eq!(a.lane("/g/s".into(), ""), x + 2, "names are not run together");
+        assert_eq!(a.names(x + 1), ("/g".to_string(), "s 2".to_string()));
+        assert_eq!(a.names(99), (String::new(), String::new()));
     }
 
     #[test]
