@@ -663,14 +663,25 @@ fn a_missing_log_group_is_reported_with_the_permission_that_would_create_it_and_
     let d = tempfile::tempdir().unwrap();
     let sink = format!("      type: cloudwatch_logs\n      endpoint: {}\n      log_group: /late/group\n      log_stream: s1", m.endpoint);
     let cfg = native(d.path(), &sink);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("http: {{listen: '127.0.0.1:0'}}\n{text}")).unwrap();
     let mut w = Writer::new(&d.path().join("app.log"), "late");
     w.write(50);
     let err = d.path().join("agent.err");
     let mut agent = start(&cfg, &err);
+    let base = endpoint_in(&err);
     let log = wait_for_log(&err, "ResourceNotFoundException", Duration::from_secs(30));
     assert!(log.contains("/late/group") && log.contains("create_missing") && log.contains("logs:CreateLogGroup"), "{log}");
     aws(&[&m.endpoint, "logs-create", "/late/group", "s1"]);
     let got: Vec<String> = log_events_arrived(&m.endpoint, "/late/group", w.written.len()).into_iter().map(|(_, _, m)| m).collect();
+    // the metrics name the destination by its group
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(&base, "logferry_records_sent") < 50.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = http::get(&base, "/metrics");
+    let sent = metrics.lines().find(|l| l.starts_with("logferry_records_sent")).unwrap_or_default().to_string();
+    assert!(sent.contains("destination=\"LogGroup:/late/group\"") && sent.ends_with(" 50"), "{sent}");
     unsafe_kill(agent.id(), "TERM");
     wait_timeout(&mut agent, Duration::from_secs(20)).expect("stops");
     assert_exactly_once(&w.written, &got);
