@@ -75,24 +75,32 @@ $extra
     buffer: { $buffer }
     sink: $sink
 YAML
-  local start end agent got
-  start=$(date +%s.%N)
   SSL_CERT_FILE=$work/ca.pem AWS_EC2_METADATA_DISABLED=true \
-    /usr/bin/time -f "%U %S %M %R %c %w" -o "$work/time.txt" "$bin" run --config "$work/flow.yaml" 2>"$work/agent.log" &
-  local timer=$!
+    measure "$label" "$work/agent.log" "^$bin run --config $work/flow.yaml" "$server" "$bin" run --config "$work/flow.yaml"
+}
+
+# Runs "$@" under /usr/bin/time (its standard error to $2) until the endpoint has every line;
+# then stops it (the newest process matching $3) and the endpoint (pid $4), and prints its CPU and
+# memory. The environment of the call is the command's.
+measure() {
+  local label=$1 log=$2 pattern=$3 server=$4
+  shift 4
+  local start end pid got timer user sys maxrss faults cs ws cpu
+  start=$(date +%s.%N)
+  /usr/bin/time -f "%U %S %M %R %c %w" -o "$work/time.txt" "$@" 2>"$log" &
+  timer=$!
   sleep 0.2
-  agent=$(pgrep -n -f "^$bin run --config $work/flow.yaml")
+  pid=$(pgrep -n -f "$pattern")
   while :; do
     got=$(count_of "$work/counts.json" lines)
     [ "$got" -ge "$lines" ] && break
-    if ! kill -0 "$agent" 2>/dev/null; then cat "$work/agent.log"; exit 1; fi
+    if ! kill -0 "$pid" 2>/dev/null; then cat "$log"; exit 1; fi
     sleep 0.2
   done
   end=$(date +%s.%N)
-  kill -TERM "$agent"
+  kill -TERM "$pid"
   wait "$timer" || true
   kill "$server"
-  local user sys maxrss cpu
   read -r user sys maxrss faults cs ws < "$work/time.txt"
   cpu=$(echo "$user + $sys" | bc)
   echo "$label: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB, minor faults $faults, context switches $cs involuntary, $ws voluntary"
@@ -103,7 +111,7 @@ YAML
 run "one record per line" ""
 # Fluent Bit on the same lines, to the same endpoint, timed the same way
 fluent_bit() {
-  local port start end got fb
+  local port
   port=$(free_port)
   rm -f "$work/counts.json" "$work/fb-tail.db"*
   BENCH_SERVICE=logs target/release/examples/bench_endpoint "$work/cert.pem" "$work/key.pem" "$port" "$work/counts.json" &
@@ -137,7 +145,6 @@ CONF
     endpoint         127.0.0.1
     port             $port
 CONF
-  start=$(date +%s.%N)
   # its AWS outputs always use TLS, take no tls.* keys and trust only the system's directory
   # of authorities: the throw-away one is linked there for the run, and removed after
   local trusted
@@ -145,26 +152,7 @@ CONF
   ln -sf "$work/ca.pem" "$trusted"
   trap 'rm -f "$trusted"' RETURN
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true \
-    /usr/bin/time -f "%U %S %M %R %c %w" -o "$work/time.txt" "$BENCH_FLUENT_BIT" -c "$work/fluent-bit.conf" 2>"$work/fb.log" &
-  local timer=$!
-  sleep 0.2
-  fb=$(pgrep -n -f "^$BENCH_FLUENT_BIT -c $work/fluent-bit.conf")
-  while :; do
-    got=$(count_of "$work/counts.json" lines)
-    [ "$got" -ge "$lines" ] && break
-    if ! kill -0 "$fb" 2>/dev/null; then cat "$work/fb.log"; exit 1; fi
-    sleep 0.2
-  done
-  end=$(date +%s.%N)
-  kill -TERM "$fb"
-  wait "$timer" || true
-  kill "$server"
-  local user sys maxrss faults cs ws cpu
-  read -r user sys maxrss faults cs ws < "$work/time.txt"
-  cpu=$(echo "$user + $sys" | bc)
-  echo "Fluent Bit: $lines lines, wall $(echo "$end - $start" | bc) s, CPU $cpu s (user $user, sys $sys), peak RSS $((maxrss / 1024)) MiB"
-  echo "  CPU-seconds per million lines: $(echo "scale=3; $cpu * 1000000 / $lines" | bc)"
-  echo "  $(cat "$work/counts.json")"
+    measure "Fluent Bit" "$work/fb.log" "^$BENCH_FLUENT_BIT -c $work/fluent-bit.conf" "$server" "$BENCH_FLUENT_BIT" -c "$work/fluent-bit.conf"
 }
 if [ "${BENCH_SINK:-}" = cloudwatch_logs ]; then
   [ -n "${BENCH_FLUENT_BIT:-}" ] && for i in $(seq "$runs"); do fluent_bit; done

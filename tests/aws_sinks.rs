@@ -535,7 +535,7 @@ fn cloudwatch_logs_gets_every_line_in_order_with_its_read_time_through_rotation_
     let m = moto();
     let d = tempfile::tempdir().unwrap();
     let sink = format!(
-        "      type: cloudwatch_logs\n      endpoint: {}\n      log_group: /logferry/{{flow}}\n      log_stream: \"{{hostname}} app\"\n      create_missing: true\n      retention_days: 7",
+        "      type: cloudwatch_logs\n      endpoint: {}\n      log_group: /logferry/{{flow}}\n      log_stream: \"{{hostname}} {{instance_id}}\"\n      create_missing: true\n      retention_days: 7",
         m.endpoint
     );
     let cfg = native(d.path(), &sink);
@@ -581,7 +581,10 @@ fn cloudwatch_logs_gets_every_line_in_order_with_its_read_time_through_rotation_
 
     assert_eq!(retention, Some(7), "the group was created with its retention");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
-    assert!(got.iter().all(|(s, _, _)| *s == format!("{host} app")), "one stream, named from the template");
+    // off EC2 (instance metadata disabled) the host's name stands for the instance's id, said once
+    assert!(got.iter().all(|(s, _, _)| *s == format!("{host} {host}")), "one stream, named from the template");
+    let log = std::fs::read_to_string(&err).unwrap();
+    assert_eq!(log.matches("the host's name").count(), 1, "once at the last start: {log}");
     // every line, as its message without the line end; a kill re-sends at most what was not
     // checkpointed yet
     let messages: Vec<String> = got.iter().map(|(_, _, m)| m.clone()).collect();

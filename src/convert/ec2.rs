@@ -81,17 +81,22 @@ pub fn metadata_from_identity(doc: &Value, tags: Option<Vec<(String, String)>>, 
     Ec2Metadata { fields }
 }
 
-/// Reads the identity document (and tags when asked) over IMDSv2. Honours
-/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` and `AWS_EC2_METADATA_DISABLED`.
-pub async fn fetch(with_tags: bool) -> Result<Ec2Metadata, String> {
+/// An IMDSv2 client with short timeouts (off EC2 it gives up within seconds). Honours
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`; an error when `AWS_EC2_METADATA_DISABLED` is true.
+pub fn imds_client() -> Result<aws_config::imds::Client, String> {
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err("instance metadata is disabled (AWS_EC2_METADATA_DISABLED=true)".into());
     }
-    let client = aws_config::imds::Client::builder()
+    Ok(aws_config::imds::Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .read_timeout(Duration::from_secs(2))
         .max_attempts(2)
-        .build();
+        .build())
+}
+
+/// Reads the identity document (and tags when asked) over IMDSv2 ([`imds_client`]).
+pub async fn fetch(with_tags: bool) -> Result<Ec2Metadata, String> {
+    let client = imds_client()?;
     let doc = client.get("/latest/dynamic/instance-identity/document").await.map_err(|e| format!("instance metadata unavailable: {e}"))?;
     let doc: Value = serde_json::from_str(doc.as_ref()).map_err(|e| format!("instance identity document is not JSON: {e}"))?;
     let tags = if with_tags {

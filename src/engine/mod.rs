@@ -544,7 +544,7 @@ impl Engine {
         let (others_held, share, budget) = (self.held_except(fi), self.flow_share(), self.cfg.max_bytes_in_flight);
         let Engine { flows, store, in_flight, events_tx, .. } = self;
         let FlowState { flow, chain, out, stats, journals, .. } = &mut flows[fi];
-        out.read_ms = wall_ms();
+        out.read_ms = crate::ops::metrics::now_ms() as i64;
         let mut pipe = FlowPipe { flow, chain, stats, out, in_flight, others_held, budget, share };
         for j in journals.iter_mut() {
             let tx = events_tx.clone();
@@ -563,7 +563,7 @@ impl Engine {
         let (others_held, share, budget) = (self.held_except(fi), self.flow_share(), self.cfg.max_bytes_in_flight);
         let Engine { flows, store, buf, in_flight, .. } = self;
         let FlowState { flow, chain, out, stats, tails, .. } = &mut flows[fi];
-        out.read_ms = wall_ms();
+        out.read_ms = crate::ops::metrics::now_ms() as i64;
         let mut pipe = FlowPipe { flow, chain, stats, out, in_flight, others_held, budget, share };
         body(tails, &mut pipe, store, buf)
     }
@@ -627,9 +627,4 @@ pub fn journal_cursor_key(flow: &str, source: &str) -> String {
 pub fn current_size(path: &Path, key: FileKey) -> Option<u64> {
     let m = std::fs::metadata(path).ok()?;
     (FileKey::of(&m) == key).then(|| m.size())
-}
-
-/// The wall clock in ms since the epoch (0 before it).
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -262,23 +262,17 @@ pub fn sink(target: SinkTarget, settings: CloudWatchLogsSettings, metrics: Arc<F
 /// The instance's id from instance metadata; the host's name, said once, when there is none
 /// (not on EC2, or metadata turned off).
 fn instance_id(flow: &str, hostname: &str) -> String {
-    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    let found = (!disabled)
-        .then(|| {
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-                    rt.block_on(async {
-                        let client = aws_config::imds::Client::builder().build();
-                        client.get("/latest/meta-data/instance-id").await.ok().map(|v| v.as_ref().trim().to_string())
-                    })
-                })
-                .join()
-                .ok()
-                .flatten()
-            })
+    // on a thread of its own: the sink is being built inside its runtime, which cannot block
+    let found = std::thread::scope(|s| {
+        s.spawn(|| {
+            let client = crate::convert::ec2::imds_client().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async { client.get("/latest/meta-data/instance-id").await.ok().map(|v| v.as_ref().trim().to_string()) })
         })
-        .flatten();
+        .join()
+        .ok()
+        .flatten()
+    });
     match found.filter(|id| !id.is_empty()) {
         Some(id) => id,
         None => {
@@ -589,6 +583,35 @@ mod tests {
         assert_eq!(len(&units[..3], &[30; 3], 60, 10_000), 2, "bytes");
         assert_eq!(len(&units[..3], &[30; 3], 1 << 20, 2), 2, "events");
         assert_eq!(len(&units[..1], &[2 << 20], 1 << 20, 2), 1, "one at least");
+    }
+
+    #[test]
+    fn events_take_their_names_from_their_file_and_pod_and_their_time_from_a_field_sorted_by_stream_and_time() {
+        use crate::batch::AckRef;
+        let mut a = api();
+        a.settings.group = NameTemplate::parse("/k8s/{namespace}", NameKind::Group).unwrap();
+        a.settings.stream = NameTemplate::parse("{pod}.{container}.{file}", NameKind::Stream).unwrap();
+        a.settings.time = EventTime::Field { name: "t".into(), format: TimeFormat::EpochMillis };
+        a.parser = Parser::new(&TimeFormat::EpochMillis).ok();
+        let mut b = Batch::default();
+        let pod =
+            |p: &str, t: &str| format!("{{\"t\":{t},\"kubernetes\":{{\"namespace\":\"shop\",\"pod\":\"{p}\",\"container\":\"app\"}}}}\n");
+        let records =
+            [(1, pod("web", "30")), (2, pod("api", "20")), (1, pod("web", "10")), (1, "\n".to_string()), (1, pod("web", "\"x\""))];
+        b.mark_read_at(5);
+        for (i, (tail, r)) in records.iter().enumerate() {
+            b.data.extend_from_slice(r.as_bytes());
+            let path = if *tail == 1 { "/var/log/pods/a.log" } else { "/var/log/pods/b.log" };
+            b.commit_record(AckRef { tail: *tail, seq: i as u64 }, 1, std::path::Path::new(path), 0);
+        }
+        let units = a.units(&b, Compression::None);
+        let got: Vec<((String, String), i64, usize)> = units.iter().map(|u| (a.names(u.lane), u.time_ms, u.members.start)).collect();
+        let web = ("/k8s/shop".to_string(), "web.app.a.log".to_string());
+        let api = ("/k8s/shop".to_string(), "api.app.b.log".to_string());
+        // the empty line makes no event; a time that does not parse is the read time
+        assert_eq!(got, vec![(web.clone(), 5, 4), (web.clone(), 10, 2), (web, 30, 0), (api, 20, 1)]);
+        assert_eq!(a.metrics.records_dropped.get(), 1);
+        assert_eq!(a.metrics.fields_unparsed.get(), 1);
     }
 
     #[test]
