@@ -1043,6 +1043,9 @@ fn faulty_logs() -> (String, Arc<Mutex<LogsSeen>>) {
         if events.is_empty() || events.len() > 10_000 || bytes > 1_048_576 {
             problems.push(format!("{} events, {bytes} bytes", events.len()));
         }
+        if times.iter().any(|&t| t < 0) {
+            problems.push("an event time before the epoch".into());
+        }
         if times.windows(2).any(|t| t[0] > t[1]) {
             problems.push("events not in chronological order".into());
         }

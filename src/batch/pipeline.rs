@@ -123,11 +123,15 @@ pub(crate) fn emit(
     add(out, acks, in_flight, start, r.end, cost);
 }
 
-/// The host's name, read once.
+/// The host's name, read once: `/proc/sys/kernel/hostname`, which the systemd sandbox hides
+/// (`ProcSubset=pid`), then `/etc/hostname`.
 pub(crate) fn host_name() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+        ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "localhost".into())
     })
 }
 

@@ -129,11 +129,7 @@ async fn instance_name() -> String {
         }
         Err(e) => tracing::debug!("CloudWatch Instance dimension: {e}; using the host name"),
     }
-    // /proc/sys is hidden in the systemd sandbox (ProcSubset=pid): /etc/hostname then
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+    crate::batch::pipeline::host_name().to_string()
 }
 
 /// Where the metrics go, when the configuration asks for them: `cloudwatch.region` or

@@ -1,7 +1,8 @@
 //! The CloudWatch Logs sink: PutLogEvents through the official AWS SDK
 //! (aws-sdk-cloudwatchlogs), on the record services' one sink ([`RecordSink`]): failed events go
-//! again with the next request's new ones, the pace follows the answers, nothing accepted is
-//! sent again.
+//! again with the next request's new ones, the pace follows the answers, nothing the service
+//! answered as accepted is sent again (a request whose answer is lost, a timeout, is sent again:
+//! at least once).
 //!
 //! Guarantees:
 //! - requests are legal by construction: one log stream each, at most 10,000 events and
@@ -165,7 +166,8 @@ impl Parser {
         })
     }
 
-    /// The instant (ms since the epoch) a field's value says.
+    /// The instant (ms since the epoch) a field's value says; `None` before the epoch, which the
+    /// service refuses in a whole request (its events' times are at least 0).
     pub fn parse(&self, value: &serde_json::Value) -> Option<i64> {
         let text = match value {
             serde_json::Value::String(s) => s.trim().to_string(),
@@ -177,16 +179,16 @@ impl Parser {
             Parser::EpochMillis => text.parse::<f64>().ok()?.round(),
             Parser::Rfc3339 => {
                 let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).ok()?;
-                return Some((at.unix_timestamp_nanos() / 1_000_000) as i64);
+                (at.unix_timestamp_nanos() / 1_000_000) as f64
             }
             Parser::Strftime(f) => {
                 let at = time::OffsetDateTime::parse(&text, f)
                     .or_else(|_| time::PrimitiveDateTime::parse(&text, f).map(time::PrimitiveDateTime::assume_utc))
                     .ok()?;
-                return Some((at.unix_timestamp_nanos() / 1_000_000) as i64);
+                (at.unix_timestamp_nanos() / 1_000_000) as f64
             }
         };
-        (ms.is_finite() && ms.abs() < 1e15).then_some(ms as i64)
+        (ms.is_finite() && (0.0..1e15).contains(&ms)).then_some(ms as i64)
     }
 }
 
@@ -672,6 +674,9 @@ mod tests {
         let s = p(TimeFormat::Strftime("%Y-%m-%d %H:%M:%S".into()));
         assert_eq!(s.parse(&v("2024-05-01 10:00:00")), Some(1_714_557_600_000), "UTC without %z");
         assert_eq!(s.parse(&v("yesterday")), None);
+        // before the epoch: not an event time (the service refuses the whole request)
+        assert_eq!(p(TimeFormat::EpochMillis).parse(&serde_json::json!(-1)), None);
+        assert_eq!(p(TimeFormat::Rfc3339).parse(&v("0001-01-01T00:00:00Z")), None);
         assert!(Parser::new(&TimeFormat::Strftime("%Q%".into())).is_err());
     }
 
